@@ -1,0 +1,33 @@
+"""The errors edge-infer raises on purpose.
+
+Every failure a user can cause (bad input, a broken bundle, an unwritable
+folder) surfaces as an :class:`EdgeInferError`. The CLI prints its message on
+one line and exits non-zero; library callers catch the one base class.
+Anything else escaping the library is a bug.
+"""
+
+from __future__ import annotations
+
+
+class EdgeInferError(Exception):
+    """Base class: a problem the user can fix, with a message that says how."""
+
+
+class InputError(EdgeInferError, ValueError):
+    """Maps, labels, classes or options that are not what the API accepts."""
+
+
+class DataFileError(InputError):
+    """A data file that is missing, unreadable or not what its name says."""
+
+
+class BundleError(EdgeInferError):
+    """A model bundle that is missing, incomplete, tampered with or too new."""
+
+
+class ProviderError(EdgeInferError):
+    """An onnxruntime execution provider that was asked for but does not work."""
+
+
+class OutputError(EdgeInferError, OSError):
+    """An output that cannot be written (unwritable, full, or already there)."""

@@ -1,0 +1,1 @@
+"""Export a trained checkpoint to a verified edge-infer model bundle (ONNX)."""

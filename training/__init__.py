@@ -1,0 +1,1 @@
+"""Training the convolutional autoencoder on wafer maps (PyTorch)."""
