@@ -40,6 +40,10 @@ class Dataset:
 
 
 def _load_npy_bytes(raw: bytes, where: str) -> np.ndarray:
+    # np.load falls back to unpickling anything without the .npy magic; check it
+    # first so a text file named .npy is reported as what it is.
+    if not raw.startswith(b"\x93NUMPY"):
+        raise DataFileError(f"{where} is not a valid .npy array file (no .npy header)")
     try:
         return np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:

@@ -201,8 +201,8 @@ def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
         arr = np.asarray(maps)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{name} cannot be read as an array: {exc}") from None
-    if arr.dtype == object:
-        raise InputError(f"{name} is not a numeric array (dtype object)")
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers (one-hot or die states)")
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}); give at least one map")
     states = _one_to_states(arr, name)
