@@ -1,0 +1,114 @@
+"""The bundle manifest (``manifest.json``): contents, hashes, provenance.
+
+Implements ``docs/bundle-format.md``: every file's sha256, and the
+manifest's own hash over its canonical JSON without the ``manifest_sha256``
+key, so an edited manifest is caught like an edited graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_infer.wafer import CLASS_NAMES, MAP_SHAPE, STATE_NAMES
+
+BUNDLE_FORMAT = "edge-infer-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+HASH_KEY = "manifest_sha256"
+FALLBACK_NOISE_STRENGTH = 1.0
+
+
+def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """The canonical JSON bytes the self-hash is taken over (``manifest_sha256`` left out)."""
+    body = {k: v for k, v in manifest.items() if k != HASH_KEY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """sha256 hex of :func:`canonical_bytes`."""
+    return hashlib.sha256(canonical_bytes(manifest)).hexdigest()
+
+
+def sha256_file(path: "str | Path") -> str:
+    """sha256 hex of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def noise_defaults() -> "dict[str, Any]":
+    """Default generation settings; the strength is the runtime's own default where it has one."""
+    try:
+        from edge_infer.sampling import DEFAULT_NOISE_STRENGTH as strength  # type: ignore[attr-defined]
+    except ImportError:
+        strength = FALLBACK_NOISE_STRENGTH
+    return {"mode": "relative", "strength": float(strength), "method": "noise", "outline_lock": True}
+
+
+def tool_versions() -> "dict[str, str]":
+    """Versions of the tools that made the bundle."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for dist, key in (("torch", "torch"), ("onnx", "onnx"), ("onnxscript", "onnxscript"),
+                      ("numpy", "numpy"), ("edge-infer", "edge_infer")):
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = "unknown"
+    import onnxruntime
+
+    versions["onnxruntime"] = onnxruntime.__version__
+    return versions
+
+
+def graph_entries(decoder_variant: str) -> dict:
+    """The ``graphs`` section: file, tensor names and shapes of both graphs."""
+    from training.model import LATENT_SHAPE
+
+    map_shape = ["batch", *MAP_SHAPE]
+    latent_shape = ["batch", *LATENT_SHAPE]
+    return {
+        "encoder": {"file": "encoder.onnx", "input": "wafer", "output": "latent",
+                    "input_shape": map_shape, "output_shape": latent_shape},
+        "decoder": {"file": "decoder.onnx", "input": "latent", "output": "wafer",
+                    "input_shape": latent_shape, "output_shape": map_shape, "variant": decoder_variant},
+    }
+
+
+def build_manifest(*, name: str, created_utc: str, decoder_variant: str, bank_count: int,
+                   class_counts: Mapping[str, int], latent_stats: Mapping[str, Any],
+                   provenance: Mapping[str, Any], files: Mapping[str, str]) -> "dict[str, Any]":
+    """The complete manifest dict, ``manifest_sha256`` included."""
+    from training.model import LATENT_SHAPE
+
+    manifest: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "created_utc": created_utc,
+        "classes": list(CLASS_NAMES),
+        "map": {"shape": list(MAP_SHAPE), "layout": "NHWC", "dtype": "float32", "channels": list(STATE_NAMES)},
+        "latent": {"shape": list(LATENT_SHAPE), "layout": "NCHW", "dtype": "float32"},
+        "graphs": graph_entries(decoder_variant),
+        "latent_bank": {"file": "latent_bank.npz", "count": int(bank_count)},
+        "class_counts": dict(class_counts),
+        "latent_stats": latent_stats,
+        "noise_defaults": noise_defaults(),
+        "provenance": dict(provenance),
+        "files": dict(sorted(files.items())),
+    }
+    manifest[HASH_KEY] = manifest_hash(manifest)
+    return manifest
+
+
+def manifest_text(manifest: Mapping[str, Any]) -> str:
+    """How ``manifest.json`` is written: indented for people, keys in a stable order."""
+    return json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
