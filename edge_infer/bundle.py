@@ -1,0 +1,286 @@
+"""Model bundles: find, verify and load one (the format is ``docs/bundle-format.md``).
+
+A bundle is trusted only after every check passes: the manifest parses, its
+own sha256 matches, its format version is one this code knows, every file it
+lists exists with the listed sha256, and the latent bank (loaded without
+pickles) has the shapes and ranges the manifest promises. Each failure is a
+:class:`~edge_infer.errors.BundleError` naming the file at fault.
+
+Where the default bundle is:
+
+1. ``$EDGE_INFER_MODEL`` when set;
+2. inside the installed package, ``edge_infer/_bundle/wafer-cae`` (the wheel
+   force-includes ``models/wafer-cae`` there);
+3. the repository's ``models/wafer-cae`` (editable install / source checkout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .errors import BundleError
+from .wafer import MAP_SIZE
+
+FORMAT = "edge-infer-bundle"
+#: The newest bundle format this code reads; newer bundles are refused.
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ENV_VAR = "EDGE_INFER_MODEL"
+BUNDLE_NAME = "wafer-cae"
+LATENT_SHAPE = (64, 3, 3)
+
+_REQUIRED_KEYS = ("format", "format_version", "classes", "graphs", "latent_bank", "latent_stats", "files")
+
+
+@dataclass(frozen=True)
+class NoiseDefaults:
+    """The bundle's default generation settings (manifest ``noise_defaults``)."""
+
+    mode: str
+    strength: float
+    method: str
+    outline_lock: bool
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle. Arrays are read-only, so one bundle may be shared by threads.
+
+    ``latents[i]``, ``labels[i]`` and ``outlines[outline_ids[i]]`` describe
+    training map ``i`` (training-data order).
+    """
+
+    path: Path
+    manifest: Mapping[str, Any]
+    classes: tuple[str, ...]
+    encoder_path: Path
+    decoder_path: Path
+    encoder_io: tuple[str, str]
+    decoder_io: tuple[str, str]
+    latents: np.ndarray  # float32 (N, 64, 3, 3)
+    labels: np.ndarray  # int64 (N,)
+    outline_ids: np.ndarray  # int64 (N,)
+    outlines: np.ndarray  # bool (K, 26, 26), True = off-wafer
+    latent_std: np.ndarray  # float32 (64,), per latent channel over the bank
+    noise_defaults: NoiseDefaults
+
+    @property
+    def count(self) -> int:
+        """Number of maps in the latent bank."""
+        return int(self.labels.shape[0])
+
+    def class_counts(self) -> dict[str, int]:
+        """Bank maps per class, in class order."""
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {name: int(c) for name, c in zip(self.classes, counts)}
+
+    def source_outlines(self, indices: np.ndarray) -> np.ndarray:
+        """Boundary masks ``(n, 26, 26)`` of bank maps ``indices``."""
+        return self.outlines[self.outline_ids[np.asarray(indices, dtype=np.int64)]]
+
+
+def default_bundle_path() -> Path:
+    """Where the default bundle is (see the module docstring for the order)."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    here = Path(__file__).resolve().parent
+    packaged = here / "_bundle" / BUNDLE_NAME
+    if (packaged / MANIFEST).exists():
+        return packaged
+    return here.parent / "models" / BUNDLE_NAME
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON without ``manifest_sha256``."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    mpath = folder / MANIFEST
+    if not folder.exists():
+        raise BundleError(f"no model bundle at {folder} (no such folder); set --model or ${ENV_VAR}")
+    if not folder.is_dir():
+        raise BundleError(f"{folder} is not a bundle folder")
+    if not mpath.exists():
+        raise BundleError(f"{mpath}: missing; {folder} is not a complete bundle")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{mpath}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise BundleError(f"{mpath}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath}: expected a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{mpath}: not an {FORMAT} manifest (format={manifest.get('format')!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BundleError(f"{mpath}: format_version must be an integer, not {version!r}")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
+            f"(up to {FORMAT_VERSION}); upgrade edge-infer"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"{mpath}: missing key(s) {', '.join(missing)}")
+    if "manifest_sha256" not in manifest:
+        raise BundleError(f"{mpath}: missing key manifest_sha256")
+    if manifest["manifest_sha256"] != manifest_hash(manifest):
+        raise BundleError(f"{mpath}: modified (its sha256 does not match manifest_sha256)")
+    return manifest
+
+
+def _verify_files(folder: Path, manifest: Mapping[str, Any]) -> None:
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise BundleError(f"{folder / MANIFEST}: 'files' must map file names to sha256")
+    for name, expected in files.items():
+        p = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{folder / MANIFEST}: file name {name!r} points outside the bundle")
+        if not p.is_file():
+            raise BundleError(f"{p}: missing from the bundle")
+        if sha256_file(p) != expected:
+            raise BundleError(f"{p}: sha256 differs from the manifest (the file was modified or truncated)")
+
+
+def _graph(folder: Path, manifest: Mapping[str, Any], role: str) -> tuple[Path, tuple[str, str]]:
+    mpath = folder / MANIFEST
+    try:
+        g = manifest["graphs"][role]
+        fname, io_names = g["file"], (str(g["input"]), str(g["output"]))
+    except (KeyError, TypeError):
+        raise BundleError(f"{mpath}: graphs.{role} needs file, input and output") from None
+    if fname not in manifest["files"]:
+        raise BundleError(f"{mpath}: {fname} is not listed under files, so it cannot be verified")
+    return folder / fname, io_names
+
+
+def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            bank = {k: npz[k] for k in ("latents", "labels", "outline_ids", "outlines")}
+    except KeyError as exc:
+        raise BundleError(f"{path}: missing array {exc}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{path}: not a readable latent bank ({exc})") from None
+    lat, lab, oid, outl = bank["latents"], bank["labels"], bank["outline_ids"], bank["outlines"]
+    n = lab.shape[0] if lab.ndim == 1 else -1
+    problems = []
+    if lat.ndim != 4 or tuple(lat.shape[1:]) != LATENT_SHAPE or lat.shape[0] != n:
+        problems.append(f"latents shape {lat.shape} (expected (N, 64, 3, 3))")
+    if lab.ndim != 1 or lab.dtype.kind not in "iu":
+        problems.append(f"labels shape {lab.shape} dtype {lab.dtype}")
+    elif lab.size and (lab.min() < 0 or lab.max() >= n_classes):
+        problems.append(f"labels outside 0..{n_classes - 1}")
+    if outl.ndim != 3 or tuple(outl.shape[1:]) != (MAP_SIZE, MAP_SIZE) or outl.dtype != np.bool_:
+        problems.append(f"outlines shape {outl.shape} dtype {outl.dtype}")
+    if oid.shape != lab.shape or oid.dtype.kind not in "iu" or (oid.size and (oid.min() < 0 or oid.max() >= outl.shape[0])):
+        problems.append("outline_ids do not index outlines")
+    if lat.dtype.kind == "f" and not np.isfinite(lat).all():
+        problems.append("latents hold NaN or infinite values")
+    if expected_count is not None and n != expected_count:
+        problems.append(f"{n} entries but the manifest says {expected_count}")
+    if problems:
+        raise BundleError(f"{path}: malformed latent bank: {'; '.join(problems)}")
+    out = {
+        "latents": np.ascontiguousarray(lat, dtype=np.float32),
+        "labels": lab.astype(np.int64),
+        "outline_ids": oid.astype(np.int64),
+        "outlines": outl,
+    }
+    for arr in out.values():
+        arr.flags.writeable = False
+    return out
+
+
+def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
+    from .sampling import DEFAULT_NOISE_STRENGTH, METHODS, MODES
+
+    nd = manifest.get("noise_defaults") or {}
+    where = MANIFEST
+    try:
+        result = NoiseDefaults(
+            mode=str(nd.get("mode", "relative")),
+            strength=float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
+            method=str(nd.get("method", "noise")),
+            outline_lock=bool(nd.get("outline_lock", True)),
+        )
+    except (TypeError, ValueError, AttributeError):
+        raise BundleError(f"{where}: malformed noise_defaults {nd!r}") from None
+    if result.mode not in MODES or result.method not in METHODS or not (np.isfinite(result.strength) and result.strength > 0):
+        raise BundleError(f"{where}: malformed noise_defaults {nd!r}")
+    return result
+
+
+def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
+    """Find, verify and load a bundle (the default one when ``path`` is None).
+
+    ``verify=False`` skips the per-file sha256 checks (the manifest's own
+    hash is always checked); meant for benchmarks, not for users.
+    """
+    folder = Path(path).expanduser() if path is not None else default_bundle_path()
+    manifest = _read_manifest(folder)
+    mpath = folder / MANIFEST
+    if verify:
+        _verify_files(folder, manifest)
+    classes = manifest["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise BundleError(f"{mpath}: classes must be a non-empty list of names")
+    enc_path, enc_io = _graph(folder, manifest, "encoder")
+    dec_path, dec_io = _graph(folder, manifest, "decoder")
+    try:
+        bank_name = manifest["latent_bank"]["file"]
+        count = manifest["latent_bank"].get("count")
+    except (KeyError, TypeError, AttributeError):
+        raise BundleError(f"{mpath}: latent_bank needs a file") from None
+    if bank_name not in manifest["files"]:
+        raise BundleError(f"{mpath}: {bank_name} is not listed under files, so it cannot be verified")
+    for p in (enc_path, dec_path, folder / bank_name):
+        if not p.is_file():
+            raise BundleError(f"{p}: missing from the bundle")
+    bank = _load_bank(folder / bank_name, len(classes), count)
+    try:
+        std = np.asarray(manifest["latent_stats"]["overall"]["std"], dtype=np.float32)
+    except (KeyError, TypeError, ValueError):
+        raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 numbers") from None
+    if std.shape != (LATENT_SHAPE[0],) or not np.isfinite(std).all() or (std < 0).any():
+        raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 finite numbers ≥ 0")
+    std.flags.writeable = False
+    return Bundle(
+        path=folder,
+        manifest=manifest,
+        classes=tuple(classes),
+        encoder_path=enc_path,
+        decoder_path=dec_path,
+        encoder_io=enc_io,
+        decoder_io=dec_io,
+        latents=bank["latents"],
+        labels=bank["labels"],
+        outline_ids=bank["outline_ids"],
+        outlines=bank["outlines"],
+        latent_std=std,
+        noise_defaults=_noise_defaults(manifest),
+    )

@@ -1,0 +1,476 @@
+"""``WaferGenerator``: the public API, composed of bundle, runtime, sampling and wafer.
+
+Generation = latents of source maps (the bundle's latent bank, or maps the
+caller gives, through ``encoder.onnx``) + Gaussian noise (optionally mixed
+with a same-class partner first), through ``decoder.onnx``, then the wafer
+outline of the source is locked back in. See :mod:`edge_infer.sampling` for
+the noise and mixing rules and the seed schedule.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import sampling
+from .bundle import Bundle, load_bundle
+from .errors import InputError, OutputError
+from .io import atomic_path, check_targets, save_npy
+from .runtime import GraphRunner, SessionInfo, create_session_info
+from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
+
+PathLike = Union[str, Path]
+Progress = Callable[[int, int], None]
+
+#: In-memory results larger than this are refused (use ``generate_to_files``).
+MAX_IN_MEMORY_BYTES = 2 << 30
+MAP_BYTES = int(np.prod(MAP_SHAPE)) * 4
+DATA_FILE = "gen_data.npy"
+LABEL_FILE = "gen_label.npy"
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Generated maps and where each came from.
+
+    * ``maps``: float32 ``(N, 26, 26, 3)``, one-hot like ``data.npy`` (or the
+      decoder's probabilities with ``raw=True``);
+    * ``labels``: int64 ``(N, 1)`` like ``label.npy``;
+    * ``sources``: int64 ``(N,)``, row of the source set (the latent bank in
+      training-data order, or the maps the caller gave) each map came from.
+    """
+
+    maps: np.ndarray
+    labels: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What :meth:`WaferGenerator.generate_to_files` wrote."""
+
+    data_path: Path
+    label_path: Path
+    count: int
+    labels: np.ndarray  # int64 (N, 1)
+    sources: np.ndarray  # int64 (N,)
+
+
+@dataclass(frozen=True)
+class _SourceSet:
+    latents: np.ndarray  # (M, 64, 3, 3) float32
+    labels: np.ndarray  # (M,) int64
+    outline_ids: np.ndarray  # (M,) int64 into outlines
+    outlines: np.ndarray  # (K, 26, 26) bool
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one generation run needs; immutable, so a call owns no shared state."""
+
+    src: _SourceSet
+    sources: np.ndarray
+    variants: np.ndarray
+    partners: Optional[np.ndarray]
+    weights: Optional[np.ndarray]
+    mode: str
+    strength: float
+    std: np.ndarray
+    root: np.random.SeedSequence
+    outline_lock: bool
+    raw: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.sources.shape[0])
+
+
+def _check_count(n: Any, what: str = "n") -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise InputError(f"{what} must be a whole number, not {n!r}")
+    if n < 1:
+        raise InputError(f"{what} must be at least 1, not {n}")
+    return int(n)
+
+
+def _need_memory(n: int) -> None:
+    need = n * MAP_BYTES
+    if need > MAX_IN_MEMORY_BYTES:
+        raise InputError(
+            f"{n} maps would need {need / 2**30:.1f} GiB in memory; use "
+            "WaferGenerator.generate_to_files (the CLI streams to disk automatically)"
+        )
+
+
+class WaferGenerator:
+    """Generate, encode, decode and reconstruct wafer maps with a verified bundle.
+
+    Thread safety: a generator holds only immutable state (a verified bundle
+    with read-only arrays, two onnxruntime sessions, whose ``run`` is
+    thread-safe). Every call builds its own random generator from its seed,
+    its own IO bindings and its own buffers, so one instance may serve many
+    threads at once; the same seed gives the same maps in any thread.
+
+    Maps are accepted one-hot ``(N, 26, 26, 3)`` like ``data.npy``, as die
+    states ``(N, 26, 26)`` (0 boundary, 1 normal, 2 defect), or as a single
+    map; other sizes are resized to 26×26 by nearest neighbour with a
+    :class:`~edge_infer.wafer.ResizeNote` warning. Classes are given by name
+    (any case) or index.
+    """
+
+    def __init__(self, bundle: Bundle, encoder: GraphRunner, decoder: GraphRunner) -> None:
+        self.bundle = bundle
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @classmethod
+    def load(
+        cls,
+        path: Optional[PathLike] = None,
+        provider: str = "auto",
+        threads: Optional[int] = None,
+        *,
+        verify: bool = True,
+    ) -> "WaferGenerator":
+        """Load and verify a bundle (the default one when ``path`` is None).
+
+        ``provider``: ``"auto"`` (CUDA when a session really gets it, else the
+        CPU), ``"cpu"`` or ``"cuda"`` (a :class:`~edge_infer.errors.ProviderError`
+        where CUDA does not work). ``threads``: onnxruntime intra-op threads
+        per session; None keeps onnxruntime's default.
+        """
+        bundle = load_bundle(path, verify=verify)
+        enc_s, enc_i = create_session_info(bundle.encoder_path, provider=provider, threads=threads)
+        dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads)
+        encoder = GraphRunner(enc_s, enc_i, input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
+        decoder = GraphRunner(dec_s, dec_i, input_name=bundle.decoder_io[0], output_name=bundle.decoder_io[1])
+        return cls(bundle, encoder, decoder)
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in label-index order."""
+        return self.bundle.classes
+
+    @property
+    def provider(self) -> str:
+        """``"cpu"`` or ``"cuda"``: what really runs the decoder."""
+        return self.decoder.actual
+
+    @property
+    def provider_info(self) -> SessionInfo:
+        """The decoder's provider and the reason for a CPU fallback, if any."""
+        return self.decoder.info
+
+    # ------------------------------------------------------------ encode / decode
+
+    def encode(self, maps: Any) -> np.ndarray:
+        """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
+        onehot = as_maps(maps)
+        return self.encoder.run(onehot, chunk=sampling.RNG_BLOCK)
+
+    def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
+        """Maps float32 ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)`` (or one latent).
+
+        One-hot by the decoder's most likely die state, or, with ``outlines``
+        (boolean ``(N, 26, 26)`` or ``(26, 26)``, True = off-wafer), with that
+        outline locked in. ``raw=True``: the decoder's probabilities.
+        """
+        z = self._check_latents(latents)
+        probs = self.decoder.run(z, chunk=sampling.RNG_BLOCK)
+        if raw:
+            return probs
+        if outlines is not None:
+            return lock_outline(probs, np.asarray(outlines, dtype=bool))
+        return to_onehot(probs.argmax(axis=-1))
+
+    def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
+        """Encoder then decoder: float32 ``(N, 26, 26, 3)``.
+
+        One-hot by plain argmax (the honest reconstruction) unless
+        ``outline_lock`` keeps each input's own outline; ``raw=True``: the
+        decoder's probabilities.
+        """
+        onehot = as_maps(maps)
+        probs = self.decoder.run(self.encoder.run(onehot, chunk=sampling.RNG_BLOCK), chunk=sampling.RNG_BLOCK)
+        if raw:
+            return probs
+        if outline_lock:
+            return lock_outline(probs, outline(onehot))
+        return to_onehot(probs.argmax(axis=-1))
+
+    def bank_maps(self, indices: Any) -> np.ndarray:
+        """The bank's own maps ``indices`` as the decoder sees them (outline-locked).
+
+        The bundle stores no training map, so this is the closest picture of
+        a bank source: its latent decoded, with its outline locked in.
+        """
+        idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
+            raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
+        return self.decode(self.bundle.latents[idx], outlines=self.bundle.source_outlines(idx))
+
+    # ------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        cls: Optional[ClassLike],
+        n: int = 1,
+        *,
+        seed: sampling.SeedLike = None,
+        maps: Any = None,
+        labels: Any = None,
+        source_index: Optional[int] = None,
+        strength: Optional[float] = None,
+        method: Optional[str] = None,
+        mode: Optional[str] = None,
+        outline_lock: Optional[bool] = None,
+        raw: bool = False,
+        progress: Optional[Progress] = None,
+    ) -> Generated:
+        """Generate ``n`` new maps of class ``cls`` (name, any case, or index).
+
+        Sources: the bundle's latent bank, or ``maps`` (with ``labels``; without
+        labels every given map counts as class ``cls``). Sources are a seeded
+        random permutation of the class's maps, cycled, so ``n`` up to the
+        class count gives distinct sources. ``source_index`` pins every map to
+        that row of the source set (``cls`` may then be None; if given it must
+        match). ``strength``/``method``/``mode``/``outline_lock`` default to the
+        bundle's ``noise_defaults``. Same ``seed``, same maps.
+        """
+        n = _check_count(n)
+        _need_memory(n)
+        job = self._generate_job(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
+        out = np.empty((n, *MAP_SHAPE), dtype=np.float32)
+        self._fill(job, out, progress)
+        return Generated(out, self._labels(job), job.sources)
+
+    def augment(
+        self,
+        per_source: int = 5,
+        *,
+        maps: Any = None,
+        labels: Any = None,
+        seed: sampling.SeedLike = None,
+        strength: Optional[float] = None,
+        method: Optional[str] = None,
+        mode: Optional[str] = None,
+        outline_lock: Optional[bool] = None,
+        raw: bool = False,
+        progress: Optional[Progress] = None,
+    ) -> Generated:
+        """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
+
+        Order: the k variants of source i are rows ``k·i … k·i+k−1``; each
+        keeps its source's label and outline.
+        """
+        k = _check_count(per_source, "per_source")
+        src = self._source_set(maps, labels, None, require_labels=True)
+        m = src.labels.shape[0]
+        _need_memory(m * k)
+        sources = np.repeat(np.arange(m, dtype=np.int64), k)
+        variants = np.tile(np.arange(k, dtype=np.int64), m)
+        job = self._job(src, sources, variants, seed, strength, method, mode, outline_lock, raw)
+        out = np.empty((sources.size, *MAP_SHAPE), dtype=np.float32)
+        self._fill(job, out, progress)
+        return Generated(out, self._labels(job), job.sources)
+
+    def generate_to_files(
+        self,
+        cls: Optional[ClassLike],
+        n: int,
+        out_dir: PathLike,
+        *,
+        force: bool = False,
+        seed: sampling.SeedLike = None,
+        maps: Any = None,
+        labels: Any = None,
+        source_index: Optional[int] = None,
+        strength: Optional[float] = None,
+        method: Optional[str] = None,
+        mode: Optional[str] = None,
+        outline_lock: Optional[bool] = None,
+        raw: bool = False,
+        progress: Optional[Progress] = None,
+    ) -> Streamed:
+        """Like :meth:`generate`, streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``.
+
+        Maps go block by block into a memory-mapped temporary ``.npy`` that is
+        renamed into place at the end, so only one block (4096 maps) is ever
+        held in memory and an interrupted run leaves no partial file. Same
+        seed, same maps as :meth:`generate`.
+        """
+        n = _check_count(n)
+        out = Path(out_dir)
+        data_path, label_path = out / DATA_FILE, out / LABEL_FILE
+        job = self._generate_job(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
+        check_targets([data_path, label_path], force=force)
+        need = n * MAP_BYTES + n * 8 + (1 << 20)
+        free = shutil.disk_usage(out).free
+        if need > free:
+            raise OutputError(
+                f"{n} maps need {need / 2**30:.2f} GiB in {out}, which has {free / 2**30:.2f} GiB free"
+            )
+        from numpy.lib.format import open_memmap
+
+        lab = self._labels(job)
+        with atomic_path(label_path, force=force) as tmp_label, atomic_path(data_path, force=force) as tmp_data:
+            mm = open_memmap(tmp_data, mode="w+", dtype=np.float32, shape=(n, *MAP_SHAPE))
+            try:
+                self._fill(job, mm, progress)
+                mm.flush()
+            finally:
+                del mm
+            with open(tmp_label, "wb") as fh:
+                np.save(fh, lab, allow_pickle=False)
+        return Streamed(data_path, label_path, n, lab, job.sources)
+
+    # ------------------------------------------------------------ internals
+
+    def _check_latents(self, latents: Any) -> np.ndarray:
+        try:
+            z = np.asarray(latents, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"latents cannot be read as numbers: {exc}") from None
+        shape = tuple(self.bundle.latents.shape[1:])
+        if z.shape == shape:
+            z = z[None]
+        if z.ndim != 4 or tuple(z.shape[1:]) != shape:
+            raise InputError(f"latents have shape {z.shape}; expected (N, {', '.join(map(str, shape))})")
+        if not np.isfinite(z).all():
+            raise InputError("latents contain NaN or infinite values")
+        return np.ascontiguousarray(z)
+
+    def _source_set(self, maps: Any, labels: Any, cls_index: Optional[int], *, require_labels: bool) -> _SourceSet:
+        b = self.bundle
+        if maps is None:
+            if labels is not None:
+                raise InputError("labels were given without maps")
+            return _SourceSet(b.latents, b.labels, b.outline_ids, b.outlines)
+        onehot = as_maps(maps)
+        m = onehot.shape[0]
+        if labels is None:
+            if require_labels or cls_index is None:
+                raise InputError("labels are needed for the given maps (one class index per map)")
+            lab = np.full(m, cls_index, dtype=np.int64)
+        else:
+            lab = as_labels(labels, m, len(self.classes))[:, 0]
+        latents = self.encoder.run(onehot, chunk=sampling.RNG_BLOCK)
+        return _SourceSet(latents, lab, np.arange(m, dtype=np.int64), outline(onehot))
+
+    def _generate_job(
+        self, cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw
+    ) -> _Job:
+        cls_index = None if cls is None else resolve_class(cls, self.classes)
+        if cls_index is None and source_index is None:
+            raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
+        src = self._source_set(maps, labels, cls_index, require_labels=False)
+        root = sampling.root_seed(seed)
+        pin = None
+        if source_index is not None:
+            if isinstance(source_index, (bool, np.bool_)) or not isinstance(source_index, (int, np.integer)):
+                raise InputError(f"source index must be a whole number, not {source_index!r}")
+            count = src.labels.shape[0]
+            if not 0 <= source_index < count:
+                raise InputError(f"source index {source_index} is out of range 0..{count - 1}")
+            pin = int(source_index)
+            src_cls = int(src.labels[pin])
+            if cls_index is not None and src_cls != cls_index:
+                raise InputError(
+                    f"source {pin} is class {self.classes[src_cls]}, not {self.classes[cls_index]}; "
+                    "drop --class or pick a source of that class"
+                )
+            cls_index = src_cls
+        candidates = np.flatnonzero(src.labels == cls_index)
+        if candidates.size == 0:
+            where = "the given maps" if maps is not None else "the bundle's latent bank"
+            raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
+        sources = sampling.choose_sources(candidates, n, sampling.plan_rng(root), pin=pin)
+        variants = np.arange(n, dtype=np.int64) % sampling.COURSE_VARIANTS
+        return self._job(src, sources, variants, root, strength, method, mode, outline_lock, raw)
+
+    def _job(self, src, sources, variants, seed, strength, method, mode, outline_lock, raw) -> _Job:
+        d = self.bundle.noise_defaults
+        method = sampling.check_choice(method if method is not None else d.method, sampling.METHODS, "method")
+        mode = sampling.check_choice(mode if mode is not None else d.mode, sampling.MODES, "noise mode")
+        strength = sampling.check_strength(strength if strength is not None else d.strength)
+        root = sampling.root_seed(seed)
+        partners = weights = None
+        if method == "mix":
+            # Its own stream (key 2), so adding mixing never changes which sources are chosen.
+            rng = np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (2,)))
+            partners, alone = sampling.choose_partners(sources, src.labels, src.outline_ids, rng)
+            weights = sampling.mix_weights(sources.size, rng)
+            if alone.any():
+                lonely = sorted({self.classes[c] for c in src.labels[sources[alone]]})
+                warnings.warn(
+                    f"mix needs two source maps of a class; {', '.join(lonely)} has only one, "
+                    "so its maps use noise alone",
+                    sampling.MixFallback,
+                    stacklevel=3,
+                )
+        return _Job(
+            src=src,
+            sources=sources,
+            variants=variants,
+            partners=partners,
+            weights=weights,
+            mode=mode,
+            strength=strength,
+            std=self.bundle.latent_std,
+            root=root,
+            outline_lock=bool(d.outline_lock if outline_lock is None else outline_lock),
+            raw=bool(raw),
+        )
+
+    def _labels(self, job: _Job) -> np.ndarray:
+        return job.src.labels[job.sources].astype(np.int64).reshape(-1, 1)
+
+    def _latents(self, job: _Job, rows: slice, block: int) -> np.ndarray:
+        """Noisy (and mixed) latents for ``rows`` = noise block ``block``."""
+        src = job.sources[rows]
+        z = job.src.latents[src]
+        if job.partners is not None and job.weights is not None:
+            z = sampling.mix_latents(z, job.src.latents[job.partners[rows]], job.weights[rows])
+        sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows])
+        return sampling.add_noise(z, sigma, sampling.block_rng(job.root, block))
+
+    def _fill(self, job: _Job, out: np.ndarray, progress: Optional[Progress]) -> None:
+        """Write all of ``job``'s maps into ``out`` (an array or a memmap), block by block."""
+        step = sampling.RNG_BLOCK
+        probs_buf = None if job.raw else np.empty((min(step, job.n), *MAP_SHAPE), dtype=np.float32)
+        for block, start in enumerate(range(0, job.n, step)):
+            rows = slice(start, min(start + step, job.n))
+            z = self._latents(job, rows, block)
+            if job.raw:
+                self.decoder.run(z, out=out[rows])
+            else:
+                assert probs_buf is not None
+                probs = self.decoder.run(z, out=probs_buf[: z.shape[0]])
+                if job.outline_lock:
+                    bounds = job.src.outlines[job.src.outline_ids[job.sources[rows]]]
+                    out[rows] = lock_outline(probs, bounds)
+                else:
+                    out[rows] = to_onehot(probs.argmax(axis=-1))
+            if progress is not None:
+                progress(rows.stop, job.n)
+
+
+def save_generated(result: Generated, out_dir: PathLike, *, force: bool = False) -> tuple[Path, Path]:
+    """Write ``gen_data.npy`` and ``gen_label.npy`` into ``out_dir`` atomically."""
+    out = Path(out_dir)
+    data_path, label_path = out / DATA_FILE, out / LABEL_FILE
+    check_targets([data_path, label_path], force=force)
+    save_npy(data_path, result.maps, force=force)
+    save_npy(label_path, result.labels, force=force)
+    return data_path, label_path

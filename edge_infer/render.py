@@ -1,0 +1,127 @@
+"""PNG pictures of wafer maps: grids of maps with labels and a legend (pillow).
+
+One fixed three-colour die palette, :data:`PALETTE`, is used in every figure
+(and in the README), so a colour means the same die state everywhere. Colours
+are chosen to stay apart for colour-blind readers (blue-grey vs orange) and
+to keep the off-wafer area quiet (light grey).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .io import atomic_path
+from .wafer import STATE_NAMES
+
+#: Die state → RGB: boundary (off-wafer) light grey, normal blue-grey, defect orange.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "boundary": (222, 222, 222),
+    "normal": (84, 120, 160),
+    "defect": (240, 120, 20),
+}
+PALETTE_HEX = {name: "#{:02x}{:02x}{:02x}".format(*rgb) for name, rgb in PALETTE.items()}
+_COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
+BACKGROUND = (255, 255, 255)
+TEXT = (30, 30, 30)
+DIE_PX = 6  # pixels per die
+GAP_PX = 1  # white line between dies, so single defective dies stay visible
+MARGIN = 12  # between maps and around the figure
+
+
+def _states(m: np.ndarray) -> np.ndarray:
+    """Die states (H, W) of a one-hot / probability map (H, W, 3) or a states map (H, W)."""
+    arr = np.asarray(m)
+    if arr.ndim == 3 and arr.shape[-1] == 3:
+        return arr.argmax(axis=-1)
+    if arr.ndim == 2:
+        return arr.astype(np.int64)
+    raise ValueError(f"cannot draw an array of shape {arr.shape} as a wafer map")
+
+
+def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.ndarray:
+    """RGB uint8 pixels of one map: each die a ``die_px`` square, ``gap`` white between."""
+    colours = _COLOURS[np.clip(_states(m), 0, 2)]
+    cell = die_px + gap
+    big = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
+    if gap:
+        line = (np.arange(big.shape[0]) % cell) >= die_px
+        big[line, :, :] = BACKGROUND
+        line = (np.arange(big.shape[1]) % cell) >= die_px
+        big[:, line, :] = BACKGROUND
+        big = big[:-gap, :-gap]
+    return np.ascontiguousarray(big)
+
+
+def render_grid(
+    rows: Sequence[Sequence[Optional[np.ndarray]]],
+    row_labels: Optional[Sequence[str]] = None,
+    col_labels: Optional[Sequence[str]] = None,
+    *,
+    title: Optional[str] = None,
+    legend: bool = True,
+    die_px: int = DIE_PX,
+    gap: int = GAP_PX,
+) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
+    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank).
+
+    Row labels go on the left, column labels above each column, an optional
+    title on top and the die-palette legend at the bottom.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def text_size(s: str) -> tuple[int, int]:
+        left, top, right, bottom = probe.textbbox((0, 0), s, font=font)
+        return right - left, bottom - top
+
+    n_rows = len(rows)
+    n_cols = max((len(r) for r in rows), default=0)
+    first = next((m for r in rows for m in r if m is not None), None)
+    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else (26 * (die_px + gap) - gap,) * 2
+    line_h = text_size("Ag")[1] + 4
+    label_w = max((text_size(s)[0] for s in row_labels or []), default=0)
+    left = MARGIN + (label_w + MARGIN if label_w else 0)
+    top = MARGIN + (line_h + 4 if title else 0) + (line_h if col_labels else 0)
+    legend_h = line_h + MARGIN if legend else 0
+    col_w = max([side_w] + [text_size(s)[0] + 4 for s in col_labels or []])
+    width = left + n_cols * (col_w + MARGIN)
+    if legend:
+        width = max(width, MARGIN + 3 * (line_h + 90))
+    height = top + n_rows * (side_h + MARGIN) + legend_h
+    img = Image.new("RGB", (max(width, 1), max(height, 1)), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    if title:
+        draw.text((MARGIN, MARGIN), title, fill=TEXT, font=font)
+    for c, label in enumerate(col_labels or []):
+        x = left + c * (col_w + MARGIN)
+        draw.text((x, top - line_h), label, fill=TEXT, font=font)
+    for r, row in enumerate(rows):
+        y = top + r * (side_h + MARGIN)
+        if row_labels and r < len(row_labels):
+            draw.text((MARGIN, y + side_h // 2 - line_h // 2), row_labels[r], fill=TEXT, font=font)
+        for c, m in enumerate(row):
+            if m is None:
+                continue
+            x = left + c * (col_w + MARGIN)
+            img.paste(Image.fromarray(map_pixels(m, die_px=die_px, gap=gap)), (x, y))
+    if legend:
+        y = height - legend_h + MARGIN // 2
+        x = MARGIN
+        for name in STATE_NAMES:
+            draw.rectangle([x, y, x + line_h - 4, y + line_h - 4], fill=PALETTE[name], outline=TEXT)
+            draw.text((x + line_h + 2, y), name, fill=TEXT, font=font)
+            x += line_h + 90
+    return img
+
+
+def save_png(image: "PIL.Image.Image", path: Union[str, Path], *, force: bool = False) -> Path:  # noqa: F821
+    """Write ``image`` as PNG at ``path``, atomically (never a half-written file)."""
+    with atomic_path(path, force=force) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)

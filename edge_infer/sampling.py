@@ -1,0 +1,188 @@
+"""Randomness: source choice, class mixing and latent noise. Pure numpy.
+
+Every random draw comes from a ``numpy.random.Generator`` built for that call
+from a seed; nothing uses global random state, so concurrent calls never
+disturb each other and the same seed always gives the same maps.
+
+Seeds are organised so that streaming and in-memory generation agree: the
+per-row plan (which source, which partner, which mix weight) comes from
+:func:`plan_rng`, and the noise for rows ``[b·RNG_BLOCK, (b+1)·RNG_BLOCK)``
+comes from :func:`block_rng` ``(root, b)`` -- whatever chunk size the caller
+processes with.
+
+Noise
+-----
+* ``"relative"`` (default): σ for latent channel c is ``strength × std[c]``,
+  the bank's per-channel latent std (manifest ``latent_stats.overall.std``).
+* ``"course"``: the course exercise's absolute schedule, σ = (k+1)/10 for the
+  k-th of 5 variants (k = variant index mod 5); ``strength`` is ignored.
+
+Methods
+-------
+* ``"noise"``: source latent + noise.
+* ``"mix"``: ``(1-t)·z_a + t·z_b`` with ``t ~ U(0.25, 0.75)``, ``z_b`` another
+  source of the same class -- one with the same wafer outline where there is
+  one -- then + noise. The map keeps source a's outline. A class with a single
+  source (Donut in the course data) cannot mix: its rows fall back to noise
+  and :func:`choose_partners` reports them (the generator warns with
+  :class:`MixFallback`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+
+from .errors import InputError
+
+#: Relative noise strength used when neither the caller nor the bundle says.
+DEFAULT_NOISE_STRENGTH: float = 1.0
+METHODS: tuple[str, ...] = ("noise", "mix")
+MODES: tuple[str, ...] = ("relative", "course")
+#: Rows per noise block: the unit of the seed schedule (see the module docstring).
+RNG_BLOCK = 4096
+#: Mixing weight range for the partner's latent.
+MIX_RANGE = (0.25, 0.75)
+COURSE_VARIANTS = 5
+
+SeedLike = Union[None, int, np.random.SeedSequence]
+
+
+class MixFallback(UserWarning):
+    """A class had a single source, so ``mix`` used noise alone for it."""
+
+
+def root_seed(seed: SeedLike) -> np.random.SeedSequence:
+    """The root of a call's seed tree; ``None`` draws fresh OS entropy."""
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if seed is not None:
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"seed must be a non-negative integer, not {seed!r}")
+        seed = int(seed)
+    return np.random.SeedSequence(seed)
+
+
+def _child(root: np.random.SeedSequence, *key: int) -> np.random.Generator:
+    # Built from entropy + spawn_key rather than root.spawn(), which is stateful:
+    # the same (root, key) must always give the same stream.
+    ss = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + key)
+    return np.random.default_rng(ss)
+
+
+def plan_rng(root: np.random.SeedSequence) -> np.random.Generator:
+    """Generator for the per-row plan (sources, partners, mix weights)."""
+    return _child(root, 0)
+
+
+def block_rng(root: np.random.SeedSequence, block: int) -> np.random.Generator:
+    """Generator for the noise of rows ``[block·RNG_BLOCK, (block+1)·RNG_BLOCK)``."""
+    return _child(root, 1, int(block))
+
+
+def check_strength(strength: float) -> float:
+    """A finite strength > 0 (zero noise would make sibling variants identical)."""
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise InputError(f"strength must be a number, not {strength!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"strength must be a finite number > 0, not {strength!r}")
+    return value
+
+
+def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    """``value`` lower-cased if it is one of ``allowed``, else InputError."""
+    v = str(value).strip().lower()
+    if v not in allowed:
+        raise InputError(f"unknown {what} {value!r}; choose one of: {', '.join(allowed)}")
+    return v
+
+
+def choose_sources(
+    candidates: np.ndarray, n: int, rng: np.random.Generator, *, pin: Optional[int] = None
+) -> np.ndarray:
+    """``n`` source indices drawn from ``candidates``.
+
+    A seeded random permutation of the candidates, cycled, so ``n ≤ len``
+    gives distinct sources and every source is used about equally often.
+    ``pin`` fixes every row to one source.
+    """
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if pin is not None:
+        return np.full(n, int(pin), dtype=np.int64)
+    if candidates.size == 0:
+        raise InputError("no source maps to generate from")
+    perm = rng.permutation(candidates)
+    return np.resize(perm, n).astype(np.int64)
+
+
+def choose_partners(
+    sources: np.ndarray,
+    labels: np.ndarray,
+    outline_ids: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A mixing partner for every row: same class, not itself, same outline if possible.
+
+    Returns ``(partners, alone)``: ``alone`` marks rows whose class has no
+    other source; their partner is themselves (so mixing is a no-op and only
+    noise varies them).
+    """
+    sources = np.asarray(sources, dtype=np.int64)
+    labels = np.asarray(labels)
+    outline_ids = np.asarray(outline_ids)
+    partners = sources.copy()
+    alone = np.zeros(sources.shape, dtype=bool)
+    # Work group by group (class, outline), vectorised inside each group.
+    keys = np.stack([labels[sources], outline_ids[sources]], axis=1)
+    for cls, oid in np.unique(keys, axis=0):
+        rows = np.flatnonzero((keys[:, 0] == cls) & (keys[:, 1] == oid))
+        same = np.flatnonzero((labels == cls) & (outline_ids == oid))
+        pool = same if same.size >= 2 else np.flatnonzero(labels == cls)
+        if pool.size < 2:
+            alone[rows] = True
+            continue
+        own = sources[rows]
+        # Draw among pool minus the row's own source: an index into pool of size m-1,
+        # shifted past the source's own position (pool is sorted).
+        pos = np.searchsorted(pool, own)
+        in_pool = (pos < pool.size) & (pool[np.minimum(pos, pool.size - 1)] == own)
+        draw = rng.integers(0, pool.size - 1, size=rows.size)
+        draw = np.where(in_pool & (draw >= pos), draw + 1, draw)
+        partners[rows] = pool[draw]
+    return partners, alone
+
+
+def mix_weights(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Partner weights ``t ~ U(0.25, 0.75)``, float32 ``(n,)``."""
+    return rng.uniform(*MIX_RANGE, size=n).astype(np.float32)
+
+
+def mix_latents(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Convex mix ``(1-t)·a + t·b`` row by row (``t`` shape ``(n,)``)."""
+    t = np.asarray(t, dtype=np.float32).reshape(-1, *([1] * (np.ndim(a) - 1)))
+    return ((1 - t) * a + t * b).astype(np.float32)
+
+
+def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarray) -> np.ndarray:
+    """Per-row, per-channel σ, shaped ``(n, C, 1, 1)`` to broadcast over latents.
+
+    ``relative``: ``strength × std[c]``; ``course``: ``(variant mod 5 + 1) / 10``.
+    """
+    variants = np.asarray(variants, dtype=np.int64)
+    std = np.asarray(std, dtype=np.float32)
+    if mode == "course":
+        sigma = ((variants % COURSE_VARIANTS) + 1).astype(np.float32) / 10
+        return np.broadcast_to(sigma[:, None, None, None], (variants.size, std.size, 1, 1))
+    if mode == "relative":
+        sigma = np.float32(strength) * std
+        return np.broadcast_to(sigma[None, :, None, None], (variants.size, std.size, 1, 1))
+    raise InputError(f"unknown noise mode {mode!r}; choose one of: {', '.join(MODES)}")
+
+
+def add_noise(latents: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``latents + σ·N(0, 1)``, element by element, float32."""
+    noise = rng.standard_normal(latents.shape, dtype=np.float32)
+    return (latents + noise * sigma).astype(np.float32, copy=False)
