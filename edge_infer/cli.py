@@ -1,0 +1,112 @@
+"""The ``edge-infer`` command line: a thin typer layer over :class:`~edge_infer.WaferGenerator`.
+
+Adding a command (the pattern every verb follows)
+-------------------------------------------------
+1. Write ``edge_infer/commands/<verb>.py`` defining ``def <verb>(...)`` with
+   typer ``Annotated[..., typer.Option(...)]`` parameters, decorated with
+   ``@handle_errors`` from :mod:`edge_infer.commands._common` (which also
+   holds the shared ``ModelOpt``/``ProviderOpt``/``SeedOpt``/``ForceOpt``/
+   ``OutOpt`` options, ``say``/``tell`` and ``Progress``). Its docstring is the
+   help text; an optional module-level ``EPILOG`` string holds examples.
+2. Import numpy, onnxruntime and the rest of edge_infer *inside* the
+   function: this module imports every command module, and ``--help`` must
+   stay instant.
+3. Add ``"<verb>"`` to :data:`COMMANDS`. A listed module that does not exist
+   yet is skipped, so a command can be wired before it is written.
+
+Errors: a command raises :class:`~edge_infer.errors.EdgeInferError`; the
+decorator prints ``error: <message>`` and exits 1; Ctrl-C exits 130 after
+``interrupted``. Usage errors (unknown option, bad number) are reported the
+same way by :func:`main`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+import typer
+
+from . import __version__
+
+#: Verbs in the order ``--help`` lists them; each is ``edge_infer.commands.<verb>.<verb>``.
+COMMANDS: tuple[str, ...] = ("generate", "augment", "reconstruct", "info", "bench")
+
+HELP = """\
+Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal,
+defect) of any WM-811K defect class with a torch-free ONNX autoencoder.
+
+Examples:
+
+  edge-infer generate --class Scratch -n 20 --seed 0
+
+  edge-infer augment --per-source 5
+
+  edge-infer reconstruct --data wafer.zip
+
+  edge-infer info
+"""
+
+app = typer.Typer(
+    name="edge-infer",
+    help=HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"edge-infer {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version, is_eager=True),
+) -> None:
+    """Generate realistic wafer maps with a torch-free ONNX autoencoder."""
+
+
+def _register(verb: str) -> None:
+    try:
+        module = importlib.import_module(f"edge_infer.commands.{verb}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"edge_infer.commands.{verb}":
+            return  # not written yet
+        raise
+    func = getattr(module, verb)
+    app.command(name=verb, epilog=getattr(module, "EPILOG", None))(func)
+
+
+for _verb in COMMANDS:
+    _register(_verb)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Console entry point (``edge-infer``): run the app, one line per error."""
+    try:
+        code = app(args=list(argv) if argv is not None else None, prog_name="edge-infer", standalone_mode=False)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        # click/typer usage errors (unknown option, bad value): same one-line form as ours.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+            sys.exit(1)
+        if type(exc).__name__ == "Abort":
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

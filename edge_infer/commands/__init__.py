@@ -1,0 +1,1 @@
+"""One module per ``edge-infer`` verb; see :mod:`edge_infer.cli` for the pattern."""

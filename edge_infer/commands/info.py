@@ -1,0 +1,36 @@
+"""``edge-infer info``: what bundle is loaded, what it holds, and what runs it."""
+
+from __future__ import annotations
+
+from ._common import ModelOpt, ProviderOpt, handle_errors, say
+
+EPILOG = """\
+Examples:
+
+  edge-infer info
+
+  edge-infer info --model models/wafer-cae --provider cpu
+"""
+
+
+@handle_errors
+def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
+    """Show the model bundle, its classes, and the onnxruntime providers."""
+    from ..generator import WaferGenerator
+    from ..runtime import available_providers, ort_version
+
+    gen = WaferGenerator.load(model, provider=provider)
+    b = gen.bundle
+    m = b.manifest
+    prov = m.get("provenance", {}) if isinstance(m.get("provenance"), dict) else {}
+    d = b.noise_defaults
+    say(f"bundle: {m.get('name', '?')} at {b.path}")
+    say(f"  format version {m['format_version']}, created {m.get('created_utc', '?')}, verified (sha256 of every file)")
+    say(f"  decoder variant: {m['graphs']['decoder'].get('variant', '?')}; trained {prov.get('epochs', '?')} epochs")
+    say(f"  latent bank: {b.count} maps, latent {tuple(b.latents.shape[1:])}, {b.outlines.shape[0]} wafer outline(s)")
+    say(f"  noise defaults: {d.mode} strength {d.strength:g}, method {d.method}, outline lock {'on' if d.outline_lock else 'off'}")
+    say("classes (index name: maps in the bank):")
+    for i, (name, count) in enumerate(b.class_counts().items()):
+        say(f"  {i} {name}: {count}")
+    say(f"onnxruntime {ort_version()}; providers listed: {', '.join(available_providers())}")
+    say(f"running on: {gen.provider_info.describe()}")
