@@ -19,6 +19,7 @@ def main(
     checkpoint: Path = typer.Argument(..., help="Run folder (holding checkpoint.pt) or the checkpoint.pt file."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write, e.g. models/wafer-cae."),
     data: Optional[Path] = typer.Option(None, "--data", help="Training data (wafer.zip, folder or data.npy); default: the path the checkpoint records."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Labels .npy, where --data is a bare maps .npy."),
     decoder: str = typer.Option("fast", "--decoder", help="Decoder graph: fast (exact rewrite) or plain (straight export)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle at --out."),
 ) -> None:
@@ -26,7 +27,7 @@ def main(
     from .build import export_bundle
 
     try:
-        result = export_bundle(checkpoint, out, data=data, decoder=decoder, force=force)
+        result = export_bundle(checkpoint, out, data=data, labels=labels, decoder=decoder, force=force)
     except EdgeInferError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -68,14 +68,20 @@ def load_bank(path: "str | Path") -> "dict[str, np.ndarray]":
         return {key: npz[key] for key in npz.files}
 
 
-def _channel_stats(latents: np.ndarray) -> "dict[str, list[float]]":
-    # Per latent channel, over samples and the 3×3 positions; float64 sums so
-    # the figures do not depend on summation order in float32.
-    per_channel = np.moveaxis(latents.astype(np.float64), 1, 0).reshape(latents.shape[1], -1)
-    return {
-        "mean": [float(v) for v in per_channel.mean(axis=1)],
-        "std": [float(v) for v in per_channel.std(axis=1)],
-    }
+def channel_stats(latents: np.ndarray) -> "dict[str, list[float]]":
+    """Per latent channel: ``mean`` over maps and 3×3 positions, and the map-to-map ``std``.
+
+    The std is the root mean over the 3×3 positions of the variance *across
+    maps* at each position. It measures how much latents differ between
+    maps -- the scale generation's noise should have -- and not a channel's
+    spatial pattern within one map (a pooled std would count that too). So a
+    class with a single map has std zeros, as the bundle format says.
+    Computed in float64 so the figures do not depend on summation order.
+    """
+    z = latents.astype(np.float64)
+    mean = z.mean(axis=(0, 2, 3))
+    std = np.sqrt(z.var(axis=0).mean(axis=(1, 2)))
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
 
 
 def latent_stats(latents: np.ndarray, labels: np.ndarray, classes: Sequence[str] = CLASS_NAMES) -> dict:
@@ -89,8 +95,8 @@ def latent_stats(latents: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     for index, name in enumerate(classes):
         chosen = latents[labels == index]
         if len(chosen):
-            per_class[name] = _channel_stats(chosen)
-    return {"overall": _channel_stats(latents), "per_class": per_class}
+            per_class[name] = channel_stats(chosen)
+    return {"overall": channel_stats(latents), "per_class": per_class}
 
 
 def class_counts(labels: np.ndarray, classes: Sequence[str] = CLASS_NAMES) -> "dict[str, int]":

@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,7 +26,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edge_infer.errors import DataFileError, OutputError
-from edge_infer.io import load_dataset
+from edge_infer.io import DATA_NAME, LABEL_NAME, load_dataset
 
 from . import bank as bank_mod
 from . import manifest as manifest_mod
@@ -50,16 +51,27 @@ class ExportResult:
     reconstruction_mse: float
 
 
-def data_sha256(path: "str | Path") -> str:
-    """sha256 of the training data as given: the file's bytes, or a folder's ``data.npy`` then ``label.npy``."""
-    p = Path(path)
-    if p.is_file():
-        return manifest_mod.sha256_file(p)
-    digest = hashlib.sha256()
-    for name in ("data.npy", "label.npy"):
-        if (p / name).exists():
-            digest.update((p / name).read_bytes())
-    return digest.hexdigest()
+def data_hashes(data: "str | Path", labels: "Optional[str | Path]" = None) -> "tuple[str, str]":
+    """sha256 of the maps' ``data.npy`` bytes and of the labels' ``label.npy`` bytes.
+
+    Hashing the ``.npy`` members themselves (not the zip or the folder) gives
+    the same figure for the same data in every layout -- and the same one
+    the training run records (``training/data.py``), so the two can be
+    compared. Only called after ``load_dataset`` accepted the same paths.
+    """
+    p = Path(data)
+    if p.is_dir():
+        raw_data = (p / DATA_NAME).read_bytes()
+        raw_labels = Path(labels).read_bytes() if labels is not None else (p / LABEL_NAME).read_bytes()
+    elif zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            names = {Path(n).name: n for n in zf.namelist() if not n.endswith("/")}
+            raw_data = zf.read(names[DATA_NAME])
+            raw_labels = Path(labels).read_bytes() if labels is not None else zf.read(names[LABEL_NAME])
+    else:
+        raw_data = p.read_bytes()
+        raw_labels = Path(labels).read_bytes() if labels is not None else b""
+    return hashlib.sha256(raw_data).hexdigest(), hashlib.sha256(raw_labels).hexdigest()
 
 
 def _looks_replaceable(folder: Path) -> bool:
@@ -152,16 +164,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "Optional[str | Path]" = None,
-                  decoder: str = "fast", force: bool = False, tolerance: float = verify.TOLERANCE,
+                  labels: "Optional[str | Path]" = None, decoder: str = "fast", force: bool = False, tolerance: float = verify.TOLERANCE,
                   note: Callable[[str], None] = _note) -> ExportResult:
     """Export ``checkpoint_or_run`` to a verified bundle at ``out``; see the module doc."""
     out = Path(out)
     check_out(out, force)
     checkpoint = load_checkpoint(checkpoint_or_run)
     data_path = resolve_data(checkpoint, data)
-    dataset = load_dataset(data_path, require_labels=True)
-    maps, labels = dataset.maps, dataset.labels.reshape(-1)
-    sha = data_sha256(data_path)
+    if data is None and labels is None and checkpoint.data.get("labels_path"):
+        labels = checkpoint.data["labels_path"]
+    dataset = load_dataset(data_path, labels, require_labels=True)
+    maps, label_ids = dataset.maps, dataset.labels.reshape(-1)
+    sha, labels_sha = data_hashes(data_path, labels)
     recorded_sha = checkpoint.data.get("sha256")
     if recorded_sha and recorded_sha != sha:
         note(f"note: {data_path} differs from the data the checkpoint was trained on (sha256 {sha[:12]}… vs {str(recorded_sha)[:12]}…)")
@@ -196,7 +210,7 @@ def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "
         diffs["latent_bank"] = bank_vs_torch
         mse = verify.reconstruction_mse(tmp / "encoder.onnx", tmp / "decoder.onnx", maps)
 
-        bank = bank_mod.build_bank(latents, labels, maps)
+        bank = bank_mod.build_bank(latents, label_ids, maps)
         (tmp / "latent_bank.npz").write_bytes(bank_mod.bank_bytes(bank))
         _copy_run_extras(checkpoint, tmp, note)
 
@@ -206,6 +220,7 @@ def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "
             "epochs": _epochs(checkpoint),
             "metrics": _jsonable({k: v for k, v in checkpoint.metrics.items() if not isinstance(v, (list, tuple))}),
             "data_sha256": sha,
+            "labels_sha256": labels_sha,
             "data_n_maps": int(len(maps)),
             "checkpoint_sha256": checkpoint.sha256,
             "training_versions": _jsonable(checkpoint.versions),
@@ -229,8 +244,8 @@ def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "
             created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             decoder_variant=variant,
             bank_count=len(latents),
-            class_counts=bank_mod.class_counts(labels),
-            latent_stats=bank_mod.latent_stats(latents, labels),
+            class_counts=bank_mod.class_counts(label_ids),
+            latent_stats=bank_mod.latent_stats(latents, label_ids),
             provenance=provenance,
             files=files,
         )
