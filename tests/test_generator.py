@@ -1,0 +1,234 @@
+"""WaferGenerator: the public API end to end on the committed bundle."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from edge_infer import Generated, WaferGenerator
+from edge_infer.errors import InputError, OutputError
+from edge_infer.sampling import RNG_BLOCK, MixFallback
+from edge_infer.wafer import CLASS_NAMES, ResizeNote, outline, to_onehot, to_states
+
+
+@pytest.fixture(scope="module")
+def gen(bundle_dir) -> WaferGenerator:
+    return WaferGenerator.load(bundle_dir, provider="cpu")
+
+
+def _is_onehot(maps: np.ndarray) -> bool:
+    return maps.dtype == np.float32 and set(np.unique(maps)) <= {0.0, 1.0} and (maps.sum(-1) == 1).all()
+
+
+def test_generate_shapes_labels_sources(gen):
+    r = gen.generate("Scratch", 7, seed=0)
+    assert isinstance(r, Generated) and len(r) == 7
+    assert r.maps.shape == (7, 26, 26, 3) and _is_onehot(r.maps)
+    assert r.labels.shape == (7, 1) and r.labels.dtype == np.int64 and (r.labels == 7).all()
+    assert r.sources.dtype == np.int64 and (gen.bundle.labels[r.sources] == 7).all()
+    assert len(set(r.sources)) == 7  # n ≤ class count: distinct sources
+
+
+def test_class_by_any_name_case_or_index(gen):
+    a = gen.generate("edge-loc", 3, seed=1)
+    b = gen.generate("EDGE-LOC", 3, seed=1)
+    c = gen.generate(2, 3, seed=1)
+    np.testing.assert_array_equal(a.maps, b.maps)
+    np.testing.assert_array_equal(a.maps, c.maps)
+
+
+def test_same_seed_same_maps_other_seed_other_maps(gen):
+    a = gen.generate("Loc", 6, seed=11)
+    b = gen.generate("Loc", 6, seed=11)
+    c = gen.generate("Loc", 6, seed=12)
+    np.testing.assert_array_equal(a.maps, b.maps)
+    np.testing.assert_array_equal(a.sources, b.sources)
+    assert not np.array_equal(a.maps, c.maps)
+
+
+def test_outline_lock_keeps_the_source_outline_exactly(gen):
+    r = gen.generate("Near-full", 40, seed=2)
+    np.testing.assert_array_equal(outline(r.maps), gen.bundle.source_outlines(r.sources))
+    # off: the plain argmax of the same decoder output
+    free = gen.generate("Near-full", 40, seed=2, outline_lock=False)
+    raw = gen.generate("Near-full", 40, seed=2, raw=True)
+    np.testing.assert_array_equal(free.maps, to_onehot(raw.maps.argmax(-1)))
+    inside = ~gen.bundle.source_outlines(r.sources)
+    # inside the wafer the lock only chooses between normal and defect
+    assert (to_states(r.maps)[inside] != 0).all()
+
+
+def test_raw_returns_probabilities(gen):
+    raw = gen.generate("Center", 4, seed=0, raw=True)
+    assert raw.maps.dtype == np.float32 and raw.maps.shape == (4, 26, 26, 3)
+    assert (raw.maps >= 0).all() and (raw.maps <= 1).all() and not _is_onehot(raw.maps)
+
+
+def test_augment_order_labels_and_distinct_siblings(gen):
+    k = 3
+    r = gen.augment(k, seed=0, raw=True)
+    m = gen.bundle.count
+    assert r.maps.shape == (m * k, 26, 26, 3)
+    np.testing.assert_array_equal(r.sources, np.repeat(np.arange(m), k))
+    np.testing.assert_array_equal(r.labels[:, 0], np.repeat(gen.bundle.labels, k))
+    groups = r.maps.reshape(m, k, -1)
+    for i in range(0, m, 97):  # siblings are never identical
+        assert len({v.tobytes() for v in groups[i]}) == k
+
+
+def test_augment_given_maps_in_states_form(gen):
+    maps = to_states(gen.bank_maps(np.arange(6)))  # (6, 26, 26) die states
+    labels = gen.bundle.labels[:6]
+    r = gen.augment(2, maps=maps, labels=labels, seed=0)
+    assert r.maps.shape == (12, 26, 26, 3)
+    np.testing.assert_array_equal(r.labels[:, 0], np.repeat(labels, 2))
+    np.testing.assert_array_equal(outline(r.maps), np.repeat(maps == 0, 2, axis=0))
+    with pytest.raises(InputError, match="labels"):
+        gen.augment(2, maps=maps)
+
+
+def test_given_maps_single_and_other_sizes(gen):
+    one = to_states(gen.bank_maps([5]))[0]  # a single (26, 26) map
+    r = gen.generate("Center", 3, maps=one, seed=0)  # no labels: all given maps are the class
+    assert r.maps.shape == (3, 26, 26, 3) and (r.sources == 0).all() and (r.labels == 0).all()
+    np.testing.assert_array_equal(outline(r.maps), np.broadcast_to(one == 0, (3, 26, 26)))
+    big = np.repeat(np.repeat(one, 2, axis=0), 2, axis=1)  # 52×52
+    with pytest.warns(ResizeNote, match="52×52"):
+        r2 = gen.generate("Center", 2, maps=big[None], seed=0)
+    assert r2.maps.shape == (2, 26, 26, 3)
+    np.testing.assert_array_equal(outline(r2.maps)[0], one == 0)
+    onehot = to_onehot(one)
+    np.testing.assert_array_equal(gen.generate(0, 2, maps=onehot, seed=4).maps, gen.generate(0, 2, maps=one, seed=4).maps)
+    with pytest.raises(InputError, match="no maps of class"):
+        gen.generate("Donut", 2, maps=one[None], labels=[0])
+
+
+def test_source_index(gen):
+    i = int(np.flatnonzero(gen.bundle.labels == 3)[0])
+    r = gen.generate(None, 4, source_index=i, seed=0)
+    assert (r.sources == i).all() and (r.labels == 3).all()
+    assert len({m.tobytes() for m in gen.generate(None, 4, source_index=i, seed=0, raw=True).maps}) == 4
+    np.testing.assert_array_equal(gen.generate("Edge-Ring", 4, source_index=i, seed=0).maps, r.maps)
+    with pytest.raises(InputError, match="is class Edge-Ring, not Center"):
+        gen.generate("Center", 2, source_index=i)
+    with pytest.raises(InputError, match="out of range"):
+        gen.generate(None, 2, source_index=gen.bundle.count)
+    with pytest.raises(InputError, match="give a class"):
+        gen.generate(None, 2)
+
+
+@pytest.mark.parametrize("n", [0, -3, True, 2.5])
+def test_bad_counts(gen, n):
+    with pytest.raises(InputError, match="n must"):
+        gen.generate("None", n)
+
+
+def test_unknown_class_lists_valid_names(gen):
+    with pytest.raises(InputError) as err:
+        gen.generate("Scratchy", 2)
+    assert all(name in str(err.value) for name in CLASS_NAMES)
+
+
+def test_huge_n_in_memory_is_refused_with_the_size(gen):
+    with pytest.raises(InputError, match=r"GiB.*generate_to_files"):
+        gen.generate("None", 10_000_000)
+
+
+def test_mix_method_and_donut_fallback(gen):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = gen.generate("Scratch", 5, seed=3, method="mix")
+    np.testing.assert_array_equal(a.maps, gen.generate("Scratch", 5, seed=3, method="mix").maps)
+    # mixing changes the result but not the choice of sources
+    b = gen.generate("Scratch", 5, seed=3, method="noise")
+    np.testing.assert_array_equal(a.sources, b.sources)
+    assert not np.array_equal(a.maps, b.maps)
+    with pytest.warns(MixFallback, match="Donut"):
+        d = gen.generate("Donut", 3, seed=0, method="mix", raw=True)
+    assert len({m.tobytes() for m in d.maps}) == 3
+
+
+def test_course_noise_mode(gen):
+    r = gen.generate("Loc", 5, seed=0, mode="course")
+    assert _is_onehot(r.maps)
+    with pytest.raises(InputError, match="noise mode"):
+        gen.generate("Loc", 5, mode="loud")
+
+
+def test_streaming_equals_in_memory(gen, tmp_path):
+    n = RNG_BLOCK + 5  # crosses a noise block
+    mem = gen.generate("None", n, seed=9)
+    seen = []
+    s = gen.generate_to_files("None", n, tmp_path, seed=9, progress=lambda d, t: seen.append((d, t)))
+    np.testing.assert_array_equal(np.load(s.data_path), mem.maps)
+    np.testing.assert_array_equal(np.load(s.label_path), mem.labels)
+    np.testing.assert_array_equal(s.sources, mem.sources)
+    assert seen[-1] == (n, n)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_data.npy", "gen_label.npy"]
+    with pytest.raises(OutputError, match="already exists"):
+        gen.generate_to_files("None", 3, tmp_path, seed=9)
+    gen.generate_to_files("None", 3, tmp_path, seed=9, force=True)
+    assert np.load(tmp_path / "gen_data.npy").shape == (3, 26, 26, 3)
+
+
+def test_streaming_interrupted_leaves_nothing(gen, tmp_path):
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate_to_files("None", 10, tmp_path, seed=0, progress=stop)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_decode_reconstruct(gen):
+    maps = gen.bank_maps(np.arange(10))
+    z = gen.encode(maps)
+    assert z.shape == (10, 64, 3, 3) and z.dtype == np.float32
+    assert gen.decode(z[0]).shape == (1, 26, 26, 3)
+    assert _is_onehot(gen.decode(z))
+    assert gen.decode(z, raw=True).dtype == np.float32
+    locked = gen.decode(z, outlines=outline(maps))
+    np.testing.assert_array_equal(outline(locked), outline(maps))
+    rec = gen.reconstruct(maps)
+    assert rec.shape == maps.shape and _is_onehot(rec)
+    np.testing.assert_array_equal(outline(gen.reconstruct(maps, outline_lock=True)), outline(maps))
+    with pytest.raises(InputError, match="latents have shape"):
+        gen.decode(np.zeros((2, 32, 3, 3)))
+    with pytest.raises(InputError, match="NaN"):
+        gen.decode(np.full((1, 64, 3, 3), np.nan))
+    with pytest.raises(InputError):
+        gen.encode(np.zeros((2, 3, 26, 26)))
+
+
+def test_reconstruction_is_close_on_the_course_data(gen, wafer_data):
+    maps = wafer_data.maps[:300]
+    rec = gen.reconstruct(maps)
+    accuracy = (to_states(rec) == to_states(maps)).mean()
+    assert accuracy > 0.85
+    np.testing.assert_array_equal(gen.encode(maps), gen.bundle.latents[:300])
+
+
+def test_one_generator_many_threads_same_seed_same_maps(gen):
+    expected = gen.generate("Random", 8, seed=5).maps
+    results = []
+
+    def work() -> None:
+        for _ in range(3):
+            results.append(gen.generate("Random", 8, seed=5).maps)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 12
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_provider_reported(gen):
+    assert gen.provider == "cpu" and gen.provider_info.actual == "cpu"
+    assert gen.classes == CLASS_NAMES
