@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edge_infer.errors import DataFileError, OutputError
+from edge_infer.errors import DataFileError, EdgeInferError, OutputError
 from edge_infer.io import DATA_NAME, LABEL_NAME, load_dataset
 
 from . import bank as bank_mod
@@ -159,14 +159,124 @@ def _epochs(checkpoint: Checkpoint) -> Optional[int]:
 
 
 def _jsonable(value: Any) -> Any:
-    """JSON-safe copy of recorded run info (drops long per-epoch histories' non-JSON bits)."""
-    return json.loads(json.dumps(value, default=str, allow_nan=True).replace("NaN", "null").replace("Infinity", "null"))
+    """JSON-safe copy of what a run recorded: non-finite floats become null, odd types text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return str(value)
 
 
-def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "Optional[str | Path]" = None,
-                  labels: "Optional[str | Path]" = None, decoder: str = "fast", force: bool = False, tolerance: float = verify.TOLERANCE,
-                  note: Callable[[str], None] = _note) -> ExportResult:
-    """Export ``checkpoint_or_run`` to a verified bundle at ``out``; see the module doc."""
+@dataclass(frozen=True)
+class _Graphs:
+    encoder: bytes
+    decoder: bytes
+    variant: str
+    nodes: dict
+
+
+def _export_graphs(checkpoint: Checkpoint, decoder: str, note: Callable[[str], None]) -> _Graphs:
+    """Both graphs with their model cards, checked by the ONNX checker, as bytes."""
+    model = checkpoint.model
+    encoder_model = onnx_graphs.export_encoder(model.encoder)
+    try:
+        decoder_model, variant = onnx_graphs.export_decoder(model.decoder, decoder, note=note)
+    except EdgeInferError:
+        raise
+    except Exception as exc:  # the fast rewrite is another module's code; say where it broke
+        raise verify.VerificationError(
+            f"building the {decoder} decoder failed ({type(exc).__name__}: {exc}); try --decoder plain"
+        ) from None
+    for kind, graph in (("encoder", encoder_model), ("decoder", decoder_model)):
+        onnx_graphs.add_model_card(graph, onnx_graphs.model_card(kind, checkpoint.recipe, checkpoint.metrics))
+    try:
+        encoder_bytes = onnx_graphs.serialize(encoder_model)
+        decoder_bytes = onnx_graphs.serialize(decoder_model)
+    except Exception as exc:  # onnx.checker.ValidationError and friends
+        raise verify.VerificationError(f"the exported graph fails the ONNX checker: {exc}") from None
+    nodes = {"encoder": onnx_graphs.count_nodes(encoder_model), "decoder": onnx_graphs.count_nodes(decoder_model)}
+    return _Graphs(encoder_bytes, decoder_bytes, variant, nodes)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    latents: np.ndarray
+    diffs: dict
+    mse: float
+    max_abs_latent: float
+
+
+def _verify_written(folder: Path, model: Any, maps: np.ndarray, tolerance: float) -> _Checked:
+    """Run the graphs *as written in* ``folder`` against PyTorch; raises VerificationError."""
+    encoder_path, decoder_path = folder / "encoder.onnx", folder / "decoder.onnx"
+    latents = verify.encode_all(encoder_path, maps)
+    reference = verify.torch_latents(model, maps)
+    bank_vs_torch = float(np.max(np.abs(latents.astype(np.float64) - reference)))
+    allowed = verify.allowed_diff(reference, tolerance)
+    if not bank_vs_torch <= allowed:
+        raise verify.VerificationError(
+            f"latent bank: onnxruntime encoder differs from PyTorch by {bank_vs_torch:.3g} (max abs), "
+            f"over the allowed {allowed:.3g}; nothing was written"
+        )
+    diffs = verify.verify_parity(model, encoder_path.read_bytes(), decoder_path.read_bytes(),
+                                 maps, latents, tolerance=tolerance)
+    diffs["latent_bank"] = bank_vs_torch
+    mse = verify.reconstruction_mse(encoder_path, decoder_path, maps)
+    return _Checked(latents, diffs, mse, float(np.max(np.abs(reference))))
+
+
+def _provenance(checkpoint: Checkpoint, graphs: _Graphs, checked: _Checked, hashes: "tuple[str, str]",
+                n_maps: int, tolerance: float) -> dict:
+    metrics = {k: v for k, v in checkpoint.metrics.items() if not isinstance(v, (list, tuple, dict))}
+    return {
+        "recipe": _jsonable(checkpoint.recipe),
+        "epochs": _epochs(checkpoint),
+        "metrics": _jsonable(metrics),  # scalars only: per-epoch histories stay in metrics.json
+        "data_sha256": hashes[0],
+        "labels_sha256": hashes[1],
+        "data_n_maps": int(n_maps),
+        "checkpoint_sha256": checkpoint.sha256,
+        "training_versions": _jsonable(checkpoint.versions),
+        "tool_versions": manifest_mod.tool_versions(),
+        "exporter": {"tool": "torch.onnx.export(dynamo=True)", "opset": onnx_graphs.OPSET,
+                     "encoder_nodes": graphs.nodes["encoder"], "decoder_nodes": graphs.nodes["decoder"]},
+        "verification": {
+            "provider": "CPUExecutionProvider",
+            "tolerance": tolerance,
+            "criterion": verify.CRITERION,
+            "max_abs_latent": checked.max_abs_latent,
+            "batch_sizes": list(verify.BATCH_SIZES),
+            "max_abs_diff": checked.diffs,
+            "reconstruction_mse": checked.mse,
+            "passed": True,
+        },
+    }
+
+
+def export_bundle(
+    checkpoint_or_run: "str | Path",
+    out: "str | Path",
+    *,
+    data: "Optional[str | Path]" = None,
+    labels: "Optional[str | Path]" = None,
+    decoder: str = "fast",
+    force: bool = False,
+    tolerance: float = verify.TOLERANCE,
+    note: Callable[[str], None] = _note,
+) -> ExportResult:
+    """Export ``checkpoint_or_run`` (run folder or .pt) to a verified bundle folder ``out``.
+
+    ``data`` / ``labels`` default to what the checkpoint records. Raises an
+    :class:`EdgeInferError` (nothing written, an existing bundle untouched)
+    for a bad checkpoint or data, an existing ``out`` without ``force``, or
+    graphs that fail verification.
+    """
     out = Path(out)
     check_out(out, force)
     checkpoint = load_checkpoint(checkpoint_or_run)
@@ -175,79 +285,30 @@ def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "
         labels = checkpoint.data["labels_path"]
     dataset = load_dataset(data_path, labels, require_labels=True)
     maps, label_ids = dataset.maps, dataset.labels.reshape(-1)
-    sha, labels_sha = data_hashes(data_path, labels)
-    recorded_sha = checkpoint.data.get("sha256")
-    if recorded_sha and recorded_sha != sha:
-        note(f"note: {data_path} differs from the data the checkpoint was trained on (sha256 {sha[:12]}… vs {str(recorded_sha)[:12]}…)")
+    hashes = data_hashes(data_path, labels)
+    recorded = checkpoint.data.get("sha256")
+    if recorded and recorded != hashes[0]:
+        note(f"note: {data_path} is not the data the checkpoint was trained on "
+             f"(data.npy sha256 {hashes[0][:12]}…, recorded {str(recorded)[:12]}…)")
 
-    model = checkpoint.model
-    card_recipe, card_metrics = checkpoint.recipe, checkpoint.metrics
-    encoder = onnx_graphs.export_encoder(model.encoder)
-    decoder_model, variant = onnx_graphs.export_decoder(model.decoder, decoder, note=note)
-    onnx_graphs.add_model_card(encoder, onnx_graphs.model_card("encoder", card_recipe, card_metrics))
-    onnx_graphs.add_model_card(decoder_model, onnx_graphs.model_card("decoder", card_recipe, card_metrics))
-    try:
-        encoder_bytes = onnx_graphs.serialize(encoder)
-        decoder_bytes = onnx_graphs.serialize(decoder_model)
-    except Exception as exc:  # onnx.checker.ValidationError and friends
-        raise verify.VerificationError(f"the exported graph fails the ONNX checker: {exc}") from None
-
+    graphs = _export_graphs(checkpoint, decoder, note)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
-        (tmp / "encoder.onnx").write_bytes(encoder_bytes)
-        (tmp / "decoder.onnx").write_bytes(decoder_bytes)
-        # Everything below runs the graphs as written to disk, not the protos in memory.
-        latents = verify.encode_all(tmp / "encoder.onnx", maps)
-        reference = verify.torch_latents(model, maps)
-        bank_vs_torch = float(np.max(np.abs(latents.astype(np.float64) - reference)))
-        if not bank_vs_torch <= verify.allowed_diff(reference, tolerance):
-            raise verify.VerificationError(
-                f"latent bank: onnxruntime encoder differs from PyTorch by {bank_vs_torch:.3g} (max abs), "
-                f"over the allowed {verify.allowed_diff(reference, tolerance):.3g}; nothing was written"
-            )
-        diffs = verify.verify_parity(model, (tmp / "encoder.onnx").read_bytes(), (tmp / "decoder.onnx").read_bytes(),
-                                     maps, latents, tolerance=tolerance)
-        diffs["latent_bank"] = bank_vs_torch
-        mse = verify.reconstruction_mse(tmp / "encoder.onnx", tmp / "decoder.onnx", maps)
-
-        bank = bank_mod.build_bank(latents, label_ids, maps)
+        (tmp / "encoder.onnx").write_bytes(graphs.encoder)
+        (tmp / "decoder.onnx").write_bytes(graphs.decoder)
+        checked = _verify_written(tmp, checkpoint.model, maps, tolerance)
+        bank = bank_mod.build_bank(checked.latents, label_ids, maps)
         (tmp / "latent_bank.npz").write_bytes(bank_mod.bank_bytes(bank))
         _copy_run_extras(checkpoint, tmp, note)
-
-        files = {p.name: manifest_mod.sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        provenance = {
-            "recipe": _jsonable(checkpoint.recipe),
-            "epochs": _epochs(checkpoint),
-            "metrics": _jsonable({k: v for k, v in checkpoint.metrics.items() if not isinstance(v, (list, tuple))}),
-            "data_sha256": sha,
-            "labels_sha256": labels_sha,
-            "data_n_maps": int(len(maps)),
-            "checkpoint_sha256": checkpoint.sha256,
-            "training_versions": _jsonable(checkpoint.versions),
-            "tool_versions": manifest_mod.tool_versions(),
-            "exporter": {"tool": "torch.onnx.export(dynamo=True)", "opset": onnx_graphs.OPSET,
-                         "encoder_nodes": onnx_graphs.count_nodes(encoder),
-                         "decoder_nodes": onnx_graphs.count_nodes(decoder_model)},
-            "verification": {
-                "provider": "CPUExecutionProvider",
-                "tolerance": tolerance,
-                "criterion": verify.CRITERION,
-                "max_abs_latent": float(np.max(np.abs(reference))),
-                "batch_sizes": list(verify.BATCH_SIZES),
-                "max_abs_diff": diffs,
-                "reconstruction_mse": mse,
-                "passed": True,
-            },
-        }
         manifest = manifest_mod.build_manifest(
             name=out.name,
             created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            decoder_variant=variant,
-            bank_count=len(latents),
+            decoder_variant=graphs.variant,
+            bank_count=len(checked.latents),
             class_counts=bank_mod.class_counts(label_ids),
-            latent_stats=bank_mod.latent_stats(latents, label_ids),
-            provenance=provenance,
-            files=files,
+            latent_stats=bank_mod.latent_stats(checked.latents, label_ids),
+            provenance=_provenance(checkpoint, graphs, checked, hashes, len(maps), tolerance),
+            files={p.name: manifest_mod.sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         )
         (tmp / manifest_mod.MANIFEST_NAME).write_text(manifest_mod.manifest_text(manifest))
         for path in tmp.iterdir():
@@ -258,4 +319,5 @@ def export_bundle(checkpoint_or_run: "str | Path", out: "str | Path", *, data: "
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out=out, manifest=manifest, decoder_variant=variant, max_abs_diff=diffs, reconstruction_mse=mse)
+    return ExportResult(out=out, manifest=manifest, decoder_variant=graphs.variant,
+                        max_abs_diff=checked.diffs, reconstruction_mse=checked.mse)
