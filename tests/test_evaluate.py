@@ -154,6 +154,17 @@ def test_choose_strength_stops_at_first_failure_and_ignores_order():
         ev.choose_strength(s, [0.79, 0.5, 0.6, 0.79], reconstruction_fidelity=0.80)
 
 
+def test_done_when_targets():
+    good = {"valid": 1.0, "changed_vs_reconstruction": 0.05, "sibling_identical": 0.0,
+            "fidelity_generated": 0.70, "fidelity_reconstruction": 0.72}
+    assert all(t["pass"] for t in ev.done_when(good).values())
+    bad = dict(good, valid=0.99, changed_vs_reconstruction=0.02, sibling_identical=0.001,
+               fidelity_generated=0.68)
+    results = ev.done_when(bad)
+    assert len(results) == 4 and not any(t["pass"] for t in results.values())
+    assert "FAIL" in ev.format_done_when(results) and "PASS" in ev.format_done_when(ev.done_when(good))
+
+
 # ------------------------------------------------------------- whole report
 
 
@@ -230,14 +241,14 @@ def test_evaluate_set_end_to_end_on_toy_data(tmp_path, monkeypatch):
 class FakeGenerator:
     """The runtime's augment/reconstruct contract, with noise = random die flips."""
 
-    def reconstruct(self, maps):
+    def reconstruct(self, maps, outline_lock=False):
         return np.asarray(maps, dtype=np.float32)
 
-    def augment(self, per_source, maps, labels, seed, strength=None, noise=None, method="noise",
+    def augment(self, per_source, *, maps, labels, seed, strength=None, mode=None, method="noise",
                 outline_lock=True):
         rng = np.random.default_rng(seed)
         states = np.repeat(ev.as_state_array(maps), per_source, axis=0)
-        p = 0.02 if noise == "course" else 0.1 * strength
+        p = 0.02 if mode == "course" else 0.1 * strength
         flip = (states != BOUNDARY) & (rng.random(states.shape) < p)
         states[flip] = np.where(states[flip] == NORMAL, DEFECT, NORMAL)
         src = np.repeat(np.arange(len(maps)), per_source)
@@ -274,3 +285,21 @@ def test_evaluate_cli_reports_bad_input_without_traceback(tmp_path):
     assert result.exit_code == 1
     assert "error:" in result.output and "gen_data.npy" in result.output
     assert "Traceback" not in result.output
+
+
+def test_sweep_speaks_the_runtime_api(bundle_dir):
+    """The keyword contract with the real WaferGenerator: order, labels, course mode, reconstructions."""
+    from training import sweep
+
+    gen = ev.load_generator(bundle_dir)
+    maps, labels = _toy_data(2)
+    relative = sweep.generate(gen, maps, labels, 0.5, per_source=3, seed=0)
+    course = sweep.generate(gen, maps, labels, sweep.COURSE, per_source=3, seed=0)
+    recon = sweep.reconstruct(gen, maps)
+    sources = ev.source_rows(len(relative), len(maps))
+    for out in (relative, course):
+        assert out.shape == (12, 26, 26, 3)
+        assert ev.validity(out, maps[sources])["valid"].all()  # outline locked by default
+    assert ev.validity(recon, maps)["valid"].all()
+    assert not np.array_equal(relative, course)
+    assert ev.describe_model(gen)["manifest_sha256"]

@@ -257,6 +257,42 @@ def choose_strength(
     return float(s[order][n_ok - 1])
 
 
+# ------------------------------------------------------------ done-when
+
+#: Diversity target: in-wafer dies differing from the source's reconstruction, on average.
+MIN_CHANGED = 0.03
+
+
+def done_when(overall: dict[str, Any], tolerance: float = DEFAULT_TOLERANCE) -> dict[str, dict[str, Any]]:
+    """The issue's targets for a generated set, each with its figure and pass/fail.
+
+    100 % valid; ≥ 3 % of in-wafer dies differ from the reconstruction on
+    average; fidelity within ``tolerance`` of the reconstructions' own; no
+    sibling variant identical to another.
+    """
+    fid, rec = overall.get("fidelity_generated"), overall.get("fidelity_reconstruction")
+    out = {
+        "all valid": {"value": overall["valid"], "pass": overall["valid"] == 1.0},
+        f"dies changed vs reconstruction >= {100 * MIN_CHANGED:g}%": {
+            "value": overall["changed_vs_reconstruction"],
+            "pass": overall["changed_vs_reconstruction"] >= MIN_CHANGED},
+        "no identical siblings": {"value": overall["sibling_identical"],
+                                  "pass": overall["sibling_identical"] == 0.0},
+    }
+    if fid is not None and rec is not None:
+        out[f"fidelity within {100 * tolerance:g} points of reconstructions'"] = {
+            "value": fid - rec, "pass": fid >= rec - tolerance - 1e-12}
+    return out
+
+
+def format_done_when(targets: dict[str, dict[str, Any]]) -> str:
+    """One line per target: PASS/FAIL, the target, the figure (as a percentage)."""
+    return "\n".join(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {100 * t['value']:+.2f}%"
+                     if "fidelity" in name else
+                     f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {100 * t['value']:.2f}%"
+                     for name, t in targets.items())
+
+
 # ------------------------------------------------------ reference classifier
 
 
@@ -543,6 +579,7 @@ def evaluate_set(
             + "; their recall is averaged over the folds that hold them, and a fold's training "
             "set may lack them entirely."
         )
+    report["targets"] = done_when(report["overall"])
     if with_usefulness:
         report["usefulness"] = usefulness(
             real_maps, y, generated, y[sources], sources, folds, models, seed=seed,
@@ -573,10 +610,24 @@ def dumps_report(report: dict[str, Any]) -> str:
 # -------------------------------------------------------------------- CLI
 
 
-def _load_generator(bundle: Optional[Path]) -> Any:
+def load_generator(model: Optional[Path]) -> Any:
+    """The runtime's WaferGenerator for a bundle folder (None: the default bundle)."""
     from edge_infer import WaferGenerator  # the runtime: torch-free
 
-    return WaferGenerator.load(bundle) if bundle is not None else WaferGenerator.load()
+    return WaferGenerator.load(model)
+
+
+def describe_model(generator: Any) -> dict[str, Any]:
+    """Which bundle made the maps: folder, creation time, training epochs, manifest hash."""
+    b = getattr(generator, "bundle", None)
+    manifest = getattr(b, "manifest", None) or {}
+    return {
+        "path": str(getattr(b, "path", getattr(b, "folder", ""))),
+        "created_utc": manifest.get("created_utc"),
+        "epochs": (manifest.get("provenance") or {}).get("epochs"),
+        "manifest_sha256": manifest.get("manifest_sha256"),
+        "noise_defaults": dict(manifest.get("noise_defaults") or {}),
+    }
 
 
 def _app() -> Any:
@@ -590,7 +641,7 @@ def _app() -> Any:
         generated: Path = typer.Option(..., "--generated", help="Folder with gen_data.npy (+ gen_label.npy): the augment output made from --data."),
         labels: Optional[Path] = typer.Option(None, "--labels", help="Labels .npy when --data is a .npy of maps."),
         per_source: Optional[int] = typer.Option(None, "--per-source", help="Variants per source map (default: generated count / real count)."),
-        bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle for the reconstructions (default: the packaged one)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle folder for the reconstructions (default: $EDGE_INFER_MODEL, else the packaged one)."),
         folds: int = typer.Option(DEFAULT_FOLDS, "--folds", min=2, help="Folds for out-of-fold fidelity and usefulness."),
         seed: int = typer.Option(0, "--seed", help="Seed of the folds and the classifiers."),
         no_usefulness: bool = typer.Option(False, "--no-usefulness", help="Skip the (slow) usefulness test."),
@@ -609,18 +660,21 @@ def _app() -> Any:
             real = load_dataset(data, labels, require_labels=True)
             gen, gen_labels = load_generated(generated)
             say(f"reconstructing {len(real.maps)} real maps with the bundle")
-            recon = _load_generator(bundle).reconstruct(real.maps)
+            generator = load_generator(model)
+            recon = generator.reconstruct(real.maps, outline_lock=True)
             report = evaluate_set(
                 real.maps, real.labels, gen, gen_labels, np.asarray(recon),
                 per_source=per_source, n_folds=folds, seed=seed,
                 with_usefulness=not no_usefulness, progress=say,
             )
             report["inputs"] = {"data": str(data), "generated": str(generated),
-                                "bundle": str(bundle) if bundle else "default"}
+                                "model": describe_model(generator)}
             typer.echo(format_quality(report))
             if "usefulness" in report:
                 typer.echo("")
                 typer.echo(format_usefulness(report["usefulness"]))
+            typer.echo("")
+            typer.echo(format_done_when(report["targets"]))
             for c in report["caveats"]:
                 typer.echo(f"note: {c}")
             if out is not None:

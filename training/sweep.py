@@ -23,7 +23,7 @@ import numpy as np
 from edge_infer.errors import EdgeInferError
 from training import evaluate as ev
 
-DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
+DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 COURSE = "course"
 
 
@@ -44,15 +44,24 @@ def generate(
     kwargs: dict[str, Any] = {"per_source": per_source, "maps": maps, "labels": labels,
                               "seed": seed, "method": "noise", "outline_lock": True}
     if strength == COURSE:
-        kwargs["noise"] = COURSE
+        kwargs["mode"] = COURSE
     else:
-        kwargs["strength"] = float(strength)
+        kwargs.update(mode="relative", strength=float(strength))
     res = generator.augment(**kwargs)
     src = np.asarray(res.sources).reshape(-1)
     expected = np.repeat(np.arange(len(maps)), per_source)
     if not np.array_equal(src, expected):
         raise EdgeInferError("augment returned variants out of the documented row order")
     return np.asarray(res.maps, dtype=np.float32)
+
+
+def reconstruct(generator: Any, maps: np.ndarray) -> np.ndarray:
+    """The plain reconstructions (no noise), outline-locked like the generated maps.
+
+    Locked because the generated maps are: a die compared between the two
+    then differs only by what the noise did, never by the outline rule.
+    """
+    return np.asarray(generator.reconstruct(maps, outline_lock=True), dtype=np.float32)
 
 
 SUMMARY_KEYS = ("valid", "fidelity_generated", "changed_vs_reconstruction", "changed_vs_source",
@@ -76,7 +85,7 @@ def run_sweep(
     folds = ev.stratified_group_folds(ev.as_state_array(maps), y, n_folds, seed)
     progress(f"reference classifiers: {n_folds} folds (cached per data and recipe)")
     models = ev.fit_fold_models(maps, y, folds, seed=seed)
-    recon = np.asarray(generator.reconstruct(maps), dtype=np.float32)
+    recon = reconstruct(generator, maps)
     real_pred = ev.out_of_fold_predict(models, maps, folds)
     recon_pred = ev.out_of_fold_predict(models, recon, folds)
     sources = ev.source_rows(len(maps) * per_source, len(maps), per_source)
@@ -89,6 +98,7 @@ def run_sweep(
                                  gen_pred=ev.out_of_fold_predict(models, gen, folds[sources]))
         row: dict[str, Any] = {"strength": strength}
         row.update({k: rep["overall"][k] for k in SUMMARY_KEYS})
+        row["targets"] = {k: t["pass"] for k, t in ev.done_when(rep["overall"], tolerance).items()}
         row["fidelity_generated_per_class"] = {
             name: r["fidelity_generated"] for name, r in rep["per_class"].items()}
         return row
@@ -128,6 +138,9 @@ def format_sweep(result: dict[str, Any]) -> str:
             f"{100 * p['copy_of_real']:7.1f}%{mark}")
     lines.append(f"rule: {result['rule']}")
     lines.append(f"chosen default strength: {result['chosen_strength']:g}")
+    chosen = next(p for p in result["points"] if p["strength"] == result["chosen_strength"])
+    failed = [name for name, ok in chosen["targets"].items() if not ok]
+    lines.append("done-when targets at the default: " + ("all met" if not failed else "NOT met: " + "; ".join(failed)))
     return "\n".join(lines)
 
 
@@ -184,7 +197,7 @@ def _app() -> Any:
         strengths: str = typer.Option(",".join(f"{s:g}" for s in DEFAULT_STRENGTHS), "--strengths",
                                       help="Comma-separated relative strengths (> 0) to test."),
         per_source: int = typer.Option(5, "--per-source", min=1, help="Variants per real map."),
-        bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle (default: the packaged one)."),
+        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle folder (default: $EDGE_INFER_MODEL, else the packaged one)."),
         tolerance: float = typer.Option(ev.DEFAULT_TOLERANCE, "--tolerance", min=0.0,
                                         help="Allowed fidelity drop below the reconstructions', as a share (0.03 = 3 points)."),
         folds: int = typer.Option(ev.DEFAULT_FOLDS, "--folds", min=2),
@@ -208,10 +221,10 @@ def _app() -> Any:
             json_path = out.with_suffix(".json")
             check_targets([out, json_path], force=force)
             real = load_dataset(data, labels, require_labels=True)
-            gen = ev._load_generator(bundle)
+            gen = ev.load_generator(model)
             result = run_sweep(gen, real.maps, real.labels, sorted(values), per_source=per_source,
                                seed=seed, n_folds=folds, tolerance=tolerance, progress=say)
-            result["inputs"] = {"data": str(data), "bundle": str(bundle) if bundle else "default"}
+            result["inputs"] = {"data": str(data), "model": ev.describe_model(gen)}
             typer.echo(format_sweep(result))
             plot_sweep(result, out, force=force)
             save_bytes(json_path, ev.dumps_report(result).encode(), force=force)
