@@ -1,0 +1,245 @@
+"""The edge-infer CLI, run in-process through ``main`` (exactly what the console script calls)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_infer.cli import main
+from edge_infer.wafer import CLASS_NAMES, to_onehot, to_states
+
+
+@pytest.fixture()
+def run(capsys, bundle_dir):
+    """Run ``edge-infer ARGS`` (on the committed bundle, CPU); return (exit code, stdout, stderr)."""
+
+    def _run(*args: str, model: bool = True) -> tuple[int, str, str]:
+        argv = list(args)
+        if model and argv and argv[0] in ("generate", "augment", "reconstruct", "info"):
+            argv += ["--model", str(bundle_dir)]
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err
+        return exc.value.code, out.out, out.err
+
+    return _run
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_generate_writes_maps_labels_and_picture(run, tmp_path):
+    code, out, err = run("generate", "--class", "None", "-n", "5", "--out", str(tmp_path), "--seed", "0")
+    assert code == 0, err
+    data = np.load(tmp_path / "gen_data.npy")
+    labels = np.load(tmp_path / "gen_label.npy")
+    assert data.shape == (5, 26, 26, 3) and data.dtype == np.float32
+    assert labels.shape == (5, 1) and labels.dtype == np.int64 and (labels == 8).all()
+    with Image.open(tmp_path / "generated.png") as img:
+        assert img.format == "PNG" and img.width > 5 * 181 and img.height > 2 * 181
+    for name in ("gen_data.npy", "gen_label.npy", "generated.png"):
+        assert name in out
+    assert "provider: cpu" in err
+
+
+def test_same_seed_same_files_and_force(run, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("generate", "-c", "loc", "-n", "4", "-o", str(a), "-s", "3")[0] == 0
+    assert run("generate", "-c", "4", "-n", "4", "-o", str(b), "-s", "3")[0] == 0
+    np.testing.assert_array_equal(np.load(a / "gen_data.npy"), np.load(b / "gen_data.npy"))
+    before = (a / "gen_data.npy").read_bytes()
+    code, _, err = run("generate", "-c", "loc", "-n", "4", "-o", str(a), "-s", "4")
+    assert code == 1 and "already exists; use --force" in _one_error_line(err)
+    assert (a / "gen_data.npy").read_bytes() == before
+    assert run("generate", "-c", "loc", "-n", "4", "-o", str(a), "-s", "4", "--force")[0] == 0
+    assert (a / "gen_data.npy").read_bytes() != before
+
+
+def test_existing_picture_alone_blocks_every_write(run, tmp_path):
+    (tmp_path / "generated.png").write_bytes(b"mine")
+    code, _, err = run("generate", "-c", "None", "-n", "2", "-o", str(tmp_path))
+    assert code == 1 and "generated.png already exists" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["generated.png"]
+
+
+def test_unknown_class_lists_the_valid_names(run, tmp_path):
+    code, _, err = run("generate", "--class", "Scrach", "-o", str(tmp_path))
+    line = _one_error_line(err)
+    assert code == 1 and "unknown class 'Scrach'" in line
+    assert all(name in line for name in CLASS_NAMES)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_non_positive_n(run, tmp_path, n):
+    code, _, err = run("generate", "--class", "None", "-n", n, "-o", str(tmp_path))
+    assert code == 1 and "-n must be at least 1" in _one_error_line(err)
+
+
+def test_usage_errors_are_one_line_too(run):
+    code, _, err = run("generate", "--bogus")
+    assert code == 1 and "No such option" in _one_error_line(err)
+    code, _, err = run("generate", "-n", "many")
+    assert code == 1 and _one_error_line(err)
+
+
+def test_missing_and_broken_bundles(run, tmp_path, bundle_dir):
+    code, _, err = run("generate", "-c", "None", "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "o"), model=False)
+    assert code == 1 and "nope" in _one_error_line(err)
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle_dir, broken)
+    with open(broken / "decoder.onnx", "r+b") as fh:
+        fh.truncate(1000)
+    code, _, err = run("info", "--model", str(broken), model=False)
+    assert code == 1 and "decoder.onnx" in _one_error_line(err)
+
+
+def test_unwritable_output_folder(run, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, _, err = run("generate", "-c", "None", "-n", "2", "-o", str(blocker / "out"))
+    assert code == 1 and "cannot" in _one_error_line(err)
+    assert blocker.read_text() == "x"
+
+
+def test_cuda_asked_for_but_absent(run, tmp_path):
+    from edge_infer.runtime import create_session
+
+    _, actual = create_session(Path(__file__).parents[1] / "models" / "wafer-cae" / "decoder.onnx")
+    if actual == "cuda":
+        pytest.skip("CUDA works here")
+    code, _, err = run("generate", "-c", "None", "-o", str(tmp_path), "--provider", "cuda")
+    assert code == 1 and "CUDA" in _one_error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_source_index(run, tmp_path, bundle_dir):
+    from edge_infer.bundle import load_bundle
+
+    labels = load_bundle(bundle_dir).labels
+    i = int(np.flatnonzero(labels == 7)[0])  # a Scratch source
+    code, out, err = run("generate", "--source-index", str(i), "-n", "3", "-o", str(tmp_path / "a"))
+    assert code == 0, err
+    assert (np.load(tmp_path / "a" / "gen_label.npy") == 7).all()
+    code, _, err = run("generate", "-c", "Center", "--source-index", str(i), "-o", str(tmp_path / "b"))
+    assert code == 1 and "is class Scratch, not Center" in _one_error_line(err)
+
+
+def test_generate_streams_large_n_with_the_same_result(run, tmp_path, monkeypatch):
+    import edge_infer.commands.generate as cmd
+
+    assert run("generate", "-c", "Random", "-n", "6", "-o", str(tmp_path / "mem"), "-s", "1")[0] == 0
+    monkeypatch.setattr(cmd, "STREAM_THRESHOLD", 2)
+    assert run("generate", "-c", "Random", "-n", "6", "-o", str(tmp_path / "disk"), "-s", "1")[0] == 0
+    for name in ("gen_data.npy", "gen_label.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "mem" / name), np.load(tmp_path / "disk" / name))
+
+
+def test_interrupt_exits_130_and_leaves_no_files(run, tmp_path, monkeypatch):
+    from edge_infer.generator import WaferGenerator
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(WaferGenerator, "generate", boom)
+    code, _, err = run("generate", "-c", "None", "-o", str(tmp_path))
+    assert code == 130 and err.strip().endswith("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_augment_bank_default_order_and_picture(run, tmp_path, bundle_dir):
+    from edge_infer.bundle import load_bundle
+
+    code, out, err = run("augment", "--per-source", "1", "-o", str(tmp_path), "--seed", "0")
+    assert code == 0, err
+    labels = np.load(tmp_path / "gen_label.npy")
+    np.testing.assert_array_equal(labels[:, 0], load_bundle(bundle_dir).labels)
+    assert np.load(tmp_path / "gen_data.npy", mmap_mode="r").shape == (1281, 26, 26, 3)
+    with Image.open(tmp_path / "augment.png") as img:
+        assert img.height > 9 * 181  # one row per class
+
+
+def test_augment_user_maps(run, tmp_path, bundle_dir):
+    from edge_infer import WaferGenerator
+
+    gen = WaferGenerator.load(bundle_dir, provider="cpu")
+    idx = np.array([0, 1, 2, 3, 4, 5])
+    states = to_states(gen.bank_maps(idx))
+    np.save(tmp_path / "maps.npy", states)
+    np.save(tmp_path / "labels.npy", gen.bundle.labels[idx].reshape(-1, 1))
+    code, out, err = run(
+        "augment", "--data", str(tmp_path / "maps.npy"), "--labels", str(tmp_path / "labels.npy"),
+        "-k", "3", "-o", str(tmp_path / "out"), "--method", "mix",
+    )
+    assert code == 0, err
+    labels = np.load(tmp_path / "out" / "gen_label.npy")[:, 0]
+    np.testing.assert_array_equal(labels, np.repeat(gen.bundle.labels[idx], 3))
+    assert "18 maps" in out
+    code, _, err = run("augment", "--data", str(tmp_path / "maps.npy"), "-o", str(tmp_path / "o2"))
+    assert code == 1 and "labels" in _one_error_line(err)
+
+
+def test_reconstruct_metrics_outputs_and_resize_note(run, tmp_path, bundle_dir):
+    from edge_infer import WaferGenerator
+
+    gen = WaferGenerator.load(bundle_dir, provider="cpu")
+    maps = gen.bank_maps(np.arange(12))
+    np.save(tmp_path / "maps.npy", maps)
+    code, out, err = run("reconstruct", "--data", str(tmp_path / "maps.npy"), "-o", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "mse:" in out and "die-state accuracy:" in out and "defect recall:" in out
+    rec = np.load(tmp_path / "r" / "reconstructed.npy")
+    assert rec.shape == (12, 26, 26, 3) and rec.dtype == np.float32
+    assert (tmp_path / "r" / "reconstructed.png").exists()
+    big = np.repeat(np.repeat(to_states(maps), 2, axis=1), 2, axis=2)
+    np.save(tmp_path / "big.npy", big)
+    code, out, err = run("reconstruct", "--data", str(tmp_path / "big.npy"))
+    assert code == 0 and "note: resized 12 map(s) from 52×52" in err
+    code, _, err = run("reconstruct", "--data", str(tmp_path / "absent.npy"))
+    assert code == 1 and "absent.npy" in _one_error_line(err)
+
+
+def test_reconstruction_metrics_by_hand():
+    from edge_infer.commands.reconstruct import reconstruction_metrics
+
+    truth = to_onehot(np.array([[[0, 1], [2, 2]]]))
+    probs = truth.copy()
+    probs[0, 1, 1] = [0.0, 0.6, 0.4]  # one defect die lost
+    m = reconstruction_metrics(truth, probs)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["defect_recall"] == pytest.approx(0.5)
+    assert m["mse"] == pytest.approx((0.36 + 0.36) / 12)
+
+
+def test_info(run):
+    code, out, err = run("info")
+    assert code == 0, err
+    assert "Donut: 1" in out and "None: 404" in out
+    assert "onnxruntime" in out and ("running on: cpu" in out or "running on: cuda" in out)
+
+
+def test_help_and_version(run):
+    code, out, _ = run("--help", model=False)
+    assert code == 0
+    for verb in ("generate", "augment", "reconstruct", "info"):
+        assert verb in out
+    code, out, _ = run("generate", "--help", model=False)
+    assert code == 0 and "Examples" in out and "--source-index" in out
+    code, out, _ = run("--version", model=False)
+    assert code == 0 and "edge-infer 0.1.0" in out
+
+
+def test_cli_import_loads_no_numpy_or_onnxruntime():
+    code = "import sys, edge_infer.cli; print(sorted(m for m in ('numpy', 'onnxruntime', 'torch') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
