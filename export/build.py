@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edge_infer.errors import DataFileError, EdgeInferError, OutputError
+from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
 from edge_infer.io import DATA_NAME, LABEL_NAME, load_dataset
 
 from . import bank as bank_mod
@@ -278,6 +278,8 @@ def export_bundle(
     graphs that fail verification.
     """
     out = Path(out)
+    if decoder not in onnx_graphs.DECODER_VARIANTS:
+        raise InputError(f"unknown decoder variant {decoder!r}; choose one of {', '.join(onnx_graphs.DECODER_VARIANTS)}")
     check_out(out, force)
     checkpoint = load_checkpoint(checkpoint_or_run)
     data_path = resolve_data(checkpoint, data)

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from edge_infer.errors import DataFileError, OutputError  # noqa: E402
+from edge_infer.errors import DataFileError, InputError, OutputError  # noqa: E402
 from edge_infer.wafer import CLASS_NAMES, to_onehot  # noqa: E402
 from export import bank as bank_mod  # noqa: E402
 from export import onnx_graphs, verify  # noqa: E402
@@ -319,6 +319,19 @@ def test_bad_checkpoints_give_one_clear_error_and_write_nothing(workspace, tmp_p
             export_bundle(path, out, decoder="plain", note=lambda _m: None)
         assert not out.exists(), name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_missing_recorded_data_and_bad_options_are_refused_up_front(workspace, tmp_path):
+    ck = torch.load(workspace["run"] / "checkpoint.pt", weights_only=True)
+    ck["data"]["path"] = str(tmp_path / "gone.zip")
+    torch.save(ck, tmp_path / "moved.pt")
+    with pytest.raises(DataFileError, match="give --data"):
+        export_bundle(tmp_path / "moved.pt", tmp_path / "out", decoder="plain", note=lambda _m: None)
+    with pytest.raises(InputError, match="unknown decoder variant"):
+        export_bundle(workspace["run"], tmp_path / "out", decoder="turbo", note=lambda _m: None)
+    with pytest.raises(DataFileError, match="no labels"):
+        export_bundle(workspace["run"], tmp_path / "out", data=workspace["data"] / "data.npy", note=lambda _m: None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_prints_error_without_traceback_and_exits_1(workspace, tmp_path):
