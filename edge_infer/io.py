@@ -150,6 +150,12 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
             raise OutputError(f"cannot write to {folder}: permission denied")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it into place.
@@ -166,6 +172,8 @@ def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp makes the file 0600; give it the permissions any new file would get.
+        os.chmod(tmp, 0o666 & ~_umask())
         if target.exists() and not force:
             raise OutputError(f"{target} appeared while writing; use --force to overwrite it")
         os.replace(tmp, target)

@@ -135,6 +135,7 @@ def test_save_npy_is_atomic_and_respects_force(tmp_path):
     save_npy(target, np.arange(5), force=True)
     assert np.array_equal(np.load(target), np.arange(5))
     assert sorted(p.name for p in target.parent.iterdir()) == ["gen_data.npy"]
+    assert target.stat().st_mode & 0o044 == 0o044, "outputs are readable like any new file"
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
