@@ -239,14 +239,22 @@ def test_refuses_to_replace_a_folder_that_is_not_a_bundle(workspace, tmp_path):
     assert (precious / "thesis.tex").read_text() == "years of work"
 
 
-def test_force_replaces_with_identical_bytes(workspace, tmp_path):
-    """Re-exporting one checkpoint is reproducible: same graphs, same bank, byte for byte."""
+def test_force_replaces_with_identical_bytes(workspace, tmp_path, monkeypatch):
+    """Re-exporting one checkpoint is reproducible: same graphs, same bank, byte for byte.
+
+    Asked for the fast decoder where export.fast_decoder cannot be imported,
+    the exporter falls back to the plain one, says so, and records it.
+    """
     import shutil
 
     out = tmp_path / "again"
     shutil.copytree(workspace["out"], out)
     (out / "stale-marker").write_text("x")  # must not survive the replacement
-    export_bundle(workspace["run"], out, decoder="plain", force=True, note=lambda _m: None)
+    monkeypatch.setitem(sys.modules, "export.fast_decoder", None)  # import now raises ImportError
+    notes = []
+    result = export_bundle(workspace["run"], out, decoder="fast", force=True, note=notes.append)
+    assert result.decoder_variant == "plain" and _manifest(out)["graphs"]["decoder"]["variant"] == "plain"
+    assert any("plain decoder" in n for n in notes)
     assert not (out / "stale-marker").exists()
     for name in ("encoder.onnx", "decoder.onnx", "latent_bank.npz"):
         assert _sha(out / name) == _sha(workspace["out"] / name), name
