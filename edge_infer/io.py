@@ -150,10 +150,15 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
             raise OutputError(f"cannot write to {folder}: permission denied")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which would
+# race with other threads creating files if done per write.
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -173,7 +178,7 @@ def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         # mkstemp makes the file 0600; give it the permissions any new file would get.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         if target.exists() and not force:
             raise OutputError(f"{target} appeared while writing; use --force to overwrite it")
         os.replace(tmp, target)
