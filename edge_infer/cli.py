@@ -40,13 +40,12 @@ defect) of any WM-811K defect class with a torch-free ONNX autoencoder.
 
 Examples:
 
+\b
   edge-infer generate --class Scratch -n 20 --seed 0
-
   edge-infer augment --per-source 5
-
   edge-infer reconstruct --data wafer.zip
-
   edge-infer info
+
 """
 
 app = typer.Typer(
@@ -55,6 +54,9 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's help renderer imports rich + markdown-it, which
+    # made `--help` take ~1.7x as long (0.54 s vs 0.32 s median, loaded 2-core box).
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -31,10 +31,9 @@ PICTURE = "augment.png"
 EPILOG = """\
 Examples:
 
+\b
   edge-infer augment
-
   edge-infer augment --data ../shared/data/wafer.zip --per-source 5 --seed 0
-
   edge-infer augment --data my_maps.npy --labels my_labels.npy --out out/mine
 
 Writes OUT/gen_data.npy (N·k, 26, 26, 3) float32 one-hot and OUT/gen_label.npy
@@ -71,7 +70,7 @@ def augment(
     model: ModelOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Generate --per-source new maps for every source map, keeping its label.
+    """Make k new maps for every source map (k = --per-source).
 
     Without --data the sources are the bundle's latent bank, so no data file
     is needed: 1281 sources × 5 = 6405 new maps.

@@ -35,10 +35,9 @@ PICTURE = "generated.png"
 EPILOG = """\
 Examples:
 
+\b
   edge-infer generate --class None -n 5
-
   edge-infer generate --class scratch -n 200 --seed 7 --out out/scratch
-
   edge-infer generate --source-index 17 -n 8 --method noise --strength 0.5
 
 Writes OUT/gen_data.npy (n, 26, 26, 3) float32 one-hot like data.npy,

@@ -7,15 +7,16 @@ from ._common import ModelOpt, ProviderOpt, handle_errors, say
 EPILOG = """\
 Examples:
 
+\b
   edge-infer info
-
   edge-infer info --model models/wafer-cae --provider cpu
+
 """
 
 
 @handle_errors
 def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
-    """Show the model bundle, its classes, and the onnxruntime providers."""
+    """Show the bundle, its classes and what onnxruntime runs on."""
     from ..generator import WaferGenerator
     from ..runtime import available_providers, ort_version
 

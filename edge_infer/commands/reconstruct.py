@@ -16,8 +16,8 @@ MAX_SHOWN = 8
 EPILOG = """\
 Examples:
 
+\b
   edge-infer reconstruct --data ../shared/data/wafer.zip
-
   edge-infer reconstruct --data maps.npy --out out/recon
 
 MSE is the mean over all N×26×26×3 elements of the decoder's probabilities

@@ -1,0 +1,64 @@
+"""``edge-infer bench``: throughput and latency of encode, decode and generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import ModelOpt, ThreadsOpt, handle_errors, say, tell
+
+EPILOG = """\
+Examples:
+
+  edge-infer bench
+
+  edge-infer bench --batches 1,64,1024 --threads 2 --seconds 2 --out bench.json
+
+  edge-infer bench --compare plain-bundle/     # also time another decoder (bundle folder or .onnx)
+"""
+
+
+@handle_errors
+def bench(
+    model: ModelOpt = None,
+    batches: Annotated[str, typer.Option("--batches", help="Comma-separated batch sizes.")] = "1,64,1024",
+    provider: Annotated[
+        str, typer.Option("--provider", help="all: the CPU and CUDA where a session really gets it. auto, cpu, cuda: only that.")
+    ] = "all",
+    threads: Annotated[
+        Optional[int],
+        typer.Option("--threads", help="onnxruntime intra-op threads. Default: the cores this process may use.", show_default=False),
+    ] = None,
+    seconds: Annotated[float, typer.Option("--seconds", help="About how long each measurement runs.")] = 1.0,
+    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated: encode, decode, generate.")] = "encode,decode,generate",
+    compare: Annotated[
+        Optional[list[Path]],
+        typer.Option("--compare", help="Another decoder to time too: a bundle folder or a decoder .onnx (repeatable).",
+                     show_default=False),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Also write the results as JSON to this file.", show_default=False)
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out file.")] = False,
+) -> None:
+    """Time encode, decode and generate (maps/s, p50/p99 latency) on this machine."""
+    import json
+
+    from ..bench import format_table, parse_batches, run_bench
+    from ..errors import InputError, OutputError
+    from ..io import atomic_path
+
+    if out is not None and out.exists() and not force:
+        raise OutputError(f"{out} exists; use --force to replace it")
+    if seconds <= 0:
+        raise InputError(f"--seconds must be positive, not {seconds}")
+    report = run_bench(model, batches=parse_batches(batches), provider=provider, threads=threads, seconds=seconds,
+                       tasks=[t.strip() for t in tasks.split(",") if t.strip()], compare=compare or [], progress=tell)
+    say(format_table(report))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out, force=True) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+        say(f"wrote {out}")
