@@ -1,0 +1,347 @@
+"""``edge-infer bench``: how fast a bundle encodes, decodes and generates, here.
+
+Plain functions returning plain dicts (JSON-ready), composed by the CLI verb
+``edge_infer/commands/bench.py`` and by ``python -m training.bench_all``
+(``make bench``), which adds the PyTorch eager baseline in another process.
+
+Each measurement repeats one call (a batch) for about ``seconds`` and
+reports throughput (maps/s over the whole measurement) and per-call latency
+percentiles (p50, p99). ``decode`` and ``encode`` time the runtime's graph
+runner (:class:`edge_infer.runtime.GraphRunner`, output written into a
+preallocated buffer, as the generator does); ``generate`` times the public
+API end to end, :meth:`WaferGenerator.generate`, noise, decoder, argmax and
+outline lock included. Providers are only those a session *really* gets.
+
+Timings on a shared machine are noisy: the load average before and after is
+recorded with every run so a reader can tell.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .errors import InputError, ProviderError
+
+TASKS = ("encode", "decode", "generate")
+DEFAULT_BATCHES = (1, 64, 1024)
+BENCH_FORMAT_VERSION = 1
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD extensions that decide which onnxruntime kernels run."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+
+
+def _gpu_names() -> list[str]:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [ln.strip() for ln in done.stdout.splitlines() if ln.strip()] if done.returncode == 0 else []
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (affinity), the default thread count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> Optional[list[float]]:
+    """1, 5 and 15 minute load averages, or None where the OS has none."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, versions, GPUs."""
+    from . import __version__
+    from .runtime import available_providers, ort_version
+
+    return {
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "gpus": _gpu_names(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": ort_version(),
+        "providers_listed": available_providers(),
+        "edge_infer": __version__,
+    }
+
+
+# ---------------------------------------------------------------- timing
+
+
+def parse_batches(text: Union[str, Iterable[int]]) -> list[int]:
+    """``"1,64,1024"`` → ``[1, 64, 1024]``; every batch a positive integer."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        batches = [int(str(b).strip()) for b in items if str(b).strip()]
+    except ValueError:
+        raise InputError(f"batches must be comma-separated whole numbers, e.g. 1,64,1024 (got {text!r})") from None
+    if not batches or min(batches) < 1:
+        raise InputError(f"batches must be one or more positive whole numbers (got {text!r})")
+    return batches
+
+
+def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: int = 5,
+            warmup: int = 2) -> dict[str, Any]:
+    """Time ``call`` (which handles ``batch`` maps) repeatedly for ~``seconds``.
+
+    Returns calls, total seconds, maps/s over the whole run and per-call
+    latency p50/p99/mean in milliseconds.
+    """
+    if seconds <= 0:
+        raise InputError(f"seconds must be positive, not {seconds}")
+    for _ in range(warmup):  # first runs allocate and pick kernels; not what a steady user sees
+        call()
+    laps: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        call()
+        laps.append(time.perf_counter() - t0)
+        if len(laps) >= min_calls and time.perf_counter() - start >= seconds:
+            break
+    total = time.perf_counter() - start
+    ms = sorted(x * 1e3 for x in laps)
+    return {
+        "calls": len(laps),
+        "seconds": round(total, 4),
+        "maps_per_s": round(batch * len(laps) / total, 1),
+        "latency_ms": {
+            "p50": round(statistics.median(ms), 4),
+            "p99": round(ms[min(len(ms) - 1, int(np.ceil(0.99 * len(ms))) - 1)], 4),
+            "mean": round(sum(ms) / len(ms), 4),
+        },
+    }
+
+
+# ---------------------------------------------------------------- what is timed
+
+
+def working_providers(model_path: Union[str, Path], requested: str = "all") -> list[str]:
+    """The providers among ``requested`` (``all``, ``cpu``, ``cuda``, ``auto``) that really run ``model_path``.
+
+    ``all`` lists the CPU plus CUDA only where a session really gets CUDA;
+    an explicit ``cuda`` that does not work raises
+    :class:`~edge_infer.errors.ProviderError`.
+    """
+    from .runtime import create_session_info
+
+    name = str(requested).strip().lower()
+    if name not in ("all", "auto", "cpu", "cuda"):
+        raise InputError(f"unknown provider {requested!r}; choose all, auto, cpu or cuda")
+    if name == "cpu":
+        return ["cpu"]
+    if name in ("cuda", "auto"):
+        _, info = create_session_info(model_path, provider=name)  # raises for cuda when it does not work
+        return [info.actual]
+    found = ["cpu"]
+    try:
+        _, info = create_session_info(model_path, provider="cuda")
+        if info.actual == "cuda":
+            found.append("cuda")
+    except ProviderError:
+        pass
+    return found
+
+
+def _decoded_maps(gen: Any, batch: int) -> np.ndarray:
+    """Realistic encoder input: bank latents decoded with their outlines, cycled to ``batch``."""
+    idx = np.arange(batch) % gen.bundle.count
+    return gen.bank_maps(idx)
+
+
+def _busiest_class(gen: Any) -> str:
+    counts = gen.bundle.class_counts()
+    return max(counts, key=lambda c: counts[c])
+
+
+def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: Sequence[str] = TASKS,
+                    label: str = "") -> list[dict[str, Any]]:
+    """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`."""
+    rows = []
+    cls = _busiest_class(gen)
+    variant = gen.bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", "unknown")
+    for batch in batches:
+        z = np.ascontiguousarray(gen.bundle.latents[np.arange(batch) % gen.bundle.count])
+        for task in tasks:
+            if task == "encode":
+                maps = _decoded_maps(gen, batch)
+                enc_out = np.empty((batch, *gen.bundle.latents.shape[1:]), dtype=np.float32)
+                call: Callable[[], Any] = lambda m=maps, o=enc_out: gen.encoder.run(m, out=o)  # noqa: E731
+            elif task == "decode":
+                dec_out = np.empty((batch, *gen.decoder.item_shape), dtype=np.float32)
+                call = lambda z=z, o=dec_out: gen.decoder.run(z, out=o)  # noqa: E731
+            elif task == "generate":
+                seeds = iter(range(10**9))
+                call = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
+            else:
+                raise InputError(f"unknown bench task {task!r}; choose from {', '.join(TASKS)}")
+            row = {"task": task, "variant": variant if task != "encode" else "-", "label": label,
+                   "provider": gen.provider, "batch": batch}
+            row.update(measure(call, batch, seconds))
+            rows.append(row)
+    return rows
+
+
+def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds: float, *, provider: str = "cpu",
+                        threads: Optional[int] = None, variant: str = "", label: str = "") -> list[dict[str, Any]]:
+    """``decode`` rows for a standalone decoder graph (e.g. the plain export), timed like the bundle's."""
+    from .runtime import GraphRunner
+
+    runner = GraphRunner.open(path, provider=provider, threads=threads)
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in batches:
+        z = rng.standard_normal((batch, 64, 3, 3)).astype(np.float32)
+        out = np.empty((batch, *runner.item_shape), dtype=np.float32)
+        row = {"task": "decode", "variant": variant or Path(path).stem, "label": label, "provider": runner.actual,
+               "batch": batch}
+        row.update(measure(lambda z=z, o=out: runner.run(z, out=o), batch, seconds))
+        rows.append(row)
+    return rows
+
+
+def _decoder_graph_of(path: Union[str, Path]) -> tuple[Path, str]:
+    """A comparison decoder given as a ``.onnx`` file or a bundle folder → (graph path, variant)."""
+    from .bundle import load_bundle
+
+    p = Path(path)
+    if p.is_dir():
+        bundle = load_bundle(p)
+        return bundle.decoder_path, str(bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", p.name))
+    if not p.exists():
+        raise InputError(f"{p}: no such decoder graph or bundle folder")
+    return p, p.stem
+
+
+def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int] = DEFAULT_BATCHES,
+              provider: str = "all", threads: Optional[int] = None, seconds: float = 1.0,
+              tasks: Sequence[str] = TASKS, compare: Sequence[Union[str, Path]] = (),
+              progress: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+    """Benchmark a bundle (and optional comparison decoders) on every working provider.
+
+    Returns ``{"format", "created_utc", "machine", "settings", "results", "ratios"}``;
+    ``results`` rows have task, variant, provider, batch, threads, calls,
+    maps_per_s and latency_ms (p50/p99/mean).
+    """
+    from .bundle import load_bundle
+    from .generator import WaferGenerator
+
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise InputError(f"unknown bench task {bad[0]!r}; choose from {', '.join(TASKS)}")
+    threads = usable_cores() if threads is None else int(threads)
+    if threads < 1:
+        raise InputError(f"threads must be 1 or more, not {threads}")
+    batches = parse_batches(batches)
+    bundle = load_bundle(model)
+    comparisons = [_decoder_graph_of(c) for c in compare]
+    providers = working_providers(bundle.decoder_path, provider)
+    say = progress or (lambda _msg: None)
+    load_before = load_average()
+    results: list[dict[str, Any]] = []
+    for prov in providers:
+        say(f"timing {bundle.path.name} on {prov}, {threads} threads ...")
+        gen = WaferGenerator.load(bundle.path, provider=prov, threads=threads)
+        for row in bench_generator(gen, batches, seconds, tasks=tasks):
+            results.append({**row, "threads": threads})
+        for path, variant in comparisons:
+            say(f"timing decoder {path} on {prov} ...")
+            for row in bench_decoder_graph(path, batches, seconds, provider=prov, threads=threads, variant=variant,
+                                           label="compare"):
+                results.append({**row, "threads": threads})
+    report = {
+        "format": "edge-infer-bench",
+        "format_version": BENCH_FORMAT_VERSION,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_info(),
+        "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
+                     "providers": providers, "compare": [str(p) for p, _ in comparisons],
+                     "load_average_before": load_before, "load_average_after": load_average()},
+        "results": results,
+    }
+    report["ratios"] = ratios(results)
+    return report
+
+
+# ---------------------------------------------------------------- reading results
+
+
+def find(results: Iterable[dict[str, Any]], **match: Any) -> Optional[dict[str, Any]]:
+    """The first row whose fields equal ``match`` (e.g. task="decode", batch=1024)."""
+    return next((r for r in results if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def ratios(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Decoder/encoder throughput per provider and batch, and fast/compared decoder speed-ups."""
+    out: dict[str, Any] = {}
+    for r in results:
+        if r["task"] != "decode" or r.get("label") == "compare":
+            continue
+        enc = find(results, task="encode", provider=r["provider"], batch=r["batch"])
+        if enc:
+            out[f"decode_over_encode[{r['provider']},{r['batch']}]"] = round(r["maps_per_s"] / enc["maps_per_s"], 3)
+        for c in results:
+            if c.get("label") == "compare" and c["provider"] == r["provider"] and c["batch"] == r["batch"]:
+                key = f"decode_{r['variant']}_over_{c['variant']}[{r['provider']},{r['batch']}]"
+                out[key] = round(r["maps_per_s"] / c["maps_per_s"], 3)
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The results as an aligned text table, with the machine on top."""
+    m, s = report["machine"], report["settings"]
+    lines = [
+        f"machine: {m['cpu']} ({m['usable_cores']} usable cores; {', '.join(m['cpu_flags']) or 'no AVX'}), "
+        f"onnxruntime {m['onnxruntime']}" + (f", GPU {', '.join(m['gpus'])}" if m["gpus"] else ""),
+        f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
+        f"load average {s['load_average_before']} -> {s['load_average_after']}",
+        "",
+        f"{'task':<9} {'decoder':<8} {'provider':<8} {'batch':>6} {'maps/s':>11} {'p50 ms':>9} {'p99 ms':>9} {'calls':>6}",
+    ]
+    for r in report["results"]:
+        lines.append(f"{r['task']:<9} {r['variant']:<8} {r['provider']:<8} {r['batch']:>6} {r['maps_per_s']:>11,.0f} "
+                     f"{r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} {r['calls']:>6}")
+    if report.get("ratios"):
+        lines.append("")
+        lines += [f"{k}: {v:g}" for k, v in report["ratios"].items()]
+    return "\n".join(lines)
