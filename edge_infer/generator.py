@@ -313,14 +313,15 @@ class WaferGenerator:
         n = _check_count(n)
         out = Path(out_dir)
         data_path, label_path = out / DATA_FILE, out / LABEL_FILE
-        job = self._generate_job(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
         check_targets([data_path, label_path], force=force)
+        # Refuse up front (before planning n rows) what the disk cannot hold.
         need = n * MAP_BYTES + n * 8 + (1 << 20)
         free = shutil.disk_usage(out).free
         if need > free:
             raise OutputError(
                 f"{n} maps need {need / 2**30:.2f} GiB in {out}, which has {free / 2**30:.2f} GiB free"
             )
+        job = self._generate_job(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
         from numpy.lib.format import open_memmap
 
         lab = self._labels(job)

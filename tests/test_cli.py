@@ -243,3 +243,9 @@ def test_cli_import_loads_no_numpy_or_onnxruntime():
     code = "import sys, edge_infer.cli; print(sorted(m for m in ('numpy', 'onnxruntime', 'torch') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_absurd_n_is_refused_with_the_size_it_needs(run, tmp_path):
+    code, _, err = run("generate", "-c", "None", "-n", str(10**13), "-o", str(tmp_path))
+    assert code == 1 and "GiB" in _one_error_line(err) and "free" in err
+    assert list(tmp_path.iterdir()) == []
