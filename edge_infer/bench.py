@@ -215,7 +215,7 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
                 call = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
             else:
                 raise InputError(f"unknown bench task {task!r}; choose from {', '.join(TASKS)}")
-            row = {"task": task, "variant": variant if task != "encode" else "-", "label": label,
+            row = {"runtime": "onnxruntime", "task": task, "variant": variant if task != "encode" else "-", "label": label,
                    "provider": gen.provider, "batch": batch}
             row.update(measure(call, batch, seconds))
             rows.append(row)
@@ -233,7 +233,8 @@ def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds:
     for batch in batches:
         z = rng.standard_normal((batch, 64, 3, 3)).astype(np.float32)
         out = np.empty((batch, *runner.item_shape), dtype=np.float32)
-        row = {"task": "decode", "variant": variant or Path(path).stem, "label": label, "provider": runner.actual,
+        row = {"runtime": "onnxruntime", "task": "decode", "variant": variant or Path(path).stem, "label": label,
+               "provider": runner.actual,
                "batch": batch}
         row.update(measure(lambda z=z, o=out: runner.run(z, out=o), batch, seconds))
         rows.append(row)
@@ -336,10 +337,12 @@ def format_table(report: dict[str, Any]) -> str:
         f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
         f"load average {s['load_average_before']} -> {s['load_average_after']}",
         "",
-        f"{'task':<9} {'decoder':<8} {'provider':<8} {'batch':>6} {'maps/s':>11} {'p50 ms':>9} {'p99 ms':>9} {'calls':>6}",
+        f"{'runtime':<11} {'task':<9} {'decoder':<14} {'provider':<8} {'batch':>6} {'maps/s':>11} {'p50 ms':>9} "
+        f"{'p99 ms':>9} {'calls':>6}",
     ]
     for r in report["results"]:
-        lines.append(f"{r['task']:<9} {r['variant']:<8} {r['provider']:<8} {r['batch']:>6} {r['maps_per_s']:>11,.0f} "
+        lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<9} {r['variant']:<14} {r['provider']:<8} "
+                     f"{r['batch']:>6} {r['maps_per_s']:>11,.0f} "
                      f"{r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} {r['calls']:>6}")
     if report.get("ratios"):
         lines.append("")

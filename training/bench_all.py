@@ -1,0 +1,164 @@
+"""``make bench``: onnxruntime (``edge-infer bench``) against PyTorch eager, one JSON, the ratios.
+
+Run: ``python -m training.bench_all --out bench-results/bench.json``.
+
+Steps, each timed in its own process so neither runtime's thread pool
+disturbs the other:
+
+1. the plain ``torch.onnx`` decoder (``export.onnx_graphs.export_plain_decoder``)
+   is written to a temporary folder, from the checkpoint when there is one
+   (``runs/wafer-cae``), else from seeded random weights -- speed does not
+   depend on the weight values;
+2. ``edge-infer bench --model BUNDLE --compare PLAIN.onnx`` times the bundle's
+   encoder, decoder and full ``generate`` (public API), and the plain decoder;
+3. ``python -m training.bench_torch`` times PyTorch eager on the same batches
+   and threads;
+4. everything goes into one JSON with the issue's three ratios and targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_BUNDLE = REPO / "models" / "wafer-cae"
+DEFAULT_RUN = REPO / "runs" / "wafer-cae"
+
+#: (name, how it is computed, target, whether higher is better)
+TARGETS = {
+    "decode_over_encode_onnx": ("ONNX decoder / encoder maps/s at the largest batch", 0.6, True),
+    "generate_onnx_over_torch": ("ONNX generate / PyTorch eager generate maps/s at the largest batch", 2.0, True),
+    "generate_latency_onnx_over_torch_b1": ("ONNX / PyTorch generate p50 latency at batch 1", 0.25, False),
+    "decode_fast_over_plain": ("fast / plain ONNX decoder maps/s at the largest batch", None, True),
+    "decode_onnx_over_torch": ("ONNX decoder / PyTorch eager decoder maps/s at the largest batch", None, True),
+}
+
+
+def _row(rows: Sequence[dict], **match: Any) -> Optional[dict]:
+    return next((r for r in rows if all(r.get(k) == v for k, v in match.items())), None)
+
+
+def compute_ratios(onnx_rows: Sequence[dict], torch_rows: Sequence[dict], big: int, small: int) -> dict[str, Any]:
+    """The issue's ratios from the two result lists (CPU rows of the bundle, compared plain decoder, torch)."""
+    def rate(rows, **m):
+        r = _row(rows, provider="cpu", **m)
+        return r["maps_per_s"] if r else None
+
+    def p50(rows, **m):
+        r = _row(rows, provider="cpu", **m)
+        return r["latency_ms"]["p50"] if r else None
+
+    main = [r for r in onnx_rows if r.get("label") != "compare"]
+    plain = [r for r in onnx_rows if r.get("label") == "compare"]
+    pairs = {
+        "decode_over_encode_onnx": (rate(main, task="decode", batch=big), rate(main, task="encode", batch=big)),
+        "generate_onnx_over_torch": (rate(main, task="generate", batch=big), rate(torch_rows, task="generate", batch=big)),
+        "generate_latency_onnx_over_torch_b1": (p50(main, task="generate", batch=small),
+                                                p50(torch_rows, task="generate", batch=small)),
+        "decode_fast_over_plain": (rate(main, task="decode", batch=big), rate(plain, task="decode", batch=big)),
+        "decode_onnx_over_torch": (rate(main, task="decode", batch=big), rate(torch_rows, task="decode", batch=big)),
+    }
+    out = {}
+    for key, (num, den) in pairs.items():
+        what, target, higher = TARGETS[key]
+        value = round(num / den, 3) if num and den else None
+        met = None if value is None or target is None else (value >= target if higher else value <= target)
+        out[key] = {"value": value, "what": what, "target": target, "met": met,
+                    "batch": small if key.endswith("_b1") else big}
+    return out
+
+
+def _plain_decoder(checkpoint: Optional[Path], folder: Path) -> tuple[Path, str]:
+    import onnx
+
+    from export.onnx_graphs import export_plain_decoder
+    from training.bench_torch import load_model
+
+    model, source = load_model(checkpoint)
+    path = folder / "decoder_plain.onnx"
+    onnx.save(export_plain_decoder(model.decoder), str(path))
+    return path, source
+
+
+def _edge_infer() -> list[str]:
+    exe = Path(sys.executable).with_name("edge-infer")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_infer.cli"]
+
+
+def _run(cmd: list[str]) -> None:
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, cwd=REPO)
+    if done.returncode != 0:
+        print(f"error: {cmd[0]} failed (exit {done.returncode})", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.bench_all", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default models/wafer-cae)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint for the plain decoder and PyTorch (default: runs/wafer-cae if present)")
+    parser.add_argument("--batches", default="1,64,1024")
+    parser.add_argument("--threads", type=int, default=None, help="both runtimes (default: the usable cores)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "bench.json")
+    args = parser.parse_args(argv)
+
+    from edge_infer.bench import format_table, parse_batches, usable_cores
+
+    batches = parse_batches(args.batches)
+    threads = args.threads or usable_cores()
+    checkpoint = args.checkpoint
+    if checkpoint is None and (DEFAULT_RUN / "checkpoint.pt").exists():
+        checkpoint = DEFAULT_RUN
+    common = ["--batches", ",".join(map(str, batches)), "--threads", str(threads), "--seconds", str(args.seconds)]
+    with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        plain, weights = _plain_decoder(checkpoint, tmp)
+        _run([*_edge_infer(), "bench", "--model", str(args.model), "--provider", "all", "--compare", str(plain),
+              *common, "--out", str(tmp / "onnx.json"), "--force"])
+        torch_cmd = [sys.executable, "-m", "training.bench_torch", *common, "--out", str(tmp / "torch.json"),
+                     "--bank", str(args.model / "latent_bank.npz")]
+        if checkpoint is not None:
+            torch_cmd += ["--checkpoint", str(checkpoint)]
+        _run(torch_cmd)
+        onnx_report = json.loads((tmp / "onnx.json").read_text())
+        torch_report = json.loads((tmp / "torch.json").read_text())
+    ratios = compute_ratios(onnx_report["results"], torch_report["results"], max(batches), min(batches))
+    report = {
+        "format": "edge-infer-bench-all",
+        "machine": {**onnx_report["machine"], "torch": torch_report["machine"].get("torch")},
+        "settings": {**onnx_report["settings"], "plain_decoder_weights": weights,
+                     "torch_weights": torch_report["settings"]["weights"],
+                     "torch_load_average": [torch_report["settings"]["load_average_before"],
+                                            torch_report["settings"]["load_average_after"]]},
+        "onnxruntime": onnx_report["results"],
+        "pytorch": torch_report["results"],
+        "ratios": ratios,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    from edge_infer.io import atomic_path
+
+    with atomic_path(args.out, force=True) as tmp_out:
+        tmp_out.write_text(json.dumps(report, indent=2) + "\n")
+    table = {**onnx_report, "results": onnx_report["results"] + torch_report["results"], "ratios": {}}
+    print(format_table(table))
+    print()
+    for key, r in ratios.items():
+        target = "" if r["target"] is None else f"  (target {'>=' if TARGETS[key][2] else '<='} {r['target']}: " \
+                                                  f"{'met' if r['met'] else 'NOT met'})"
+        print(f"{key:<38} {r['value'] if r['value'] is not None else 'n/a':>8}{target}")
+    print(f"wrote {args.out}")
+    if os.environ.get("EDGE_INFER_BENCH_STRICT") and any(r["met"] is False for r in ratios.values()):
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
