@@ -227,6 +227,9 @@ def test_evaluate_set_end_to_end_on_toy_data(tmp_path, monkeypatch):
     use = rep["usefulness"]
     assert use["folds"] == 2 and use["macro_f1_real"]["folds"] == 2
     assert 0.0 <= use["macro_f1_augmented"]["mean"] <= 1.0
+    # copies of the sources as "generated" maps = the real maps repeated: the same training set
+    # up to order, so the augmented and repeated controls are the same size
+    assert use["macro_f1_real_repeated"]["folds"] == 2
     text = ev.dumps_report(rep)
     assert json.loads(text)["counts"]["per_source"] == 2
     assert "Center" in ev.format_quality(rep) and "macro-F1" in ev.format_usefulness(use)
