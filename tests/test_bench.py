@@ -1,0 +1,149 @@
+"""edge_infer.bench and ``edge-infer bench``: what is measured and reported (never how fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_infer import bench
+from edge_infer.errors import InputError, ProviderError
+
+
+def test_parse_batches():
+    assert bench.parse_batches("1,64,1024") == [1, 64, 1024]
+    assert bench.parse_batches(" 8 , 2 ") == [8, 2]
+    assert bench.parse_batches([3, 5]) == [3, 5]
+    for bad in ("", "0", "1,-2", "a,b", "1.5"):
+        with pytest.raises(InputError):
+            bench.parse_batches(bad)
+
+
+def test_measure_counts_calls_and_derives_figures():
+    calls = []
+    res = bench.measure(lambda: calls.append(1), batch=10, seconds=0.01, min_calls=7, warmup=3)
+    assert res["calls"] >= 7 and len(calls) == res["calls"] + 3  # warm-up runs are not counted
+    assert res["maps_per_s"] == pytest.approx(10 * res["calls"] / res["seconds"], rel=1e-3)
+    lat = res["latency_ms"]
+    assert 0 <= lat["p50"] <= lat["p99"]
+    with pytest.raises(InputError):
+        bench.measure(lambda: None, batch=1, seconds=0)
+
+
+def test_machine_info_describes_the_machine():
+    info = bench.machine_info()
+    assert info["usable_cores"] >= 1 and info["onnxruntime"]
+    assert "CPUExecutionProvider" in info["providers_listed"]
+    json.dumps(info)
+
+
+def test_providers_listed_only_when_they_really_work(bundle_dir, monkeypatch):
+    assert bench.working_providers(bundle_dir / "decoder.onnx", "cpu") == ["cpu"]
+    found = bench.working_providers(bundle_dir / "decoder.onnx", "all")
+    assert found[0] == "cpu"
+    # A build that lists CUDA but cannot use it (this machine) must not report cuda.
+    from edge_infer import runtime
+
+    class Info:
+        def __init__(self, actual):
+            self.actual = actual
+
+    monkeypatch.setattr(runtime, "create_session_info", lambda path, provider: (None, Info("cpu")))
+    assert bench.working_providers("x.onnx", "all") == ["cpu"]
+    monkeypatch.setattr(runtime, "create_session_info", lambda path, provider: (None, Info("cuda")))
+    assert bench.working_providers("x.onnx", "all") == ["cpu", "cuda"]
+
+    def no_cuda(path, provider):
+        raise ProviderError("no CUDA here")
+
+    monkeypatch.setattr(runtime, "create_session_info", no_cuda)
+    assert bench.working_providers("x.onnx", "all") == ["cpu"]
+    with pytest.raises(ProviderError):
+        bench.working_providers("x.onnx", "cuda")
+    with pytest.raises(InputError):
+        bench.working_providers("x.onnx", "tpu")
+
+
+@pytest.fixture(scope="module")
+def report(bundle_dir):
+    return bench.run_bench(bundle_dir, batches=[1, 5], provider="cpu", threads=1, seconds=0.02,
+                           compare=[bundle_dir / "decoder.onnx"])
+
+
+def test_run_bench_rows(report, bundle_dir):
+    main = [r for r in report["results"] if r["label"] != "compare"]
+    assert [(r["task"], r["batch"]) for r in main] == [(t, b) for b in (1, 5) for t in bench.TASKS]
+    for r in report["results"]:
+        assert r["provider"] == "cpu" and r["threads"] == 1 and r["runtime"] == "onnxruntime"
+        assert r["calls"] >= 5 and r["maps_per_s"] > 0
+    compared = [r for r in report["results"] if r["label"] == "compare"]
+    assert [(r["task"], r["batch"], r["variant"]) for r in compared] == [("decode", 1, "decoder"), ("decode", 5, "decoder")]
+    s = report["settings"]
+    assert s["batches"] == [1, 5] and s["threads"] == 1 and s["providers"] == ["cpu"]
+    assert report["machine"]["cpu"]
+    json.dumps(report)  # the --out file is plain JSON
+
+
+def test_ratios_are_computed_from_the_rows(report):
+    r = report["ratios"]
+    dec = bench.find(report["results"], task="decode", batch=5, label="")
+    enc = bench.find(report["results"], task="encode", batch=5)
+    assert r["decode_over_encode[cpu,5]"] == pytest.approx(dec["maps_per_s"] / enc["maps_per_s"], rel=1e-2)
+    assert any(k.startswith("decode_") and "_over_decoder[cpu,5]" in k for k in r)
+
+
+def test_table_lists_every_row(report):
+    table = bench.format_table(report)
+    assert table.count("\nonnxruntime ") == len(report["results"])
+    assert "maps/s" in table and report["machine"]["onnxruntime"] in table
+
+
+def test_bad_options(bundle_dir):
+    with pytest.raises(InputError):
+        bench.run_bench(bundle_dir, batches=[1], tasks=["train"], seconds=0.01)
+    with pytest.raises(InputError):
+        bench.run_bench(bundle_dir, batches=[1], threads=0, seconds=0.01)
+    with pytest.raises(InputError):
+        bench.run_bench(bundle_dir, batches=[1], seconds=0.01, compare=[bundle_dir / "nope.onnx"])
+
+
+def test_cli_writes_json_and_reports_errors(bundle_dir, tmp_path, capsys):
+    from edge_infer.cli import main
+
+    out = tmp_path / "b" / "bench.json"
+    args = ["bench", "--model", str(bundle_dir), "--batches", "2", "--threads", "1", "--seconds", "0.02",
+            "--tasks", "decode,generate", "--provider", "cpu", "--out", str(out)]
+    with pytest.raises(SystemExit) as ok:
+        main(args)
+    assert ok.value.code == 0
+    data = json.loads(out.read_text())
+    assert [(r["task"], r["batch"]) for r in data["results"]] == [("decode", 2), ("generate", 2)]
+    assert "generate" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as again:  # no silent overwrite
+        main(args)
+    assert again.value.code == 1 and "--force" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main(["bench", "--model", str(bundle_dir), "--batches", "0"])
+    err = capsys.readouterr().err
+    assert bad.value.code == 1 and err.startswith("error:") and "Traceback" not in err
+
+
+def test_make_bench_ratios_and_targets():
+    """training.bench_all turns the two runtimes' rows into the issue's ratios and verdicts."""
+    from training.bench_all import compute_ratios
+
+    def row(task, batch, rate, p50, label=""):
+        return {"task": task, "batch": batch, "provider": "cpu", "label": label, "maps_per_s": rate,
+                "latency_ms": {"p50": p50, "p99": p50}}
+
+    onnx_rows = [row("encode", 1024, 1000, 1), row("decode", 1024, 700, 1), row("generate", 1024, 500, 1),
+                 row("generate", 1, 10, 0.1), row("decode", 1024, 200, 5, label="compare")]
+    torch_rows = [row("decode", 1024, 350, 3), row("generate", 1024, 300, 3), row("generate", 1, 5, 0.2)]
+    r = compute_ratios(onnx_rows, torch_rows, big=1024, small=1)
+    assert r["decode_over_encode_onnx"]["value"] == 0.7 and r["decode_over_encode_onnx"]["met"] is True
+    assert r["generate_onnx_over_torch"]["value"] == pytest.approx(1.667, abs=1e-3)
+    assert r["generate_onnx_over_torch"]["met"] is False
+    assert r["generate_latency_onnx_over_torch_b1"]["value"] == 0.5
+    assert r["generate_latency_onnx_over_torch_b1"]["met"] is False  # lower is better, target 1/4
+    assert r["decode_fast_over_plain"]["value"] == 3.5 and r["decode_fast_over_plain"]["met"] is None
+    assert compute_ratios([], [], 1024, 1)["decode_over_encode_onnx"]["value"] is None
