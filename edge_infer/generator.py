@@ -408,8 +408,7 @@ class WaferGenerator:
         root = sampling.root_seed(seed)
         partners = weights = None
         if method == "mix":
-            # Its own stream (key 2), so adding mixing never changes which sources are chosen.
-            rng = np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (2,)))
+            rng = sampling.mix_rng(root)
             partners, alone = sampling.choose_partners(sources, src.labels, src.outline_ids, rng)
             weights = sampling.mix_weights(sources.size, rng)
             if alone.any():

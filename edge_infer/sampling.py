@@ -5,8 +5,8 @@ from a seed; nothing uses global random state, so concurrent calls never
 disturb each other and the same seed always gives the same maps.
 
 Seeds are organised so that streaming and in-memory generation agree: the
-per-row plan (which source, which partner, which mix weight) comes from
-:func:`plan_rng`, and the noise for rows ``[b·RNG_BLOCK, (b+1)·RNG_BLOCK)``
+per-row plan (which source) comes from :func:`plan_rng`, mixing partners and
+weights from :func:`mix_rng`, and the noise for rows ``[b·RNG_BLOCK, (b+1)·RNG_BLOCK)``
 comes from :func:`block_rng` ``(root, b)`` -- whatever chunk size the caller
 processes with.
 
@@ -74,6 +74,12 @@ def _child(root: np.random.SeedSequence, *key: int) -> np.random.Generator:
 def plan_rng(root: np.random.SeedSequence) -> np.random.Generator:
     """Generator for the per-row plan (sources, partners, mix weights)."""
     return _child(root, 0)
+
+
+def mix_rng(root: np.random.SeedSequence) -> np.random.Generator:
+    """Generator for mixing partners and weights: its own stream, so choosing
+    ``method="mix"`` never changes which sources are picked."""
+    return _child(root, 2)
 
 
 def block_rng(root: np.random.SeedSequence, block: int) -> np.random.Generator:
