@@ -1,0 +1,213 @@
+"""One training run, written as a folder: checkpoint, history, loss plot, metrics.
+
+``runs/NAME/`` appears complete or not at all: everything is written into a
+temporary folder beside it and renamed into place at the end, so a crash or
+Ctrl-C leaves no half run (and, with ``force``, the old run stays until the
+new one is complete).
+
+The shipped model is trained on every map. So that overfitting still shows,
+a run first trains the same recipe (same seed) on ``1 - val_split`` of the
+maps and measures MSE on the held-out rest; those figures are recorded as
+``holdout_*`` beside the final model's own training figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+from edge_infer.errors import OutputError
+
+from .data import TrainingData, split_indices, to_tensor
+
+CHECKPOINT_FORMAT = "edge-infer-checkpoint"
+CHECKPOINT_VERSION = 1
+FILES = ("checkpoint.pt", "history.json", "history.csv", "loss.png", "metrics.json")
+
+
+def check_out(out: Path, *, force: bool) -> None:
+    """Refuse up front (before any training) an output that exists without
+    ``force``, or that is a file, or whose parent cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder; choose another --out")
+    if out.exists() and not force:
+        raise OutputError(f"{out} already exists; use --force to overwrite it")
+    parent = out.parent
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {parent}: permission denied or not a folder")
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path, *, force: bool) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out``; on success it becomes ``out``.
+
+    On any exception (KeyboardInterrupt included) the temporary folder is
+    removed and ``out`` is left as it was.
+    """
+    check_out(out, force=force)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755 & ~_umask())
+        old: Optional[Path] = None
+        if out.exists():
+            if not force:
+                raise OutputError(f"{out} appeared while training; use --force to overwrite it")
+            # Move the old run aside first: a rename is atomic, a tree delete is not.
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / out.name)
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:
+            if old is not None:
+                os.replace(old / out.name, out)
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def versions() -> dict:
+    """Tool versions recorded in a checkpoint (plain strings)."""
+    import numpy
+    import torch
+
+    import edge_infer
+
+    return {
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "edge_infer": edge_infer.__version__,
+        "platform": f"{platform.system()}-{platform.machine()}",
+    }
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _history_csv(history: dict) -> str:
+    cols = ["epoch", "train_loss", "train_mse", "lr"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for row in zip(*(history[c] for c in cols)):
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def _clean(value):
+    """JSON-safe: NaN becomes None (e.g. defect recall of maps without defects)."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def train_run(
+    data: TrainingData,
+    out: Path,
+    recipe,
+    *,
+    force: bool = False,
+    progress: Optional[Callable[[str, int], Callable]] = None,
+) -> dict:
+    """Train with ``recipe`` and write the run folder ``out``; returns the metrics.
+
+    ``progress(title, total_steps)`` returns a per-step callback
+    ``(epoch, step, running_loss)``; None trains silently.
+    """
+    import torch
+
+    from .plots import plot_loss
+    from .train import COURSE_REPORT_MSE, train
+
+    out = Path(out)
+    check_out(out, force=force)
+    x_all = to_tensor(data.maps)
+    steps = -(-data.n_maps // recipe.batch_size)
+
+    holdout_metrics: dict = {}
+    holdout_history: Optional[dict] = None
+    if recipe.val_split > 0:
+        tr_idx, val_idx = split_indices(data.n_maps, recipe.val_split, recipe.seed)
+        tr_steps = -(-len(tr_idx) // recipe.batch_size)
+        cb = progress("held-out run", recipe.epochs * tr_steps) if progress else None
+        held = train(x_all[torch.from_numpy(tr_idx)], recipe, x_all[torch.from_numpy(val_idx)], progress=cb)
+        m = held.metrics
+        holdout_metrics = {
+            "holdout_val_split": recipe.val_split,
+            "holdout_n_train": m["n_train"],
+            "holdout_n_val": m["n_val"],
+            "holdout_train_mse": m["train_mse"],
+            "holdout_val_mse": m["val_mse"],
+            "holdout_val_accuracy": m["val_accuracy"],
+            "holdout_val_defect_recall": m["val_defect_recall"],
+            "holdout_seconds": m["seconds"],
+        }
+        holdout_history = held.history.as_dict()
+
+    cb = progress("final run, all maps", recipe.epochs * steps) if progress else None
+    final = train(x_all, recipe, None, progress=cb)
+    metrics = {k: v for k, v in final.metrics.items() if not k.startswith("val_") and k != "n_val"}
+    metrics.update(holdout_metrics)
+    metrics["validation"] = (
+        f"the model is trained on all {data.n_maps} maps; holdout_* figures come from the same recipe "
+        f"and seed trained on {holdout_metrics['holdout_n_train']} maps and evaluated on the other "
+        f"{holdout_metrics['holdout_n_val']}"
+        if holdout_metrics
+        else f"the model is trained on all {data.n_maps} maps; no held-out check (--val-split 0)"
+    )
+    metrics["mse_definition"] = "mean of squared error over all N x 3 x 26 x 26 elements, eval mode, after the last epoch"
+    metrics["loss"] = recipe.loss
+    metrics["course_report_train_mse"] = COURSE_REPORT_MSE
+    metrics = _clean(metrics)
+
+    history = final.history.as_dict()
+    history.pop("val_mse", None)
+    history_doc = {"final": history, "holdout": _clean(holdout_history)}
+    recipe_d = recipe.as_dict()
+    data_d = data.provenance()
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model": {k: v.detach().clone().contiguous() for k, v in final.model.state_dict().items()},
+        "recipe": recipe_d,
+        "metrics": metrics,
+        "data": data_d,
+        "versions": versions(),
+    }
+    with atomic_folder(out, force=force) as tmp:
+        torch.save(checkpoint, tmp / "checkpoint.pt")
+        _write_json(tmp / "history.json", _clean(history_doc))
+        (tmp / "history.csv").write_text(_history_csv(history))
+        _write_json(tmp / "metrics.json", {**metrics, "recipe": recipe_d, "data": data_d})
+        plot_loss(tmp / "loss.png", history, loss_name=recipe.loss, reference=COURSE_REPORT_MSE, holdout=holdout_history)
+    return metrics
+
