@@ -26,7 +26,7 @@ from ._common import (
     tell,
 )
 
-#: Above this many maps the CLI streams to disk in blocks (memory-mapped .npy).
+#: Above this many maps the CLI streams them to disk block by block (bounded memory).
 STREAM_THRESHOLD = 50_000
 #: Generated maps shown in the picture.
 MAX_SHOWN = 10
