@@ -25,10 +25,17 @@ COURSE_LABEL_SHA256 = "5c8e13bb85864aa02676233077252e80f9f7a086800a99c81dcbb204b
 
 
 def toy(n: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Small synthetic one-hot maps (float64 channels-last, like data.npy) and labels (N,1)."""
+    """Small synthetic wafer-like maps (float64 one-hot channels-last, like data.npy) and labels (N,1):
+    a round wafer of normal dies with a random defect blob, boundary outside."""
     rng = np.random.default_rng(seed)
-    states = rng.integers(0, 3, size=(n, 26, 26))
-    states[:, :3, :3] = 0  # corners off-wafer, as in every real map
+    yy, xx = np.mgrid[:26, :26] - 12.5
+    r = np.hypot(yy, xx)
+    states = np.where(r < 12, 1, 0)[None].repeat(n, axis=0)
+    for i in range(n):
+        cy, cx = rng.uniform(-8, 8, size=2)
+        blob = np.hypot(yy - cy, xx - cx) < rng.uniform(2, 6)
+        states[i][blob & (r < 12)] = 2
+        states[i][(rng.random((26, 26)) < 0.05) & (r < 12)] = 2
     return to_onehot(states).astype(np.float64), rng.integers(0, 9, size=(n, 1)).astype(np.int64)
 
 

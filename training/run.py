@@ -97,8 +97,8 @@ def versions() -> dict:
     import edge_infer
 
     return {
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
+        "numpy": str(numpy.__version__),
         "python": platform.python_version(),
         "edge_infer": edge_infer.__version__,
         "platform": f"{platform.system()}-{platform.machine()}",
