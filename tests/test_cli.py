@@ -249,3 +249,13 @@ def test_absurd_n_is_refused_with_the_size_it_needs(run, tmp_path):
     code, _, err = run("generate", "-c", "None", "-n", str(10**13), "-o", str(tmp_path))
     assert code == 1 and "GiB" in _one_error_line(err) and "free" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [(["--strength", "0"], "strength must be"), (["--method", "blend"], "noise, mix"), (["--noise-mode", "x"], "relative, course")],
+)
+def test_bad_noise_options_fail_before_any_model_loads(run, tmp_path, option, message):
+    code, _, err = run("generate", "-c", "None", "-o", str(tmp_path), *option)
+    assert code == 1 and message in _one_error_line(err)
+    assert "provider:" not in err  # refused before the bundle was opened

@@ -167,3 +167,15 @@ def _input_error(message: str) -> EdgeInferError:
 def provider_line(info: Any) -> str:
     """``provider: cpu (auto: CUDA listed but not usable here)``."""
     return f"provider: {info.describe()}"
+
+
+def check_noise_options(strength: Optional[float], method: Optional[str], mode: Optional[str]) -> None:
+    """Reject a bad --strength / --method / --noise-mode before any model is loaded."""
+    from .. import sampling
+
+    if strength is not None:
+        sampling.check_strength(strength)
+    if method is not None:
+        sampling.check_choice(method, sampling.METHODS, "method")
+    if mode is not None:
+        sampling.check_choice(mode, sampling.MODES, "noise mode")

@@ -20,6 +20,7 @@ from ._common import (
     ThreadsOpt,
     Progress,
     check_count,
+    check_noise_options,
     handle_errors,
     provider_line,
     say,
@@ -83,6 +84,7 @@ def augment(
     from ..render import render_grid, save_png
 
     check_count(per_source, "--per-source")
+    check_noise_options(strength, method, noise_mode)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
     maps = lab = None

@@ -20,6 +20,7 @@ from ._common import (
     ThreadsOpt,
     Progress,
     check_count,
+    check_noise_options,
     handle_errors,
     provider_line,
     say,
@@ -93,6 +94,7 @@ def generate(
     from ..wafer import resolve_class
 
     check_count(n, "-n")
+    check_noise_options(strength, method, noise_mode)
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     if cls is not None:
         resolve_class(cls, gen.classes)  # a typo fails before anything else happens
