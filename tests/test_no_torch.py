@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 
 def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
