@@ -20,7 +20,7 @@ import numpy as np
 
 from . import sampling
 from .bundle import Bundle, load_bundle
-from .errors import InputError, OutputError
+from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, save_npy
 from .runtime import GraphRunner, SessionInfo, create_session_info
 from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
@@ -153,6 +153,14 @@ class WaferGenerator:
         dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads)
         encoder = GraphRunner(enc_s, enc_i, input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
         decoder = GraphRunner(dec_s, dec_i, input_name=bundle.decoder_io[0], output_name=bundle.decoder_io[1])
+        # Fixed dimensions in the graphs must agree with the bundle format (-1 = dynamic).
+        for runner, want, path in (
+            (encoder, bundle.latents.shape[1:], bundle.encoder_path),
+            (decoder, MAP_SHAPE, bundle.decoder_path),
+        ):
+            got = runner.item_shape
+            if len(got) != len(want) or any(g not in (-1, w) for g, w in zip(got, want)):
+                raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not (batch, {', '.join(map(str, want))})")
         return cls(bundle, encoder, decoder)
 
     # ------------------------------------------------------------ properties

@@ -196,13 +196,26 @@ class GraphRunner:
         inputs, outputs = session.get_inputs(), session.get_outputs()
         self.input_name = input_name or inputs[0].name
         self.output_name = output_name or outputs[0].name
+        if self.input_name not in [i.name for i in inputs]:
+            raise BundleError(
+                f"{self._where(session)}has no input named {self.input_name!r} "
+                f"(it has: {', '.join(i.name for i in inputs)})"
+            )
         out_meta = next((o for o in outputs if o.name == self.output_name), None)
         if out_meta is None:
-            raise BundleError(f"graph has no output named {self.output_name!r}")
+            raise BundleError(
+                f"{self._where(session)}has no output named {self.output_name!r} "
+                f"(it has: {', '.join(o.name for o in outputs)})"
+            )
         # The fixed per-item output shape, e.g. (26, 26, 3); batch axis is dynamic.
         self.item_shape: tuple[int, ...] = tuple(
             int(d) if isinstance(d, int) else -1 for d in out_meta.shape[1:]
         )
+
+    @staticmethod
+    def _where(session: Any) -> str:
+        path = getattr(session, "_model_path", None)
+        return f"{path}: graph " if path else "the graph "
 
     @classmethod
     def open(

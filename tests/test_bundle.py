@@ -157,3 +157,20 @@ def test_a_bank_holding_pickles_is_refused(bundle_copy):
     _write_manifest(bundle_copy, _manifest(bundle_copy))
     with pytest.raises(BundleError, match=r"latent_bank\.npz"):
         load_bundle(bundle_copy)
+
+
+def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy):
+    from edge_infer import WaferGenerator
+
+    m = _manifest(bundle_copy)
+    m["graphs"]["encoder"]["input"] = "pixels"
+    _write_manifest(bundle_copy, m)
+    with pytest.raises(BundleError, match=r"encoder\.onnx: graph has no input named 'pixels'"):
+        WaferGenerator.load(bundle_copy, provider="cpu")
+    # encoder and decoder swapped (names fixed up so only the shapes are wrong)
+    m = _manifest(bundle_copy)
+    m["graphs"]["encoder"].update(file="decoder.onnx", input="latent", output="wafer")
+    m["graphs"]["decoder"].update(file="encoder.onnx", input="wafer", output="latent")
+    _write_manifest(bundle_copy, m)
+    with pytest.raises(BundleError, match="output shape"):
+        WaferGenerator.load(bundle_copy, provider="cpu")
