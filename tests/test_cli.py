@@ -259,3 +259,15 @@ def test_bad_noise_options_fail_before_any_model_loads(run, tmp_path, option, me
     code, _, err = run("generate", "-c", "None", "-o", str(tmp_path), *option)
     assert code == 1 and message in _one_error_line(err)
     assert "provider:" not in err  # refused before the bundle was opened
+
+
+def test_interrupt_while_writing_the_picture_leaves_no_output_at_all(run, tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    def boom(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PILImage.Image, "save", boom)
+    code, _, err = run("generate", "-c", "None", "-n", "3", "-o", str(tmp_path))
+    assert code == 130 and "interrupted" in err
+    assert list(tmp_path.iterdir()) == []  # not even the .npy files written before the picture

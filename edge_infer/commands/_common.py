@@ -179,3 +179,38 @@ def check_noise_options(strength: Optional[float], method: Optional[str], mode: 
         sampling.check_choice(method, sampling.METHODS, "method")
     if mode is not None:
         sampling.check_choice(mode, sampling.MODES, "noise mode")
+
+
+def write_all(writers: "dict[Path, Callable[[Path], None]]", *, force: bool) -> None:
+    """Write several outputs as one step: each writer fills a temporary file,
+    and only when all have succeeded are they renamed into place, so an
+    error or Ctrl-C leaves none of them rather than some."""
+    import contextlib
+
+    from ..io import atomic_path
+
+    with contextlib.ExitStack() as stack:
+        temps = {path: stack.enter_context(atomic_path(path, force=force)) for path in writers}
+        for path, write in writers.items():
+            write(temps[path])
+
+
+def npy_writer(array: Any) -> "Callable[[Path], None]":
+    """A :func:`write_all` writer saving ``array`` as ``.npy`` (never pickled)."""
+
+    def write(tmp: Path) -> None:
+        import numpy as np
+
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+    return write
+
+
+def png_writer(image: Any) -> "Callable[[Path], None]":
+    """A :func:`write_all` writer saving a PIL image as PNG."""
+
+    def write(tmp: Path) -> None:
+        image.save(tmp, format="PNG")
+
+    return write

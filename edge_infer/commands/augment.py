@@ -22,9 +22,12 @@ from ._common import (
     check_count,
     check_noise_options,
     handle_errors,
+    npy_writer,
+    png_writer,
     provider_line,
     say,
     tell,
+    write_all,
 )
 
 PICTURE = "augment.png"
@@ -79,9 +82,9 @@ def augment(
     import numpy as np
 
     from ..errors import InputError
-    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator, save_generated
+    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
     from ..io import check_targets, load_dataset
-    from ..render import render_grid, save_png
+    from ..render import render_grid
 
     check_count(per_source, "--per-source")
     check_noise_options(strength, method, noise_mode)
@@ -105,7 +108,6 @@ def augment(
         outline_lock=not no_outline_lock,
         progress=Progress("augment"),
     )
-    save_generated(result, out, force=force)
 
     # The figure: one row per class present, its first source and that source's variants.
     k = per_source
@@ -127,7 +129,14 @@ def augment(
         col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
         title=f"{shown} generated samples for each class",
     )
-    save_png(picture, out / PICTURE, force=force)
+    write_all(
+        {
+            out / DATA_FILE: npy_writer(result.maps),
+            out / LABEL_FILE: npy_writer(result.labels),
+            out / PICTURE: png_writer(picture),
+        },
+        force=force,
+    )
     n = len(result)
     m = n // k
     say(f"generated {n} maps: {k} for each of {m} source maps")

@@ -22,9 +22,12 @@ from ._common import (
     check_count,
     check_noise_options,
     handle_errors,
+    npy_writer,
+    png_writer,
     provider_line,
     say,
     tell,
+    write_all,
 )
 
 #: Above this many maps the CLI streams them to disk block by block (bounded memory).
@@ -87,7 +90,7 @@ def generate(
     """
     import numpy as np
 
-    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator, save_generated
+    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
     from ..io import check_targets
     from ..render import render_grid, save_png
 
@@ -108,13 +111,13 @@ def generate(
         mode=noise_mode,
         outline_lock=not no_outline_lock,
     )
+    result = None
     if n > STREAM_THRESHOLD:
         streamed = gen.generate_to_files(cls, n, out, force=force, progress=Progress("generate"), **options)
         shown = np.load(streamed.data_path, mmap_mode="r")[:MAX_SHOWN]
         labels, sources = streamed.labels, streamed.sources
     else:
         result = gen.generate(cls, n, **options)
-        save_generated(result, out, force=force)
         shown, labels, sources = result.maps[:MAX_SHOWN], result.labels, result.sources
     class_name = gen.classes[int(labels[0, 0])]
     src = sources[:MAX_SHOWN]
@@ -124,7 +127,17 @@ def generate(
         col_labels=[f"#{i} from bank {s}" for i, s in enumerate(src)],
         title=f"{class_name}: {min(n, MAX_SHOWN)} of {n} generated map(s) below their sources",
     )
-    save_png(picture, out / PICTURE, force=force)
+    if result is None:  # streamed: the maps are on disk already
+        save_png(picture, out / PICTURE, force=force)
+    else:
+        write_all(
+            {
+                out / DATA_FILE: npy_writer(result.maps),
+                out / LABEL_FILE: npy_writer(result.labels),
+                out / PICTURE: png_writer(picture),
+            },
+            force=force,
+        )
     say(f"generated {n} {class_name} map(s) from {len(np.unique(sources))} source(s)")
     say(f"  {out / DATA_FILE}  ({n}, 26, 26, 3) float32 one-hot")
     say(f"  {out / LABEL_FILE}  ({n}, 1) int64")

@@ -7,7 +7,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import ForceOpt, ModelOpt, ProviderOpt, ThreadsOpt, handle_errors, provider_line, say, tell
+from ._common import (
+    ForceOpt,
+    ModelOpt,
+    ProviderOpt,
+    ThreadsOpt,
+    handle_errors,
+    npy_writer,
+    png_writer,
+    provider_line,
+    say,
+    tell,
+    write_all,
+)
 
 DATA_FILE = "reconstructed.npy"
 PICTURE = "reconstructed.png"
@@ -67,8 +79,8 @@ def reconstruct(
     force: ForceOpt = False,
 ) -> None:
     """Encode then decode maps and report how close the result is."""
-    from ..io import check_targets, load_dataset, save_npy
-    from ..render import render_grid, save_png
+    from ..io import check_targets, load_dataset
+    from ..render import render_grid
     from ..wafer import to_onehot
 
     if out is not None:
@@ -86,7 +98,6 @@ def reconstruct(
     say(f"defect recall: {100 * metrics['defect_recall']:.2f} %")
     if out is not None:
         recon = to_onehot(probs.argmax(axis=-1))
-        save_npy(out / DATA_FILE, recon, force=force)
         k = min(MAX_SHOWN, recon.shape[0])
         picture = render_grid(
             [list(dataset.maps[:k]), list(recon[:k])],
@@ -94,6 +105,6 @@ def reconstruct(
             col_labels=[f"map {i}" for i in range(k)],
             title=f"reconstruction of the first {k} maps",
         )
-        save_png(picture, out / PICTURE, force=force)
+        write_all({out / DATA_FILE: npy_writer(recon), out / PICTURE: png_writer(picture)}, force=force)
         say(f"  {out / DATA_FILE}  {recon.shape} float32 one-hot")
         say(f"  {out / PICTURE}")
