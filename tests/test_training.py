@@ -257,3 +257,14 @@ def test_short_run_on_the_course_data(wafer_zip, tmp_path):
     res = train(x, Recipe(epochs=2, val_split=0.0))
     assert res.metrics["train_mse"] < 0.8 * before
     assert res.metrics["n_train"] == 244
+
+
+def test_training_leaves_no_global_torch_state():
+    x = to_tensor(toy(8)[0])
+    threads, flag = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(x, Recipe(**{**TINY, "epochs": 1, "threads": threads + 1}))
+    assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, flag)
