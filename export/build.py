@@ -178,7 +178,7 @@ class _Graphs:
     encoder: bytes
     decoder: bytes
     variant: str
-    nodes: dict
+    info: dict
 
 
 def _export_graphs(checkpoint: Checkpoint, decoder: str, note: Callable[[str], None]) -> _Graphs:
@@ -200,8 +200,13 @@ def _export_graphs(checkpoint: Checkpoint, decoder: str, note: Callable[[str], N
         decoder_bytes = onnx_graphs.serialize(decoder_model)
     except Exception as exc:  # onnx.checker.ValidationError and friends
         raise verify.VerificationError(f"the exported graph fails the ONNX checker: {exc}") from None
-    nodes = {"encoder": onnx_graphs.count_nodes(encoder_model), "decoder": onnx_graphs.count_nodes(decoder_model)}
-    return _Graphs(encoder_bytes, decoder_bytes, variant, nodes)
+    info = {}
+    for kind, graph in (("encoder", encoder_model), ("decoder", decoder_model)):
+        info[kind] = {"nodes": onnx_graphs.count_nodes(graph), "opset": onnx_graphs.opset_of(graph)}
+    info["decoder"]["built_by"] = ("export.fast_decoder.build_fast_decoder" if variant == "fast"
+                                   else "torch.onnx.export(dynamo=True)")
+    info["encoder"]["built_by"] = "torch.onnx.export(dynamo=True)"
+    return _Graphs(encoder_bytes, decoder_bytes, variant, info)
 
 
 @dataclass(frozen=True)
@@ -244,8 +249,7 @@ def _provenance(checkpoint: Checkpoint, graphs: _Graphs, checked: _Checked, hash
         "checkpoint_sha256": checkpoint.sha256,
         "training_versions": _jsonable(checkpoint.versions),
         "tool_versions": manifest_mod.tool_versions(),
-        "exporter": {"tool": "torch.onnx.export(dynamo=True)", "opset": onnx_graphs.OPSET,
-                     "encoder_nodes": graphs.nodes["encoder"], "decoder_nodes": graphs.nodes["decoder"]},
+        "graphs": graphs.info,  # per graph: nodes, opset, what built it
         "verification": {
             "provider": "CPUExecutionProvider",
             "tolerance": tolerance,

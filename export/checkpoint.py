@@ -98,7 +98,11 @@ def load_checkpoint(checkpoint_or_run: "str | Path") -> Checkpoint:
     try:
         import io
 
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        # TorchVersion (what ``torch.__version__`` is) is a plain str subclass;
+        # allowing it accepts checkpoints that recorded the version unconverted
+        # without letting any code-running object through.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a non-checkpoint file
         raise DataFileError(f"{path} is not a loadable checkpoint ({_why(exc)})") from None
     if not isinstance(obj, dict):

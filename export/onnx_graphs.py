@@ -198,6 +198,11 @@ def serialize(model: Any) -> bytes:
     return model.SerializeToString(deterministic=True)
 
 
+def opset_of(model: Any) -> int:
+    """The default-domain (ai.onnx) opset a model imports."""
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def count_nodes(model: Any) -> int:
     """Number of nodes in the main graph (how 'clean' an export is)."""
     return len(model.graph.node)
