@@ -12,12 +12,14 @@ of the upsampled output (sub-pixel convolution):
 
 * ``t_conv1`` (stride 1) is a ``Conv`` with the flipped, in/out-swapped
   kernel on the input padded by ``k - 1 - p``.
-* ``t_conv2`` (stride 2) becomes one ``Conv`` (kernel 2×2) on the 7×7 grid
-  whose 4·C channels are its 2×2 output phases.
+* ``t_conv2`` (stride 2) becomes four small ``Conv`` s on the 7×7 grid, one
+  per 2×2 output phase, each with only its own taps (1×1, 1×2, 2×1, 2×2).
 * ``t_conv3`` (stride 2) is applied directly to those phases, never
   interleaving them: seen from the 7×7 phase grid it is a stride-4 transposed
-  convolution, itself rewritten as one ``Conv`` whose 16·3 channels are the
-  4×4 output phases.
+  convolution whose 16·3 output channels are its 4×4 output phases. It is
+  computed as a sum of one ``Conv`` per input phase, each with only the taps
+  that phase feeds (one big sub-pixel kernel would be 86 % zeros);
+  onnxruntime fuses each ``Add`` into the following ``Conv``.
 * The phases are interleaved once, at the very end, together with the
   NCHW→NHWC transpose the bundle format asks for; onnxruntime folds the
   channels-last transpose into its NCHWc reorder, leaving one small 5-D
@@ -155,6 +157,30 @@ def _layer(module: "torch.nn.Module", name: str) -> tuple[np.ndarray, np.ndarray
     return weight, bias, layer.stride[0], layer.padding[0], layer.output_padding[0]
 
 
+def _pads(plan: PhasePlan) -> list[int]:
+    """ONNX Conv pads (top, left, bottom, right) of a square plan."""
+    return [plan.pad_begin, plan.pad_begin, plan.pad_end, plan.pad_end]
+
+
+def _trim_taps(weight: np.ndarray, pads: list[int]) -> tuple[np.ndarray, list[int]]:
+    """Drop all-zero kernel rows/columns at the kernel's edges, shifting the padding to match.
+
+    A conv reads input ``q + t - pad_begin`` with tap ``t``; removing ``n``
+    leading zero taps and ``n`` of padding reads the same inputs. Trimming
+    stops where the padding would go negative (ONNX pads cannot).
+    """
+    top, left, bottom, right = pads
+    rows = np.flatnonzero(np.abs(weight).sum(axis=(0, 1, 3)))
+    cols = np.flatnonzero(np.abs(weight).sum(axis=(0, 1, 2)))
+    if rows.size == 0:  # no tap at all: keep one so the conv still yields its bias
+        rows = cols = np.array([0])
+    kh, kw = weight.shape[2:]
+    r0, c0 = min(rows[0], top), min(cols[0], left)
+    r1, c1 = kh - 1 - min(kh - 1 - rows[-1], bottom), kw - 1 - min(kw - 1 - cols[-1], right)
+    trimmed = weight[:, :, r0:r1 + 1, c0:c1 + 1]
+    return trimmed, [top - r0, left - c0, bottom - (kh - 1 - r1), right - (kw - 1 - c1)]
+
+
 class _Graph:
     """A tiny ONNX graph builder: named nodes (for profiles) and float32/int64 constants."""
 
@@ -207,19 +233,36 @@ def build_fast_decoder(decoder: "torch.nn.Module", opset: int = 17) -> "onnx.Mod
     plan1 = phase_plan(LATENT_SIZE, s1, p1, w1.shape[2], op1)
     x = g.conv(INPUT_NAME, "t_conv1", *phase_conv_weights(w1, b1, plan1, plan1), plan1, plan1)
     x = g.node("Relu", [x], "relu1")
-    # t_conv2: its s2×s2 output phases as channels, on the coarse grid.
+    # t_conv2: its s2×s2 output phases, each on the coarse grid.
     plan2 = phase_plan(plan1.out_length, s2, p2, w2.shape[2], op2)
     if plan2.phase_length * s2 != plan2.out_length:
         raise ValueError("t_conv2 output is not a whole number of phases")
-    x = g.conv(x, "t_conv2_phases", *phase_conv_weights(w2, b2, plan2, plan2), plan2, plan2)
-    x = g.node("Relu", [x], "relu2")
+    w2c, b2c = phase_conv_weights(w2, b2, plan2, plan2)
     # t_conv3 read straight from t_conv2's phases: stride s2·s3 on the same coarse grid.
     merged = on_phase_grid(w3, s2, s3)
     plan3 = phase_plan(plan2.phase_length, s2 * s3, p3, merged.shape[2], op3)
     expected = (plan2.out_length - 1) * s3 - 2 * p3 + w3.shape[2] + op3
     if plan3.out_length != expected:  # the merge must not change the layer's output size
         raise ValueError("t_conv3 cannot be merged onto t_conv2's phase grid")
-    x = g.conv(x, "t_conv3_phases", *phase_conv_weights(merged, b3, plan3, plan3), plan3, plan3)
+    w3c, b3c = phase_conv_weights(merged, b3, plan3, plan3)
+    # One small conv per t_conv2 phase (only its own taps), and t_conv3 as the sum
+    # of one conv per input phase (only the taps that phase feeds): most taps of the
+    # single sub-pixel kernels are structural zeros (t_conv3's: 86 %), and separate
+    # convs skip them. onnxruntime fuses each Add into the next Conv (NCHWc "Sum").
+    c2 = w2.shape[1]
+    total = None
+    for a in range(s2 * s2):
+        ours = slice(a * c2, (a + 1) * c2)
+        w, pads = _trim_taps(w2c[ours], _pads(plan2))
+        h = g.node("Conv", [x, g.const(f"t_conv2_phase{a}.weight", w), g.const(f"t_conv2_phase{a}.bias", b2c[ours])],
+                   f"t_conv2_phase{a}", kernel_shape=list(w.shape[2:]), pads=pads)
+        h = g.node("Relu", [h], f"relu2_phase{a}")
+        w, pads = _trim_taps(w3c[:, ours], _pads(plan3))
+        inputs = [h, g.const(f"t_conv3_from{a}.weight", w)] + ([g.const("t_conv3.bias", b3c)] if total is None else [])
+        y = g.node("Conv", inputs, f"t_conv3_from_phase{a}", kernel_shape=list(w.shape[2:]), pads=pads)
+        total = y if total is None else g.node("Add", [total, y], f"t_conv3_sum{a}")
+    assert total is not None
+    x = total
     x = g.node("Sigmoid", [x], "sigmoid")
     # Interleave the S×S phases once, with the NHWC transpose, then crop S·Q → out.
     s, q, c, out = plan3.stride, plan3.phase_length, w3.shape[1], plan3.out_length

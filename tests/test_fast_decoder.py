@@ -151,3 +151,21 @@ def test_rejects_a_different_architecture():
         build_fast_decoder(dec)
     with pytest.raises(ValueError):
         phase_plan(3, 2, 0, 3, output_padding=2)
+
+
+@pytest.mark.parametrize("pads", [[0, 0, 1, 1], [1, 0, 0, 1], [2, 2, 2, 2], [0, 0, 0, 0]])
+def test_trimming_zero_taps_keeps_the_conv(pads):
+    from export.fast_decoder import _trim_taps
+
+    rng = np.random.default_rng(sum(pads))
+    w = np.zeros((4, 3, 3, 3))
+    w[:, :, 1:, 1] = rng.standard_normal((4, 3, 2))  # zero first row, first and last columns
+    x = rng.standard_normal((2, 3, 5, 5))
+    t, l, b, r = pads
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(torch.from_numpy(x), (l, r, t, b)), torch.from_numpy(w))
+    wt, (t2, l2, b2, r2) = _trim_taps(w, pads)
+    assert min(t2, l2, b2, r2) >= 0 and wt.size <= w.size
+    got = torch.nn.functional.conv2d(torch.nn.functional.pad(torch.from_numpy(x), (l2, r2, t2, b2)), torch.from_numpy(wt))
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-12)
+    if pads == [2, 2, 2, 2]:
+        assert wt.shape[2:] == (2, 1)
