@@ -10,7 +10,6 @@ never destroys the one already there.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -143,7 +142,7 @@ def _copy_run_extras(checkpoint: Checkpoint, tmp: Path, note: Callable[[str], No
         if source.is_file():
             shutil.copyfile(source, tmp / name)
         elif name == "metrics.json":
-            (tmp / name).write_text(json.dumps(checkpoint.metrics, indent=2, sort_keys=True, default=str) + "\n")
+            (tmp / name).write_text(json.dumps(_jsonable(checkpoint.metrics), indent=2, sort_keys=True) + "\n")
             note(f"note: {source} not found; metrics.json written from the checkpoint's metrics")
         else:
             note(f"note: {source} not found; the bundle has no {name}")
