@@ -180,7 +180,7 @@ class _Graphs:
     info: dict
 
 
-def _export_graphs(checkpoint: Checkpoint, decoder: str, note: Callable[[str], None]) -> _Graphs:
+def _export_graphs(checkpoint: Checkpoint, decoder: str, n_maps: int, note: Callable[[str], None]) -> _Graphs:
     """Both graphs with their model cards, checked by the ONNX checker, as bytes."""
     model = checkpoint.model
     encoder_model = onnx_graphs.export_encoder(model.encoder)
@@ -193,7 +193,7 @@ def _export_graphs(checkpoint: Checkpoint, decoder: str, note: Callable[[str], N
             f"building the {decoder} decoder failed ({type(exc).__name__}: {exc}); try --decoder plain"
         ) from None
     for kind, graph in (("encoder", encoder_model), ("decoder", decoder_model)):
-        onnx_graphs.add_model_card(graph, onnx_graphs.model_card(kind, checkpoint.recipe, checkpoint.metrics))
+        onnx_graphs.add_model_card(graph, onnx_graphs.model_card(kind, checkpoint.recipe, checkpoint.metrics, n_maps))
     try:
         encoder_bytes = onnx_graphs.serialize(encoder_model)
         decoder_bytes = onnx_graphs.serialize(decoder_model)
@@ -296,7 +296,7 @@ def export_bundle(
         note(f"note: {data_path} is not the data the checkpoint was trained on "
              f"(data.npy sha256 {hashes[0][:12]}…, recorded {str(recorded)[:12]}…)")
 
-    graphs = _export_graphs(checkpoint, decoder, note)
+    graphs = _export_graphs(checkpoint, decoder, len(maps), note)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         (tmp / "encoder.onnx").write_bytes(graphs.encoder)

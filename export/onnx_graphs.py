@@ -148,7 +148,7 @@ def export_decoder(decoder: Any, variant: str = "fast", *, note=print) -> "tuple
     return export_plain_decoder(decoder), "plain"
 
 
-def model_card(kind: str, recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> "dict[str, str]":
+def model_card(kind: str, recipe: Mapping[str, Any], metrics: Mapping[str, Any], n_maps: int) -> "dict[str, str]":
     """A short model card for the ONNX ``metadata_props`` of the ``kind`` graph."""
     recipe_bits = ", ".join(f"{k}={v}" for k, v in sorted(recipe.items()) if isinstance(v, (int, float, str)))
     if kind == "encoder":
@@ -170,8 +170,8 @@ def model_card(kind: str, recipe: Mapping[str, Any], metrics: Mapping[str, Any])
         "classes": ",".join(CLASS_NAMES),
         "channels": ",".join(STATE_NAMES),
         **io_text,
-        "training": f"MSE reconstruction on 1281 labelled WM-811K wafer maps; {recipe_bits}"
-        + (f"; train_mse={mse}" if mse is not None else ""),
+        "training": f"{str(recipe.get('loss', 'mse')).upper()} reconstruction of {n_maps} labelled "
+        f"WM-811K wafer maps; {recipe_bits}" + (f"; train_mse={mse:.5g}" if isinstance(mse, (int, float)) else ""),
         "license": "Model code MIT. Training data: a labelled subset of WM-811K (MIR lab), "
         "distributed without a licence file; cite it wherever this model is used.",
         "citation": "M.-J. Wu, J.-S. R. Jang and J.-L. Chen, 'Wafer Map Failure Pattern Recognition "

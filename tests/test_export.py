@@ -139,6 +139,7 @@ def test_graphs_are_clean_with_named_dynamic_batch_and_model_card(workspace):
         assert {"description", "classes", "input", "output", "training", "license", "citation"} <= set(card)
         assert card["classes"].split(",") == list(CLASS_NAMES)
         assert "Wu" in card["citation"] and "2015" in card["citation"]
+        assert card["training"].startswith(f"MSE reconstruction of {N_MAPS} ") and "train_mse=0.25" in card["training"]
         # No debugging metadata with local paths or timestamps inside the bytes.
         raw = (workspace["out"] / f"{name}.onnx").read_bytes()
         assert b"stack_trace" not in raw and str(workspace["root"]).encode() not in raw
