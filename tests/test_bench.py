@@ -149,3 +149,28 @@ def test_make_bench_ratios_and_targets():
     assert r["generate_latency_onnx_over_torch_b1"]["met"] is False  # lower is better, target 1/4
     assert r["decode_fast_over_plain"]["value"] == 3.5 and r["decode_fast_over_plain"]["met"] is None
     assert compute_ratios([], [], 1024, 1)["decode_over_encode_onnx"]["value"] is None
+
+
+def test_bench_runs_in_the_torch_free_runtime(runtime_venv, tmp_path):
+    """`edge-infer bench` is part of the runtime: it runs where torch is absent and never imports it."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGE_INFER_MODEL")}
+    code = (
+        "import sys, json\n"
+        "from edge_infer.bench import run_bench\n"
+        "r = run_bench(batches=[2], provider='all', threads=1, seconds=0.02)\n"
+        "print(json.dumps([sorted({x['task'] for x in r['results']}), r['settings']['providers'], 'torch' in sys.modules]))\n"
+    )
+    done = subprocess.run([str(runtime_venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    tasks, providers, torch_loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert tasks == ["decode", "encode", "generate"] and providers[0] == "cpu" and torch_loaded is False
+    out = tmp_path / "b.json"
+    done = subprocess.run([str(runtime_venv / "bin" / "edge-infer"), "bench", "--batches", "1", "--seconds", "0.02",
+                           "--tasks", "decode", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["results"][0]["task"] == "decode"
