@@ -16,7 +16,7 @@ Examples:
 
   edge-infer bench --batches 1,64,1024 --threads 2 --seconds 2 --out bench.json
 
-  edge-infer bench --compare plain-bundle/     # also time another decoder (bundle folder or .onnx)
+  edge-infer bench --compare other-bundle/ --compare decoder_plain.onnx
 """
 
 
