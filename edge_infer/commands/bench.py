@@ -14,7 +14,7 @@ Examples:
 
   edge-infer bench
 
-  edge-infer bench --batches 1,64,1024 --threads 2 --seconds 2 --out bench.json
+  edge-infer bench --threads 2 --seconds 2 --out bench.json
 
   edge-infer bench --compare other-bundle/ --compare decoder_plain.onnx
 """
