@@ -39,7 +39,7 @@ model: $(DEV_VENV)/.stamp
 	$(DEV_VENV)/bin/python -m export runs/wafer-cae --data $(DATA) --out models/wafer-cae --force
 
 bench: $(DEV_VENV)/.stamp
-	$(DEV_VENV)/bin/python -m edge_infer.bench_all --out bench-results/bench.json
+	$(DEV_VENV)/bin/python -m training.bench_all --out bench-results/bench.json
 
 clean:
 	rm -rf $(RUNTIME_VENV) $(DEV_VENV) out runs bench-results .pytest_cache
