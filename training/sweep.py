@@ -134,8 +134,8 @@ def format_sweep(result: dict[str, Any]) -> str:
         lines.append(
             f"{str(p['strength']):>9}{100 * p['valid']:7.1f}%{100 * p['fidelity_generated']:9.1f}%"
             f"{100 * p['changed_vs_reconstruction']:8.1f}%{100 * p['changed_vs_source']:9.1f}%"
-            f"{100 * p['identical_to_reconstruction']:7.1f}%{100 * p['sibling_identical']:9.1f}%"
-            f"{100 * p['copy_of_real']:7.1f}%{mark}")
+            f"{100 * p['identical_to_reconstruction']:7.2f}%{100 * p['sibling_identical']:9.2f}%"
+            f"{100 * p['copy_of_real']:7.2f}%{mark}")
     lines.append(f"rule: {result['rule']}")
     lines.append(f"chosen default strength: {result['chosen_strength']:g}")
     chosen = next(p for p in result["points"] if p["strength"] == result["chosen_strength"])
