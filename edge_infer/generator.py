@@ -131,6 +131,15 @@ class WaferGenerator:
         self.bundle = bundle
         self.encoder = encoder
         self.decoder = decoder
+        # Per-bundle things every generate call needs, built once here. All are
+        # read-only and never change after load, so threads share them safely.
+        self._bank = _SourceSet(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines)
+        rows = []
+        for c in range(len(bundle.classes)):
+            r = np.flatnonzero(bundle.labels == c)
+            r.flags.writeable = False
+            rows.append(r)
+        self._class_rows: tuple[np.ndarray, ...] = tuple(rows)
 
     @classmethod
     def load(
@@ -358,7 +367,7 @@ class WaferGenerator:
         if maps is None:
             if labels is not None:
                 raise InputError("labels were given without maps")
-            return _SourceSet(b.latents, b.labels, b.outline_ids, b.outlines)
+            return self._bank
         onehot = as_maps(maps)
         m = onehot.shape[0]
         if labels is None:
@@ -393,7 +402,7 @@ class WaferGenerator:
                     "drop --class or pick a source of that class"
                 )
             cls_index = src_cls
-        candidates = np.flatnonzero(src.labels == cls_index)
+        candidates = self._class_rows[cls_index] if src is self._bank else np.flatnonzero(src.labels == cls_index)
         if candidates.size == 0:
             where = "the given maps" if maps is not None else "the bundle's latent bank"
             raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
@@ -446,31 +455,48 @@ class WaferGenerator:
         sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows])
         return sampling.add_noise(z, sigma, sampling.block_rng(job.root, block))
 
-    def _blocks(self, job: _Job, progress: Optional[Progress]) -> Iterator[tuple[slice, np.ndarray]]:
+    def _block_into(self, job: _Job, rows: slice, block: int, dest: np.ndarray) -> np.ndarray:
+        """Write the maps of ``rows`` (noise block ``block``) into ``dest`` and return it.
+
+        ``dest``: C-contiguous float32 ``(rows, 26, 26, 3)``, e.g. those rows of
+        the result, so each map is written once, where it ends up.
+        """
+        z = self._latents(job, rows, block)
+        if job.raw:
+            return self.decoder.run(z, out=dest)  # IO binding: straight into dest
+        # onnxruntime allocates the probabilities (plain session.run, the cheapest
+        # call); the outline lock then writes the maps into dest.
+        probs = self.decoder.run(z)
+        if job.outline_lock:
+            return lock_outline(probs, job.src.outlines[job.src.outline_ids[job.sources[rows]]], out=dest)
+        dest[...] = to_onehot(probs.argmax(axis=-1))
+        return dest
+
+    def _blocks(self, job: _Job, progress: Optional[Progress], out: Optional[np.ndarray] = None) -> Iterator[tuple[slice, np.ndarray]]:
         """``job``'s maps, one noise block at a time: ``(rows, maps of those rows)``.
 
-        The yielded array is a reused buffer: consume it before the next block.
+        With ``out`` (all ``job.n`` rows) each block is written into its rows of
+        ``out``; without, into one reused buffer: consume it before the next block.
         """
         step = sampling.RNG_BLOCK
-        probs_buf = np.empty((min(step, job.n), *MAP_SHAPE), dtype=np.float32)
+        buf = np.empty((min(step, job.n), *MAP_SHAPE), dtype=np.float32) if out is None else None
         for block, start in enumerate(range(0, job.n, step)):
             rows = slice(start, min(start + step, job.n))
-            z = self._latents(job, rows, block)
-            probs = self.decoder.run(z, out=probs_buf[: z.shape[0]])
-            if job.raw:
-                maps = probs
-            elif job.outline_lock:
-                maps = lock_outline(probs, job.src.outlines[job.src.outline_ids[job.sources[rows]]])
-            else:
-                maps = to_onehot(probs.argmax(axis=-1))
-            yield rows, maps
+            dest = out[rows] if buf is None else buf[: rows.stop - start]
+            yield rows, self._block_into(job, rows, block, dest)
             if progress is not None:
                 progress(rows.stop, job.n)
 
     def _fill(self, job: _Job, out: np.ndarray, progress: Optional[Progress]) -> None:
         """Write all of ``job``'s maps into the array ``out``."""
-        for rows, maps in self._blocks(job, progress):
-            out[rows] = maps
+        if job.n <= sampling.RNG_BLOCK:
+            # One block (every batch-1 call): skip the generator machinery.
+            self._block_into(job, slice(0, job.n), 0, out)
+            if progress is not None:
+                progress(job.n, job.n)
+            return
+        for _ in self._blocks(job, progress, out):
+            pass
 
     def _write_npy(self, job: _Job, path: Path, progress: Optional[Progress]) -> None:
         """Stream ``job``'s maps into a ``.npy`` file: header, then block after block.

@@ -67,8 +67,8 @@ def root_seed(seed: SeedLike) -> np.random.SeedSequence:
 def _child(root: np.random.SeedSequence, *key: int) -> np.random.Generator:
     # Built from entropy + spawn_key rather than root.spawn(), which is stateful:
     # the same (root, key) must always give the same stream.
-    ss = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + key)
-    return np.random.default_rng(ss)
+    ss = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key + key)
+    return np.random.Generator(np.random.PCG64(ss))
 
 
 def plan_rng(root: np.random.SeedSequence) -> np.random.Generator:
@@ -120,8 +120,9 @@ def choose_sources(
         return np.full(n, int(pin), dtype=np.int64)
     if candidates.size == 0:
         raise InputError("no source maps to generate from")
-    perm = rng.permutation(candidates)
-    return np.resize(perm, n).astype(np.int64)
+    perm = rng.permutation(candidates)  # int64, a fresh array
+    # n ≤ len: the first n of the permutation (what np.resize would give, without its copy).
+    return perm[:n] if n <= perm.size else np.resize(perm, n)
 
 
 def choose_partners(
@@ -173,22 +174,30 @@ def mix_latents(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarray) -> np.ndarray:
-    """Per-row, per-channel σ, shaped ``(n, C, 1, 1)`` to broadcast over latents.
+    """σ per row and latent channel, float32, shaped to broadcast over latents ``(n, C, H, W)``.
 
-    ``relative``: ``strength × std[c]``; ``course``: ``(variant mod 5 + 1) / 10``.
+    ``relative``: ``strength × std[c]``, shape ``(1, C, 1, 1)`` (the same for
+    every row); ``course``: ``(variant mod 5 + 1) / 10``, shape ``(n, 1, 1, 1)``.
+    Only the axes σ varies along are materialised: this runs on every call.
     """
-    variants = np.asarray(variants, dtype=np.int64)
-    std = np.asarray(std, dtype=np.float32)
     if mode == "course":
+        variants = np.asarray(variants, dtype=np.int64)
         sigma = ((variants % COURSE_VARIANTS) + 1).astype(np.float32) / 10
-        return np.broadcast_to(sigma[:, None, None, None], (variants.size, std.size, 1, 1))
+        return sigma.reshape(-1, 1, 1, 1)
     if mode == "relative":
-        sigma = np.float32(strength) * std
-        return np.broadcast_to(sigma[None, :, None, None], (variants.size, std.size, 1, 1))
+        sigma = np.float32(strength) * np.asarray(std, dtype=np.float32)
+        return sigma.reshape(1, -1, 1, 1)
     raise InputError(f"unknown noise mode {mode!r}; choose one of: {', '.join(MODES)}")
 
 
 def add_noise(latents: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``latents + σ·N(0, 1)``, element by element, float32."""
+    """``latents + σ·N(0, 1)``, element by element, float32 (a new array)."""
     noise = rng.standard_normal(latents.shape, dtype=np.float32)
-    return (latents + noise * sigma).astype(np.float32, copy=False)
+    sigma = np.asarray(sigma)
+    if latents.dtype != np.float32 or sigma.dtype != np.float32:
+        return (latents + noise * sigma).astype(np.float32, copy=False)
+    # In place in the fresh noise array: the same float32 operations as
+    # latents + noise·σ (so the same bits), without two temporaries.
+    noise *= sigma
+    noise += latents
+    return noise

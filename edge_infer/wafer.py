@@ -12,9 +12,10 @@ the repository has a single truth about die states, outlines and classes.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -46,6 +47,13 @@ class ResizeNote(UserWarning):
     """Maps of another size were resized to 26×26 (nearest neighbour)."""
 
 
+@functools.lru_cache(maxsize=64)
+def _lowered_names(classes: tuple[str, ...]) -> dict[str, int]:
+    # Cached per class tuple: resolve_class runs on every generate call, and the
+    # returned dict is only read, never changed, so sharing it across threads is safe.
+    return {name.lower(): i for i, name in enumerate(classes)}
+
+
 def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
     """Return the index of ``cls``, given by name (any case) or index.
 
@@ -58,7 +66,7 @@ def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
         index = int(cls)
     elif isinstance(cls, str):
         text = cls.strip()
-        lowered = {name.lower(): i for i, name in enumerate(classes)}
+        lowered = _lowered_names(tuple(classes))
         if text.lower() in lowered:
             return lowered[text.lower()]
         if text.lstrip("-").isdigit():
@@ -93,13 +101,15 @@ def outline(maps: np.ndarray) -> np.ndarray:
     return np.asarray(maps)[..., BOUNDARY] > 0.5
 
 
-def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+def lock_outline(probs: np.ndarray, boundary: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
     """Turn decoder probabilities into one-hot maps with a fixed wafer outline.
 
     Dies in ``boundary`` (broadcast to ``probs[..., 0]``) become boundary; every
     other die becomes normal or defect, whichever the decoder rates higher. So
     the map keeps its source's outline exactly and only in-wafer dies are
-    generated.
+    generated. ``out``: a float32 array of ``probs``' shape to write the maps
+    into (e.g. rows of the caller's result, saving a copy); it may not overlap
+    ``probs``. Returns the maps (``out`` when given).
     """
     probs = np.asarray(probs)
     boundary = np.broadcast_to(np.asarray(boundary, dtype=bool), probs.shape[:-1])
@@ -107,7 +117,11 @@ def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
     # every generated map, and skipping the integer state array is ~4x faster.
     defect = probs[..., DEFECT] > probs[..., NORMAL]
     inside = ~boundary
-    out = np.empty(probs.shape[:-1] + (N_STATES,), dtype=np.float32)
+    shape = probs.shape[:-1] + (N_STATES,)
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise InputError(f"out must be float32 of shape {shape}, not {out.dtype} {out.shape}")
     out[..., BOUNDARY] = boundary
     out[..., NORMAL] = inside & ~defect
     out[..., DEFECT] = inside & defect
