@@ -306,3 +306,20 @@ def test_sweep_speaks_the_runtime_api(bundle_dir):
     assert ev.validity(recon, maps)["valid"].all()
     assert not np.array_equal(relative, course)
     assert ev.describe_model(gen)["manifest_sha256"]
+
+
+def test_sweep_cli_rejects_bad_strengths_without_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from training import sweep
+
+    maps, labels = _toy_data(4)
+    np.save(tmp_path / "maps.npy", maps)
+    np.save(tmp_path / "labels.npy", labels)
+    for bad in ("0,1", "a,b", ""):
+        result = CliRunner().invoke(sweep._app(), ["--data", str(tmp_path / "maps.npy"), "--labels",
+                                                   str(tmp_path / "labels.npy"), "--out",
+                                                   str(tmp_path / "s.png"), "--strengths", bad])
+        assert result.exit_code == 1, bad
+        assert "error: --strengths" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.png").exists()
