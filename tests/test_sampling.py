@@ -110,3 +110,22 @@ def test_check_choice():
     assert S.check_choice(" MIX ", S.METHODS, "method") == "mix"
     with pytest.raises(InputError, match="noise, mix"):
         S.check_choice("blend", S.METHODS, "method")
+
+
+@pytest.mark.parametrize("entropy", [0, 1, 7, 2**32 - 1, 2**32, 2**64 + 5, 2**127 + 3, 2**130 + 11])
+@pytest.mark.parametrize("key", [(0,), (2,), (1, 0), (1, 3), (1, 2**33 + 1)])
+def test_child_streams_equal_numpys_own_spawn_key_construction(entropy, key):
+    # _child builds the SeedSequence from pre-assembled words for speed; it must
+    # be the very stream numpy gives for SeedSequence(entropy, spawn_key=key).
+    root = np.random.SeedSequence(entropy)
+    expected = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=key)).integers(0, 2**63, 8)
+    np.testing.assert_array_equal(S._child(root, *key).integers(0, 2**63, 8), expected)
+
+
+def test_child_of_a_spawned_root_keeps_its_spawn_key():
+    root = np.random.SeedSequence(5, spawn_key=(9,))
+    expected = np.random.default_rng(np.random.SeedSequence(5, spawn_key=(9, 1, 0))).random(4)
+    np.testing.assert_array_equal(S.block_rng(root, 0).random(4), expected)
+    fresh = S.root_seed(None)  # OS entropy, 128 bits
+    expected = np.random.default_rng(np.random.SeedSequence(fresh.entropy, spawn_key=(0,))).random(4)
+    np.testing.assert_array_equal(S.plan_rng(fresh).random(4), expected)
