@@ -323,3 +323,23 @@ def test_sweep_cli_rejects_bad_strengths_without_traceback(tmp_path):
         assert result.exit_code == 1, bad
         assert "error: --strengths" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "s.png").exists()
+
+
+def test_usefulness_can_regenerate_from_training_folds_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGE_INFER_EVAL_CACHE", str(tmp_path / "cache"))
+    maps, labels = _toy_data(8)
+    y = labels.reshape(-1)
+    folds = ev.stratified_group_folds(ev.as_state_array(maps), y, 2)
+    models = ev.fit_fold_models(maps, y, folds)
+    seen = []
+
+    def generate_fold(train):
+        seen.append(train.copy())
+        return maps[train], y[train]  # stand-in generator: copies of the training maps only
+
+    sources = ev.source_rows(len(maps), len(maps))
+    use = ev.usefulness(maps, y, maps, y, sources, folds, models, generate_fold=generate_fold)
+    assert len(seen) == 2
+    for f, train in enumerate(seen):
+        assert np.array_equal(train, folds != f)  # never handed a held-out map
+    assert use["macro_f1_augmented"]["folds"] == 2

@@ -404,8 +404,15 @@ def usefulness(
     seed: int = 0,
     classes: Sequence[str] = CLASS_NAMES,
     progress: Callable[[str], None] = lambda _msg: None,
+    generate_fold: Optional[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = None,
 ) -> dict[str, Any]:
     """Held-out macro-F1 / recall: real training folds alone vs plus their variants.
+
+    By default the variants of fold f's training set are the rows of
+    ``generated`` whose source lies outside f. That is exact for ``noise``,
+    but ``mix`` blends each source with a partner that may be a held-out
+    map; ``generate_fold(train_mask) -> (maps, labels)`` instead generates
+    from the training folds alone (see ``--per-fold-generation``).
 
     Three classifiers per fold, one recipe: ``real`` (the reference model),
     ``real_repeated`` (the real training maps repeated to the augmented set's
@@ -426,11 +433,14 @@ def usefulness(
     for f, base in enumerate(baseline_models):
         test = folds == f
         train = ~test
-        gen_train = train[sources]
+        if generate_fold is not None:
+            fold_x, fold_y = generate_fold(train)
+        else:
+            fold_x, fold_y = generated[train[sources]], gy[train[sources]]
         progress(f"usefulness fold {f + 1}/{len(baseline_models)}: training on "
-                 f"{int(train.sum())} real + {int(gen_train.sum())} generated maps")
-        aug_x = np.concatenate([real_maps[train], generated[gen_train]]).astype(np.float32)
-        aug_y = np.concatenate([y[train], gy[gen_train]])
+                 f"{int(train.sum())} real + {len(fold_x)} generated maps")
+        aug_x = np.concatenate([real_maps[train], fold_x]).astype(np.float32)
+        aug_y = np.concatenate([y[train], np.asarray(fold_y).reshape(-1)])
         aug = train_cached(aug_x, aug_y, seed=seed + f)
         # Control: the real training maps repeated to the same size, so the same number of
         # optimiser steps; a gain of "augmented" over this is due to the generated content,
@@ -552,8 +562,12 @@ def evaluate_set(
     seed: int = 0,
     with_usefulness: bool = True,
     progress: Callable[[str], None] = lambda _msg: None,
+    generate_fold: Optional[Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = None,
 ) -> dict[str, Any]:
-    """The whole evaluation of one generated set: the JSON report as a dict."""
+    """The whole evaluation of one generated set: the JSON report as a dict.
+
+    ``generate_fold``: see :func:`usefulness`.
+    """
     y = np.asarray(real_labels).reshape(-1)
     sources = source_rows(len(generated), len(real_maps), per_source)
     if gen_labels is not None:
@@ -597,8 +611,11 @@ def evaluate_set(
     if with_usefulness:
         report["usefulness"] = usefulness(
             real_maps, y, generated, y[sources], sources, folds, models, seed=seed,
-            progress=progress,
+            progress=progress, generate_fold=generate_fold,
         )
+        report["usefulness"]["generated_from"] = (
+            "regenerated per fold from the training folds only" if generate_fold is not None
+            else "the given set's variants whose source is in the training folds")
     return report
 
 
@@ -659,6 +676,11 @@ def _app() -> Any:
         folds: int = typer.Option(DEFAULT_FOLDS, "--folds", min=2, help="Folds for out-of-fold fidelity and usefulness."),
         seed: int = typer.Option(0, "--seed", help="Seed of the folds and the classifiers."),
         no_usefulness: bool = typer.Option(False, "--no-usefulness", help="Skip the (slow) usefulness test."),
+        per_fold: bool = typer.Option(False, "--per-fold-generation", help="For usefulness, regenerate each fold's variants from its training folds only, with the settings below (needed for --method mix, whose partners may be held-out maps)."),
+        gen_strength: Optional[float] = typer.Option(None, "--strength", help="With --per-fold-generation: the augment --strength used (default: the bundle's)."),
+        gen_method: Optional[str] = typer.Option(None, "--method", help="With --per-fold-generation: the augment --method used."),
+        gen_mode: Optional[str] = typer.Option(None, "--noise-mode", help="With --per-fold-generation: the augment --noise-mode used."),
+        gen_seed: int = typer.Option(0, "--gen-seed", help="With --per-fold-generation: the augment --seed used."),
         out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON report here."),
         force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
     ) -> None:
@@ -676,10 +698,18 @@ def _app() -> Any:
             say(f"reconstructing {len(real.maps)} real maps with the bundle")
             generator = load_generator(model)
             recon = generator.reconstruct(real.maps, outline_lock=True)
+            k = int(source_rows(len(gen), len(real.maps), per_source).size // len(real.maps))
+            generate_fold = None
+            if per_fold:
+                def generate_fold(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    res = generator.augment(k, maps=real.maps[train], labels=real.labels[train],
+                                            seed=gen_seed, strength=gen_strength, method=gen_method,
+                                            mode=gen_mode)
+                    return np.asarray(res.maps, dtype=np.float32), np.asarray(res.labels)
             report = evaluate_set(
                 real.maps, real.labels, gen, gen_labels, np.asarray(recon),
                 per_source=per_source, n_folds=folds, seed=seed,
-                with_usefulness=not no_usefulness, progress=say,
+                with_usefulness=not no_usefulness, progress=say, generate_fold=generate_fold,
             )
             report["inputs"] = {"data": str(data), "generated": str(generated),
                                 "model": describe_model(generator)}
