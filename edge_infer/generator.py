@@ -22,7 +22,7 @@ from . import sampling
 from .bundle import Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, save_npy
-from .runtime import GraphRunner, SessionInfo, create_session_info
+from .runtime import GraphRunner, SessionInfo, create_session_info, single_thread_twin
 from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
 PathLike = Union[str, Path]
@@ -161,7 +161,14 @@ class WaferGenerator:
         enc_s, enc_i = create_session_info(bundle.encoder_path, provider=provider, threads=threads)
         dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads)
         encoder = GraphRunner(enc_s, enc_i, input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
-        decoder = GraphRunner(dec_s, dec_i, input_name=bundle.decoder_io[0], output_name=bundle.decoder_io[1])
+        # The decoder gets a single-threaded twin session for batch-1 calls (see runtime).
+        decoder = GraphRunner(
+            dec_s,
+            dec_i,
+            input_name=bundle.decoder_io[0],
+            output_name=bundle.decoder_io[1],
+            small_session=single_thread_twin(bundle.decoder_path, dec_i, threads),
+        )
         # Fixed dimensions in the graphs must agree with the bundle format (-1 = dynamic).
         for runner, want, path in (
             (encoder, bundle.latents.shape[1:], bundle.encoder_path),

@@ -19,6 +19,13 @@ otherwise runs on the CPU without complaint (the reason is kept in
 :attr:`SessionInfo.note`); ``cuda`` where CUDA does not work raises
 :class:`~edge_infer.errors.ProviderError` -- never a silent fallback.
 
+Batch-1 latency: a multi-threaded CPU session pays for waking its intra-op
+thread pool on every run, which at batch 1 (≈ 40 µs of work) costs more than
+the second thread gives back, the more so on a loaded machine. So a runner
+may hold a single-threaded twin of its session (:func:`single_thread_twin`)
+and runs batches of up to :data:`SMALL_BATCH` on it; bigger batches use the
+main session and all its threads.
+
 Thread safety: ``InferenceSession.run`` is thread-safe; IO-binding objects are
 not, so :class:`GraphRunner` makes a fresh one per call and keeps no mutable
 state, and one runner may be shared by many threads.
@@ -50,6 +57,10 @@ _LOG_SEVERITY = 3
 _PROBE_SEVERITY = 4
 # The default logger is process-global in onnxruntime; serialise changes to it.
 _LOG_LOCK = threading.Lock()
+#: Batches up to this size run on a runner's single-threaded twin session.
+#: Measured with the committed decoder on 2 shared cores: batch 1 p50 76 vs
+#: 114 us (1 vs 2 threads, interleaved) or a tie; batch 2 mixed; 4+ slower.
+SMALL_BATCH = 1
 
 
 def _ort() -> Any:
@@ -177,11 +188,25 @@ def create_session_info(
     return session, SessionInfo("cpu", requested, note)
 
 
+def single_thread_twin(
+    model_path: Union[str, Path], info: SessionInfo, threads: Optional[int]
+) -> Optional["onnxruntime.InferenceSession"]:
+    """A one-thread CPU session of ``model_path`` for small batches, or None where
+    the main session (described by ``info``, made with ``threads``) is already
+    single-threaded or not on the CPU."""
+    if info.actual != "cpu" or threads == 1:
+        return None
+    session, _ = create_session_info(model_path, provider="cpu", threads=1)
+    return session
+
+
 class GraphRunner:
     """Run one single-input, single-output onnxruntime graph over float32 batches.
 
-    Holds an immutable session and names only, so one runner may be used from
-    many threads at once (each call makes its own IO binding).
+    Holds immutable sessions and names only, so one runner may be used from
+    many threads at once (each call makes its own IO binding). ``small_session``:
+    an optional single-threaded twin of ``session`` (same graph) that runs
+    batches of up to :data:`SMALL_BATCH` items.
     """
 
     def __init__(
@@ -191,8 +216,10 @@ class GraphRunner:
         *,
         input_name: Optional[str] = None,
         output_name: Optional[str] = None,
+        small_session: Optional["onnxruntime.InferenceSession"] = None,
     ) -> None:
         self.session = session
+        self.small_session = small_session
         self.info = info if isinstance(info, SessionInfo) else SessionInfo(info, info)  # type: ignore[arg-type]
         inputs, outputs = session.get_inputs(), session.get_outputs()
         self.input_name = input_name or inputs[0].name
@@ -227,10 +254,18 @@ class GraphRunner:
         threads: Optional[int] = None,
         input_name: Optional[str] = None,
         output_name: Optional[str] = None,
+        twin: bool = True,
     ) -> "GraphRunner":
-        """Create the session and the runner in one step."""
+        """Create the session and the runner in one step (with a single-threaded
+        twin for batch 1 unless ``twin`` is False; see :func:`single_thread_twin`)."""
         session, info = create_session_info(model_path, provider=provider, threads=threads)
-        return cls(session, info, input_name=input_name, output_name=output_name)
+        small = single_thread_twin(model_path, info, threads) if twin else None
+        return cls(session, info, input_name=input_name, output_name=output_name, small_session=small)
+
+    def _session_for(self, n: int) -> "onnxruntime.InferenceSession":
+        if n <= SMALL_BATCH and self.small_session is not None:
+            return self.small_session
+        return self.session
 
     @property
     def actual(self) -> str:
@@ -272,22 +307,23 @@ class GraphRunner:
         return out
 
     def _run_alloc(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+        return self._session_for(x.shape[0]).run([self.output_name], {self.input_name: x})[0]
 
     def _run_into(self, x: np.ndarray, out: np.ndarray) -> None:
         """One chunk, output written straight into ``out`` (no extra copy)."""
-        binding = self.session.io_binding()  # per call: bindings are not thread-safe
+        session = self._session_for(x.shape[0])
+        binding = session.io_binding()  # per call: bindings are not thread-safe
         if self.info.actual == "cuda":
             ort = _ort()
             # Input copied to the device once, output left there and copied back once.
             x_dev = ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
             binding.bind_ortvalue_input(self.input_name, x_dev)
             binding.bind_output(self.output_name, "cuda", 0)
-            self.session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding)
             out[...] = binding.copy_outputs_to_cpu()[0]
             return
         binding.bind_cpu_input(self.input_name, x)
         binding.bind_output(
             self.output_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data
         )
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)

@@ -111,3 +111,18 @@ def test_one_runner_serves_many_threads(decoder_path):
         t.join()
     for i in range(6):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+def test_batch_one_runs_on_a_single_threaded_twin_with_the_same_results(decoder_path):
+    runner = GraphRunner.open(decoder_path, provider="cpu", threads=2)
+    assert runner.small_session is not None
+    assert runner.small_session.get_session_options().intra_op_num_threads == 1
+    assert GraphRunner.open(decoder_path, provider="cpu", threads=1).small_session is None
+    assert GraphRunner.open(decoder_path, provider="cpu", threads=2, twin=False).small_session is None
+    z = np.random.default_rng(3).standard_normal((5, 64, 3, 3)).astype(np.float32)
+    expected = runner.session.run(None, {runner.input_name: z})[0]
+    for i in range(5):  # batch 1 (twin), unbuffered and into a buffer, equals the main session's rows
+        np.testing.assert_array_equal(runner.run(z[i : i + 1])[0], expected[i])
+        buf = np.empty((1, 26, 26, 3), np.float32)
+        np.testing.assert_array_equal(runner.run(z[i : i + 1], out=buf)[0], expected[i])
+    np.testing.assert_array_equal(runner.run(z, chunk=1), expected)
