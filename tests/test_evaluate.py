@@ -230,6 +230,9 @@ def test_evaluate_set_end_to_end_on_toy_data(tmp_path, monkeypatch):
     # copies of the sources as "generated" maps = the real maps repeated: the same training set
     # up to order, so the augmented and repeated controls are the same size
     assert use["macro_f1_real_repeated"]["folds"] == 2
+    per_fold = use["macro_f1_per_fold"]
+    assert use["macro_f1_gain_over_repeated"]["mean"] == pytest.approx(
+        np.mean(np.subtract(per_fold["augmented"], per_fold["real_repeated"])))
     text = ev.dumps_report(rep)
     assert json.loads(text)["counts"]["per_source"] == 2
     assert "Center" in ev.format_quality(rep) and "macro-F1" in ev.format_usefulness(use)
