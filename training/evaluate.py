@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -623,6 +624,12 @@ def evaluate_set(
             real_maps, y, generated, y[sources], sources, folds, models, seed=seed,
             progress=progress, generate_fold=generate_fold,
         )
+        if generate_fold is None:
+            report["caveats"].append(
+                "Usefulness trains on the given set's variants of training-fold sources. That is "
+                "exact for method noise; with method mix a variant's partner may be a held-out "
+                "map (a leak that inflated macro-F1 from 66.0 to 77.7 in docs/evaluation.md): "
+                "use --per-fold-generation for mix.")
         report["usefulness"]["generated_from"] = (
             "regenerated per fold from the training folds only" if generate_fold is not None
             else "the given set's variants whose source is in the training folds")
@@ -712,9 +719,15 @@ def _app() -> Any:
             generate_fold = None
             if per_fold:
                 def generate_fold(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                    res = generator.augment(k, maps=real.maps[train], labels=real.labels[train],
-                                            seed=gen_seed, strength=gen_strength, method=gen_method,
-                                            mode=gen_mode)
+                    # The runtime's warnings (mix falling back to noise for a one-map class)
+                    # become one note line each, not a Python warning with a source line.
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        res = generator.augment(k, maps=real.maps[train], labels=real.labels[train],
+                                                seed=gen_seed, strength=gen_strength,
+                                                method=gen_method, mode=gen_mode)
+                    for w in caught:
+                        say(f"note: {w.message}")
                     return np.asarray(res.maps, dtype=np.float32), np.asarray(res.labels)
             report = evaluate_set(
                 real.maps, real.labels, gen, gen_labels, np.asarray(recon),
