@@ -30,6 +30,7 @@ Methods
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import numpy as np
@@ -122,7 +123,7 @@ def check_strength(strength: float) -> float:
         value = float(strength)
     except (TypeError, ValueError):
         raise InputError(f"strength must be a number, not {strength!r}") from None
-    if not np.isfinite(value) or value <= 0:
+    if not math.isfinite(value) or value <= 0:  # math, not numpy: ~1 us less per call
         raise InputError(f"strength must be a finite number > 0, not {strength!r}")
     return value
 
