@@ -163,8 +163,10 @@ def plot_sweep(result: dict[str, Any], path: Path, *, force: bool = False) -> Pa
     ax.axhspan(recon - 100 * result["tolerance"], recon, color="tab:green", alpha=0.12,
                label=f"within {100 * result['tolerance']:g} points")
     ax.plot(x, yv, "o-", color="tab:blue", label="relative strength")
-    for xi, yi, p in zip(x, yv, pts):
-        ax.annotate(f"{p['strength']:g}", (xi, yi), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for i, (xi, yi, p) in enumerate(zip(x, yv, pts)):
+        # alternate above/below: the weak strengths crowd together near the top left
+        ax.annotate(f"{p['strength']:g}", (xi, yi), textcoords="offset points",
+                    xytext=(5, 5) if i % 2 == 0 else (-4, -13), fontsize=8)
     c = result["course"]
     ax.plot([100 * c["changed_vs_reconstruction"]], [100 * c["fidelity_generated"]], "s",
             color="tab:orange", ms=8, label="course σ = i/10")
