@@ -276,3 +276,19 @@ def test_eight_threads_times_a_hundred_calls_equal_serial_results(gen):
         np.testing.assert_array_equal(got[i].maps, want.maps)
         np.testing.assert_array_equal(got[i].sources, want.sources)
         np.testing.assert_array_equal(got[i].labels, want.labels)
+
+
+def test_lock_outline_writes_into_the_callers_rows(gen):
+    # generate writes each block's maps straight into its rows of the result
+    # through lock_outline(out=...): same maps as the allocating form.
+    from edge_infer.wafer import lock_outline
+
+    probs = gen.decode(gen.bundle.latents[:6], raw=True)
+    boundary = gen.bundle.source_outlines(np.arange(6))
+    result = np.full((10, 26, 26, 3), -1, np.float32)
+    assert lock_outline(probs, boundary, out=result[2:8]).base is result
+    np.testing.assert_array_equal(result[2:8], lock_outline(probs, boundary))
+    assert (result[:2] == -1).all() and (result[8:] == -1).all()
+    np.testing.assert_array_equal(lock_outline(probs, boundary[0]), lock_outline(probs, np.broadcast_to(boundary[0], (6, 26, 26))))
+    with pytest.raises(InputError, match="out must be float32"):
+        lock_outline(probs, boundary, out=np.empty((6, 26, 26, 3), np.float64))
