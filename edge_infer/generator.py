@@ -468,11 +468,13 @@ class WaferGenerator:
         sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows])
         return sampling.add_noise(z, sigma, sampling.block_rng(job.root, block))
 
-    def _block_into(self, job: _Job, rows: slice, block: int, dest: np.ndarray) -> np.ndarray:
+    def _block_into(self, job: _Job, rows: slice, block: int, dest: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
         """Write the maps of ``rows`` (noise block ``block``) into ``dest`` and return it.
 
         ``dest``: C-contiguous float32 ``(rows, 26, 26, 3)``, e.g. those rows of
-        the result, so each map is written once, where it ends up.
+        the result, so each map is written once, where it ends up. ``seen``:
+        sibling keys of the earlier blocks (updated with this block's), so no
+        variant repeats a sibling anywhere in the output.
         """
         z = self._latents(job, rows, block)
         if job.raw:
@@ -480,10 +482,50 @@ class WaferGenerator:
         # onnxruntime allocates the probabilities (plain session.run, the cheapest
         # call); the outline lock then writes the maps into dest.
         probs = self.decoder.run(z)
-        if job.outline_lock:
-            return lock_outline(probs, job.src.outlines[job.src.outline_ids[job.sources[rows]]], out=dest)
-        dest[...] = to_onehot(probs.argmax(axis=-1))
+        self._maps_into(job, job.sources[rows], probs, dest)
+        if job.mode == "relative" and (seen or np.unique(job.sources[rows]).size < job.sources[rows].size):
+            keys = self._distinct_siblings(job, rows, dest, seen)
+            if seen is not None:
+                seen.update(keys.tolist())
+        elif seen is not None and job.mode == "relative":
+            seen.update(sampling.sibling_keys(job.sources[rows], dest).tolist())
         return dest
+
+    def _maps_into(self, job: _Job, sources: np.ndarray, probs: np.ndarray, dest: np.ndarray) -> None:
+        """Decoder probabilities → one-hot maps in ``dest`` (outline-locked or argmax)."""
+        if job.outline_lock:
+            lock_outline(probs, job.src.outlines[job.src.outline_ids[sources]], out=dest)
+        else:
+            dest[...] = to_onehot(probs.argmax(axis=-1))
+
+    def _distinct_siblings(self, job: _Job, rows: slice, dest: np.ndarray, seen: Optional[set]) -> np.ndarray:
+        """Redraw, with growing noise, every variant in ``dest`` identical to a
+        sibling (same source) earlier in the output; return the final keys.
+
+        Only for relative noise: the course schedule is kept as the course had
+        it, identical siblings included, so its results can be reproduced.
+        Redraws are keyed by output row, so in-memory and streamed runs agree.
+        """
+        sources = job.sources[rows]
+        keys = sampling.sibling_keys(sources, dest)
+        for attempt in range(1, sampling.MAX_REDRAWS + 1):
+            repeated = sampling.repeated_rows(keys, seen)
+            if repeated.size == 0:
+                break
+            grow = np.float32(sampling.REDRAW_GROWTH**attempt)
+            sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows][repeated]) * grow
+            picked = np.arange(rows.start, rows.stop)[repeated]
+            z = job.src.latents[sources[repeated]]
+            if job.partners is not None and job.weights is not None:
+                z = sampling.mix_latents(z, job.src.latents[job.partners[picked]], job.weights[picked])
+            noisy = np.concatenate(
+                [sampling.add_noise(z[i : i + 1], sigma, sampling.redraw_rng(job.root, int(r), attempt)) for i, r in enumerate(picked)]
+            )
+            redrawn = np.empty((repeated.size, *MAP_SHAPE), dtype=np.float32)
+            self._maps_into(job, sources[repeated], self.decoder.run(noisy), redrawn)
+            dest[repeated] = redrawn
+            keys[repeated] = sampling.sibling_keys(sources[repeated], redrawn)
+        return keys
 
     def _blocks(self, job: _Job, progress: Optional[Progress], out: Optional[np.ndarray] = None) -> Iterator[tuple[slice, np.ndarray]]:
         """``job``'s maps, one noise block at a time: ``(rows, maps of those rows)``.
@@ -493,10 +535,11 @@ class WaferGenerator:
         """
         step = sampling.RNG_BLOCK
         buf = np.empty((min(step, job.n), *MAP_SHAPE), dtype=np.float32) if out is None else None
+        seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
         for block, start in enumerate(range(0, job.n, step)):
             rows = slice(start, min(start + step, job.n))
             dest = out[rows] if buf is None else buf[: rows.stop - start]
-            yield rows, self._block_into(job, rows, block, dest)
+            yield rows, self._block_into(job, rows, block, dest, seen)
             if progress is not None:
                 progress(rows.stop, job.n)
 

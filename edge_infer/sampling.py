@@ -38,7 +38,7 @@ import numpy as np
 from .errors import InputError
 
 #: Relative noise strength used when neither the caller nor the bundle says.
-DEFAULT_NOISE_STRENGTH: float = 1.0
+DEFAULT_NOISE_STRENGTH: float = 0.4
 METHODS: tuple[str, ...] = ("noise", "mix")
 MODES: tuple[str, ...] = ("relative", "course")
 #: Rows per noise block: the unit of the seed schedule (see the module docstring).
@@ -104,6 +104,56 @@ def _child(root: np.random.SeedSequence, *key: int) -> np.random.Generator:
 def plan_rng(root: np.random.SeedSequence) -> np.random.Generator:
     """Generator for the per-row plan (sources, partners, mix weights)."""
     return _child(root, 0)
+
+
+#: A variant that comes out identical to a sibling (same source) is redrawn with
+#: its relative noise grown by this factor per attempt, at most MAX_REDRAWS times.
+#: Near-saturated sources (a wafer that is all defect) need it: moderate noise
+#: cannot move their decoder output off the saturated state.
+REDRAW_GROWTH = 1.5
+MAX_REDRAWS = 8
+
+
+def redraw_rng(root: np.random.SeedSequence, row: int, attempt: int) -> np.random.Generator:
+    """Generator for redrawing row ``row`` of a call on attempt ``attempt``.
+
+    Keyed by the row's place in the whole output, not by its noise block, so
+    in-memory and streamed generation redraw the same rows the same way.
+    """
+    return _child(root, 3, int(row), int(attempt))
+
+
+# Fixed odd 64-bit weights: a map's key is the weighted sum of its die states
+# mod 2**64, so two different maps share a key with probability ~2**-63.
+_KEY_WEIGHTS = np.random.default_rng(0x51B1).integers(1, 2**62, size=26 * 26, dtype=np.uint64) | np.uint64(1)
+_SOURCE_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row: equal for rows with the same source and the same map.
+
+    ``maps``: one-hot ``(n, 26, 26, 3)``. A collision of keys only costs a
+    needless (still deterministic) redraw.
+    """
+    n = int(sources.shape[0])
+    states = (maps[..., 1] + 2 * maps[..., 2]).astype(np.uint64).reshape(n, -1)
+    with np.errstate(over="ignore"):
+        keys = (states * _KEY_WEIGHTS).sum(axis=1, dtype=np.uint64)
+        return keys ^ (np.asarray(sources, dtype=np.uint64) * _SOURCE_MIX)
+
+
+def repeated_rows(keys: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
+    """Indices of rows whose key appeared earlier: in ``keys`` or in ``seen``.
+
+    The first of each group of equal keys is kept (unless ``seen`` already
+    has it); the rest are returned in row order.
+    """
+    n = int(keys.shape[0])
+    repeated = np.ones(n, dtype=bool)
+    repeated[np.unique(keys, return_index=True)[1]] = False
+    if seen:
+        repeated |= np.fromiter((int(k) in seen for k in keys), dtype=bool, count=n)
+    return np.flatnonzero(repeated)
 
 
 def mix_rng(root: np.random.SeedSequence) -> np.random.Generator:

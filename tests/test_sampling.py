@@ -129,3 +129,20 @@ def test_child_of_a_spawned_root_keeps_its_spawn_key():
     fresh = S.root_seed(None)  # OS entropy, 128 bits
     expected = np.random.default_rng(np.random.SeedSequence(fresh.entropy, spawn_key=(0,))).random(4)
     np.testing.assert_array_equal(S.plan_rng(fresh).random(4), expected)
+
+
+def test_sibling_keys_and_repeated_rows():
+    from edge_infer.sampling import repeated_rows, sibling_keys
+    from edge_infer.wafer import to_onehot
+
+    rng = np.random.default_rng(1)
+    states = rng.integers(0, 3, size=(4, 26, 26))
+    maps = to_onehot(states[[0, 1, 0, 2, 0]])
+    sources = np.array([7, 7, 7, 8, 9])
+    keys = sibling_keys(sources, maps)
+    # row 2 repeats row 0 (same source, same map); row 4 has the same map but another source
+    assert repeated_rows(keys).tolist() == [2]
+    assert repeated_rows(keys, seen={int(keys[3])}).tolist() == [2, 3]
+    other = maps.copy()
+    other[2, 5, 5] = np.roll(other[2, 5, 5], 1)  # one die changed
+    assert repeated_rows(sibling_keys(sources, other)).tolist() == []
