@@ -123,9 +123,10 @@ def redraw_rng(root: np.random.SeedSequence, row: int, attempt: int) -> np.rando
     return _child(root, 3, int(row), int(attempt))
 
 
-# Fixed odd 64-bit weights: a map's key is the weighted sum of its die states
+# Fixed odd 64-bit weights: a map's key is a weighted sum of its packed bits
 # mod 2**64, so two different maps share a key with probability ~2**-63.
-_KEY_WEIGHTS = np.random.default_rng(0x51B1).integers(1, 2**62, size=26 * 26, dtype=np.uint64) | np.uint64(1)
+_KEY_WORDS = 32  # 26*26*3 one-hot bits = 254 bytes, zero-padded to 32 uint64 words
+_KEY_WEIGHTS = np.random.default_rng(0x51B1).integers(1, 2**62, size=_KEY_WORDS, dtype=np.uint64) | np.uint64(1)
 _SOURCE_MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -133,12 +134,15 @@ def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
     """A 64-bit key per row: equal for rows with the same source and the same map.
 
     ``maps``: one-hot ``(n, 26, 26, 3)``. A collision of keys only costs a
-    needless (still deterministic) redraw.
+    needless (still deterministic) redraw. The one-hot bits are packed first
+    (32 words a map rather than 676 dies): this runs on every generated block.
     """
     n = int(sources.shape[0])
-    states = (maps[..., 1] + 2 * maps[..., 2]).astype(np.uint64).reshape(n, -1)
+    packed = np.zeros((n, _KEY_WORDS * 8), dtype=np.uint8)
+    packed[:, :254] = np.packbits(maps.reshape(n, -1) != 0, axis=1)
+    words = packed.view(np.uint64)
     with np.errstate(over="ignore"):
-        keys = (states * _KEY_WEIGHTS).sum(axis=1, dtype=np.uint64)
+        keys = (words * _KEY_WEIGHTS).sum(axis=1, dtype=np.uint64)
         return keys ^ (np.asarray(sources, dtype=np.uint64) * _SOURCE_MIX)
 
 
