@@ -271,3 +271,20 @@ def test_interrupt_while_writing_the_picture_leaves_no_output_at_all(run, tmp_pa
     code, _, err = run("generate", "-c", "None", "-n", "3", "-o", str(tmp_path))
     assert code == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []  # not even the .npy files written before the picture
+
+
+def test_full_disk_while_writing_is_one_error_and_keeps_old_outputs(run, tmp_path, monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    assert run("generate", "--class", "None", "-n", "3", "--seed", "1", "--out", str(out))[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    code, _, err = run("generate", "--class", "None", "-n", "3", "--seed", "2", "--out", str(out), "--force")
+    assert code == 1
+    assert "No space left on device" in _one_error_line(err)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost, no temporaries

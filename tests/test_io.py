@@ -159,3 +159,24 @@ def test_unwritable_targets_fail_before_writing(tmp_path):
         check_targets([tmp_path], force=True)
     with pytest.raises(OutputError):
         save_npy(Path("/proc/edge-infer-test/gen.npy"), np.zeros(2))
+
+
+def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
+    """A write that fails with ENOSPC (disk full) mid-way: OutputError, old file kept, no temporary left."""
+    import errno
+
+    import edge_infer.io as eio
+
+    target = tmp_path / "gen_data.npy"
+    save_npy(target, np.arange(4))
+
+    def full(fh, *args, **kwargs):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(eio.np, "save", full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        save_npy(target, np.arange(9), force=True)
+    monkeypatch.undo()
+    assert np.array_equal(np.load(target), np.arange(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["gen_data.npy"]
