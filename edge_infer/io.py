@@ -131,6 +131,17 @@ def load_dataset(
 # ---------------------------------------------------------------- writing
 
 
+def ensure_writable_folder(folder: PathLike) -> None:
+    """Create ``folder`` if needed and check it can be written, or raise :class:`OutputError`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {folder}: permission denied")
+
+
 def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
     """Refuse before writing anything if an output exists (without ``force``)
     or its folder cannot be created or written, so a run fails up front
@@ -141,13 +152,7 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
             raise OutputError(f"{p} already exists; use --force to overwrite it")
         if p.exists() and p.is_dir():
             raise OutputError(f"{p} is a folder; cannot write a file there")
-        folder = p.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot write to {folder}: permission denied")
+        ensure_writable_folder(p.parent)
 
 
 def _read_umask() -> int:

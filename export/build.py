@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
-from edge_infer.io import DATA_NAME, LABEL_NAME, load_dataset
+from edge_infer.io import DATA_NAME, LABEL_NAME, ensure_writable_folder, load_dataset
 
 from . import bank as bank_mod
 from . import manifest as manifest_mod
@@ -94,13 +94,7 @@ def check_out(out: Path, force: bool) -> None:
         is_empty = not (out / manifest_mod.MANIFEST_NAME).exists()
         if not is_empty and not force:
             raise OutputError(f"{out} already exists; use --force to replace it")
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create folder {parent}: {exc.strerror or exc}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {parent}: permission denied")
+    ensure_writable_folder(out.parent)
 
 
 def resolve_data(checkpoint: Checkpoint, data: "Optional[str | Path]") -> Path:
