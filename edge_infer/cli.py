@@ -11,8 +11,7 @@ Adding a command (the pattern every verb follows)
 2. Import numpy, onnxruntime and the rest of edge_infer *inside* the
    function: this module imports every command module, and ``--help`` must
    stay instant.
-3. Add ``"<verb>"`` to :data:`COMMANDS`. A listed module that does not exist
-   yet is skipped, so a command can be wired before it is written.
+3. Add ``"<verb>"`` to :data:`COMMANDS`.
 
 Errors: a command raises :class:`~edge_infer.errors.EdgeInferError`; the
 decorator prints ``error: <message>`` and exits 1; Ctrl-C exits 130 after
@@ -75,12 +74,7 @@ def _root(
 
 
 def _register(verb: str) -> None:
-    try:
-        module = importlib.import_module(f"edge_infer.commands.{verb}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"edge_infer.commands.{verb}":
-            return  # not written yet
-        raise
+    module = importlib.import_module(f"edge_infer.commands.{verb}")
     func = getattr(module, verb)
     app.command(name=verb, epilog=getattr(module, "EPILOG", None))(func)
 

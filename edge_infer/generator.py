@@ -21,7 +21,7 @@ import numpy as np
 from . import sampling
 from .bundle import Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
-from .io import atomic_path, check_targets, save_npy
+from .io import atomic_path, check_targets, write_npy
 from .runtime import GraphRunner, SessionInfo, create_session_info, single_thread_twin
 from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
@@ -98,6 +98,15 @@ class _Job(NamedTuple):
     @property
     def n(self) -> int:
         return int(self.sources.shape[0])
+
+
+def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.ndarray:
+    """Decoder probabilities as returned to callers: raw, outline-locked, or plain argmax."""
+    if raw:
+        return probs
+    if boundary is not None:
+        return lock_outline(probs, boundary)
+    return to_onehot(probs.argmax(axis=-1))
 
 
 def _check_count(n: Any, what: str = "n") -> int:
@@ -218,11 +227,7 @@ class WaferGenerator:
         """
         z = self._check_latents(latents)
         probs = self.decoder.run(z, chunk=sampling.RNG_BLOCK)
-        if raw:
-            return probs
-        if outlines is not None:
-            return lock_outline(probs, np.asarray(outlines, dtype=bool))
-        return to_onehot(probs.argmax(axis=-1))
+        return _finish(probs, raw, None if outlines is None else np.asarray(outlines, dtype=bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
         """Encoder then decoder: float32 ``(N, 26, 26, 3)``.
@@ -233,11 +238,7 @@ class WaferGenerator:
         """
         onehot = as_maps(maps)
         probs = self.decoder.run(self.encoder.run(onehot, chunk=sampling.RNG_BLOCK), chunk=sampling.RNG_BLOCK)
-        if raw:
-            return probs
-        if outline_lock:
-            return lock_outline(probs, outline(onehot))
-        return to_onehot(probs.argmax(axis=-1))
+        return _finish(probs, raw, outline(onehot) if outline_lock else None)
 
     def bank_maps(self, indices: Any) -> np.ndarray:
         """The bank's own maps ``indices`` as the decoder sees them (outline-locked).
@@ -355,8 +356,7 @@ class WaferGenerator:
         lab = self._labels(job)
         with atomic_path(label_path, force=force) as tmp_label, atomic_path(data_path, force=force) as tmp_data:
             self._write_npy(job, tmp_data, progress)
-            with open(tmp_label, "wb") as fh:
-                np.save(fh, lab, allow_pickle=False)
+            write_npy(tmp_label, lab)
         return Streamed(data_path, label_path, n, lab, job.sources)
 
     # ------------------------------------------------------------ internals
@@ -376,7 +376,6 @@ class WaferGenerator:
         return np.ascontiguousarray(z)
 
     def _source_set(self, maps: Any, labels: Any, cls_index: Optional[int], *, require_labels: bool) -> _SourceSet:
-        b = self.bundle
         if maps is None:
             if labels is not None:
                 raise InputError("labels were given without maps")
@@ -459,14 +458,17 @@ class WaferGenerator:
     def _labels(self, job: _Job) -> np.ndarray:
         return job.src.labels[job.sources].astype(np.int64).reshape(-1, 1)
 
-    def _latents(self, job: _Job, rows: slice, block: int) -> np.ndarray:
-        """Noisy (and mixed) latents for ``rows`` = noise block ``block``."""
-        src = job.sources[rows]
-        z = job.src.latents[src]
+    def _clean_latents(self, job: _Job, rows: Union[slice, np.ndarray]) -> np.ndarray:
+        """Latents of output ``rows`` before noise: the source's, or its mix with the partner's."""
+        z = job.src.latents[job.sources[rows]]
         if job.partners is not None and job.weights is not None:
             z = sampling.mix_latents(z, job.src.latents[job.partners[rows]], job.weights[rows])
+        return z
+
+    def _latents(self, job: _Job, rows: slice, block: int) -> np.ndarray:
+        """Noisy (and mixed) latents for ``rows`` = noise block ``block``."""
         sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows])
-        return sampling.add_noise(z, sigma, sampling.block_rng(job.root, block))
+        return sampling.add_noise(self._clean_latents(job, rows), sigma, sampling.block_rng(job.root, block))
 
     def _block_into(self, job: _Job, rows: slice, block: int, dest: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
         """Write the maps of ``rows`` (noise block ``block``) into ``dest`` and return it.
@@ -482,13 +484,14 @@ class WaferGenerator:
         # onnxruntime allocates the probabilities (plain session.run, the cheapest
         # call); the outline lock then writes the maps into dest.
         probs = self.decoder.run(z)
-        self._maps_into(job, job.sources[rows], probs, dest)
-        if job.mode == "relative" and (seen or np.unique(job.sources[rows]).size < job.sources[rows].size):
+        sources = job.sources[rows]
+        self._maps_into(job, sources, probs, dest)
+        # Siblings can only clash where this block repeats a source or earlier
+        # blocks exist; a single block of distinct sources (batch 1) skips the check.
+        if job.mode == "relative" and (seen is not None or np.unique(sources).size < sources.size):
             keys = self._distinct_siblings(job, rows, dest, seen)
             if seen is not None:
                 seen.update(keys.tolist())
-        elif seen is not None and job.mode == "relative":
-            seen.update(sampling.sibling_keys(job.sources[rows], dest).tolist())
         return dest
 
     def _maps_into(self, job: _Job, sources: np.ndarray, probs: np.ndarray, dest: np.ndarray) -> None:
@@ -515,9 +518,7 @@ class WaferGenerator:
             grow = np.float32(sampling.REDRAW_GROWTH**attempt)
             sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows][repeated]) * grow
             picked = np.arange(rows.start, rows.stop)[repeated]
-            z = job.src.latents[sources[repeated]]
-            if job.partners is not None and job.weights is not None:
-                z = sampling.mix_latents(z, job.src.latents[job.partners[picked]], job.weights[picked])
+            z = self._clean_latents(job, picked)
             noisy = np.concatenate(
                 [sampling.add_noise(z[i : i + 1], sigma, sampling.redraw_rng(job.root, int(r), attempt)) for i, r in enumerate(picked)]
             )
@@ -573,12 +574,3 @@ class WaferGenerator:
             for _, maps in self._blocks(job, progress):
                 fh.write(np.ascontiguousarray(maps, dtype=np.float32).data)
 
-
-def save_generated(result: Generated, out_dir: PathLike, *, force: bool = False) -> tuple[Path, Path]:
-    """Write ``gen_data.npy`` and ``gen_label.npy`` into ``out_dir`` atomically."""
-    out = Path(out_dir)
-    data_path, label_path = out / DATA_FILE, out / LABEL_FILE
-    check_targets([data_path, label_path], force=force)
-    save_npy(data_path, result.maps, force=force)
-    save_npy(label_path, result.labels, force=force)
-    return data_path, label_path

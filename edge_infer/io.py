@@ -10,8 +10,10 @@ and an existing file is only replaced when the caller says ``force``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -37,6 +39,11 @@ class Dataset:
     maps: np.ndarray
     labels: Optional[np.ndarray]
     source: str
+    #: sha256 of the ``data.npy`` / ``label.npy`` bytes as read (None: no labels).
+    #: Hashing the members, not the zip or folder, gives the same figure in every
+    #: layout, and one a user can check with ``sha256sum data.npy``.
+    sha256: str = ""
+    labels_sha256: Optional[str] = None
 
 
 def _load_npy_bytes(raw: bytes, where: str) -> np.ndarray:
@@ -54,31 +61,32 @@ def _load_npy_bytes(raw: bytes, where: str) -> np.ndarray:
         raise DataFileError(f"{where} is not a valid .npy array file ({exc})") from None
 
 
-def load_npy(path: PathLike) -> np.ndarray:
-    """Load a ``.npy`` file safely: no pickles, one clear error for anything wrong."""
+def _read_file(path: PathLike) -> bytes:
     p = Path(path)
     if not p.exists():
         raise DataFileError(f"{p}: no such file")
     if p.is_dir():
         raise DataFileError(f"{p} is a folder, not a .npy file")
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
     except OSError as exc:
         raise DataFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    return _load_npy_bytes(raw, str(p))
 
 
-def _read_zip(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def load_npy(path: PathLike) -> np.ndarray:
+    """Load a ``.npy`` file safely: no pickles, one clear error for anything wrong."""
+    return _load_npy_bytes(_read_file(path), str(path))
+
+
+def _read_zip(path: Path) -> tuple[bytes, Optional[bytes]]:
+    """Raw ``data.npy`` and ``label.npy`` (None if absent) bytes of a course zip."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = {Path(n).name: n for n in zf.namelist() if not n.endswith("/")}
             if DATA_NAME not in names:
                 raise DataFileError(f"{path} holds no {DATA_NAME} (found: {', '.join(sorted(names)) or 'nothing'})")
-            data = _load_npy_bytes(zf.read(names[DATA_NAME]), f"{path}:{DATA_NAME}")
-            labels = None
-            if LABEL_NAME in names:
-                labels = _load_npy_bytes(zf.read(names[LABEL_NAME]), f"{path}:{LABEL_NAME}")
-            return data, labels
+            labels = zf.read(names[LABEL_NAME]) if LABEL_NAME in names else None
+            return zf.read(names[DATA_NAME]), labels
     except zipfile.BadZipFile:
         raise DataFileError(f"{path} is not a valid zip file") from None
     except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError) as exc:
@@ -104,28 +112,38 @@ def load_dataset(
     p = Path(data)
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
-    label_arr: Optional[np.ndarray] = None
+    raw_labels: Optional[bytes] = None
     if p.is_dir():
         if not (p / DATA_NAME).exists():
             raise DataFileError(f"{p} holds no {DATA_NAME}")
-        data_arr = load_npy(p / DATA_NAME)
+        data_where, raw_data = str(p / DATA_NAME), _read_file(p / DATA_NAME)
+        label_where = str(p / LABEL_NAME)
         if labels is None and (p / LABEL_NAME).exists():
-            label_arr = load_npy(p / LABEL_NAME)
+            raw_labels = _read_file(p / LABEL_NAME)
     elif zipfile.is_zipfile(p):
-        data_arr, label_arr = _read_zip(p)
+        data_where, label_where = f"{p}:{DATA_NAME}", f"{p}:{LABEL_NAME}"
+        raw_data, raw_labels = _read_zip(p)
     elif p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
     else:
-        data_arr = load_npy(p)
+        data_where, label_where, raw_data = str(p), "", _read_file(p)
     if labels is not None:
-        label_arr = load_npy(labels)
-    if label_arr is None and require_labels:
+        label_where, raw_labels = str(labels), _read_file(labels)
+    if raw_labels is None and require_labels:
         raise DataFileError(
             f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file"
         )
-    maps = as_maps(data_arr, name=f"maps in {p}")
-    lab = None if label_arr is None else as_labels(label_arr, maps.shape[0], name=f"labels for {p}")
-    return Dataset(maps=maps, labels=lab, source=str(p))
+    maps = as_maps(_load_npy_bytes(raw_data, data_where), name=f"maps in {p}")
+    lab = None
+    if raw_labels is not None:
+        lab = as_labels(_load_npy_bytes(raw_labels, label_where), maps.shape[0], name=f"labels for {p}")
+    return Dataset(
+        maps=maps,
+        labels=lab,
+        source=str(p),
+        sha256=hashlib.sha256(raw_data).hexdigest(),
+        labels_sha256=None if raw_labels is None else hashlib.sha256(raw_labels).hexdigest(),
+    )
 
 
 # ---------------------------------------------------------------- writing
@@ -196,11 +214,58 @@ def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
             tmp.unlink()
 
 
+def write_npy(path: PathLike, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as ``.npy``, never pickled (not atomic: see :func:`save_npy`)."""
+    with open(path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
+
+    The files in it are synced, the folder gets normal permissions, and an
+    existing ``path`` (only with ``force``) is moved aside first and removed
+    only once the new folder is in place: a rename is atomic, a tree delete is
+    not. On any exception (KeyboardInterrupt included) the temporary folder is
+    removed and ``path`` is left exactly as it was.
+    """
+    target = Path(path)
+    ensure_writable_folder(target.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None
+    try:
+        yield tmp
+        for child in tmp.iterdir():
+            if child.is_file():
+                with open(child, "rb") as fh:
+                    os.fsync(fh.fileno())
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
+        old: Optional[Path] = None
+        if target.exists():
+            if not force:
+                raise OutputError(f"{target} appeared while writing; use --force to replace it")
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / target.name)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            if old is not None:  # put the previous folder back
+                os.replace(old / target.name, target)
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_npy(path: PathLike, array: np.ndarray, *, force: bool = False) -> Path:
     """Write ``array`` to ``path`` as ``.npy``, atomically."""
     with atomic_path(path, force=force) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+        write_npy(tmp, array)
     return Path(path)
 
 

@@ -45,7 +45,6 @@ from .errors import BundleError, InputError, ProviderError
 if TYPE_CHECKING:  # onnxruntime is imported lazily: `edge-infer --help` must not pay for it
     import onnxruntime
 
-ProviderName = Literal["auto", "cpu", "cuda"]
 PROVIDERS: tuple[str, ...] = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

@@ -26,6 +26,14 @@ Methods
   source (Donut in the course data) cannot mix: its rows fall back to noise
   and :func:`choose_partners` reports them (the generator warns with
   :class:`MixFallback`).
+
+Siblings
+--------
+With relative noise no two variants of one source are identical: a variant
+equal to an earlier sibling is redrawn with σ grown by :data:`REDRAW_GROWTH`
+per attempt, from :func:`redraw_rng` ``(root, row, attempt)``, so the result
+does not depend on how the output is chunked. The course mode is left as the
+course had it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -60,12 +59,6 @@ def bank_bytes(bank: "dict[str, np.ndarray]") -> bytes:
             np.lib.format.write_array(member, np.ascontiguousarray(bank[key]), allow_pickle=False)
             zf.writestr(info, member.getvalue())
     return buffer.getvalue()
-
-
-def load_bank(path: "str | Path") -> "dict[str, np.ndarray]":
-    """Read a bank back (for checks and tests; the runtime has its own reader)."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
 
 
 def channel_stats(latents: np.ndarray) -> "dict[str, list[float]]":

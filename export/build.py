@@ -11,21 +11,18 @@ never destroys the one already there.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
+from edge_infer.bundle import MANIFEST, sha256_file
 from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
-from edge_infer.io import DATA_NAME, LABEL_NAME, ensure_writable_folder, load_dataset
+from edge_infer.io import atomic_folder, ensure_writable_folder, load_dataset
 
 from . import bank as bank_mod
 from . import manifest as manifest_mod
@@ -50,36 +47,13 @@ class ExportResult:
     reconstruction_mse: float
 
 
-def data_hashes(data: "str | Path", labels: "Optional[str | Path]" = None) -> "tuple[str, str]":
-    """sha256 of the maps' ``data.npy`` bytes and of the labels' ``label.npy`` bytes.
-
-    Hashing the ``.npy`` members themselves (not the zip or the folder) gives
-    the same figure for the same data in every layout -- and the same one
-    the training run records (``training/data.py``), so the two can be
-    compared. Only called after ``load_dataset`` accepted the same paths.
-    """
-    p = Path(data)
-    if p.is_dir():
-        raw_data = (p / DATA_NAME).read_bytes()
-        raw_labels = Path(labels).read_bytes() if labels is not None else (p / LABEL_NAME).read_bytes()
-    elif zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as zf:
-            names = {Path(n).name: n for n in zf.namelist() if not n.endswith("/")}
-            raw_data = zf.read(names[DATA_NAME])
-            raw_labels = Path(labels).read_bytes() if labels is not None else zf.read(names[LABEL_NAME])
-    else:
-        raw_data = p.read_bytes()
-        raw_labels = Path(labels).read_bytes() if labels is not None else b""
-    return hashlib.sha256(raw_data).hexdigest(), hashlib.sha256(raw_labels).hexdigest()
-
-
 def _looks_replaceable(folder: Path) -> bool:
     """True for a bundle folder or an empty one (hidden placeholders such as .keep allowed).
 
     ``--force`` replaces a whole folder, so it must never be pointed at an
     arbitrary directory by mistake.
     """
-    if (folder / manifest_mod.MANIFEST_NAME).exists():
+    if (folder / MANIFEST).exists():
         return True
     return all(child.name.startswith(".") and child.is_file() for child in folder.iterdir())
 
@@ -91,7 +65,7 @@ def check_out(out: Path, force: bool) -> None:
             raise OutputError(f"{out} exists and is not a folder; give another --out")
         if not _looks_replaceable(out):
             raise OutputError(f"{out} is a folder that is not a model bundle; refusing to replace it")
-        is_empty = not (out / manifest_mod.MANIFEST_NAME).exists()
+        is_empty = not (out / MANIFEST).exists()
         if not is_empty and not force:
             raise OutputError(f"{out} already exists; use --force to replace it")
     ensure_writable_folder(out.parent)
@@ -108,25 +82,6 @@ def resolve_data(checkpoint: Checkpoint, data: "Optional[str | Path]") -> Path:
     if not path.exists():
         raise DataFileError(f"the training data the checkpoint records ({recorded}) is not there; give --data")
     return path
-
-
-def _install(tmp: Path, out: Path, force: bool) -> None:
-    """Move the finished ``tmp`` folder to ``out``; the old bundle goes only after the new one is in place."""
-    old: Optional[Path] = None
-    if out.exists():
-        if not force and (out / manifest_mod.MANIFEST_NAME).exists():
-            raise OutputError(f"{out} appeared while exporting; use --force to replace it")
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:  # put the previous bundle back
-            os.replace(old / out.name, out)
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _copy_run_extras(checkpoint: Checkpoint, tmp: Path, note: Callable[[str], None]) -> None:
@@ -284,15 +239,15 @@ def export_bundle(
         labels = checkpoint.data["labels_path"]
     dataset = load_dataset(data_path, labels, require_labels=True)
     maps, label_ids = dataset.maps, dataset.labels.reshape(-1)
-    hashes = data_hashes(data_path, labels)
+    hashes = (dataset.sha256, dataset.labels_sha256 or "")
     recorded = checkpoint.data.get("sha256")
     if recorded and recorded != hashes[0]:
         note(f"note: {data_path} is not the data the checkpoint was trained on "
              f"(data.npy sha256 {hashes[0][:12]}…, recorded {str(recorded)[:12]}…)")
 
     graphs = _export_graphs(checkpoint, decoder, len(maps), note)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    try:
+    # An empty placeholder folder (check_out allowed it) may be replaced without --force.
+    with atomic_folder(out, force=force or not (out / MANIFEST).exists()) as tmp:
         (tmp / "encoder.onnx").write_bytes(graphs.encoder)
         (tmp / "decoder.onnx").write_bytes(graphs.decoder)
         checked = _verify_written(tmp, checkpoint.model, maps, tolerance)
@@ -307,16 +262,8 @@ def export_bundle(
             class_counts=bank_mod.class_counts(label_ids),
             latent_stats=bank_mod.latent_stats(checked.latents, label_ids),
             provenance=_provenance(checkpoint, graphs, checked, hashes, len(maps), tolerance),
-            files={p.name: manifest_mod.sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+            files={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         )
-        (tmp / manifest_mod.MANIFEST_NAME).write_text(manifest_mod.manifest_text(manifest))
-        for path in tmp.iterdir():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a bundle is for everyone to read
-        _install(tmp, out, force)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / MANIFEST).write_text(manifest_mod.manifest_text(manifest))
     return ExportResult(out=out, manifest=manifest, decoder_variant=graphs.variant,
                         max_abs_diff=checked.diffs, reconstruction_mse=checked.mse)

@@ -7,48 +7,23 @@ key, so an edited manifest is caught like an edited graph.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+# The reader (edge_infer.bundle) owns the format: its name, version, file name
+# and hashing rules are used here as they are, so writer and reader cannot drift.
+from edge_infer.bundle import FORMAT as BUNDLE_FORMAT
+from edge_infer.bundle import FORMAT_VERSION, manifest_hash
+from edge_infer.sampling import DEFAULT_NOISE_STRENGTH
 from edge_infer.wafer import CLASS_NAMES, MAP_SHAPE, STATE_NAMES
 
-BUNDLE_FORMAT = "edge-infer-bundle"
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 HASH_KEY = "manifest_sha256"
-FALLBACK_NOISE_STRENGTH = 1.0
-
-
-def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
-    """The canonical JSON bytes the self-hash is taken over (``manifest_sha256`` left out)."""
-    body = {k: v for k, v in manifest.items() if k != HASH_KEY}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def manifest_hash(manifest: Mapping[str, Any]) -> str:
-    """sha256 hex of :func:`canonical_bytes`."""
-    return hashlib.sha256(canonical_bytes(manifest)).hexdigest()
-
-
-def sha256_file(path: "str | Path") -> str:
-    """sha256 hex of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def noise_defaults() -> "dict[str, Any]":
-    """Default generation settings; the strength is the runtime's own default where it has one."""
-    try:
-        from edge_infer.sampling import DEFAULT_NOISE_STRENGTH as strength  # type: ignore[attr-defined]
-    except ImportError:
-        strength = FALLBACK_NOISE_STRENGTH
-    return {"mode": "relative", "strength": float(strength), "method": "noise", "outline_lock": True}
+    """Default generation settings: the runtime's own default strength."""
+    return {"mode": "relative", "strength": float(DEFAULT_NOISE_STRENGTH), "method": "noise", "outline_lock": True}
 
 
 def tool_versions() -> "dict[str, str]":

@@ -253,7 +253,7 @@ class FakeGenerator:
     def augment(self, per_source, *, maps, labels, seed, strength=None, mode=None, method="noise",
                 outline_lock=True):
         rng = np.random.default_rng(seed)
-        states = np.repeat(ev.as_state_array(maps), per_source, axis=0)
+        states = np.repeat(ev.to_states(maps), per_source, axis=0)
         p = 0.02 if mode == "course" else 0.1 * strength
         flip = (states != BOUNDARY) & (rng.random(states.shape) < p)
         states[flip] = np.where(states[flip] == NORMAL, DEFECT, NORMAL)
@@ -332,7 +332,7 @@ def test_usefulness_can_regenerate_from_training_folds_only(tmp_path, monkeypatc
     monkeypatch.setenv("EDGE_INFER_EVAL_CACHE", str(tmp_path / "cache"))
     maps, labels = _toy_data(8)
     y = labels.reshape(-1)
-    folds = ev.stratified_group_folds(ev.as_state_array(maps), y, 2)
+    folds = ev.stratified_group_folds(ev.to_states(maps), y, 2)
     models = ev.fit_fold_models(maps, y, folds)
     seen = []
 

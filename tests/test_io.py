@@ -180,3 +180,24 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert np.array_equal(np.load(target), np.arange(4))
     assert [p.name for p in tmp_path.iterdir()] == ["gen_data.npy"]
+
+
+def test_atomic_folder_replaces_only_on_success(tmp_path):
+    from edge_infer.io import atomic_folder
+
+    target = tmp_path / "run"
+    with atomic_folder(target) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target, force=True) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError
+    assert (target / "a.txt").read_text() == "first"
+    with pytest.raises(OutputError, match="--force"):
+        with atomic_folder(target) as tmp:
+            (tmp / "a.txt").write_text("second")
+    with atomic_folder(target, force=True) as tmp:
+        (tmp / "a.txt").write_text("second")
+    assert (target / "a.txt").read_text() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"], "no temporaries or old copies left"

@@ -4,20 +4,17 @@ A thin layer over :func:`edge_infer.io.load_dataset`, which reads and
 validates every layout users have (``wafer.zip``, a folder holding
 ``data.npy`` + ``label.npy``, or the two ``.npy`` paths). This module only
 adds what training needs on top: channels-first tensors, the train /
-validation split and the sha256 that goes into a run's provenance.
+validation split, and the data's sha256 (from ``load_dataset``) for a run's provenance.
 """
 
 from __future__ import annotations
 
-import hashlib
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edge_infer.io import DATA_NAME, LABEL_NAME, PathLike, load_dataset
+from edge_infer.io import PathLike, load_dataset
 
 
 @dataclass(frozen=True)
@@ -46,32 +43,6 @@ class TrainingData:
         }
 
 
-def _sha256(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
-def _member_bytes(data: Path, labels: Optional[Path]) -> tuple[bytes, bytes]:
-    """Raw bytes of the maps file and the labels file, whatever the layout.
-
-    Hashing ``data.npy`` itself (not the zip or the folder) gives the same
-    sha256 for the same data in all three layouts, and one a user can check
-    with ``sha256sum data.npy``. Only called after ``load_dataset`` accepted
-    the same paths, so every file named here exists and is readable.
-    """
-    if data.is_dir():
-        raw_data = (data / DATA_NAME).read_bytes()
-        raw_labels = labels.read_bytes() if labels is not None else (data / LABEL_NAME).read_bytes()
-        return raw_data, raw_labels
-    if zipfile.is_zipfile(data):
-        with zipfile.ZipFile(data) as zf:
-            names = {Path(n).name: n for n in zf.namelist() if not n.endswith("/")}
-            raw_data = zf.read(names[DATA_NAME])
-            raw_labels = labels.read_bytes() if labels is not None else zf.read(names[LABEL_NAME])
-        return raw_data, raw_labels
-    assert labels is not None  # a bare maps file has labels only when named
-    return data.read_bytes(), labels.read_bytes()
-
-
 def load_training_data(data: PathLike, labels: Optional[PathLike] = None) -> TrainingData:
     """Read and validate maps and labels for training (labels are required).
 
@@ -82,17 +53,14 @@ def load_training_data(data: PathLike, labels: Optional[PathLike] = None) -> Tra
     missing, broken or inconsistent input.
     """
     ds = load_dataset(data, labels, require_labels=True)
-    assert ds.labels is not None
-    data_p = Path(data)
-    labels_p = Path(labels) if labels is not None else None
-    raw_data, raw_labels = _member_bytes(data_p, labels_p)
+    assert ds.labels is not None and ds.labels_sha256 is not None
     return TrainingData(
         maps=ds.maps,
         labels=ds.labels[:, 0],
-        path=str(data_p),
-        labels_path=None if labels_p is None else str(labels_p),
-        sha256=_sha256(raw_data),
-        labels_sha256=_sha256(raw_labels),
+        path=str(data),
+        labels_path=None if labels is None else str(labels),
+        sha256=ds.sha256,
+        labels_sha256=ds.labels_sha256,
     )
 
 

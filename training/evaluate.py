@@ -39,7 +39,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edge_infer.errors import EdgeInferError, InputError
-from edge_infer.wafer import BOUNDARY, CLASS_NAMES, N_STATES
+# to_states (argmax) never refuses a map, unlike as_states: the evaluation must
+# be able to look at broken generated maps to count them.
+from edge_infer.wafer import BOUNDARY, CLASS_NAMES, N_STATES, to_states
 
 #: How many folds the out-of-fold predictions and the usefulness test use.
 DEFAULT_FOLDS = 5
@@ -76,15 +78,6 @@ def source_rows(
     return np.repeat(np.arange(n_real), per_source)
 
 
-def as_state_array(maps: np.ndarray) -> np.ndarray:
-    """Die states ``(N, 26, 26)`` uint8 of one-hot or probability maps, by argmax.
-
-    Unlike :func:`edge_infer.wafer.as_states` this never refuses a map: the
-    evaluation must be able to look at broken generated maps to count them.
-    """
-    return np.asarray(maps).argmax(axis=-1).astype(np.uint8)
-
-
 # ---------------------------------------------------------------- validity
 
 
@@ -101,8 +94,8 @@ def is_onehot(maps: np.ndarray) -> np.ndarray:
 
 def outline_matches(generated: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """Per map: the generated map's boundary dies are exactly its source's."""
-    gen_states = as_state_array(generated)
-    src_states = as_state_array(sources)
+    gen_states = to_states(generated)
+    src_states = to_states(sources)
     return ((gen_states == BOUNDARY) == (src_states == BOUNDARY)).all(axis=(1, 2))
 
 
@@ -351,9 +344,9 @@ def quality_metrics(
     """
     y = np.asarray(real_labels).reshape(-1)
     sources = np.asarray(sources).reshape(-1)
-    real_states = as_state_array(real_maps)
-    recon_states = as_state_array(reconstructions)
-    gen_states = as_state_array(generated)
+    real_states = to_states(real_maps)
+    recon_states = to_states(reconstructions)
+    gen_states = to_states(generated)
     src_states = real_states[sources]
     val = validity(generated, np.asarray(real_maps)[sources])
     per_map = {
@@ -591,7 +584,7 @@ def evaluate_set(
                 f"{bad} generated labels differ from their source's label: the generated set "
                 "does not line up with --data (variants of source i must be rows k·i … k·i+k−1)"
             )
-    folds = stratified_group_folds(as_state_array(real_maps), y, n_folds, seed)
+    folds = stratified_group_folds(to_states(real_maps), y, n_folds, seed)
     progress(f"reference classifiers: {n_folds} folds (cached per data and recipe)")
     models = fit_fold_models(real_maps, y, folds, seed=seed)
     report: dict[str, Any] = {

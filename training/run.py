@@ -13,24 +13,21 @@ maps and measures MSE on the held-out rest; those figures are recorded as
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 from edge_infer.errors import OutputError
+from edge_infer.io import atomic_folder
 
 from .data import TrainingData, split_indices, to_tensor
 
 CHECKPOINT_FORMAT = "edge-infer-checkpoint"
 CHECKPOINT_VERSION = 1
-FILES = ("checkpoint.pt", "history.json", "history.csv", "loss.png", "metrics.json")
 
 
 def check_out(out: Path, *, force: bool) -> None:
@@ -46,47 +43,6 @@ def check_out(out: Path, *, force: bool) -> None:
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {parent}: permission denied or not a folder")
-
-
-@contextlib.contextmanager
-def atomic_folder(out: Path, *, force: bool) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success it becomes ``out``.
-
-    On any exception (KeyboardInterrupt included) the temporary folder is
-    removed and ``out`` is left as it was.
-    """
-    check_out(out, force=force)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out.parent}: {exc.strerror or exc}") from None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755 & ~_umask())
-        old: Optional[Path] = None
-        if out.exists():
-            if not force:
-                raise OutputError(f"{out} appeared while training; use --force to overwrite it")
-            # Move the old run aside first: a rename is atomic, a tree delete is not.
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / out.name)
-        try:
-            os.replace(tmp, out)
-        except OSError as exc:
-            if old is not None:
-                os.replace(old / out.name, out)
-            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def versions() -> dict:

@@ -82,7 +82,7 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Measure every strength and the course schedule; choose the default. JSON-ready dict."""
     y = np.asarray(labels).reshape(-1)
-    folds = ev.stratified_group_folds(ev.as_state_array(maps), y, n_folds, seed)
+    folds = ev.stratified_group_folds(ev.to_states(maps), y, n_folds, seed)
     progress(f"reference classifiers: {n_folds} folds (cached per data and recipe)")
     models = ev.fit_fold_models(maps, y, folds, seed=seed)
     recon = reconstruct(generator, maps)
@@ -116,7 +116,7 @@ def run_sweep(
         "fidelity_real": ev.agreement(real_pred, y),
         "fidelity_reconstruction": recon_fid,
         "reconstruction_changed_vs_source": float(np.mean(ev.changed_share(
-            ev.as_state_array(recon), ev.as_state_array(maps), ev.as_state_array(maps)))),
+            ev.to_states(recon), ev.to_states(maps), ev.to_states(maps)))),
         "per_source": per_source, "seed": seed, "folds": n_folds, "maps": int(len(maps)),
         "points": points,
         "course": course,

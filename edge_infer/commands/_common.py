@@ -23,7 +23,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
-from ..errors import EdgeInferError
+from ..errors import EdgeInferError, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -154,14 +154,8 @@ def handle_errors(func: F) -> F:
 def check_count(value: int, option: str) -> int:
     """Reject 0 or negative counts before any model is loaded."""
     if value < 1:
-        raise _input_error(f"{option} must be at least 1, not {value}")
+        raise InputError(f"{option} must be at least 1, not {value}")
     return value
-
-
-def _input_error(message: str) -> EdgeInferError:
-    from ..errors import InputError
-
-    return InputError(message)
 
 
 def provider_line(info: Any) -> str:
@@ -199,12 +193,30 @@ def npy_writer(array: Any) -> "Callable[[Path], None]":
     """A :func:`write_all` writer saving ``array`` as ``.npy`` (never pickled)."""
 
     def write(tmp: Path) -> None:
-        import numpy as np
+        from ..io import write_npy
 
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+        write_npy(tmp, array)
 
     return write
+
+
+def save_generated(out: Path, maps: Any, labels: Any, picture: Any, picture_name: str, *, force: bool) -> None:
+    """``gen_data.npy``, ``gen_label.npy`` and the picture into ``out``, as one step."""
+    from ..generator import DATA_FILE, LABEL_FILE
+
+    write_all(
+        {out / DATA_FILE: npy_writer(maps), out / LABEL_FILE: npy_writer(labels), out / picture_name: png_writer(picture)},
+        force=force,
+    )
+
+
+def say_generated(out: Path, n: int, picture_name: str) -> None:
+    """The lines telling where the generated maps, labels and picture are."""
+    from ..generator import DATA_FILE, LABEL_FILE
+
+    say(f"  {out / DATA_FILE}  ({n}, 26, 26, 3) float32 one-hot")
+    say(f"  {out / LABEL_FILE}  ({n}, 1) int64")
+    say(f"  {out / picture_name}")
 
 
 def png_writer(image: Any) -> "Callable[[Path], None]":

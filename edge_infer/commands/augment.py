@@ -22,12 +22,11 @@ from ._common import (
     check_count,
     check_noise_options,
     handle_errors,
-    npy_writer,
-    png_writer,
     provider_line,
+    save_generated,
     say,
+    say_generated,
     tell,
-    write_all,
 )
 
 PICTURE = "augment.png"
@@ -129,17 +128,7 @@ def augment(
         col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
         title=f"{shown} generated samples for each class",
     )
-    write_all(
-        {
-            out / DATA_FILE: npy_writer(result.maps),
-            out / LABEL_FILE: npy_writer(result.labels),
-            out / PICTURE: png_writer(picture),
-        },
-        force=force,
-    )
+    save_generated(out, result.maps, result.labels, picture, PICTURE, force=force)
     n = len(result)
-    m = n // k
-    say(f"generated {n} maps: {k} for each of {m} source maps")
-    say(f"  {out / DATA_FILE}  ({n}, 26, 26, 3) float32 one-hot")
-    say(f"  {out / LABEL_FILE}  ({n}, 1) int64")
-    say(f"  {out / PICTURE}")
+    say(f"generated {n} maps: {k} for each of {n // k} source maps")
+    say_generated(out, n, PICTURE)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import ModelOpt, ThreadsOpt, handle_errors, say, tell
+from ._common import ModelOpt, handle_errors, say, tell
 
 EPILOG = """\
 Examples:

@@ -22,12 +22,11 @@ from ._common import (
     check_count,
     check_noise_options,
     handle_errors,
-    npy_writer,
-    png_writer,
     provider_line,
+    save_generated,
     say,
+    say_generated,
     tell,
-    write_all,
 )
 
 #: Above this many maps the CLI streams them to disk block by block (bounded memory).
@@ -130,15 +129,6 @@ def generate(
     if result is None:  # streamed: the maps are on disk already
         save_png(picture, out / PICTURE, force=force)
     else:
-        write_all(
-            {
-                out / DATA_FILE: npy_writer(result.maps),
-                out / LABEL_FILE: npy_writer(result.labels),
-                out / PICTURE: png_writer(picture),
-            },
-            force=force,
-        )
+        save_generated(out, result.maps, result.labels, picture, PICTURE, force=force)
     say(f"generated {n} {class_name} map(s) from {len(np.unique(sources))} source(s)")
-    say(f"  {out / DATA_FILE}  ({n}, 26, 26, 3) float32 one-hot")
-    say(f"  {out / LABEL_FILE}  ({n}, 1) int64")
-    say(f"  {out / PICTURE}")
+    say_generated(out, n, PICTURE)
