@@ -18,11 +18,12 @@ from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
-from . import sampling
+from . import hostpool, sampling
 from .bundle import Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, write_npy
 from .runtime import GraphRunner, SessionInfo, create_session_info, single_thread_twin
+from .scratch import Scratch, borrow
 from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
 PathLike = Union[str, Path]
@@ -31,9 +32,14 @@ Progress = Callable[[int, int], None]
 #: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
 MAP_BYTES = int(np.prod(MAP_SHAPE)) * 4
-# Variant index of row i (i mod 5) for one noise block, built once: read-only, shared by all calls.
-_VARIANTS = np.arange(sampling.RNG_BLOCK, dtype=np.int64) % sampling.COURSE_VARIANTS
+#: Rows generated at a time: the unit of streaming to disk, of sibling tracking
+#: and of chunked graph runs (bounds the memory of huge calls).
+BLOCK_ROWS = 4096
+# Variant index of row i (i mod 5) for one block, built once: read-only, shared by all calls.
+_VARIANTS = np.arange(BLOCK_ROWS, dtype=np.int64) % sampling.COURSE_VARIANTS
 _VARIANTS.flags.writeable = False
+# Blocks of at least this many maps have the decoder write into a reused buffer.
+_BIND_MIN = 64
 DATA_FILE = "gen_data.npy"
 LABEL_FILE = "gen_label.npy"
 
@@ -91,7 +97,7 @@ class _Job(NamedTuple):
     mode: str
     strength: float
     std: np.ndarray
-    root: np.random.SeedSequence
+    root: sampling.RootKey
     outline_lock: bool
     raw: bool
 
@@ -142,10 +148,13 @@ class WaferGenerator:
     (any case) or index.
     """
 
-    def __init__(self, bundle: Bundle, encoder: GraphRunner, decoder: GraphRunner) -> None:
+    def __init__(self, bundle: Bundle, encoder: GraphRunner, decoder: GraphRunner, threads: Optional[int] = None) -> None:
         self.bundle = bundle
         self.encoder = encoder
         self.decoder = decoder
+        # Host threads for the numpy steps around the decoder (see hostpool);
+        # None: every core, like onnxruntime's default.
+        self._threads = threads
         # Per-bundle things every generate call needs, built once here. All are
         # read-only and never change after load, so threads share them safely.
         self._bank = _SourceSet(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines)
@@ -174,7 +183,8 @@ class WaferGenerator:
         """
         bundle = load_bundle(path, verify=verify)
         enc_s, enc_i = create_session_info(bundle.encoder_path, provider=provider, threads=threads)
-        dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads)
+        # No spinning: the numpy steps around each decoder run need the cores (see hostpool).
+        dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads, spinning=False)
         encoder = GraphRunner(enc_s, enc_i, input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
         # The decoder gets a single-threaded twin session for batch-1 calls (see runtime).
         decoder = GraphRunner(
@@ -192,7 +202,7 @@ class WaferGenerator:
             got = runner.item_shape
             if len(got) != len(want) or any(g not in (-1, w) for g, w in zip(got, want)):
                 raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not (batch, {', '.join(map(str, want))})")
-        return cls(bundle, encoder, decoder)
+        return cls(bundle, encoder, decoder, threads)
 
     # ------------------------------------------------------------ properties
 
@@ -216,7 +226,7 @@ class WaferGenerator:
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
         onehot = as_maps(maps)
-        return self.encoder.run(onehot, chunk=sampling.RNG_BLOCK)
+        return self.encoder.run(onehot, chunk=BLOCK_ROWS)
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps float32 ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)`` (or one latent).
@@ -226,7 +236,7 @@ class WaferGenerator:
         outline locked in. ``raw=True``: the decoder's probabilities.
         """
         z = self._check_latents(latents)
-        probs = self.decoder.run(z, chunk=sampling.RNG_BLOCK)
+        probs = self.decoder.run(z, chunk=BLOCK_ROWS)
         return _finish(probs, raw, None if outlines is None else np.asarray(outlines, dtype=bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
@@ -237,7 +247,7 @@ class WaferGenerator:
         decoder's probabilities.
         """
         onehot = as_maps(maps)
-        probs = self.decoder.run(self.encoder.run(onehot, chunk=sampling.RNG_BLOCK), chunk=sampling.RNG_BLOCK)
+        probs = self.decoder.run(self.encoder.run(onehot, chunk=BLOCK_ROWS), chunk=BLOCK_ROWS)
         return _finish(probs, raw, outline(onehot) if outline_lock else None)
 
     def bank_maps(self, indices: Any) -> np.ndarray:
@@ -311,7 +321,7 @@ class WaferGenerator:
         _need_memory(m * k)
         sources = np.repeat(np.arange(m, dtype=np.int64), k)
         variants = np.tile(np.arange(k, dtype=np.int64), m)
-        job = self._job(src, sources, variants, seed, strength, method, mode, outline_lock, raw)
+        job = self._job(src, sources, variants, sampling.root_seed(seed), strength, method, mode, outline_lock, raw)
         out = np.empty((sources.size, *MAP_SHAPE), dtype=np.float32)
         self._fill(job, out, progress)
         return Generated(out, self._labels(job), job.sources)
@@ -388,7 +398,7 @@ class WaferGenerator:
             lab = np.full(m, cls_index, dtype=np.int64)
         else:
             lab = as_labels(labels, m, len(self.classes))[:, 0]
-        latents = self.encoder.run(onehot, chunk=sampling.RNG_BLOCK)
+        latents = self.encoder.run(onehot, chunk=BLOCK_ROWS)
         return _SourceSet(latents, lab, np.arange(m, dtype=np.int64), outline(onehot))
 
     def _generate_job(
@@ -418,21 +428,21 @@ class WaferGenerator:
         if candidates.size == 0:
             where = "the given maps" if maps is not None else "the bundle's latent bank"
             raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
-        sources = sampling.choose_sources(candidates, n, sampling.plan_rng(root), pin=pin)
+        with sampling.plan_stream(root) as rng:
+            sources = sampling.choose_sources(candidates, n, rng, pin=pin)
         variants = _VARIANTS[:n] if n <= _VARIANTS.size else np.arange(n, dtype=np.int64) % sampling.COURSE_VARIANTS
         return self._job(src, sources, variants, root, strength, method, mode, outline_lock, raw)
 
-    def _job(self, src, sources, variants, seed, strength, method, mode, outline_lock, raw) -> _Job:
+    def _job(self, src, sources, variants, root, strength, method, mode, outline_lock, raw) -> _Job:
         d = self.bundle.noise_defaults
         method = sampling.check_choice(method if method is not None else d.method, sampling.METHODS, "method")
         mode = sampling.check_choice(mode if mode is not None else d.mode, sampling.MODES, "noise mode")
         strength = sampling.check_strength(strength if strength is not None else d.strength)
-        root = sampling.root_seed(seed)
         partners = weights = None
         if method == "mix":
-            rng = sampling.mix_rng(root)
-            partners, alone = sampling.choose_partners(sources, src.labels, src.outline_ids, rng)
-            weights = sampling.mix_weights(sources.size, rng)
+            with sampling.mix_stream(root) as rng:
+                partners, alone = sampling.choose_partners(sources, src.labels, src.outline_ids, rng)
+                weights = sampling.mix_weights(sources.size, rng)
             if alone.any():
                 lonely = sorted({self.classes[c] for c in src.labels[sources[alone]]})
                 warnings.warn(
@@ -458,46 +468,87 @@ class WaferGenerator:
     def _labels(self, job: _Job) -> np.ndarray:
         return job.src.labels[job.sources].astype(np.int64).reshape(-1, 1)
 
-    def _clean_latents(self, job: _Job, rows: Union[slice, np.ndarray]) -> np.ndarray:
-        """Latents of output ``rows`` before noise: the source's, or its mix with the partner's."""
-        z = job.src.latents[job.sources[rows]]
+    def _clean_latents(self, job: _Job, rows: Union[slice, np.ndarray], out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Latents of output ``rows`` before noise: the source's, or its mix with
+        the partner's (``out``: where to gather the sources' latents)."""
+        z = job.src.latents.take(job.sources[rows], axis=0, out=out, mode="clip")  # rows valid by construction; "raise" buffers
         if job.partners is not None and job.weights is not None:
             z = sampling.mix_latents(z, job.src.latents[job.partners[rows]], job.weights[rows])
         return z
 
-    def _latents(self, job: _Job, rows: slice, block: int) -> np.ndarray:
-        """Noisy (and mixed) latents for ``rows`` = noise block ``block``."""
-        sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows])
-        return sampling.add_noise(self._clean_latents(job, rows), sigma, sampling.block_rng(job.root, block))
+    def _latents(self, job: _Job, rows: slice, scratch: Scratch) -> np.ndarray:
+        """Noisy (and mixed) latents for output ``rows``, in ``scratch``.
 
-    def _block_into(self, job: _Job, rows: slice, block: int, dest: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
-        """Write the maps of ``rows`` (noise block ``block``) into ``dest`` and return it.
+        Row ``r``'s noise comes from noise stream ``r // NOISE_ROWS``, so the
+        rows can be split over threads (and blocks) freely.
+        """
+        start, n = rows.start, rows.stop - rows.start
+        shape = (n, *job.src.latents.shape[1:])
+        sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows])
+        clean = self._clean_latents(job, rows, out=scratch.array("clean", shape))
+        noisy, uniform = scratch.array("noisy", shape), scratch.array("uniform", shape)
+        step = sampling.NOISE_ROWS
+
+        def noise(piece: tuple[int, int]) -> None:
+            for lo in range(piece[0], piece[1], step):
+                hi = min(lo - lo % step + step, piece[1])
+                a, b = lo - start, hi - start
+                with sampling.noise_stream(job.root, lo // step) as rng:
+                    if lo % step:  # a block that starts inside a stream: skip the rows before it
+                        rng.random((lo % step) * uniform[0].size, dtype=np.float32)
+                    s = sigma if sigma.shape[0] == 1 else sigma[a:b]
+                    sampling.add_noise(clean[a:b], s, rng, out=noisy[a:b], work=uniform[a:b])
+
+        hostpool.for_each(noise, hostpool.pieces(rows.start, rows.stop, self._threads, align=step))
+        return noisy
+
+    def _block_into(self, job: _Job, rows: slice, dest: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
+        """Write the maps of output ``rows`` (one block) into ``dest`` and return it.
 
         ``dest``: C-contiguous float32 ``(rows, 26, 26, 3)``, e.g. those rows of
         the result, so each map is written once, where it ends up. ``seen``:
         sibling keys of the earlier blocks (updated with this block's), so no
         variant repeats a sibling anywhere in the output.
         """
-        z = self._latents(job, rows, block)
-        if job.raw:
-            return self.decoder.run(z, out=dest)  # IO binding: straight into dest
-        # onnxruntime allocates the probabilities (plain session.run, the cheapest
-        # call); the outline lock then writes the maps into dest.
-        probs = self.decoder.run(z)
-        sources = job.sources[rows]
-        self._maps_into(job, sources, probs, dest)
+        n = rows.stop - rows.start
+        with borrow() as scratch:
+            z = self._latents(job, rows, scratch)
+            if job.raw:
+                return self.decoder.run(z, out=dest)  # IO binding: straight into dest
+            if n < _BIND_MIN:
+                # Small batches: plain session.run (onnxruntime allocates a few kB)
+                # is ~5 us cheaper than setting up an IO binding.
+                probs = self.decoder.run(z)
+            else:
+                probs = self.decoder.run(z, out=scratch.array("probs", (n, *MAP_SHAPE)))
+            sources = job.sources[rows]
+            self._maps_into(job, sources, probs, dest, scratch)
         # Siblings can only clash where this block repeats a source or earlier
         # blocks exist; a single block of distinct sources (batch 1) skips the check.
-        if job.mode == "relative" and (seen is not None or np.unique(sources).size < sources.size):
+        if job.mode == "relative" and (seen is not None or (n > 1 and np.unique(sources).size < n)):
             keys = self._distinct_siblings(job, rows, dest, seen)
             if seen is not None:
                 seen.update(keys.tolist())
         return dest
 
-    def _maps_into(self, job: _Job, sources: np.ndarray, probs: np.ndarray, dest: np.ndarray) -> None:
+    def _maps_into(
+        self, job: _Job, sources: np.ndarray, probs: np.ndarray, dest: np.ndarray, scratch: Optional[Scratch] = None
+    ) -> None:
         """Decoder probabilities → one-hot maps in ``dest`` (outline-locked or argmax)."""
         if job.outline_lock:
-            lock_outline(probs, job.src.outlines[job.src.outline_ids[sources]], out=dest)
+            ids = job.src.outline_ids[sources]
+            if scratch is None:
+                lock_outline(probs, job.src.outlines[ids], out=dest)
+            else:
+                shape = probs.shape[:-1]
+                boundary, codes = scratch.array("boundary", shape, bool), scratch.array("codes", shape, bool)
+
+                def lock(piece: tuple[int, int]) -> None:
+                    a, b = piece
+                    job.src.outlines.take(ids[a:b], axis=0, out=boundary[a:b], mode="clip")
+                    lock_outline(probs[a:b], boundary[a:b], out=dest[a:b], work=codes[a:b])
+
+                hostpool.for_each(lock, hostpool.pieces(0, int(probs.shape[0]), self._threads))
         else:
             dest[...] = to_onehot(probs.argmax(axis=-1))
 
@@ -519,9 +570,10 @@ class WaferGenerator:
             sigma = sampling.noise_sigma(job.mode, job.strength, job.std, job.variants[rows][repeated]) * grow
             picked = np.arange(rows.start, rows.stop)[repeated]
             z = self._clean_latents(job, picked)
-            noisy = np.concatenate(
-                [sampling.add_noise(z[i : i + 1], sigma, sampling.redraw_rng(job.root, int(r), attempt)) for i, r in enumerate(picked)]
-            )
+            noisy = np.empty_like(z)
+            for i, r in enumerate(picked):
+                with sampling.redraw_stream(job.root, int(r), attempt) as rng:
+                    noisy[i : i + 1] = sampling.add_noise(z[i : i + 1], sigma, rng)
             redrawn = np.empty((repeated.size, *MAP_SHAPE), dtype=np.float32)
             self._maps_into(job, sources[repeated], self.decoder.run(noisy), redrawn)
             dest[repeated] = redrawn
@@ -529,26 +581,26 @@ class WaferGenerator:
         return keys
 
     def _blocks(self, job: _Job, progress: Optional[Progress], out: Optional[np.ndarray] = None) -> Iterator[tuple[slice, np.ndarray]]:
-        """``job``'s maps, one noise block at a time: ``(rows, maps of those rows)``.
+        """``job``'s maps, one block at a time: ``(rows, maps of those rows)``.
 
         With ``out`` (all ``job.n`` rows) each block is written into its rows of
         ``out``; without, into one reused buffer: consume it before the next block.
         """
-        step = sampling.RNG_BLOCK
+        step = BLOCK_ROWS
         buf = np.empty((min(step, job.n), *MAP_SHAPE), dtype=np.float32) if out is None else None
         seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
-        for block, start in enumerate(range(0, job.n, step)):
+        for start in range(0, job.n, step):
             rows = slice(start, min(start + step, job.n))
             dest = out[rows] if buf is None else buf[: rows.stop - start]
-            yield rows, self._block_into(job, rows, block, dest, seen)
+            yield rows, self._block_into(job, rows, dest, seen)
             if progress is not None:
                 progress(rows.stop, job.n)
 
     def _fill(self, job: _Job, out: np.ndarray, progress: Optional[Progress]) -> None:
         """Write all of ``job``'s maps into the array ``out``."""
-        if job.n <= sampling.RNG_BLOCK:
+        if job.n <= BLOCK_ROWS:
             # One block (every batch-1 call): skip the generator machinery.
-            self._block_into(job, slice(0, job.n), 0, out)
+            self._block_into(job, slice(0, job.n), out)
             if progress is not None:
                 progress(job.n, job.n)
             return

@@ -115,9 +115,11 @@ class SessionInfo:
         return f"{self.actual} ({self.note})" if self.note else self.actual
 
 
-def _session_options(threads: Optional[int]) -> Any:
+def _session_options(threads: Optional[int], spinning: bool = True) -> Any:
     ort = _ort()
     opts = ort.SessionOptions()
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = _LOG_SEVERITY
     if threads is not None:
@@ -151,13 +153,20 @@ def create_session_info(
     *,
     provider: str = "auto",
     threads: Optional[int] = None,
+    spinning: bool = True,
 ) -> tuple["onnxruntime.InferenceSession", SessionInfo]:
-    """Like :func:`create_session`, returning a :class:`SessionInfo` instead of a name."""
+    """Like :func:`create_session`, returning a :class:`SessionInfo` instead of a name.
+
+    ``spinning=False``: onnxruntime's intra-op threads sleep as soon as a run
+    ends instead of spinning for more work, leaving the cores to the caller's
+    own work between runs (see :mod:`edge_infer.hostpool`); costs ~2 % of a
+    1024-map decoder run here.
+    """
     ort = _ort()
     path = Path(model_path)
     providers = resolve_providers(provider)
     requested = str(provider).strip().lower()
-    opts = _session_options(threads)
+    opts = _session_options(threads, spinning)
     wants_cuda = providers[0] == CUDA
     try:
         with _LOG_LOCK:

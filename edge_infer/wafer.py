@@ -101,7 +101,21 @@ def outline(maps: np.ndarray) -> np.ndarray:
     return np.asarray(maps)[..., BOUNDARY] > 0.5
 
 
-def lock_outline(probs: np.ndarray, boundary: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+# Rows of lock_outline's table, by code (bit 0: decoder prefers defect, bit 1:
+# off-wafer): in-wafer dies take the decoder's choice, off-wafer dies are boundary.
+_LOCK_TABLE = np.zeros((4, N_STATES), dtype=np.float32)
+_LOCK_TABLE[[0, 1, 2, 3], [NORMAL, DEFECT, BOUNDARY, BOUNDARY]] = 1
+_DIE_ROW = np.dtype((np.void, N_STATES * 4))  # one die's one-hot float32 row as a single item
+_LOCK_ROWS = _LOCK_TABLE.view(_DIE_ROW).reshape(4)
+
+
+def lock_outline(
+    probs: np.ndarray,
+    boundary: np.ndarray,
+    out: Optional[np.ndarray] = None,
+    *,
+    work: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Turn decoder probabilities into one-hot maps with a fixed wafer outline.
 
     Dies in ``boundary`` (broadcast to ``probs[..., 0]``) become boundary; every
@@ -109,28 +123,28 @@ def lock_outline(probs: np.ndarray, boundary: np.ndarray, out: Optional[np.ndarr
     the map keeps its source's outline exactly and only in-wafer dies are
     generated. ``out``: a float32 array of ``probs``' shape to write the maps
     into (e.g. rows of the caller's result, saving a copy); it may not overlap
-    ``probs``. Returns the maps (``out`` when given).
+    ``probs``. ``work``: an optional bool array of ``probs.shape[:-1]`` for
+    the per-die codes (saves an allocation). Returns the maps (``out`` when given).
     """
     probs = np.asarray(probs)
     shape = probs.shape[:-1] + (N_STATES,)
     boundary = np.asarray(boundary, dtype=bool)
-    if boundary.shape != shape[:-1]:
-        boundary = np.broadcast_to(boundary, shape[:-1])
     if out is None:
         out = np.empty(shape, dtype=np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise InputError(f"out must be float32 of shape {shape}, not {out.dtype} {out.shape}")
-    # Written channel by channel rather than via to_onehot(states): this runs on
-    # every generated map, and skipping the integer state array is ~4x faster.
-    # In-place bool ops: defect &= inside leaves the in-wafer defects, and then
-    # inside ^= defect the in-wafer normal dies, with no further temporaries.
-    defect = probs[..., DEFECT] > probs[..., NORMAL]
-    inside = ~boundary
-    defect &= inside
-    inside ^= defect
-    out[..., BOUNDARY] = boundary
-    out[..., NORMAL] = inside
-    out[..., DEFECT] = defect
+    # A 2-bit code per die (bit 0: decoder says defect, bit 1: off-wafer) and
+    # one table lookup that copies each die's 12-byte one-hot row into place:
+    # about half the time of writing the three channels one by one (a strided
+    # store per channel), and this runs on every generated map.
+    code = np.greater(probs[..., DEFECT], probs[..., NORMAL], out=work).view(np.uint8)
+    # boundary broadcasts here (one outline for many maps costs one small shift).
+    np.bitwise_or(code, np.left_shift(boundary.view(np.uint8), 1), out=code)
+    if out.flags.c_contiguous:
+        # mode="clip": codes are 0..3 by construction; "raise" would buffer and check each.
+        _LOCK_ROWS.take(code, out=out.view(_DIE_ROW).reshape(code.shape), mode="clip")
+    else:
+        out[...] = _LOCK_TABLE[code]
     return out
 
 

@@ -159,9 +159,11 @@ def test_course_noise_mode(gen):
 
 
 def test_streaming_equals_in_memory(gen, tmp_path, monkeypatch):
-    monkeypatch.setattr("edge_infer.sampling.RNG_BLOCK", 64)  # small blocks: same logic, faster
-    n = 3 * 64 + 5  # crosses noise blocks
+    n = 3 * 64 + 5  # crosses blocks, and noise streams (128 rows) mid-stream
+    whole = gen.generate("None", n, seed=9)  # one block
+    monkeypatch.setattr("edge_infer.generator.BLOCK_ROWS", 64)  # small blocks: same logic, faster
     mem = gen.generate("None", n, seed=9)
+    np.testing.assert_array_equal(mem.maps, whole.maps)
     seen = []
     s = gen.generate_to_files("None", n, tmp_path, seed=9, progress=lambda d, t: seen.append((d, t)))
     np.testing.assert_array_equal(np.load(s.data_path), mem.maps)
@@ -308,9 +310,10 @@ def test_weak_noise_still_gives_no_identical_siblings(gen):
 
 
 def test_no_identical_siblings_across_noise_blocks(gen, tmp_path):
-    from edge_infer.sampling import RNG_BLOCK, repeated_rows, sibling_keys
+    from edge_infer.generator import BLOCK_ROWS
+    from edge_infer.sampling import repeated_rows, sibling_keys
 
-    n = RNG_BLOCK + 500  # Donut: one source, so every row is a sibling of every other
+    n = BLOCK_ROWS + 500  # Donut: one source, so every row is a sibling of every other
     res = gen.generate("Donut", n, seed=2, strength=0.1)
     assert repeated_rows(sibling_keys(res.sources, res.maps)).size == 0
     streamed = gen.generate_to_files("Donut", n, tmp_path, seed=2, strength=0.1)
