@@ -137,9 +137,10 @@ class WaferGenerator:
 
     Thread safety: a generator holds only immutable state (a verified bundle
     with read-only arrays, two onnxruntime sessions, whose ``run`` is
-    thread-safe). Every call builds its own random generator from its seed,
-    its own IO bindings and its own buffers, so one instance may serve many
-    threads at once; the same seed gives the same maps in any thread.
+    thread-safe). Random streams and work buffers are borrowed per call from
+    per-thread pools (:mod:`~edge_infer.sampling`, :mod:`~edge_infer.scratch`)
+    and keyed by the call's seed, so one instance may serve many threads at
+    once; the same seed gives the same maps in any thread.
 
     Maps are accepted one-hot ``(N, 26, 26, 3)`` like ``data.npy``, as die
     states ``(N, 26, 26)`` (0 boundary, 1 normal, 2 defect), or as a single
@@ -183,8 +184,9 @@ class WaferGenerator:
         """
         bundle = load_bundle(path, verify=verify)
         enc_s, enc_i = create_session_info(bundle.encoder_path, provider=provider, threads=threads)
-        # No spinning: the numpy steps around each decoder run need the cores (see hostpool).
-        dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads, spinning=False)
+        # Threads stop spinning when a run returns: the numpy steps around each
+        # decoder run need the cores (see hostpool).
+        dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads, spin_after_run=False)
         encoder = GraphRunner(enc_s, enc_i, input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
         # The decoder gets a single-threaded twin session for batch-1 calls (see runtime).
         decoder = GraphRunner(

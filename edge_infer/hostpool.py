@@ -9,7 +9,8 @@ rows, so the result does not depend on how the rows were split.
 
 For this to pay, onnxruntime's worker threads must not spin after a run
 (they would hold the cores these steps need): the generator's decoder
-session turns spinning off (see :func:`edge_infer.runtime.create_session_info`).
+session stops their spinning when a run returns (``spin_after_run=False`` in
+:func:`edge_infer.runtime.create_session_info`).
 """
 
 from __future__ import annotations

@@ -115,11 +115,11 @@ class SessionInfo:
         return f"{self.actual} ({self.note})" if self.note else self.actual
 
 
-def _session_options(threads: Optional[int], spinning: bool = True) -> Any:
+def _session_options(threads: Optional[int], spin_after_run: bool = True) -> Any:
     ort = _ort()
     opts = ort.SessionOptions()
-    if not spinning:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spin_after_run:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = _LOG_SEVERITY
     if threads is not None:
@@ -153,20 +153,21 @@ def create_session_info(
     *,
     provider: str = "auto",
     threads: Optional[int] = None,
-    spinning: bool = True,
+    spin_after_run: bool = True,
 ) -> tuple["onnxruntime.InferenceSession", SessionInfo]:
     """Like :func:`create_session`, returning a :class:`SessionInfo` instead of a name.
 
-    ``spinning=False``: onnxruntime's intra-op threads sleep as soon as a run
-    ends instead of spinning for more work, leaving the cores to the caller's
-    own work between runs (see :mod:`edge_infer.hostpool`); costs ~2 % of a
-    1024-map decoder run here.
+    ``spin_after_run=False``: onnxruntime's intra-op threads stop spinning as
+    soon as a run returns (they still spin between the nodes of a run),
+    leaving the cores to the caller's own work between runs (see
+    :mod:`edge_infer.hostpool`). Measured here: the same decoder time, and a
+    1024-map generate 20.2 instead of 23.1 ms.
     """
     ort = _ort()
     path = Path(model_path)
     providers = resolve_providers(provider)
     requested = str(provider).strip().lower()
-    opts = _session_options(threads, spinning)
+    opts = _session_options(threads, spin_after_run)
     wants_cuda = providers[0] == CUDA
     try:
         with _LOG_LOCK:

@@ -126,3 +126,18 @@ def test_batch_one_runs_on_a_single_threaded_twin_with_the_same_results(decoder_
         buf = np.empty((1, 26, 26, 3), np.float32)
         np.testing.assert_array_equal(runner.run(z[i : i + 1], out=buf)[0], expected[i])
     np.testing.assert_array_equal(runner.run(z, chunk=1), expected)
+
+
+def test_generators_decoder_stops_spinning_after_each_run(bundle_dir):
+    # The generator's numpy steps share the cores with the decoder's threads
+    # between runs; the encoder keeps onnxruntime's default.
+    from edge_infer import WaferGenerator
+
+    gen = WaferGenerator.load(bundle_dir, provider="cpu", threads=2)
+    entry = "session.force_spinning_stop"
+    assert gen.decoder.session.get_session_options().get_session_config_entry(entry) == "1"
+    with pytest.raises(RuntimeError, match="does not have"):  # not set: onnxruntime's default
+        gen.encoder.session.get_session_options().get_session_config_entry(entry)
+    plain, _ = create_session_info(gen.bundle.decoder_path, provider="cpu", threads=2)
+    z = gen.bundle.latents[:50]
+    np.testing.assert_array_equal(gen.decoder.run(z), plain.run(None, {gen.decoder.input_name: z})[0])
