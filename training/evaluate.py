@@ -621,7 +621,7 @@ def evaluate_set(
             report["caveats"].append(
                 "Usefulness trains on the given set's variants of training-fold sources. That is "
                 "exact for method noise; with method mix a variant's partner may be a held-out "
-                "map (a leak that inflated macro-F1 from 66.0 to 77.7 in docs/evaluation.md): "
+                "map (a leak that inflated macro-F1 from 65.0 to 77.3 in docs/evaluation.md): "
                 "use --per-fold-generation for mix.")
         report["usefulness"]["generated_from"] = (
             "regenerated per fold from the training folds only" if generate_fold is not None
