@@ -71,10 +71,9 @@ def _gpu_names() -> list[str]:
 
 def usable_cores() -> int:
     """CPU cores this process may run on (affinity), the default thread count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    from .hostpool import usable_cores as cores
+
+    return cores()
 
 
 def load_average() -> Optional[list[float]]:

@@ -481,8 +481,8 @@ class WaferGenerator:
     def _latents(self, job: _Job, rows: slice, scratch: Scratch) -> np.ndarray:
         """Noisy (and mixed) latents for output ``rows``, in ``scratch``.
 
-        Row ``r``'s noise comes from noise stream ``r // NOISE_ROWS``, so the
-        rows can be split over threads (and blocks) freely.
+        Row ``r``'s noise comes from noise stream ``r // NOISE_ROWS``, so rows
+        can be cut into pieces (blocks, threads) anywhere.
         """
         start, n = rows.start, rows.stop - rows.start
         shape = (n, *job.src.latents.shape[1:])
@@ -490,18 +490,16 @@ class WaferGenerator:
         clean = self._clean_latents(job, rows, out=scratch.array("clean", shape))
         noisy, uniform = scratch.array("noisy", shape), scratch.array("uniform", shape)
         step = sampling.NOISE_ROWS
-
-        def noise(piece: tuple[int, int]) -> None:
-            for lo in range(piece[0], piece[1], step):
-                hi = min(lo - lo % step + step, piece[1])
-                a, b = lo - start, hi - start
-                with sampling.noise_stream(job.root, lo // step) as rng:
-                    if lo % step:  # a block that starts inside a stream: skip the rows before it
-                        rng.random((lo % step) * uniform[0].size, dtype=np.float32)
-                    s = sigma if sigma.shape[0] == 1 else sigma[a:b]
-                    sampling.add_noise(clean[a:b], s, rng, out=noisy[a:b], work=uniform[a:b])
-
-        hostpool.for_each(noise, hostpool.pieces(rows.start, rows.stop, self._threads, align=step))
+        lo = start
+        while lo < rows.stop:
+            hi = min(lo - lo % step + step, rows.stop)  # to the end of lo's stream, or of the rows
+            a, b = lo - start, hi - start
+            with sampling.noise_stream(job.root, lo // step) as rng:
+                if lo % step:  # rows that start inside a stream: skip the stream's rows before them
+                    rng.random((lo % step) * uniform[0].size, dtype=np.float32)
+                s = sigma if sigma.shape[0] == 1 else sigma[a:b]
+                sampling.add_noise(clean[a:b], s, rng, out=noisy[a:b], work=uniform[a:b])
+            lo = hi
         return noisy
 
     def _block_into(self, job: _Job, rows: slice, dest: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
@@ -511,22 +509,39 @@ class WaferGenerator:
         the result, so each map is written once, where it ends up. ``seen``:
         sibling keys of the earlier blocks (updated with this block's), so no
         variant repeats a sibling anywhere in the output.
+
+        On the CPU a large block is cut into pieces, one per core, and each
+        piece goes through noise, the single-threaded decoder session and the
+        outline lock on its own host thread (see :mod:`~edge_infer.hostpool`).
         """
-        n = rows.stop - rows.start
-        with borrow() as scratch:
-            z = self._latents(job, rows, scratch)
-            if job.raw:
-                return self.decoder.run(z, out=dest)  # IO binding: straight into dest
-            if n < _BIND_MIN:
-                # Small batches: plain session.run (onnxruntime allocates a few kB)
-                # is ~5 us cheaper than setting up an IO binding.
-                probs = self.decoder.run(z)
-            else:
-                probs = self.decoder.run(z, out=scratch.array("probs", (n, *MAP_SHAPE)))
-            sources = job.sources[rows]
-            self._maps_into(job, sources, probs, dest, scratch)
+        start, n = rows.start, rows.stop - rows.start
+        one_thread = self.decoder.small_session is not None  # CPU: the runner has a one-thread twin
+        pieces = hostpool.pieces(start, rows.stop, self._threads, align=sampling.NOISE_ROWS) if one_thread else ((start, rows.stop),)
+
+        def piece(bounds: tuple[int, int]) -> None:
+            lo, hi = bounds
+            part = slice(lo, hi)
+            out = dest[lo - start : hi - start]
+            with borrow() as scratch:
+                z = self._latents(job, part, scratch)
+                single = len(pieces) > 1
+                if job.raw:
+                    self.decoder.run(z, out=out, one_thread=single)  # IO binding: straight into dest
+                    return
+                if hi - lo < _BIND_MIN:
+                    # Small batches: plain session.run (onnxruntime allocates a few kB)
+                    # is ~5 us cheaper than setting up an IO binding.
+                    probs = self.decoder.run(z)
+                else:
+                    probs = self.decoder.run(z, out=scratch.array("probs", (hi - lo, *MAP_SHAPE)), one_thread=single)
+                self._maps_into(job, job.sources[part], probs, out, scratch)
+
+        hostpool.for_each(piece, pieces)
+        if job.raw:
+            return dest
         # Siblings can only clash where this block repeats a source or earlier
         # blocks exist; a single block of distinct sources (batch 1) skips the check.
+        sources = job.sources[rows]
         if job.mode == "relative" and (seen is not None or (n > 1 and np.unique(sources).size < n)):
             keys = self._distinct_siblings(job, rows, dest, seen)
             if seen is not None:
@@ -543,14 +558,8 @@ class WaferGenerator:
                 lock_outline(probs, job.src.outlines[ids], out=dest)
             else:
                 shape = probs.shape[:-1]
-                boundary, codes = scratch.array("boundary", shape, bool), scratch.array("codes", shape, bool)
-
-                def lock(piece: tuple[int, int]) -> None:
-                    a, b = piece
-                    job.src.outlines.take(ids[a:b], axis=0, out=boundary[a:b], mode="clip")
-                    lock_outline(probs[a:b], boundary[a:b], out=dest[a:b], work=codes[a:b])
-
-                hostpool.for_each(lock, hostpool.pieces(0, int(probs.shape[0]), self._threads))
+                boundary = job.src.outlines.take(ids, axis=0, out=scratch.array("boundary", shape, bool), mode="clip")
+                lock_outline(probs, boundary, out=dest, work=scratch.array("codes", shape, bool))
         else:
             dest[...] = to_onehot(probs.argmax(axis=-1))
 

@@ -271,8 +271,8 @@ class GraphRunner:
         small = single_thread_twin(model_path, info, threads) if twin else None
         return cls(session, info, input_name=input_name, output_name=output_name, small_session=small)
 
-    def _session_for(self, n: int) -> "onnxruntime.InferenceSession":
-        if n <= SMALL_BATCH and self.small_session is not None:
+    def _session_for(self, n: int, one_thread: bool = False) -> "onnxruntime.InferenceSession":
+        if (one_thread or n <= SMALL_BATCH) and self.small_session is not None:
             return self.small_session
         return self.session
 
@@ -287,13 +287,16 @@ class GraphRunner:
         *,
         out: Optional[np.ndarray] = None,
         chunk: Optional[int] = None,
+        one_thread: bool = False,
     ) -> np.ndarray:
         """Run the graph on batch ``x`` and return the output batch (float32).
 
         ``out``: a C-contiguous float32 array of the output's shape to write
         into (e.g. a slice of a memory-mapped file), filled in place and
         returned. ``chunk``: run at most this many items at a time, bounding
-        peak memory for huge batches.
+        peak memory for huge batches. ``one_thread``: run on the
+        single-threaded twin session where there is one (for callers that
+        run several pieces at once on their own threads).
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
@@ -303,24 +306,24 @@ class GraphRunner:
                 # One chunk and no caller buffer: plain session.run lets onnxruntime
                 # allocate the result, which is what we return -- no copy, and no
                 # IO-binding objects (they cost ~5 us a call, a lot at batch 1).
-                return self._run_alloc(x)
+                return self._run_alloc(x, one_thread)
             if -1 in self.item_shape:
                 # Output shape not fixed in the graph: let onnxruntime allocate.
-                parts = [self._run_alloc(x[i : i + step]) for i in range(0, n, step)]
-                return np.concatenate(parts, axis=0) if parts else self._run_alloc(x)
+                parts = [self._run_alloc(x[i : i + step], one_thread) for i in range(0, n, step)]
+                return np.concatenate(parts, axis=0) if parts else self._run_alloc(x, one_thread)
             out = np.empty((n, *self.item_shape), dtype=np.float32)
         elif out.dtype != np.float32 or not out.flags.c_contiguous or out.shape[0] != n:
             raise InputError("out must be a C-contiguous float32 array with one row per input")
         for i in range(0, n, step):
-            self._run_into(x[i : i + step], out[i : i + step])
+            self._run_into(x[i : i + step], out[i : i + step], one_thread)
         return out
 
-    def _run_alloc(self, x: np.ndarray) -> np.ndarray:
-        return self._session_for(x.shape[0]).run([self.output_name], {self.input_name: x})[0]
+    def _run_alloc(self, x: np.ndarray, one_thread: bool = False) -> np.ndarray:
+        return self._session_for(x.shape[0], one_thread).run([self.output_name], {self.input_name: x})[0]
 
-    def _run_into(self, x: np.ndarray, out: np.ndarray) -> None:
+    def _run_into(self, x: np.ndarray, out: np.ndarray, one_thread: bool = False) -> None:
         """One chunk, output written straight into ``out`` (no extra copy)."""
-        session = self._session_for(x.shape[0])
+        session = self._session_for(x.shape[0], one_thread)
         binding = session.io_binding()  # per call: bindings are not thread-safe
         if self.info.actual == "cuda":
             ort = _ort()

@@ -151,6 +151,28 @@ def test_make_bench_ratios_and_targets():
     assert compute_ratios([], [], 1024, 1)["decode_over_encode_onnx"]["value"] is None
 
 
+def test_make_bench_keeps_each_rows_best_round():
+    """Rounds are merged row by row with one rule for both runtimes: the round
+    with the best best-slice rate, and the lowest p50 of any round."""
+    from training.bench_all import best_of_rounds
+
+    def row(task, batch, best, p50, runtime="onnxruntime"):
+        return {"runtime": runtime, "task": task, "batch": batch, "provider": "cpu", "label": "",
+                "maps_per_s": best * 0.9, "maps_per_s_best": best, "latency_ms": {"p50": p50, "p99": 2 * p50}}
+
+    rounds = [
+        [row("decode", 1024, 500, 3.0), row("generate", 1, 80, 0.20)],
+        [row("decode", 1024, 700, 2.0), row("generate", 1, 60, 0.15)],  # a quieter round for decode
+        [row("decode", 1024, 600, 2.5), row("generate", 1, 90, 0.18)],
+    ]
+    merged = {(r["task"], r["batch"]): r for r in best_of_rounds(rounds)}
+    assert len(merged) == 2
+    assert merged[("decode", 1024)]["maps_per_s_best"] == 700 and merged[("decode", 1024)]["latency_ms"]["p99"] == 4.0
+    assert merged[("generate", 1)]["maps_per_s_best"] == 90
+    assert merged[("generate", 1)]["latency_ms"]["p50"] == 0.15  # lowest p50 of any round
+    assert rounds[0][1]["latency_ms"]["p50"] == 0.20  # inputs untouched
+
+
 def test_bench_runs_in_the_torch_free_runtime(runtime_venv, tmp_path):
     """`edge-infer bench` is part of the runtime: it runs where torch is absent and never imports it."""
     import os
