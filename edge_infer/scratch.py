@@ -7,20 +7,30 @@ heap) and the next call faults them in again: measured 2,500 page faults
 and about a third of a 1024-map ``generate``. Buffers borrowed from here are
 faulted in once per thread and then reused.
 
-Memory: a thread keeps the buffers of the largest block it generated, at
-most :data:`~edge_infer.generator.BLOCK_ROWS` maps (about 70 MB); call
-:func:`release` in a thread to drop them.
+Memory: a thread keeps the buffers of the largest block (or piece of one)
+it generated, at most :data:`~edge_infer.generator.BLOCK_ROWS` maps (about
+70 MB); the buffers go when the thread ends, or with :func:`release`.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import weakref
 from typing import Optional
 
 import numpy as np
 
 _local = threading.local()
+
+
+class _Pool(list):
+    """One thread's spare scratches (a list that can be weakly referenced)."""
+
+
+# Every thread's pool, so release() reaches the generator's worker threads too;
+# weak, so a finished thread's buffers are freed with it.
+_pools: "weakref.WeakValueDictionary[int, _Pool]" = weakref.WeakValueDictionary()
 
 
 class Scratch:
@@ -68,7 +78,8 @@ class borrow:
     def __enter__(self) -> Scratch:
         pool = getattr(_local, "pool", None)
         if pool is None:
-            pool = _local.pool = []
+            pool = _local.pool = _Pool()
+            _pools[id(pool)] = pool
         self._scratch = pool.pop() if pool else Scratch()
         return self._scratch
 
@@ -78,5 +89,7 @@ class borrow:
 
 
 def release() -> None:
-    """Drop this thread's buffers (they are rebuilt on the next generate)."""
-    _local.pool = []
+    """Drop the spare buffers of every thread (they are rebuilt on the next
+    generate); buffers in use at that moment are kept until their call ends."""
+    for pool in list(_pools.values()):
+        pool.clear()

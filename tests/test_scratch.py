@@ -29,10 +29,38 @@ def test_nested_borrows_get_separate_buffers_and_the_pool_is_per_thread():
     with scratch.borrow() as again:
         assert again in (outer, inner)  # returned to this thread's pool
     seen = []
-    t = threading.Thread(target=lambda: seen.append(scratch.borrow().__enter__()))
+
+    def other_thread():
+        with scratch.borrow() as s:
+            seen.append(s)
+        ready.set()
+        done.wait(10)
+        with scratch.borrow() as s:  # after release(): a new one in this thread too
+            seen.append(s)
+
+    ready, done = threading.Event(), threading.Event()
+    t = threading.Thread(target=other_thread)
     t.start()
-    t.join()
+    assert ready.wait(10)
     assert seen[0] is not outer and seen[0] is not inner
-    scratch.release()
+    scratch.release()  # every thread's spare buffers
+    done.set()
+    t.join(10)
+    assert len(seen) == 2 and seen[1] is not seen[0]
     with scratch.borrow() as fresh:
         assert fresh is not outer and fresh is not inner
+
+
+def test_a_finished_threads_buffers_are_freed():
+    import gc
+
+    def work():
+        with scratch.borrow() as s:
+            s.array("x", (1000,))
+
+    before = len(scratch._pools)
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(10)
+    gc.collect()
+    assert len(scratch._pools) == before
