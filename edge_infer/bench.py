@@ -31,6 +31,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import InputError, ProviderError
+from .hostpool import usable_cores  # the one definition; re-exported for the bench drivers
 
 TASKS = ("encode", "decode", "generate")
 DEFAULT_BATCHES = (1, 64, 1024)
@@ -69,11 +70,6 @@ def _gpu_names() -> list[str]:
     return [ln.strip() for ln in done.stdout.splitlines() if ln.strip()] if done.returncode == 0 else []
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (affinity), the default thread count."""
-    from .hostpool import usable_cores as cores
-
-    return cores()
 
 
 def load_average() -> Optional[list[float]]:

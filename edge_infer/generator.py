@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Union
@@ -184,8 +184,10 @@ class WaferGenerator:
         """
         bundle = load_bundle(path, verify=verify)
         enc_s, enc_i = create_session_info(bundle.encoder_path, provider=provider, threads=threads)
-        # Threads stop spinning when a run returns: the numpy steps around each
-        # decoder run need the cores (see hostpool).
+        # Threads stop spinning when a run returns, leaving the cores to the numpy
+        # work after it. Measured as a gain only when that work ran on threads
+        # around this session's runs (35d8daa); blocks cut into pieces now use
+        # the twin, and with them it measures neutral (docs/performance.md).
         dec_s, dec_i = create_session_info(bundle.decoder_path, provider=provider, threads=threads, spin_after_run=False)
         encoder = GraphRunner(enc_s, enc_i, input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
         # The decoder gets a single-threaded twin session for batch-1 calls (see runtime).
@@ -515,8 +517,10 @@ class WaferGenerator:
         outline lock on its own host thread (see :mod:`~edge_infer.hostpool`).
         """
         start, n = rows.start, rows.stop - rows.start
-        one_thread = self.decoder.small_session is not None  # CPU: the runner has a one-thread twin
-        pieces = hostpool.pieces(start, rows.stop, self._threads, align=sampling.NOISE_ROWS) if one_thread else ((start, rows.stop),)
+        pieces: Sequence[tuple[int, int]] = ((start, rows.stop),)
+        if self.decoder.small_session is not None:  # CPU: the runner has a one-thread twin to run pieces on
+            pieces = hostpool.pieces(start, rows.stop, self._threads, align=sampling.NOISE_ROWS)
+        split = len(pieces) > 1
 
         def piece(bounds: tuple[int, int]) -> None:
             lo, hi = bounds
@@ -524,16 +528,15 @@ class WaferGenerator:
             out = dest[lo - start : hi - start]
             with borrow() as scratch:
                 z = self._latents(job, part, scratch)
-                single = len(pieces) > 1
                 if job.raw:
-                    self.decoder.run(z, out=out, one_thread=single)  # IO binding: straight into dest
+                    self.decoder.run(z, out=out, one_thread=split)  # IO binding: straight into dest
                     return
                 if hi - lo < _BIND_MIN:
                     # Small batches: plain session.run (onnxruntime allocates a few kB)
                     # is ~5 us cheaper than setting up an IO binding.
                     probs = self.decoder.run(z)
                 else:
-                    probs = self.decoder.run(z, out=scratch.array("probs", (hi - lo, *MAP_SHAPE)), one_thread=single)
+                    probs = self.decoder.run(z, out=scratch.array("probs", (hi - lo, *MAP_SHAPE)), one_thread=split)
                 self._maps_into(job, job.sources[part], probs, out, scratch)
 
         hostpool.for_each(piece, pieces)

@@ -92,7 +92,6 @@ def generate(
     from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
     from ..io import check_targets
     from ..render import render_grid, save_png
-
     from ..wafer import resolve_class
 
     check_count(n, "-n")
