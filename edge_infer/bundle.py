@@ -31,8 +31,13 @@ from .errors import BundleError
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
-#: The newest bundle format this code reads; newer bundles are refused.
-FORMAT_VERSION = 1
+#: The bundle format this code reads; newer bundles are refused, and so are
+#: older ones (see ``_refuse_old``).
+FORMAT_VERSION = 2
+#: Format 1 (edge-infer 0.1) named classes 5, 6, 7 Near-full, Random, Scratch;
+#: format 2 corrected them to Random, Scratch, Near-full (same indices).
+_FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong (Near-full, Random, Scratch; "
+                      "they are Random, Scratch, Near-full)"}
 MANIFEST = "manifest.json"
 ENV_VAR = "EDGE_INFER_MODEL"
 BUNDLE_NAME = "wafer-cae"
@@ -141,6 +146,14 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise BundleError(
             f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
             f"(up to {FORMAT_VERSION}); upgrade edge-infer"
+        )
+    if version < FORMAT_VERSION:
+        # An old bundle is refused rather than patched: a class asked for by
+        # name must never silently mean what an old manifest said it meant.
+        why = _FORMAT_CHANGES.get(version, "this edge-infer no longer reads it")
+        raise BundleError(
+            f"{mpath}: bundle format version {version} is too old ({why}); re-export it with this "
+            f"edge-infer: python -m export RUN --out {folder}"
         )
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:

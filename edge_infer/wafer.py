@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .classes import CLASS_NAMES  # re-exported: the one list of class names
 from .errors import InputError
 
 BOUNDARY, NORMAL, DEFECT = 0, 1, 2
@@ -27,18 +28,6 @@ N_STATES = 3
 MAP_SIZE = 26
 MAP_SHAPE = (MAP_SIZE, MAP_SIZE, N_STATES)
 
-#: WM-811K pattern classes in label-index order (the course ``label.npy``).
-CLASS_NAMES = (
-    "Center",
-    "Donut",
-    "Edge-Loc",
-    "Edge-Ring",
-    "Loc",
-    "Near-full",
-    "Random",
-    "Scratch",
-    "None",
-)
 
 ClassLike = Union[str, int, np.integer]
 

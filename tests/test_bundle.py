@@ -115,6 +115,7 @@ def test_an_edited_manifest_is_detected(bundle_copy):
     "edit, message",
     [
         (lambda m: m.update(format_version=FORMAT_VERSION + 1), "newer"),
+        (lambda m: m.update(format_version=1), r"too old \(its class names 5, 6, 7 are wrong.*python -m export"),
         (lambda m: m.pop("classes"), "missing key"),
         (lambda m: m.update(format="something-else"), "not an edge-infer-bundle"),
         (lambda m: m["latent_stats"]["overall"].update(std=[1.0] * 3), "64"),

@@ -127,10 +127,10 @@ def test_source_index(run, tmp_path, bundle_dir):
     from edge_infer.bundle import load_bundle
 
     labels = load_bundle(bundle_dir).labels
-    i = int(np.flatnonzero(labels == 7)[0])  # a Scratch source
+    i = int(np.flatnonzero(labels == 6)[0])  # a Scratch source
     code, out, err = run("generate", "--source-index", str(i), "-n", "3", "-o", str(tmp_path / "a"))
     assert code == 0, err
-    assert (np.load(tmp_path / "a" / "gen_label.npy") == 7).all()
+    assert (np.load(tmp_path / "a" / "gen_label.npy") == 6).all()
     code, _, err = run("generate", "-c", "Center", "--source-index", str(i), "-o", str(tmp_path / "b"))
     assert code == 1 and "is class Scratch, not Center" in _one_error_line(err)
 
@@ -236,7 +236,12 @@ def test_help_and_version(run):
     code, out, _ = run("generate", "--help", model=False)
     assert code == 0 and "Examples" in out and "--source-index" in out
     code, out, _ = run("--version", model=False)
-    assert code == 0 and "edge-infer 0.1.0" in out
+    import tomllib
+
+    from conftest import REPO
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert code == 0 and out.strip() == f"edge-infer {declared}"
 
 
 def test_cli_import_loads_no_numpy_or_onnxruntime():

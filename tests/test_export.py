@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from edge_infer.bundle import FORMAT_VERSION  # noqa: E402
 from edge_infer.errors import DataFileError, InputError, OutputError  # noqa: E402
 from edge_infer.wafer import CLASS_NAMES, to_onehot  # noqa: E402
 from export import bank as bank_mod  # noqa: E402
@@ -151,7 +152,8 @@ def test_graphs_are_clean_with_named_dynamic_batch_and_model_card(workspace):
 def test_manifest_hashes_classes_counts_and_stats(workspace):
     out = workspace["out"]
     manifest = _manifest(out)
-    assert manifest["format"] == "edge-infer-bundle" and manifest["format_version"] == 1
+    assert manifest["format"] == "edge-infer-bundle" and manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["classes"] == list(CLASS_NAMES)
     assert manifest["name"] == "tiny"
     assert manifest["manifest_sha256"] == manifest_hash(manifest)
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
@@ -372,5 +374,5 @@ def test_committed_bundle_reconstructs_the_course_data(bundle_dir, wafer_data):
     assert [int(outlines[k].sum()) for k in np.argsort(np.bincount(ids))[::-1]] == [143, 156]
     np.testing.assert_array_equal(labels, wafer_data.labels[:, 0])
     assert manifest["class_counts"] == {"Center": 90, "Donut": 1, "Edge-Loc": 296, "Edge-Ring": 31, "Loc": 297,
-                                        "Near-full": 74, "Random": 72, "Scratch": 16, "None": 404}
+                                        "Random": 74, "Scratch": 72, "Near-full": 16, "None": 404}
     assert manifest["latent_stats"]["per_class"]["Donut"]["std"] == [0.0] * 64

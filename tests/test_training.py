@@ -268,3 +268,63 @@ def test_training_leaves_no_global_torch_state():
     train(x, Recipe(**{**TINY, "epochs": 1, "threads": threads + 1}))
     assert torch.equal(torch.rand(3), expected)  # the caller's RNG stream is untouched
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == (threads, flag)
+
+
+def _train_cli(tmp_path, stderr):
+    """`python -m training` as the README runs it: no -q, so the progress path runs."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    maps, labels = toy(8)
+    data, _ = write_layouts(tmp_path, maps, labels)["folder"]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "training", "--data", str(data), "--out", str(out),
+           "--epochs", "2", "--batch-size", "4", "--val-split", "0"]
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=300)
+    return proc, out
+
+
+def test_cli_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
+    import subprocess
+
+    proc, out = _train_cli(tmp_path, subprocess.PIPE)
+    assert proc.returncode == 0, proc.stderr
+    assert "100%" in proc.stderr and "epoch 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "checkpoint.pt").exists() and "wrote" in proc.stdout
+
+
+def test_cli_progress_bar_on_a_terminal(tmp_path):
+    """On a terminal the progress is a tqdm bar (needs the train extra's tqdm)."""
+    import os
+    import pty
+
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # A new pty is 0×0, and tqdm draws nothing in zero columns.
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc, out = _train_cli(tmp_path, follower)
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, shown
+    assert "step/s" in shown or "steps/s" in shown or "s/step" in shown, shown
+    assert "Traceback" not in shown and (out / "checkpoint.pt").exists()

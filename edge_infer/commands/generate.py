@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..classes import CLASS_NAMES
 from ._common import (
     ForceOpt,
     MethodOpt,
@@ -56,7 +57,7 @@ def generate(
         typer.Option(
             "--class",
             "-c",
-            help="Class name (any case) or index: Center, Donut, Edge-Loc, Edge-Ring, Loc, Near-full, Random, Scratch, None. "
+            help="Class name (any case) or index: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES)) + ". "
             "Optional with --source-index.",
             show_default=False,
         ),
