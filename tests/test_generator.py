@@ -27,8 +27,9 @@ def test_generate_shapes_labels_sources(gen):
     r = gen.generate("Scratch", 7, seed=0)
     assert isinstance(r, Generated) and len(r) == 7
     assert r.maps.shape == (7, 26, 26, 3) and _is_onehot(r.maps)
-    assert r.labels.shape == (7, 1) and r.labels.dtype == np.int64 and (r.labels == 7).all()
-    assert r.sources.dtype == np.int64 and (gen.bundle.labels[r.sources] == 7).all()
+    scratch = gen.classes.index("Scratch")
+    assert r.labels.shape == (7, 1) and r.labels.dtype == np.int64 and (r.labels == scratch).all()
+    assert r.sources.dtype == np.int64 and (gen.bundle.labels[r.sources] == scratch).all()
     assert len(set(r.sources)) == 7  # n ≤ class count: distinct sources
 
 
