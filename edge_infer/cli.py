@@ -31,7 +31,7 @@ import typer
 from . import __version__
 
 #: Verbs in the order ``--help`` lists them; each is ``edge_infer.commands.<verb>.<verb>``.
-COMMANDS: tuple[str, ...] = ("generate", "augment", "reconstruct", "info", "bench")
+COMMANDS: tuple[str, ...] = ("generate", "augment", "reconstruct", "convert", "info", "bench")
 
 HELP = """\
 Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal,
@@ -43,6 +43,7 @@ Examples:
   edge-infer generate --class Scratch -n 20 --seed 0
   edge-infer augment --per-source 5
   edge-infer reconstruct --data wafer.zip
+  edge-infer convert --data wafer.zip --to g85 --out g
   edge-infer info
 
 """

@@ -103,7 +103,9 @@ def load_dataset(
 
     * a ``wafer.zip`` holding ``data.npy`` (and usually ``label.npy``),
     * a folder holding ``data.npy`` (and usually ``label.npy``),
-    * a ``.npy`` of maps, with ``labels`` naming its ``.npy`` of labels.
+    * a ``.npy`` of maps, with ``labels`` naming its ``.npy`` of labels,
+    * a SEMI G85 XML file (``.xml``, or any file that starts like XML):
+      see :mod:`edge_infer.g85`; labels from its maps or from ``labels``.
 
     Maps may be one-hot or die states, any size (resized to 26×26 with a
     note). Raises :class:`DataFileError` / :class:`InputError` with one clear
@@ -125,6 +127,10 @@ def load_dataset(
         raw_data, raw_labels = _read_zip(p)
     elif p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
+    elif p.suffix.lower() != ".npy" and _is_g85(p):
+        from .g85 import load_g85_dataset
+
+        return load_g85_dataset(p, labels, require_labels=require_labels)
     else:
         data_where, label_where, raw_data = str(p), "", _read_file(p)
     if labels is not None:
@@ -144,6 +150,12 @@ def load_dataset(
         sha256=hashlib.sha256(raw_data).hexdigest(),
         labels_sha256=None if raw_labels is None else hashlib.sha256(raw_labels).hexdigest(),
     )
+
+
+def _is_g85(path: Path) -> bool:
+    from .g85 import looks_like_g85
+
+    return looks_like_g85(path)
 
 
 # ---------------------------------------------------------------- writing

@@ -1,0 +1,179 @@
+"""``edge-infer convert``: wafer maps between the course layout (``.npy``) and SEMI G85 XML."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from ._common import ForceOpt, OutOpt, Progress, handle_errors, npy_writer, say, tell, write_all
+
+G85_FILE = "maps.xml"
+DATA_FILE = "data.npy"
+LABEL_FILE = "label.npy"
+
+EPILOG = """\
+Examples:
+
+\b
+  edge-infer convert --data ../shared/data/wafer.zip --to g85 --out g
+  edge-infer convert --data g/maps.xml --to npy --out back
+  edge-infer convert --data fab_lot.xml --bin-map "7=defect,99=boundary" --out lot
+  edge-infer convert --data maps.npy --labels labels.npy --to g85 --bin-type decimal
+
+--to npy writes OUT/data.npy (N, 26, 26, 3) float32 one-hot and, when the maps
+carry classes, OUT/label.npy (N, 1) int64: the course layout. --to g85 writes
+OUT/maps.xml, one <Maps> document with one <Map> per wafer: off-wafer dies
+as the NullBin, normal dies a Pass bin, defects a Fail bin, the class in
+ei:ClassIndex. Reading G85: Pass bins are normal, Fail bins defects, the
+NullBin off-wafer, unless --bin-map says otherwise; maps of any size are
+resized to 26×26 (nearest neighbour). Format details: docs/g85.md.
+"""
+
+
+@contextlib.contextmanager
+def _no_empty_folder(out: Path) -> Iterator[None]:
+    """Remove ``out`` again if this run created it and fails before filling it."""
+    existed = out.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only ever removes an empty folder
+        raise
+
+
+@handle_errors
+def convert(
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Maps: a SEMI G85 .xml, a wafer.zip, a folder with data.npy (+ label.npy), or a .npy of maps (with --labels).",
+            show_default=False,
+        ),
+    ],
+    to: Annotated[
+        Optional[str],
+        typer.Option("--to", "-t", help="g85 or npy. Default: npy for G85 input, g85 for anything else.", show_default=False),
+    ] = None,
+    labels: Annotated[
+        Optional[Path],
+        typer.Option("--labels", "-l", help="A .npy of class indices, one per map in --data (overrides labels in the input).", show_default=False),
+    ] = None,
+    out: OutOpt = Path("out"),
+    bin_map: Annotated[
+        Optional[str],
+        typer.Option(
+            "--bin-map",
+            help="Reading G85: CODE=STATE pairs, e.g. '7=defect,99=boundary' (states: boundary, normal, defect). "
+            "Named codes take that state; the rest follow BinQuality (Pass normal, Fail defect) and NullBin (boundary).",
+            show_default=False,
+        ),
+    ] = None,
+    bin_type: Annotated[
+        str, typer.Option("--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")
+    ] = "ascii",
+    null_bin: Annotated[
+        Optional[str], typer.Option("--null-bin", help="Writing G85: code of off-wafer dies. Default: . (ascii), 000, 00, 0000.", show_default=False)
+    ] = None,
+    pass_bin: Annotated[
+        Optional[str], typer.Option("--pass-bin", help="Writing G85: code of normal dies. Default: 1 (ascii), 001, 01, 0001.", show_default=False)
+    ] = None,
+    fail_bin: Annotated[
+        Optional[str], typer.Option("--fail-bin", help="Writing G85: code of defective dies. Default: X (ascii), 002, 02, 0002.", show_default=False)
+    ] = None,
+    lot_id: Annotated[
+        Optional[str], typer.Option("--lot-id", help="Writing G85: the LotId, also the prefix of each SubstrateId. Default: the input's name.", show_default=False)
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Convert wafer maps between the course .npy layout and SEMI G85 XML."""
+    from ..errors import InputError
+    from ..g85 import check_bins, looks_like_g85, parse_bin_map
+
+    source_is_g85 = data.is_file() and data.suffix.lower() != ".npy" and looks_like_g85(data)
+    target = (to or ("npy" if source_is_g85 else "g85")).strip().lower()
+    if target not in ("g85", "npy"):
+        raise InputError(f"--to must be g85 or npy, not {to!r}")
+    parse_bin_map(bin_map)  # a bad mapping fails before anything is read
+    if target == "g85":
+        check_bins(bin_type, null_bin, pass_bin, fail_bin)  # before anything is read
+    with _no_empty_folder(out):
+        if target == "npy":
+            _to_npy(data, labels, out, bin_map, source_is_g85, force)
+        else:
+            _to_g85(data, labels, out, bin_map, source_is_g85, force, bin_type, null_bin, pass_bin, fail_bin, lot_id)
+
+
+def _to_npy(data: Path, labels: Optional[Path], out: Path, bin_map: Optional[str], source_is_g85: bool, force: bool) -> None:
+    import numpy as np
+
+    from ..g85 import g85_to_npy
+    from ..io import atomic_path, check_targets, load_dataset, write_npy
+    from ..wafer import as_labels
+
+    data_out, label_out = out / DATA_FILE, out / LABEL_FILE
+    check_targets([data_out, label_out], force=force)
+    if not source_is_g85:
+        ds = load_dataset(data, labels)
+        writers = {data_out: npy_writer(ds.maps)}
+        if ds.labels is not None:
+            writers[label_out] = npy_writer(ds.labels)
+        write_all(writers, force=force)
+        n, lab = ds.maps.shape[0], ds.labels
+    else:
+        # Streamed: one block of maps in memory however large the file.
+        progress = Progress("convert")
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(data_out, force=force))
+            n, lab = g85_to_npy(data, tmp, bin_map=bin_map, progress=progress)
+            if labels is not None:
+                from ..io import load_npy
+
+                lab = as_labels(load_npy(labels), n, name=f"labels for {data}")
+            if lab is not None:
+                tmp_labels = stack.enter_context(atomic_path(label_out, force=force))
+                write_npy(tmp_labels, np.asarray(lab, dtype=np.int64))
+    say(f"converted {n} map(s) from {data}")
+    say(f"  {data_out}  ({n}, 26, 26, 3) float32 one-hot")
+    if lab is not None:
+        say(f"  {label_out}  ({n}, 1) int64")
+    else:
+        if label_out.exists():  # only with --force: a label.npy from before would not match these maps
+            label_out.unlink()
+            tell(f"note: removed the old {label_out}, which did not belong to these maps")
+        tell("note: the maps carry no classes, so no label.npy was written (give --labels to add them)")
+
+
+def _to_g85(
+    data: Path,
+    labels: Optional[Path],
+    out: Path,
+    bin_map: Optional[str],
+    source_is_g85: bool,
+    force: bool,
+    bin_type: str,
+    null_bin: Optional[str],
+    pass_bin: Optional[str],
+    fail_bin: Optional[str],
+    lot_id: Optional[str],
+) -> None:
+    from ..g85 import g85_writer, load_g85_dataset
+    from ..io import check_targets, load_dataset
+
+    target = out / G85_FILE
+    check_targets([target], force=force)
+    if source_is_g85:
+        ds = load_g85_dataset(data, labels, bin_map=bin_map)
+    else:
+        ds = load_dataset(data, labels)
+    options = dict(bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin, lot_id=lot_id or data.stem)
+    write_all({target: g85_writer(ds.maps, ds.labels, **options)}, force=force)
+    n = ds.maps.shape[0]
+    say(f"converted {n} map(s) from {data}")
+    say(f"  {target}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if ds.labels is not None else " (no classes: the input has no labels)"))

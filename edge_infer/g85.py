@@ -1,0 +1,889 @@
+"""SEMI G85 XML wafer maps in and out: the format fab tools exchange maps in.
+
+Reading (:func:`iter_g85`) streams a file with the standard library's expat
+parser, one ``<Map>`` at a time, so memory holds one map however big the
+file is. The file is untrusted: any entity declaration (the "billion laughs"
+and external-entity attacks both need one) is refused as soon as the parser
+meets it, before anything is expanded, and nothing outside the file is ever
+fetched. Every problem becomes one :class:`G85Error` naming the file, the
+map and, where it applies, the row.
+
+Writing (:class:`G85Writer`, :func:`save_g85`) streams maps into one
+``<Maps>`` document, through :func:`edge_infer.io.atomic_path`, so a failed
+or interrupted write leaves nothing. Off-wafer dies are the ``NullBin``,
+normal dies a ``Pass`` bin, defects a ``Fail`` bin, and each map's class
+travels in the attributes ``ei:ClassIndex`` / ``ei:Class`` (namespace
+:data:`EI_NS`), so npy → G85 → npy gives back the same maps and labels.
+
+The mapping between G85 and die states, and the orientation rule, are
+documented in ``docs/g85.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Optional, Union
+from xml.parsers import expat
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from .errors import DataFileError, InputError
+from .wafer import BOUNDARY, CLASS_NAMES, DEFECT, MAP_SIZE, N_STATES, NORMAL, ResizeNote, as_labels, as_states, resize_states
+
+N_CODES = N_STATES  # one bin code per die state
+
+PathLike = Union[str, "Path"]
+
+#: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
+FORMAT_REVISION = "SEMI G85 0703"
+#: The namespace of G85 elements, as in the standard's published example.
+SEMI_NS = "http://www.semi.org"
+#: The namespace of edge-infer's own attributes (the class label); G85 readers ignore it.
+EI_NS = "urn:edge-infer:g85"
+
+#: Bin types by the lower-case name users and files give; the value is what the writer puts in ``BinType``.
+BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
+_BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
+
+#: Writer defaults per bin type: (NullBin, pass bin, fail bin). Decimal/hex codes equal the die states.
+DEFAULT_BINS = {
+    "ascii": (".", "1", "X"),
+    "decimal": ("000", "001", "002"),
+    "hex": ("00", "01", "02"),
+    "integer2": ("0000", "0001", "0002"),
+}
+
+#: Largest side (rows or columns) a map may declare or have: 16384² dies is 256 MB of codes.
+MAX_SIDE = 16384
+#: Bytes read from the file at a time.
+CHUNK = 1 << 16
+#: Maps converted per write when streaming to .npy (8 MB of one-hot float32).
+WRITE_BLOCK = 1024
+
+_STATE_WORDS = {
+    "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
+    "normal": NORMAL, "pass": NORMAL, "good": NORMAL, "1": NORMAL,
+    "defect": DEFECT, "fail": DEFECT, "bad": DEFECT, "2": DEFECT,
+}
+
+
+class G85Error(DataFileError):
+    """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
+
+
+# ---------------------------------------------------------------- bin codes
+
+
+def bin_type_key(name: str) -> str:
+    """The canonical key (``ascii``, ``decimal``, ``hex``, ``integer2``) of a ``BinType`` value, any case."""
+    key = str(name).strip().lower()
+    key = _BIN_TYPE_ALIASES.get(key, key)
+    if key not in BIN_TYPES:
+        raise InputError(f"unknown BinType {name!r}; G85 bin types are ASCII, Decimal, HexaDecimal (Hex), Integer2")
+    return key
+
+
+def parse_code(text: str, bin_type: str) -> int:
+    """A bin code as written (``"X"``, ``"007"``, ``"FF"``) to the integer edge-infer compares.
+
+    ASCII codes compare by character, the others by value, so ``"7"`` and
+    ``"007"`` are the same Decimal bin and ``"ff"`` and ``"FF"`` the same hex bin.
+    """
+    t = str(text)
+    if bin_type == "ascii":
+        if len(t) != 1:
+            raise InputError(f"ASCII bin code {text!r} must be exactly one character")
+        return ord(t)
+    t = t.strip()
+    if bin_type == "decimal":
+        if not (t.isascii() and t.isdigit()):
+            raise InputError(f"Decimal bin code {text!r} is not a whole number")
+        return int(t)
+    width = 2 if bin_type == "hex" else 4
+    if not (0 < len(t) <= width and all(c in "0123456789abcdefABCDEF" for c in t)):
+        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} hex digits")
+    return int(t, 16)
+
+
+def format_code(key: int, bin_type: str) -> str:
+    """The inverse of :func:`parse_code`, in the form the writer uses."""
+    if bin_type == "ascii":
+        return chr(key)
+    if bin_type == "decimal":
+        return f"{key:03d}"
+    return f"{key:02X}" if bin_type == "hex" else f"{key:04X}"
+
+
+def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
+    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``.
+
+    States are ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail``
+    or 0/1/2. Codes are kept as written; they are read with each map's BinType.
+    """
+    if spec is None:
+        return {}
+    items: Iterable[tuple[str, Any]]
+    if isinstance(spec, str):
+        pairs = []
+        for part in (p for p in spec.split(",") if p.strip()):
+            if "=" not in part:
+                raise InputError(f"bin mapping {part.strip()!r} is not CODE=STATE (e.g. 7=defect)")
+            code, state = part.rsplit("=", 1)
+            pairs.append((code.strip() or code, state))
+        items = pairs
+    else:
+        items = spec.items()
+    out: dict[str, int] = {}
+    for code, state in items:
+        word = str(state).strip().lower()
+        if word not in _STATE_WORDS:
+            raise InputError(f"bin mapping {code}={state}: state must be boundary, normal or defect (or 0, 1, 2)")
+        out[str(code)] = _STATE_WORDS[word]
+    return out
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class G85Map:
+    """One wafer read from a G85 file, at the size the file gives."""
+
+    #: Die states uint8 (Rows, Columns): 0 boundary, 1 normal, 2 defect.
+    states: np.ndarray
+    #: Class index (``ei:ClassIndex`` / ``ei:Class``), or None when the map carries none.
+    label: Optional[int]
+    #: ``SubstrateId`` (or ``WaferId``) of the map, else ``#k`` (1-based position in the file).
+    map_id: str
+    #: 0-based position in the file.
+    index: int
+    bin_type: str = "ascii"
+    #: ``Orientation`` as written (degrees of the flat/notch; "0": at the bottom), or None.
+    orientation: Optional[str] = None
+    #: ``OriginLocation`` as written, or None.
+    origin: Optional[str] = None
+    #: Die count per bin code as written, e.g. ``{"1": 400, "X": 50}`` (NullBin included).
+    bin_counts: dict = field(default_factory=dict)
+
+
+def _local(name: str) -> str:
+    return name.rsplit("}", 1)[-1]
+
+
+def _attr(attrs: Mapping[str, str], *names: str) -> Optional[str]:
+    """The first of ``names`` among un-namespaced attributes, matched in any case."""
+    lowered = {k.lower(): v for k, v in attrs.items() if "}" not in k}
+    for n in names:
+        if n.lower() in lowered:
+            return lowered[n.lower()]
+    return None
+
+
+class _MapBuilder:
+    """What is known about the ``<Map>`` being read."""
+
+    def __init__(self, index: int, attrs: Mapping[str, str], line: int) -> None:
+        self.index = index
+        self.line = line
+        self.map_id = _attr(attrs, "SubstrateId", "WaferId") or f"#{index + 1}"
+        self.class_index = attrs.get(f"{EI_NS}}}ClassIndex")
+        self.class_name = attrs.get(f"{EI_NS}}}Class")
+        self.device = False
+        self.bin_type: Optional[str] = None
+        self.null: Optional[int] = None
+        self.rows: Optional[int] = None
+        self.columns: Optional[int] = None
+        self.orientation: Optional[str] = None
+        self.origin: Optional[str] = None
+        #: code → (BinQuality lower-case or None, BinCount or None, code as written)
+        self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}
+        self.data = False
+        self.row_keys: list[np.ndarray] = []
+
+
+class _Reader:
+    """expat handlers building one :class:`G85Map` at a time into ``ready``."""
+
+    def __init__(self, where: str, bin_map: dict[str, int], classes: tuple[str, ...], max_side: int) -> None:
+        self.where = where
+        self.bin_map = bin_map
+        self.classes = classes
+        self.max_side = max_side
+        self.ready: list[G85Map] = []
+        self.stack: list[str] = []
+        self.map: Optional[_MapBuilder] = None
+        self.n_maps = 0
+        self.row_text: Optional[list[str]] = None
+        self.row_len = 0
+        self.row_limit = 0
+        self.saw_root = False
+        self._explicit: dict[str, dict[int, int]] = {}
+        p = expat.ParserCreate(namespace_separator="}")
+        # Refuse the attacks at the door: an entity must be declared before it
+        # can be expanded, and nothing is fetched from outside the file.
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        p.EntityDeclHandler = self._refuse_entity
+        p.UnparsedEntityDeclHandler = self._refuse_unparsed
+        p.ExternalEntityRefHandler = self._refuse_external
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        p.CharacterDataHandler = self._text
+        p.buffer_text = True
+        p.ordered_attributes = False
+        self.parser = p
+
+    # -- errors
+
+    def fail(self, message: str, *, row: Optional[int] = None) -> G85Error:
+        where = self.where
+        if self.map is not None:
+            where += f": map {self.map.map_id!r}"
+            if row is not None:
+                where += f", row {row}"
+        return G85Error(f"{where}: {message} (line {self.parser.CurrentLineNumber})")
+
+    def _refuse_entity(self, name: str, is_param: int, *_: Any) -> None:
+        raise G85Error(
+            f"{self.where} declares the XML entity {name!r} (line {self.parser.CurrentLineNumber}); "
+            "entities are never expanded or fetched, so the file is refused (G85 maps need none)"
+        )
+
+    def _refuse_unparsed(self, name: str, *_: Any) -> None:
+        self._refuse_entity(name, 0)
+
+    def _refuse_external(self, context: Any, base: Any, system_id: Any, public_id: Any) -> int:
+        raise G85Error(f"{self.where} refers to an external entity ({system_id}); nothing outside the file is fetched")
+
+    # -- elements
+
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        tag = _local(name).lower()
+        parent = self.stack[-1] if self.stack else None
+        self.stack.append(tag)
+        if parent is None:
+            if tag not in ("maps", "map"):
+                raise G85Error(f"{self.where}: the document's root is <{_local(name)}>, not <Maps> or <Map>; not a SEMI G85 map file")
+            self.saw_root = True
+        if tag == "map":
+            if self.map is not None:
+                raise self.fail("a <Map> inside another <Map>")
+            self.map = _MapBuilder(self.n_maps, attrs, self.parser.CurrentLineNumber)
+            self.n_maps += 1
+            return
+        m = self.map
+        if m is None:
+            return
+        if tag == "device":
+            self._device(m, attrs)
+        elif tag == "bin" and parent == "device":
+            self._bin(m, attrs)
+        elif tag == "data":
+            if not m.device:
+                raise self.fail("<Data> comes before (or outside) its <Device>, which gives the BinType")
+            if m.data:
+                raise self.fail("has more than one <Data>")
+            m.data = True
+        elif tag == "row" and parent == "data":
+            if m.rows is not None and len(m.row_keys) >= m.rows:
+                raise self.fail(f"has more <Row>s than its Rows={m.rows}", row=len(m.row_keys) + 1)
+            if len(m.row_keys) >= self.max_side:
+                raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=len(m.row_keys) + 1)
+            self.row_text, self.row_len = [], 0
+            cols = m.columns if m.columns is not None else self.max_side
+            # Room for the codes, spaces between them and indentation; more is not a row.
+            self.row_limit = cols * 6 + 4096
+
+    def _device(self, m: _MapBuilder, attrs: dict[str, str]) -> None:
+        if m.device:
+            raise self.fail("has more than one <Device>")
+        m.device = True
+        bt = _attr(attrs, "BinType")
+        if bt is None:
+            raise self.fail("its <Device> has no BinType (ASCII, Decimal, HexaDecimal or Integer2)")
+        try:
+            m.bin_type = bin_type_key(bt)
+        except InputError as exc:
+            raise self.fail(str(exc)) from None
+        null = _attr(attrs, "NullBin")
+        if null is not None and null != "":
+            m.null = self._code(m, null, "NullBin")
+        for attr in ("Rows", "Columns"):
+            value = _attr(attrs, attr)
+            if value is None:
+                continue
+            if not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
+                raise self.fail(f"{attr}={value!r} is not a positive whole number")
+            if int(value) > self.max_side:
+                raise self.fail(f"{attr}={value} is more than {self.max_side}, the most edge-infer reads")
+            setattr(m, attr.lower(), int(value))
+        m.orientation = _attr(attrs, "Orientation")
+        m.origin = _attr(attrs, "OriginLocation")
+
+    def _code(self, m: _MapBuilder, text: str, what: str) -> int:
+        try:
+            return parse_code(text, m.bin_type or "ascii")
+        except InputError as exc:
+            raise self.fail(f"{what}: {exc}") from None
+
+    def _bin(self, m: _MapBuilder, attrs: dict[str, str]) -> None:
+        code_text = _attr(attrs, "BinCode")
+        if code_text is None:
+            raise self.fail("has a <Bin> without a BinCode")
+        code = self._code(m, code_text, "BinCode")
+        if code in m.bins:
+            raise self.fail(f"declares bin {code_text!r} twice")
+        quality = _attr(attrs, "BinQuality")
+        count_text = _attr(attrs, "BinCount")
+        count = None
+        if count_text is not None and count_text.strip() != "":
+            if not (count_text.strip().isascii() and count_text.strip().isdigit()):
+                raise self.fail(f"bin {code_text!r} has BinCount={count_text!r}, not a whole number")
+            count = int(count_text)
+        m.bins[code] = (quality.strip().lower() if quality else None, count, code_text)
+
+    def _text(self, data: str) -> None:
+        if self.row_text is None:
+            return
+        self.row_len += len(data)
+        if self.row_len > self.row_limit:
+            raise self.fail(f"a <Row> of more than {self.row_limit} characters", row=len(self.map.row_keys) + 1)
+        self.row_text.append(data)
+
+    def _end(self, name: str) -> None:
+        tag = self.stack.pop()
+        m = self.map
+        if tag == "row" and self.row_text is not None and m is not None:
+            text, self.row_text = "".join(self.row_text), None
+            self._row(m, text)
+        elif tag == "map" and m is not None:
+            self.ready.append(self._finish(m))
+            self.map = None
+
+    def _row(self, m: _MapBuilder, text: str) -> None:
+        r = len(m.row_keys) + 1
+        bt = m.bin_type
+        try:
+            if bt == "ascii":
+                # Taken as is when it has exactly Columns characters (a space may
+                # be a code); otherwise indentation and line breaks are dropped.
+                if m.columns is None or len(text) != m.columns:
+                    text = text.strip()
+                keys = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
+            elif bt == "decimal":
+                if not re.fullmatch(r"[0-9\s]*", text):
+                    bad = next(t for t in text.split() if not (t.isascii() and t.isdigit()))
+                    raise ValueError(f"{bad!r} is not a Decimal bin code")
+                keys = np.array(text.split(), dtype=np.int64) if text.split() else np.zeros(0, np.int64)
+            else:
+                width = 1 if bt == "hex" else 2  # bytes per code
+                try:
+                    raw = bytes.fromhex(text)
+                except ValueError:
+                    raise ValueError(f"is not {BIN_TYPES[bt]} codes ({2 * width} hex digits each)") from None
+                if len(raw) % width:
+                    raise ValueError(f"holds an odd number of hex digits for {BIN_TYPES[bt]} codes")
+                keys = np.frombuffer(raw, dtype=">u1" if width == 1 else ">u2").astype(np.int64)
+        except ValueError as exc:
+            raise self.fail(str(exc), row=r) from None
+        if m.columns is None:
+            if keys.size == 0:
+                raise self.fail("an empty <Row>", row=r)
+            if keys.size > self.max_side:
+                raise self.fail(f"{keys.size} dies in a row, more than {self.max_side}", row=r)
+            m.columns = int(keys.size)
+        elif keys.size != m.columns:
+            raise self.fail(f"{keys.size} dies where its Columns={m.columns}", row=r)
+        m.row_keys.append(keys)
+
+    def _explicit_keys(self, bin_type: str) -> dict[int, int]:
+        if bin_type not in self._explicit:
+            keys: dict[int, int] = {}
+            for code, state in self.bin_map.items():
+                try:
+                    keys[parse_code(code, bin_type)] = state
+                except InputError as exc:
+                    raise G85Error(f"{self.where}: bin mapping {code!r} does not fit BinType {BIN_TYPES[bin_type]}: {exc}") from None
+            self._explicit[bin_type] = keys
+        return self._explicit[bin_type]
+
+    def _finish(self, m: _MapBuilder) -> G85Map:
+        if not m.device:
+            raise self.fail("has no <Device> (which gives BinType, NullBin, Rows and Columns)")
+        if not m.data:
+            raise self.fail("has no <Data>, so no dies")
+        if not m.row_keys:
+            raise self.fail("has a <Data> without any <Row>")
+        if m.rows is not None and len(m.row_keys) != m.rows:
+            raise self.fail(f"has {len(m.row_keys)} <Row>s but its Rows={m.rows}")
+        bt = m.bin_type or "ascii"
+        keys = np.stack(m.row_keys)
+        m.row_keys = []
+        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        explicit = self._explicit_keys(bt)
+        state_of = np.empty(uniq.size, dtype=np.uint8)
+        for i, key in enumerate(uniq.tolist()):
+            state = explicit.get(key)
+            if state is None and key == m.null:
+                state = BOUNDARY
+            if state is None:
+                declared = m.bins.get(key)
+                if declared is None:
+                    r, c = divmod(int(np.flatnonzero(keys.ravel() == key)[0]), keys.shape[1])
+                    raise self.fail(
+                        f"column {c + 1}: bin code {format_code(key, bt)!r} is neither the NullBin nor one of its "
+                        f"<Bin>s ({', '.join(v[2] for v in m.bins.values()) or 'none declared'}); "
+                        "declare it, or say what it means with --bin-map CODE=STATE",
+                        row=r + 1,
+                    )
+                quality = declared[0]
+                if quality == "pass":
+                    state = NORMAL
+                elif quality == "fail":
+                    state = DEFECT
+                else:
+                    raise self.fail(
+                        f"bin {declared[2]!r} has BinQuality={quality!r}, neither Pass nor Fail; "
+                        f"say what it means with --bin-map {declared[2]}=boundary|normal|defect"
+                    )
+            state_of[i] = state
+        found = dict(zip(uniq.tolist(), counts.tolist()))
+        for key, (_, count, code_text) in m.bins.items():
+            if count is not None and count != found.get(key, 0):
+                raise self.fail(f"bin {code_text!r} declares BinCount={count} but {found.get(key, 0)} dies carry it")
+        label = self._label(m)
+        states = state_of[inverse.reshape(-1)].reshape(keys.shape)
+        return G85Map(
+            states=states,
+            label=label,
+            map_id=m.map_id,
+            index=m.index,
+            bin_type=bt,
+            orientation=m.orientation,
+            origin=m.origin,
+            bin_counts={format_code(k, bt): v for k, v in found.items()},
+        )
+
+    def _label(self, m: _MapBuilder) -> Optional[int]:
+        index: Optional[int] = None
+        if m.class_index is not None:
+            t = m.class_index.strip()
+            if not (t.isascii() and t.isdigit()) or int(t) >= len(self.classes):
+                raise self.fail(f"ei:ClassIndex={m.class_index!r} is not a class index 0..{len(self.classes) - 1}")
+            index = int(t)
+        if m.class_name is not None:
+            lowered = [c.lower() for c in self.classes]
+            name = m.class_name.strip().lower()
+            if name not in lowered:
+                raise self.fail(f"ei:Class={m.class_name!r} is not a known class ({', '.join(self.classes)})")
+            if index is None:
+                index = lowered.index(name)
+            elif lowered[index] != name:
+                raise self.fail(
+                    f"ei:ClassIndex={index} is {self.classes[index]} here but the map says ei:Class={m.class_name!r}; "
+                    "it was written with another class order"
+                )
+        return index
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        try:
+            self.parser.Parse(chunk, final)
+        except expat.ExpatError as exc:
+            msg = expat.ErrorString(exc.code) if exc.code is not None else str(exc)
+            raise G85Error(f"{self.where} is not well-formed XML: {msg} (line {exc.lineno}, column {exc.offset + 1})") from None
+        if final:
+            if not self.saw_root:
+                raise G85Error(f"{self.where} is empty; no <Maps> found")
+            if self.n_maps == 0:
+                raise G85Error(f"{self.where} holds no <Map>")
+
+
+def _open(source: Union[PathLike, IO[bytes]]) -> tuple[IO[bytes], str, bool]:
+    if hasattr(source, "read"):
+        return source, getattr(source, "name", "G85 stream"), False  # type: ignore[return-value]
+    p = Path(source)
+    if not p.exists():
+        raise G85Error(f"{p}: no such file")
+    if p.is_dir():
+        raise G85Error(f"{p} is a folder, not a G85 file")
+    try:
+        return open(p, "rb"), str(p), True
+    except OSError as exc:
+        raise G85Error(f"{p}: cannot read ({exc.strerror or exc})") from None
+
+
+def iter_g85(
+    source: Union[PathLike, IO[bytes]],
+    *,
+    bin_map: Union[None, str, Mapping[str, Any]] = None,
+    classes: tuple[str, ...] = CLASS_NAMES,
+    max_side: int = MAX_SIDE,
+    digest: Optional[Any] = None,
+    progress: Optional[Any] = None,
+) -> Iterator[G85Map]:
+    """Yield the maps of a G85 XML file (a path or a binary file) one by one, as read.
+
+    Dies map to states by ``BinQuality`` (Pass → normal, Fail → defect,
+    NullBin → boundary); ``bin_map`` (``"7=defect,99=boundary"`` or a dict)
+    overrides that for the codes it names. Maps keep their own size.
+    ``digest``: a hashlib object fed every byte read (the file's sha256 for free).
+    ``progress(bytes_read, file_size)`` is called after every chunk of a file.
+    Raises :class:`G85Error` at the first problem, naming the map and row.
+    """
+    reader = _Reader("", parse_bin_map(bin_map), tuple(classes), max_side)
+    fh, where, owned = _open(source)
+    reader.where = where
+    size, seen = 0, 0
+    if owned:
+        with contextlib.suppress(OSError):
+            size = Path(where).stat().st_size
+    try:
+        while True:
+            try:
+                chunk = fh.read(CHUNK)
+            except OSError as exc:
+                raise G85Error(f"{where}: cannot read ({exc.strerror or exc})") from None
+            if digest is not None:
+                digest.update(chunk)
+            reader.feed(chunk, final=not chunk)
+            seen += len(chunk)
+            if progress is not None and size:
+                progress(seen, size)
+            if reader.ready:
+                done, reader.ready = reader.ready, []
+                yield from done
+            if not chunk:
+                return
+    finally:
+        if owned:
+            fh.close()
+
+
+def looks_like_g85(path: PathLike) -> bool:
+    """True for a ``.xml``/``.g85`` file, or a file whose first bytes look like XML."""
+    p = Path(path)
+    if p.suffix.lower() in (".xml", ".g85"):
+        return True
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
+
+
+@dataclass(frozen=True)
+class G85Contents:
+    """All maps of a G85 file as die states (26×26), their labels and the file's sha256."""
+
+    states: np.ndarray
+    labels: Optional[np.ndarray]
+    sha256: str
+    map_ids: list
+
+
+def _resize_note(sizes: dict[tuple[int, int], int]) -> None:
+    if sizes:
+        n = sum(sizes.values())
+        parts = ", ".join(f"{h}×{w}: {k}" for (h, w), k in sorted(sizes.items()))
+        warnings.warn(
+            f"resized {n} map(s) ({parts}) to {MAP_SIZE}×{MAP_SIZE} dies "
+            "(nearest neighbour on die states, so no state is invented)",
+            ResizeNote,
+            stacklevel=3,
+        )
+
+
+class _Collector:
+    """Turns :class:`G85Map` s into 26×26 states + labels, checking labels are all there or all absent."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.sizes: dict[tuple[int, int], int] = {}
+        self.labels: list[Optional[int]] = []
+
+    def states(self, m: G85Map) -> np.ndarray:
+        h, w = m.states.shape
+        if (h, w) != (MAP_SIZE, MAP_SIZE):
+            if min(h, w) < 2:
+                raise G85Error(f"{self.where}: map {m.map_id!r} is {h}×{w} dies; too small to be a wafer")
+            self.sizes[(h, w)] = self.sizes.get((h, w), 0) + 1
+            return resize_states(m.states)
+        return m.states
+
+    def label(self, m: G85Map) -> None:
+        if not self.labels:
+            self.first_id = m.map_id
+        elif (self.labels[0] is None) != (m.label is None):
+            lacking, having = (m.map_id, self.first_id) if m.label is None else (self.first_id, m.map_id)
+            raise G85Error(
+                f"{self.where}: map {lacking!r} carries no class (ei:ClassIndex) while map {having!r} does; "
+                "label every map or none"
+            )
+        self.labels.append(m.label)
+
+    def label_array(self) -> Optional[np.ndarray]:
+        if not self.labels or self.labels[0] is None:
+            return None
+        return np.asarray(self.labels, dtype=np.int64).reshape(-1, 1)
+
+
+def read_g85(
+    source: PathLike,
+    *,
+    bin_map: Union[None, str, Mapping[str, Any]] = None,
+    classes: tuple[str, ...] = CLASS_NAMES,
+) -> G85Contents:
+    """All maps of a G85 file, brought to 26×26 die states (one :class:`ResizeNote` for the file)."""
+    digest = hashlib.sha256()
+    col = _Collector(str(source))
+    states, ids = [], []
+    for m in iter_g85(source, bin_map=bin_map, classes=classes, digest=digest):
+        states.append(col.states(m))
+        col.label(m)
+        ids.append(m.map_id)
+    _resize_note(col.sizes)
+    return G85Contents(np.stack(states).astype(np.uint8), col.label_array(), digest.hexdigest(), ids)
+
+
+def load_g85_dataset(
+    source: PathLike,
+    labels: Optional[PathLike] = None,
+    *,
+    require_labels: bool = False,
+    bin_map: Union[None, str, Mapping[str, Any]] = None,
+) -> Any:
+    """A G85 file as an :class:`edge_infer.io.Dataset` (what :func:`edge_infer.io.load_dataset` returns).
+
+    Labels come from ``labels`` (a ``.npy``) when given, else from the maps'
+    ``ei:ClassIndex``; ``sha256`` is the file's.
+    """
+    from .io import Dataset, load_npy
+    from .wafer import to_onehot
+
+    got = read_g85(source, bin_map=bin_map)
+    lab, lab_sha = got.labels, (got.sha256 if got.labels is not None else None)
+    if labels is not None:
+        lab = as_labels(load_npy(labels), got.states.shape[0], name=f"labels for {source}")
+        lab_sha = hashlib.sha256(Path(labels).read_bytes()).hexdigest()
+    if lab is None and require_labels:
+        raise G85Error(f"{source}: its maps carry no class (ei:ClassIndex); give a labels .npy (--labels)")
+    return Dataset(maps=to_onehot(got.states), labels=lab, source=str(source), sha256=got.sha256, labels_sha256=lab_sha)
+
+
+def g85_to_npy(
+    source: PathLike,
+    data_path: Path,
+    *,
+    bin_map: Union[None, str, Mapping[str, Any]] = None,
+    classes: tuple[str, ...] = CLASS_NAMES,
+    progress: Optional[Any] = None,
+) -> tuple[int, Optional[np.ndarray]]:
+    """Stream a G85 file's maps into ``data_path`` as one-hot float32 ``.npy``
+    (the course ``data.npy``), a block of maps in memory at a time.
+    ``progress(bytes_read, file_size)`` as in :func:`iter_g85`.
+
+    The map count is known only at the end, so the header is written for 0
+    maps and rewritten with the count; it is 128 bytes for every count, so
+    the rewrite never moves the data. Returns (maps written, labels or None).
+    """
+    from numpy.lib import format as npy_format
+
+    from .wafer import to_onehot
+
+    def header(n: int) -> bytes:
+        buf = io.BytesIO()
+        npy_format.write_array_header_1_0(
+            buf, {"descr": npy_format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False, "shape": (n, MAP_SIZE, MAP_SIZE, 3)}
+        )
+        return buf.getvalue()
+
+    col = _Collector(str(source))
+    n = 0
+    first = header(0)
+    block: list[np.ndarray] = []
+    with open(data_path, "wb") as fh:
+        fh.write(first)
+        for m in iter_g85(source, bin_map=bin_map, classes=classes, progress=progress):
+            col.label(m)
+            block.append(col.states(m))
+            n += 1
+            if len(block) == WRITE_BLOCK:
+                fh.write(to_onehot(np.stack(block)).tobytes())
+                block = []
+        if block:
+            fh.write(to_onehot(np.stack(block)).tobytes())
+        final = header(n)
+        if len(final) != len(first):  # cannot happen for counts below 10**19; never corrupt silently
+            raise G85Error(f"{source}: too many maps ({n}) for one .npy header")
+        fh.seek(0)
+        fh.write(final)
+    _resize_note(col.sizes)
+    return n, col.label_array()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def check_bins(
+    bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None, fail_bin: Optional[str] = None
+) -> tuple[str, tuple[str, str, str]]:
+    """Validate the writer's bin options; return the bin type key and the three codes
+    (NullBin, pass, fail) as they will be written. Raises :class:`InputError`."""
+    key = bin_type_key(bin_type)
+    d_null, d_pass, d_fail = DEFAULT_BINS[key]
+    codes = _check_codes(key, null_bin or d_null, pass_bin or d_pass, fail_bin or d_fail)
+    null, ok, bad = (format_code(k, key) for k in codes)
+    return key, (null, ok, bad)
+
+
+def _check_codes(bin_type: str, null: str, passed: str, failed: str) -> tuple[int, int, int]:
+    keys = []
+    for what, code in (("NullBin", null), ("pass bin", passed), ("fail bin", failed)):
+        if bin_type == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
+            raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space and ] < & \" '")
+        key = parse_code(code, bin_type)
+        limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[bin_type]
+        if key > limit:
+            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[bin_type]}'s range (at most {format_code(limit, bin_type)})")
+        keys.append(key)
+    if len(set(keys)) != 3:
+        raise InputError(f"NullBin, pass bin and fail bin must be three different codes, not {null!r}, {passed!r}, {failed!r}")
+    return keys[0], keys[1], keys[2]
+
+
+class G85Writer:
+    """Writes maps into an open binary file as one ``<Maps>`` document, block by block.
+
+    ``write(maps, labels)`` takes any map form :func:`~edge_infer.wafer.as_states`
+    accepts; ``close()`` ends the document. Bin codes are strings as they
+    appear in the file (defaults: :data:`DEFAULT_BINS`). Every map is written
+    26×26, ``Orientation="0"`` (flat/notch at the bottom of the data) and
+    ``OriginLocation="2"`` (upper left: the first ``<Row>`` is the top row).
+    """
+
+    _ROW_OPEN = b"      <Row><![CDATA["
+    _ROW_CLOSE = b"]]></Row>\n"
+
+    def __init__(
+        self,
+        fh: IO[bytes],
+        *,
+        bin_type: str = "ascii",
+        null_bin: Optional[str] = None,
+        pass_bin: Optional[str] = None,
+        fail_bin: Optional[str] = None,
+        lot_id: str = "edge-infer",
+        classes: tuple[str, ...] = CLASS_NAMES,
+    ) -> None:
+        self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
+        # Decimal codes are separated by spaces, the fixed-width types are not
+        # (the usage every published example follows).
+        entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
+        self._width = len(entry[0])
+        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(N_CODES, self._width)
+        self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
+        self.fh = fh
+        self.lot_id = str(lot_id)
+        self.classes = tuple(classes)
+        self.count = 0
+        self._labelled: Optional[bool] = None
+        self._closed = False
+        null, ok, bad = codes
+        self._device = (
+            f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={quoteattr(null)} Rows="{MAP_SIZE}" '
+            f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={quoteattr(self.lot_id)} ProductId="edge-infer">\n'
+            f'    <Bin BinCode={quoteattr(ok)} BinQuality="Pass" BinCount="{{normal}}" BinDescription="normal die"/>\n'
+            f'    <Bin BinCode={quoteattr(bad)} BinQuality="Fail" BinCount="{{defect}}" BinDescription="defective die"/>\n'
+        )
+        fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
+
+    def _rows(self, states: np.ndarray) -> np.ndarray:
+        """Every ``<Row>`` line of a block at once: (n, 26, line length) bytes."""
+        n = states.shape[0]
+        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
+        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
+        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
+        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
+        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
+        return lines
+
+    def write(self, maps: Any, labels: Any = None) -> None:
+        """Append maps (one-hot, die states, or one map) with their labels (N or N×1 class indices, or None)."""
+        if self._closed:
+            raise InputError("this G85 writer is closed")
+        states = as_states(maps)
+        n = states.shape[0]
+        lab = None if labels is None else as_labels(labels, n, len(self.classes))[:, 0]
+        if self._labelled is None:
+            self._labelled = lab is not None
+        elif self._labelled != (lab is not None):
+            raise InputError("give labels for every block of maps or for none")
+        counts = np.stack([(states == s).sum(axis=(1, 2)) for s in range(N_CODES)], axis=1)
+        lines = self._rows(states)
+        parts = []
+        for i in range(n):
+            self.count += 1
+            ident = quoteattr(f"{self.lot_id}-{self.count:06d}")
+            label = ""
+            if lab is not None:
+                k = int(lab[i])
+                label = f' ei:ClassIndex="{k}" ei:Class={quoteattr(self.classes[k])}'
+            head = (
+                f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
+                f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
+                + self._device.format(normal=int(counts[i, NORMAL]), defect=int(counts[i, DEFECT]))
+                + f"    <Data MapName={ident} MapVersion=\"1\">\n"
+            )
+            parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
+        self.fh.write(b"".join(parts))
+
+    def close(self) -> None:
+        """End the document (idempotent)."""
+        if not self._closed:
+            self.fh.write(b"</Maps>\n")
+            self._closed = True
+
+
+def g85_writer(maps: Any, labels: Any = None, **options: Any):
+    """A :func:`edge_infer.commands._common.write_all` writer: ``maps`` (an array,
+    or an iterable of ``(maps, labels)`` blocks) into a temporary path as G85."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            w = G85Writer(fh, **options)
+            if isinstance(maps, np.ndarray) or labels is not None:
+                w.write(maps, labels)
+            else:
+                for block, block_labels in maps:
+                    w.write(block, block_labels)
+            w.close()
+
+    return write
+
+
+def save_g85(path: PathLike, maps: Any, labels: Any = None, *, force: bool = False, **options: Any) -> Path:
+    """Write ``maps`` (and ``labels``) to ``path`` as one G85 document, atomically."""
+    from .io import atomic_path
+
+    with atomic_path(path, force=force) as tmp:
+        g85_writer(maps, labels, **options)(tmp)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def open_g85(path: PathLike, *, force: bool = False, **options: Any) -> Iterator[G85Writer]:
+    """A :class:`G85Writer` on a temporary file that becomes ``path`` only if the block succeeds."""
+    from .io import atomic_path
+
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
+        w = G85Writer(fh, **options)
+        yield w
+        w.close()
