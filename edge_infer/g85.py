@@ -63,10 +63,14 @@ DEFAULT_BINS = {
 
 #: Largest side (rows or columns) a map may declare or have: 16384² dies is 256 MB of codes.
 MAX_SIDE = 16384
+#: Codes below this are counted and mapped through a table; larger ones (rare Unicode ASCII-type codes) sort.
+LUT_LIMIT = 1 << 17
 #: Bytes read from the file at a time.
 CHUNK = 1 << 16
 #: Maps converted per write when streaming to .npy (8 MB of one-hot float32).
 WRITE_BLOCK = 1024
+
+_DECIMAL_ROW = re.compile(r"[0-9\s]*")
 
 _STATE_WORDS = {
     "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
@@ -178,12 +182,17 @@ def _local(name: str) -> str:
     return name.rsplit("}", 1)[-1]
 
 
-def _attr(attrs: Mapping[str, str], *names: str) -> Optional[str]:
-    """The first of ``names`` among un-namespaced attributes, matched in any case."""
-    lowered = {k.lower(): v for k, v in attrs.items() if "}" not in k}
+def _plain(attrs: Mapping[str, str]) -> dict[str, str]:
+    """An element's un-namespaced attributes by lower-case name (files differ in case)."""
+    return {k.lower(): v for k, v in attrs.items() if "}" not in k}
+
+
+def _attr(plain: Mapping[str, str], *names: str) -> Optional[str]:
+    """The first of ``names`` (lower case) in :func:`_plain` attributes."""
     for n in names:
-        if n.lower() in lowered:
-            return lowered[n.lower()]
+        v = plain.get(n)
+        if v is not None:
+            return v
     return None
 
 
@@ -193,7 +202,7 @@ class _MapBuilder:
     def __init__(self, index: int, attrs: Mapping[str, str], line: int) -> None:
         self.index = index
         self.line = line
-        self.map_id = _attr(attrs, "SubstrateId", "WaferId") or f"#{index + 1}"
+        self.map_id = _attr(_plain(attrs), "substrateid", "waferid") or f"#{index + 1}"
         self.class_index = attrs.get(f"{EI_NS}}}ClassIndex")
         self.class_name = attrs.get(f"{EI_NS}}}Class")
         self.device = False
@@ -206,7 +215,9 @@ class _MapBuilder:
         #: code → (BinQuality lower-case or None, BinCount or None, code as written)
         self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}
         self.data = False
-        self.row_keys: list[np.ndarray] = []
+        #: Each row's codes as read (str for ASCII, tokens for Decimal, bytes for the hex types),
+        #: turned into one array when the map ends.
+        self.row_parts: list[Any] = []
 
 
 class _Reader:
@@ -292,31 +303,32 @@ class _Reader:
                 raise self.fail("has more than one <Data>")
             m.data = True
         elif tag == "row" and parent == "data":
-            if m.rows is not None and len(m.row_keys) >= m.rows:
-                raise self.fail(f"has more <Row>s than its Rows={m.rows}", row=len(m.row_keys) + 1)
-            if len(m.row_keys) >= self.max_side:
-                raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=len(m.row_keys) + 1)
+            if m.rows is not None and len(m.row_parts) >= m.rows:
+                raise self.fail(f"has more <Row>s than its Rows={m.rows}", row=len(m.row_parts) + 1)
+            if len(m.row_parts) >= self.max_side:
+                raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=len(m.row_parts) + 1)
             self.row_text, self.row_len = [], 0
             cols = m.columns if m.columns is not None else self.max_side
             # Room for the codes, spaces between them and indentation; more is not a row.
             self.row_limit = cols * 6 + 4096
 
-    def _device(self, m: _MapBuilder, attrs: dict[str, str]) -> None:
+    def _device(self, m: _MapBuilder, raw: dict[str, str]) -> None:
+        attrs = _plain(raw)
         if m.device:
             raise self.fail("has more than one <Device>")
         m.device = True
-        bt = _attr(attrs, "BinType")
+        bt = _attr(attrs, "bintype")
         if bt is None:
             raise self.fail("its <Device> has no BinType (ASCII, Decimal, HexaDecimal or Integer2)")
         try:
             m.bin_type = bin_type_key(bt)
         except InputError as exc:
             raise self.fail(str(exc)) from None
-        null = _attr(attrs, "NullBin")
+        null = _attr(attrs, "nullbin")
         if null is not None and null != "":
             m.null = self._code(m, null, "NullBin")
         for attr in ("Rows", "Columns"):
-            value = _attr(attrs, attr)
+            value = _attr(attrs, attr.lower())
             if value is None:
                 continue
             if not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
@@ -324,8 +336,8 @@ class _Reader:
             if int(value) > self.max_side:
                 raise self.fail(f"{attr}={value} is more than {self.max_side}, the most edge-infer reads")
             setattr(m, attr.lower(), int(value))
-        m.orientation = _attr(attrs, "Orientation")
-        m.origin = _attr(attrs, "OriginLocation")
+        m.orientation = _attr(attrs, "orientation")
+        m.origin = _attr(attrs, "originlocation")
 
     def _code(self, m: _MapBuilder, text: str, what: str) -> int:
         try:
@@ -333,15 +345,16 @@ class _Reader:
         except InputError as exc:
             raise self.fail(f"{what}: {exc}") from None
 
-    def _bin(self, m: _MapBuilder, attrs: dict[str, str]) -> None:
-        code_text = _attr(attrs, "BinCode")
+    def _bin(self, m: _MapBuilder, raw: dict[str, str]) -> None:
+        attrs = _plain(raw)
+        code_text = _attr(attrs, "bincode")
         if code_text is None:
             raise self.fail("has a <Bin> without a BinCode")
         code = self._code(m, code_text, "BinCode")
         if code in m.bins:
             raise self.fail(f"declares bin {code_text!r} twice")
-        quality = _attr(attrs, "BinQuality")
-        count_text = _attr(attrs, "BinCount")
+        quality = _attr(attrs, "binquality")
+        count_text = _attr(attrs, "bincount")
         count = None
         if count_text is not None and count_text.strip() != "":
             if not (count_text.strip().isascii() and count_text.strip().isdigit()):
@@ -354,7 +367,7 @@ class _Reader:
             return
         self.row_len += len(data)
         if self.row_len > self.row_limit:
-            raise self.fail(f"a <Row> of more than {self.row_limit} characters", row=len(self.map.row_keys) + 1)
+            raise self.fail(f"a <Row> of more than {self.row_limit} characters", row=len(self.map.row_parts) + 1)
         self.row_text.append(data)
 
     def _end(self, name: str) -> None:
@@ -368,40 +381,50 @@ class _Reader:
             self.map = None
 
     def _row(self, m: _MapBuilder, text: str) -> None:
-        r = len(m.row_keys) + 1
+        """Check one row's length and keep its codes; they become numbers when the map ends."""
+        r = len(m.row_parts) + 1
         bt = m.bin_type
-        try:
-            if bt == "ascii":
-                # Taken as is when it has exactly Columns characters (a space may
-                # be a code); otherwise indentation and line breaks are dropped.
-                if m.columns is None or len(text) != m.columns:
-                    text = text.strip()
-                keys = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)
-            elif bt == "decimal":
-                if not re.fullmatch(r"[0-9\s]*", text):
-                    bad = next(t for t in text.split() if not (t.isascii() and t.isdigit()))
-                    raise ValueError(f"{bad!r} is not a Decimal bin code")
-                keys = np.array(text.split(), dtype=np.int64) if text.split() else np.zeros(0, np.int64)
-            else:
-                width = 1 if bt == "hex" else 2  # bytes per code
-                try:
-                    raw = bytes.fromhex(text)
-                except ValueError:
-                    raise ValueError(f"is not {BIN_TYPES[bt]} codes ({2 * width} hex digits each)") from None
-                if len(raw) % width:
-                    raise ValueError(f"holds an odd number of hex digits for {BIN_TYPES[bt]} codes")
-                keys = np.frombuffer(raw, dtype=">u1" if width == 1 else ">u2").astype(np.int64)
-        except ValueError as exc:
-            raise self.fail(str(exc), row=r) from None
+        if bt == "ascii":
+            # Taken as is when it has exactly Columns characters (a space may
+            # be a code); otherwise indentation and line breaks are dropped.
+            if m.columns is None or len(text) != m.columns:
+                text = text.strip()
+            part, n = text, len(text)
+        elif bt == "decimal":
+            if not _DECIMAL_ROW.fullmatch(text):
+                bad = next(t for t in text.split() if not (t.isascii() and t.isdigit()))
+                raise self.fail(f"{bad!r} is not a Decimal bin code", row=r)
+            part = text.split()
+            n = len(part)
+        else:
+            width = 1 if bt == "hex" else 2  # bytes per code
+            try:
+                part = bytes.fromhex(text)
+            except ValueError:
+                raise self.fail(f"is not {BIN_TYPES[bt]} codes ({2 * width} hex digits each)", row=r) from None
+            if len(part) % width:
+                raise self.fail(f"holds an odd number of hex digits for {BIN_TYPES[bt]} codes", row=r)
+            n = len(part) // width
         if m.columns is None:
-            if keys.size == 0:
+            if n == 0:
                 raise self.fail("an empty <Row>", row=r)
-            if keys.size > self.max_side:
-                raise self.fail(f"{keys.size} dies in a row, more than {self.max_side}", row=r)
-            m.columns = int(keys.size)
-        elif keys.size != m.columns:
-            raise self.fail(f"{keys.size} dies where its Columns={m.columns}", row=r)
-        m.row_keys.append(keys)
+            if n > self.max_side:
+                raise self.fail(f"{n} dies in a row, more than {self.max_side}", row=r)
+            m.columns = n
+        elif n != m.columns:
+            raise self.fail(f"{n} dies where its Columns={m.columns}", row=r)
+        m.row_parts.append(part)
+
+    def _keys(self, m: _MapBuilder) -> np.ndarray:
+        """All rows' codes as integers (Rows, Columns)."""
+        bt, parts = m.bin_type, m.row_parts
+        shape = (len(parts), m.columns)
+        if bt == "ascii":
+            return np.frombuffer("".join(parts).encode("utf-32-le"), dtype="<u4").astype(np.int64).reshape(shape)
+        if bt == "decimal":
+            return np.array([t for row in parts for t in row]).astype(np.int64).reshape(shape)
+        dtype = ">u1" if bt == "hex" else ">u2"
+        return np.frombuffer(b"".join(parts), dtype=dtype).astype(np.int64).reshape(shape)
 
     def _explicit_keys(self, bin_type: str) -> dict[int, int]:
         if bin_type not in self._explicit:
@@ -419,14 +442,24 @@ class _Reader:
             raise self.fail("has no <Device> (which gives BinType, NullBin, Rows and Columns)")
         if not m.data:
             raise self.fail("has no <Data>, so no dies")
-        if not m.row_keys:
+        if not m.row_parts:
             raise self.fail("has a <Data> without any <Row>")
-        if m.rows is not None and len(m.row_keys) != m.rows:
-            raise self.fail(f"has {len(m.row_keys)} <Row>s but its Rows={m.rows}")
+        if m.rows is not None and len(m.row_parts) != m.rows:
+            raise self.fail(f"has {len(m.row_parts)} <Row>s but its Rows={m.rows}")
         bt = m.bin_type or "ascii"
-        keys = np.stack(m.row_keys)
-        m.row_keys = []
-        uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        keys = self._keys(m)
+        m.row_parts = []
+        top = int(keys.max())
+        # Codes are small integers (ASCII characters, 0..65535): counting by
+        # bincount and mapping by a lookup table is linear; np.unique sorts.
+        lut = None
+        if top < LUT_LIMIT:
+            all_counts = np.bincount(keys.ravel(), minlength=top + 1)
+            uniq = np.flatnonzero(all_counts)
+            counts = all_counts[uniq]
+            lut = np.zeros(top + 1, dtype=np.uint8)
+        else:
+            uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         explicit = self._explicit_keys(bt)
         state_of = np.empty(uniq.size, dtype=np.uint8)
         for i, key in enumerate(uniq.tolist()):
@@ -459,7 +492,11 @@ class _Reader:
             if count is not None and count != found.get(key, 0):
                 raise self.fail(f"bin {code_text!r} declares BinCount={count} but {found.get(key, 0)} dies carry it")
         label = self._label(m)
-        states = state_of[inverse.reshape(-1)].reshape(keys.shape)
+        if lut is not None:
+            lut[uniq] = state_of
+            states = lut[keys].astype(np.uint8)
+        else:
+            states = state_of[inverse.reshape(-1)].reshape(keys.shape)
         return G85Map(
             states=states,
             label=label,

@@ -23,11 +23,12 @@ from ._common import (
     check_noise_options,
     handle_errors,
     provider_line,
-    save_generated,
+    png_writer,
     say,
-    say_generated,
     tell,
+    write_all,
 )
+from ._formats import FormatOpt
 
 PICTURE = "augment.png"
 
@@ -42,6 +43,8 @@ Examples:
 Writes OUT/gen_data.npy (N·k, 26, 26, 3) float32 one-hot and OUT/gen_label.npy
 (N·k, 1) int64, the k variants of source i at rows k·i … k·i+k−1, and
 OUT/augment.png: one row per class, a source and its first generated variants.
+With --format g85 (or both), OUT/gen_maps.xml holds the maps as SEMI G85 XML
+instead (or as well). --data also reads SEMI G85 XML (maps.xml).
 """
 
 
@@ -52,7 +55,8 @@ def augment(
         typer.Option(
             "--data",
             "-d",
-            help="Source maps: a wafer.zip, a folder with data.npy + label.npy, or a .npy of maps (with --labels). "
+            help="Source maps: a wafer.zip, a folder with data.npy + label.npy, a .npy of maps (with --labels), "
+            "or a SEMI G85 .xml whose maps carry their class. "
             "Default: the bundle's latent bank (the 1281 training maps).",
             show_default=False,
         ),
@@ -71,6 +75,7 @@ def augment(
     provider: ProviderOpt = "auto",
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
+    fmt: FormatOpt = "npy",
     force: ForceOpt = False,
 ) -> None:
     """Make k new maps for every source map (k = --per-source).
@@ -81,12 +86,14 @@ def augment(
     import numpy as np
 
     from ..errors import InputError
-    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
+    from ..generator import WaferGenerator
     from ..io import check_targets, load_dataset
     from ..render import render_grid
+    from . import _formats
 
     check_count(per_source, "--per-source")
     check_noise_options(strength, method, noise_mode)
+    fmt = _formats.check_format(fmt)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
     maps = lab = None
@@ -94,7 +101,7 @@ def augment(
         dataset = load_dataset(data, labels, require_labels=True)
         maps, lab = dataset.maps, dataset.labels
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
-    check_targets([out / DATA_FILE, out / LABEL_FILE, out / PICTURE], force=force)
+    check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
     tell(provider_line(gen.provider_info))
     result = gen.augment(
         per_source,
@@ -128,7 +135,8 @@ def augment(
         col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
         title=f"{shown} generated samples for each class",
     )
-    save_generated(out, result.maps, result.labels, picture, PICTURE, force=force)
+    write_all({**_formats.writers(out, result.maps, result.labels, fmt), out / PICTURE: png_writer(picture)}, force=force)
     n = len(result)
     say(f"generated {n} maps: {k} for each of {n // k} source maps")
-    say_generated(out, n, PICTURE)
+    _formats.say_maps(out, n, fmt)
+    say(f"  {out / PICTURE}")

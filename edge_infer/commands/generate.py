@@ -24,11 +24,12 @@ from ._common import (
     check_noise_options,
     handle_errors,
     provider_line,
-    save_generated,
     say,
-    say_generated,
+    png_writer,
     tell,
+    write_all,
 )
+from ._formats import FormatOpt
 
 #: Above this many maps the CLI streams them to disk block by block (bounded memory).
 STREAM_THRESHOLD = 50_000
@@ -46,7 +47,9 @@ Examples:
 
 Writes OUT/gen_data.npy (n, 26, 26, 3) float32 one-hot like data.npy,
 OUT/gen_label.npy (n, 1) int64, and OUT/generated.png (sources above, their
-generated maps below). Existing files are kept unless --force.
+generated maps below). With --format g85 (or both), OUT/gen_maps.xml holds
+the maps as SEMI G85 XML instead (or as well). Existing files are kept
+unless --force.
 """
 
 
@@ -80,6 +83,7 @@ def generate(
     provider: ProviderOpt = "auto",
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
+    fmt: FormatOpt = "npy",
     force: ForceOpt = False,
 ) -> None:
     """Generate new wafer maps of one defect class.
@@ -90,17 +94,19 @@ def generate(
     """
     import numpy as np
 
-    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
+    from ..generator import WaferGenerator
     from ..io import check_targets
     from ..render import render_grid, save_png
     from ..wafer import resolve_class
+    from . import _formats
 
     check_count(n, "-n")
     check_noise_options(strength, method, noise_mode)
+    fmt = _formats.check_format(fmt)
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     if cls is not None:
         resolve_class(cls, gen.classes)  # a typo fails before anything else happens
-    check_targets([out / DATA_FILE, out / LABEL_FILE, out / PICTURE], force=force)
+    check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
     tell(provider_line(gen.provider_info))
     options = dict(
         seed=seed,
@@ -112,9 +118,13 @@ def generate(
     )
     result = None
     if n > STREAM_THRESHOLD:
-        streamed = gen.generate_to_files(cls, n, out, force=force, progress=Progress("generate"), **options)
-        shown = np.load(streamed.data_path, mmap_mode="r")[:MAX_SHOWN]
-        labels, sources = streamed.labels, streamed.sources
+        # --format g85: the .npy streams into a temporary folder, removed once it is G85.
+        with _formats.streamed_folder(out, fmt) as where:
+            streamed = gen.generate_to_files(cls, n, where, force=force, progress=Progress("generate"), **options)
+            shown = np.array(np.load(streamed.data_path, mmap_mode="r")[:MAX_SHOWN])
+            labels, sources = streamed.labels, streamed.sources
+            if fmt != "npy":
+                _formats.npy_to_g85(streamed.data_path, labels, out / _formats.G85_FILE, force=force)
     else:
         result = gen.generate(cls, n, **options)
         shown, labels, sources = result.maps[:MAX_SHOWN], result.labels, result.sources
@@ -129,6 +139,7 @@ def generate(
     if result is None:  # streamed: the maps are on disk already
         save_png(picture, out / PICTURE, force=force)
     else:
-        save_generated(out, result.maps, result.labels, picture, PICTURE, force=force)
+        write_all({**_formats.writers(out, result.maps, result.labels, fmt), out / PICTURE: png_writer(picture)}, force=force)
     say(f"generated {n} {class_name} map(s) from {len(np.unique(sources))} source(s)")
-    say_generated(out, n, PICTURE)
+    _formats.say_maps(out, n, fmt)
+    say(f"  {out / PICTURE}")

@@ -65,7 +65,7 @@ def reconstruct(
         typer.Option(
             "--data",
             "-d",
-            help="Maps: a wafer.zip, a folder with data.npy, or a .npy of maps (one-hot or die states).",
+            help="Maps: a wafer.zip, a folder with data.npy, a .npy of maps (one-hot or die states), or a SEMI G85 .xml.",
             show_default=False,
         ),
     ],

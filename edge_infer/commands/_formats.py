@@ -1,0 +1,107 @@
+"""Output formats of ``generate`` and ``augment``: the course ``.npy`` pair, SEMI G85 XML, or both.
+
+The generator only ever makes arrays (or a streamed ``.npy``); turning them
+into G85 happens here, in the command layer, from what it returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Callable
+
+import typer
+
+G85_FILE = "gen_maps.xml"
+FORMATS = ("npy", "g85", "both")
+#: Maps converted at a time when a streamed .npy becomes G85.
+G85_BLOCK = 4096
+
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml (SEMI G85 XML, class in ei:ClassIndex). both.",
+    ),
+]
+
+
+def check_format(fmt: str) -> str:
+    """The format key, or an :class:`~edge_infer.errors.InputError` before any work."""
+    from ..errors import InputError
+
+    key = fmt.strip().lower()
+    if key not in FORMATS:
+        raise InputError(f"--format must be npy, g85 or both, not {fmt!r}")
+    return key
+
+
+def targets(out: Path, fmt: str) -> list[Path]:
+    """The map files a format writes into ``out``."""
+    from ..generator import DATA_FILE, LABEL_FILE
+
+    paths = []
+    if fmt in ("npy", "both"):
+        paths += [out / DATA_FILE, out / LABEL_FILE]
+    if fmt in ("g85", "both"):
+        paths.append(out / G85_FILE)
+    return paths
+
+
+def writers(out: Path, maps: Any, labels: Any, fmt: str) -> "dict[Path, Callable[[Path], None]]":
+    """:func:`~edge_infer.commands._common.write_all` writers for the maps in ``fmt``."""
+    from ..g85 import g85_writer
+    from ..generator import DATA_FILE, LABEL_FILE
+    from ._common import npy_writer
+
+    w: dict[Path, Callable[[Path], None]] = {}
+    if fmt in ("npy", "both"):
+        w[out / DATA_FILE] = npy_writer(maps)
+        w[out / LABEL_FILE] = npy_writer(labels)
+    if fmt in ("g85", "both"):
+        w[out / G85_FILE] = g85_writer(maps, labels, lot_id="edge-infer")
+    return w
+
+
+def say_maps(out: Path, n: int, fmt: str) -> None:
+    """The result lines naming the map files written."""
+    from ..generator import DATA_FILE, LABEL_FILE
+    from ._common import say
+
+    if fmt in ("npy", "both"):
+        say(f"  {out / DATA_FILE}  ({n}, 26, 26, 3) float32 one-hot")
+        say(f"  {out / LABEL_FILE}  ({n}, 1) int64")
+    if fmt in ("g85", "both"):
+        say(f"  {out / G85_FILE}  {n} <Map>s, SEMI G85 XML")
+
+
+def npy_to_g85(data_path: Path, labels: Any, target: Path, *, force: bool) -> None:
+    """Write a streamed ``gen_data.npy`` as G85, a block at a time (memory-mapped, never all in memory)."""
+    import numpy as np
+
+    from ..g85 import open_g85
+
+    maps = np.load(data_path, mmap_mode="r")
+    with open_g85(target, force=force, lot_id="edge-infer") as w:
+        for start in range(0, maps.shape[0], G85_BLOCK):
+            stop = min(start + G85_BLOCK, maps.shape[0])
+            w.write(np.asarray(maps[start:stop]), labels[start:stop])
+
+
+@contextlib.contextmanager
+def streamed_folder(out: Path, fmt: str):
+    """Where a streamed run puts its ``.npy``: ``out`` itself, or (G85 only) a
+    temporary folder inside it that is removed afterwards."""
+    if fmt != "g85":
+        yield out
+        return
+    from ..io import ensure_writable_folder
+
+    ensure_writable_folder(out)
+    tmp = Path(tempfile.mkdtemp(prefix=".gen-npy.", dir=out))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
