@@ -199,9 +199,8 @@ def _attr(plain: Mapping[str, str], *names: str) -> Optional[str]:
 class _MapBuilder:
     """What is known about the ``<Map>`` being read."""
 
-    def __init__(self, index: int, attrs: Mapping[str, str], line: int) -> None:
+    def __init__(self, index: int, attrs: Mapping[str, str]) -> None:
         self.index = index
-        self.line = line
         self.map_id = _attr(_plain(attrs), "substrateid", "waferid") or f"#{index + 1}"
         self.class_index = attrs.get(f"{EI_NS}}}ClassIndex")
         self.class_name = attrs.get(f"{EI_NS}}}Class")
@@ -286,7 +285,7 @@ class _Reader:
         if tag == "map":
             if self.map is not None:
                 raise self.fail("a <Map> inside another <Map>")
-            self.map = _MapBuilder(self.n_maps, attrs, self.parser.CurrentLineNumber)
+            self.map = _MapBuilder(self.n_maps, attrs)
             self.n_maps += 1
             return
         m = self.map
