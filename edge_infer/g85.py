@@ -71,6 +71,7 @@ CHUNK = 1 << 16
 WRITE_BLOCK = 1024
 
 _DECIMAL_ROW = re.compile(r"[0-9\s]*")
+_LONG_NUMBER = re.compile(r"[0-9]{10}")
 
 _STATE_WORDS = {
     "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
@@ -108,8 +109,8 @@ def parse_code(text: str, bin_type: str) -> int:
         return ord(t)
     t = t.strip()
     if bin_type == "decimal":
-        if not (t.isascii() and t.isdigit()):
-            raise InputError(f"Decimal bin code {text!r} is not a whole number")
+        if not (t.isascii() and t.isdigit() and len(t) <= 9):
+            raise InputError(f"Decimal bin code {text!r} is not a whole number of up to 9 digits")
         return int(t)
     width = 2 if bin_type == "hex" else 4
     if not (0 < len(t) <= width and all(c in "0123456789abcdefABCDEF" for c in t)):
@@ -390,9 +391,9 @@ class _Reader:
                 text = text.strip()
             part, n = text, len(text)
         elif bt == "decimal":
-            if not _DECIMAL_ROW.fullmatch(text):
-                bad = next(t for t in text.split() if not (t.isascii() and t.isdigit()))
-                raise self.fail(f"{bad!r} is not a Decimal bin code", row=r)
+            if not _DECIMAL_ROW.fullmatch(text) or _LONG_NUMBER.search(text):
+                bad = next(t for t in text.split() if not (t.isascii() and t.isdigit() and len(t) <= 9))
+                raise self.fail(f"{bad[:20]!r} is not a Decimal bin code (up to 9 digits)", row=r)
             part = text.split()
             n = len(part)
         else:

@@ -578,3 +578,41 @@ def test_a_non_number_in_a_decimal_row_is_named(tmp_path):
     text = OLDER_DECIMAL.replace("<Row>1 012 12 040</Row>", "<Row>1 012 1x 040</Row>")
     with pytest.raises(G85Error, match=r"map 'XXXXXXXX-0001', row 2: '1x' is not a Decimal bin code"):
         list(iter_g85(_write(tmp_path, text)))
+
+
+def test_options_that_would_do_nothing_are_refused(run, tmp_path):
+    npy = _npy_input(tmp_path)
+    code, _, err = run("convert", "--data", str(npy), "--bin-map", "1=normal", "--out", str(tmp_path / "o"))
+    assert code == 1 and "--bin-map says what a G85 file's bins mean" in _one_error_line(err)
+    xml = _write(tmp_path, GOOD)
+    code, _, err = run("convert", "--data", str(xml), "--pass-bin", "G", "--out", str(tmp_path / "o"))
+    assert code == 1 and "--pass-bin shape(s) the G85 that --to g85 writes" in _one_error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_decimal_code_too_long_for_any_bin_is_an_error_not_an_overflow(tmp_path):
+    text = OLDER_DECIMAL.replace("<Row>1 012 12 040</Row>", "<Row>1 012 99999999999999999999999 040</Row>")
+    with pytest.raises(G85Error, match="row 2: '99999999999999999999' is not a Decimal bin code"):
+        list(iter_g85(_write(tmp_path, text)))
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.mark.filterwarnings("ignore::edge_infer.wafer.ResizeNote")
+@given(st.integers(0, len(GOOD)), st.integers(0, 40), st.binary(max_size=12), st.sampled_from(["ASCII", "Decimal", "Hex", "Integer2"]))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzz_mutated_files_raise_only_g85_errors(tmp_path, at, cut, insert, bin_type):
+    """Cuts and insertions anywhere in a valid file: a result or a G85Error, never another exception."""
+    from edge_infer.errors import EdgeInferError
+
+    raw = GOOD.replace('BinType="ASCII"', f'BinType="{bin_type}"').encode()
+    path = tmp_path / "fuzz.xml"
+    path.write_bytes(raw[:at] + insert + raw[at + cut :])
+    try:
+        ds = load_dataset(path)
+    except EdgeInferError as exc:
+        assert isinstance(exc, G85Error) and "\n" not in str(exc)
+        return
+    assert ds.maps.shape[1:] == (26, 26, 3)

@@ -100,6 +100,13 @@ def convert(
     target = (to or ("npy" if source_is_g85 else "g85")).strip().lower()
     if target not in ("g85", "npy"):
         raise InputError(f"--to must be g85 or npy, not {to!r}")
+    # Options that would do nothing are refused rather than silently ignored.
+    if bin_map is not None and not source_is_g85:
+        raise InputError(f"--bin-map says what a G85 file's bins mean; {data} is not a G85 file")
+    writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin, "--fail-bin": fail_bin, "--lot-id": lot_id}
+    unused = [opt for opt, given in writing.items() if given and target != "g85"]
+    if unused:
+        raise InputError(f"{', '.join(unused)} shape(s) the G85 that --to g85 writes; this run writes npy")
     parse_bin_map(bin_map)  # a bad mapping fails before anything is read
     if target == "g85":
         check_bins(bin_type, null_bin, pass_bin, fail_bin)  # before anything is read
