@@ -26,7 +26,7 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Optional, Union
@@ -889,18 +889,14 @@ class G85Writer:
             self._closed = True
 
 
-def g85_writer(maps: Any, labels: Any = None, **options: Any):
-    """A :func:`edge_infer.commands._common.write_all` writer: ``maps`` (an array,
-    or an iterable of ``(maps, labels)`` blocks) into a temporary path as G85."""
+def g85_writer(maps: Any, labels: Any = None, **options: Any) -> "Callable[[Path], None]":
+    """A :func:`edge_infer.commands._common.write_all` writer: ``maps`` (and
+    ``labels``) into a temporary path as G85. For blocks, use :func:`open_g85`."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             w = G85Writer(fh, **options)
-            if isinstance(maps, np.ndarray) or labels is not None:
-                w.write(maps, labels)
-            else:
-                for block, block_labels in maps:
-                    w.write(block, block_labels)
+            w.write(maps, labels)
             w.close()
 
     return write

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_infer.cli import main
 from edge_infer.g85 import EI_NS, SEMI_NS, G85Error, G85Writer, iter_g85, read_g85, save_g85
 from edge_infer.io import load_dataset
-from edge_infer.wafer import CLASS_NAMES, ResizeNote, resize_states, to_onehot, to_states
+from edge_infer.wafer import CLASS_NAMES, ResizeNote, resize_states, to_onehot
 
 
 def _random_states(n: int, seed: int = 0) -> np.ndarray:
@@ -457,6 +459,25 @@ def test_failure_keeps_existing_outputs(run, tmp_path):
     assert np.load(out / "data.npy").shape == (2, 26, 26, 3)
 
 
+def test_ctrl_c_while_streaming_leaves_nothing(run, tmp_path, monkeypatch):
+    import edge_infer.g85 as g85
+
+    path = save_g85(tmp_path / "in.xml", _random_states(3000, seed=7), np.zeros(3000, int))
+    real, seen = g85._Reader._finish, []
+
+    def finish(self, m):
+        seen.append(1)
+        if len(seen) == 2500:  # after the first 1024-map block is on disk
+            raise KeyboardInterrupt
+        return real(self, m)
+
+    monkeypatch.setattr(g85._Reader, "_finish", finish)
+    code, _, err = run("convert", "--data", str(path), "--out", str(tmp_path / "o"))
+    assert code == 130 and "interrupted" in err
+    assert not (tmp_path / "o").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml"]
+
+
 def test_labels_file_overrides_and_is_checked(run, tmp_path):
     path = _write(tmp_path, GOOD)
     np.save(tmp_path / "l.npy", np.array([[2], [7]]))
@@ -596,10 +617,6 @@ def test_a_decimal_code_too_long_for_any_bin_is_an_error_not_an_overflow(tmp_pat
         list(iter_g85(_write(tmp_path, text)))
 
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-
 @pytest.mark.filterwarnings("ignore::edge_infer.wafer.ResizeNote")
 @given(st.integers(0, len(GOOD)), st.integers(0, 40), st.binary(max_size=12), st.sampled_from(["ASCII", "Decimal", "Hex", "Integer2"]))
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -616,3 +633,19 @@ def test_fuzz_mutated_files_raise_only_g85_errors(tmp_path, at, cut, insert, bin
         assert isinstance(exc, G85Error) and "\n" not in str(exc)
         return
     assert ds.maps.shape[1:] == (26, 26, 3)
+
+
+@pytest.mark.parametrize("fmt, names", [("g85", ["gen_maps.xml", "generated.png"]), ("both", ["gen_data.npy", "gen_label.npy", "gen_maps.xml", "generated.png"])])
+def test_streamed_generate_writes_g85_and_leaves_no_temporary_folder(run, tmp_path, bundle_dir, monkeypatch, fmt, names):
+    import edge_infer.commands.generate as generate_cmd
+
+    a = tmp_path / "a"
+    assert run("generate", "-c", "Center", "-n", "12", "-s", "4", "-o", str(a), "--model", str(bundle_dir))[0] == 0
+    monkeypatch.setattr(generate_cmd, "STREAM_THRESHOLD", 5)
+    b = tmp_path / "b"
+    code, out, err = run("generate", "-c", "Center", "-n", "12", "-s", "4", "-o", str(b), "--format", fmt, "--model", str(bundle_dir))
+    assert code == 0, err
+    assert sorted(p.name for p in b.iterdir()) == names  # hidden temporary folders included
+    got = read_g85(b / "gen_maps.xml")
+    np.testing.assert_array_equal(to_onehot(got.states), np.load(a / "gen_data.npy"))
+    np.testing.assert_array_equal(got.labels, np.load(a / "gen_label.npy"))
