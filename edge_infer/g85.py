@@ -715,6 +715,57 @@ def load_g85_dataset(
     return Dataset(maps=to_onehot(got.states), labels=lab, source=str(source), sha256=got.sha256, labels_sha256=lab_sha)
 
 
+class G85Source:
+    """A G85 file as a source of map blocks: ``where``, ``count``, ``map_bytes``,
+    ``sha256``, ``labels`` and ``raw_blocks(rows)``, for readers that need the
+    count and labels before the maps (streamed ``.npy`` readers have them from
+    the header; a G85 file has them only once read).
+
+    So opening it reads the whole file once, keeping only labels (8 bytes a
+    map): every map is validated before any is handed on, and memory stays
+    one map. ``raw_blocks`` reads it again, ``rows`` maps at a time, as die
+    states at the file's size (a list when sizes differ).
+    """
+
+    def __init__(
+        self,
+        source: PathLike,
+        *,
+        bin_map: Union[None, str, Mapping[str, Any]] = None,
+        classes: tuple[str, ...] = CLASS_NAMES,
+    ) -> None:
+        self.path = Path(source)
+        self.where = str(source)
+        self._options = dict(bin_map=bin_map, classes=tuple(classes))
+        col = _Collector(self.where)
+        digest = hashlib.sha256()
+        largest = 0
+        for m in iter_g85(self.path, digest=digest, **self._options):
+            col.label(m)
+            largest = max(largest, m.states.size)
+        self.count = len(col.labels)
+        #: Bytes of the largest map as read (uint8 die states).
+        self.map_bytes = largest
+        self.labels: Optional[np.ndarray] = col.label_array()
+        self.sha256: Optional[str] = digest.hexdigest()
+
+    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]:
+        """Blocks of up to ``rows`` maps' die states; ``hash`` is accepted for the
+        interface (the sha256 is known from opening)."""
+        block: list[np.ndarray] = []
+        for m in iter_g85(self.path, **self._options):
+            block.append(m.states)
+            if len(block) == rows:
+                yield _stack_if_same(block)
+                block = []
+        if block:
+            yield _stack_if_same(block)
+
+
+def _stack_if_same(block: list[np.ndarray]) -> Any:
+    return np.stack(block) if len({b.shape for b in block}) == 1 else block
+
+
 def g85_to_npy(
     source: PathLike,
     data_path: Path,

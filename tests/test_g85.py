@@ -649,3 +649,28 @@ def test_streamed_generate_writes_g85_and_leaves_no_temporary_folder(run, tmp_pa
     got = read_g85(b / "gen_maps.xml")
     np.testing.assert_array_equal(to_onehot(got.states), np.load(a / "gen_data.npy"))
     np.testing.assert_array_equal(got.labels, np.load(a / "gen_label.npy"))
+
+
+def test_g85_source_counts_and_labels_first_then_streams_blocks(tmp_path):
+    from edge_infer.g85 import G85Source
+    from edge_infer.wafer import as_states
+
+    states = _random_states(10, seed=8)
+    path = save_g85(tmp_path / "s.xml", states, np.arange(10) % 9)
+    src = G85Source(path)
+    assert (src.count, src.map_bytes) == (10, 26 * 26)
+    np.testing.assert_array_equal(src.labels[:, 0], np.arange(10) % 9)
+    assert src.sha256 == read_g85(path).sha256
+    blocks = list(src.raw_blocks(4))
+    assert [len(b) for b in blocks] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(blocks), states)
+    # Mixed sizes come as lists, which as_states takes (resizing each).
+    mixed = _write(tmp_path, PUBLISHED_SHAPE)
+    (block,) = G85Source(mixed).raw_blocks(8)
+    assert isinstance(block, list) and [b.shape for b in block] == [(5, 7), (2, 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResizeNote)
+        assert as_states(block).shape == (2, 26, 26)
+    bad = _write(tmp_path, GOOD.replace("<Row>1X1</Row>", "<Row>1?1</Row>"), "bad.xml")
+    with pytest.raises(G85Error, match="map 'W1', row 2"):
+        G85Source(bad)  # refused on opening, before any block is handed on
