@@ -146,7 +146,7 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
     ms = sorted(x * 1e3 for x in laps)
     return {
         "calls": len(laps),
-        "seconds": round(total, 4),
+        "seconds": round(total, 6),  # 4 decimals of a 0.01 s run is a 0.5 % error in maps/s
         "maps_per_s": round(batch * len(laps) / total, 1),
         "maps_per_s_best": round(max(slices), 1),
         "latency_ms": {
