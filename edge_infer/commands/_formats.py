@@ -78,16 +78,30 @@ def say_maps(out: Path, n: int, fmt: str) -> None:
 
 
 def npy_to_g85(data_path: Path, labels: Any, target: Path, *, force: bool) -> None:
-    """Write a streamed ``gen_data.npy`` as G85, a block at a time (memory-mapped, never all in memory)."""
+    """Write a streamed ``gen_data.npy`` as G85, a block at a time.
+
+    Plain reads rather than a memory map: the pages of a memory map count in
+    the process's resident memory (the whole file, by the end), plain reads
+    hold one block.
+    """
     import numpy as np
+    from numpy.lib import format as npy_format
 
+    from ..errors import DataFileError
     from ..g85 import open_g85
+    from ..wafer import MAP_SHAPE
 
-    maps = np.load(data_path, mmap_mode="r")
-    with open_g85(target, force=force, lot_id="edge-infer") as w:
-        for start in range(0, maps.shape[0], G85_BLOCK):
-            stop = min(start + G85_BLOCK, maps.shape[0])
-            w.write(np.asarray(maps[start:stop]), labels[start:stop])
+    with open(data_path, "rb") as fh, open_g85(target, force=force, lot_id="edge-infer") as w:
+        version = npy_format.read_magic(fh)
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        if fortran or dtype != np.float32 or tuple(shape[1:]) != MAP_SHAPE:  # never, for the generator's own file
+            raise DataFileError(f"{data_path} is not a streamed map file ({shape}, {dtype})")
+        per_map = int(np.prod(MAP_SHAPE)) * 4
+        for start in range(0, shape[0], G85_BLOCK):
+            k = min(G85_BLOCK, shape[0] - start)
+            block = np.frombuffer(fh.read(k * per_map), dtype=np.float32).reshape(k, *MAP_SHAPE)
+            w.write(block, labels[start : start + k])
 
 
 @contextlib.contextmanager
