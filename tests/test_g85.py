@@ -674,3 +674,14 @@ def test_g85_source_counts_and_labels_first_then_streams_blocks(tmp_path):
     bad = _write(tmp_path, GOOD.replace("<Row>1X1</Row>", "<Row>1?1</Row>"), "bad.xml")
     with pytest.raises(G85Error, match="map 'W1', row 2"):
         G85Source(bad)  # refused on opening, before any block is handed on
+
+
+def test_a_single_map_root_and_names_in_any_case(tmp_path):
+    text = (
+        '<?xml version="1.0"?>\n<map substrateid="solo"><device bintype="ascii" nullbin="." rows="2" columns="2">'
+        '<bin bincode="g" binquality="PASS" bincount="2"/><bin bincode="x" binquality="FAIL" bincount="1"/>'
+        "<data><ROW>g.</ROW><ROW>gx</ROW></data></device></map>"
+    )
+    (m,) = iter_g85(_write(tmp_path, text))
+    assert m.map_id == "solo"
+    np.testing.assert_array_equal(m.states, [[1, 0], [1, 2]])
