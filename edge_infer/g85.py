@@ -613,6 +613,8 @@ def looks_like_g85(path: PathLike) -> bool:
             head = fh.read(256)
     except OSError:
         return False
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Windows tools write it)
+        head = head[2:].replace(b"\x00", b"")
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 

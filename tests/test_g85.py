@@ -685,3 +685,17 @@ def test_a_single_map_root_and_names_in_any_case(tmp_path):
     (m,) = iter_g85(_write(tmp_path, text))
     assert m.map_id == "solo"
     np.testing.assert_array_equal(m.states, [[1, 0], [1, 2]])
+
+
+@pytest.mark.filterwarnings("ignore::edge_infer.wafer.ResizeNote")
+def test_utf16_and_crlf_files_from_windows_tools(tmp_path):
+    from edge_infer.g85 import looks_like_g85
+
+    u16 = tmp_path / "u16.dat"  # no .xml suffix: recognised by its first bytes
+    u16.write_text(GOOD.replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>'), encoding="utf-16")
+    assert looks_like_g85(u16)
+    crlf = tmp_path / "crlf.xml"
+    crlf.write_bytes(GOOD.replace("\n", "\r\n").encode())
+    for path in (u16, crlf):
+        ds = load_dataset(path)
+        assert ds.maps.shape == (2, 26, 26, 3)

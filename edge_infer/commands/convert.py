@@ -93,9 +93,11 @@ def convert(
     force: ForceOpt = False,
 ) -> None:
     """Convert wafer maps between the course .npy layout and SEMI G85 XML."""
-    from ..errors import InputError
+    from ..errors import DataFileError, InputError
     from ..g85 import check_bins, looks_like_g85, parse_bin_map
 
+    if not data.exists():
+        raise DataFileError(f"{data}: no such file or folder")
     source_is_g85 = data.is_file() and data.suffix.lower() != ".npy" and looks_like_g85(data)
     target = (to or ("npy" if source_is_g85 else "g85")).strip().lower()
     if target not in ("g85", "npy"):
