@@ -175,7 +175,7 @@ class G85Map:
     orientation: Optional[str] = None
     #: ``OriginLocation`` as written, or None.
     origin: Optional[str] = None
-    #: Die count per bin code as written, e.g. ``{"1": 400, "X": 50}`` (NullBin included).
+    #: Die count per bin code, NullBin included, codes in the writer's form (Decimal 7 is ``"007"``): ``{"1": 400, "X": 50}``.
     bin_counts: dict = field(default_factory=dict)
 
 
