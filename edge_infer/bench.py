@@ -31,7 +31,6 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import InputError, ProviderError
-from .hostpool import usable_cores  # the one definition; re-exported for the bench drivers
 
 TASKS = ("encode", "decode", "generate")
 DEFAULT_BATCHES = (1, 64, 1024)
@@ -39,6 +38,14 @@ BENCH_FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------- the machine
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _cpu_model() -> str:

@@ -33,11 +33,14 @@ from .wafer import MAP_SIZE
 FORMAT = "edge-infer-bundle"
 #: The bundle format this code reads; newer bundles are refused, and so are
 #: older ones (see ``_refuse_old``).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Format 1 (edge-infer 0.1) named classes 5, 6, 7 Near-full, Random, Scratch;
-#: format 2 corrected them to Random, Scratch, Near-full (same indices).
+#: format 2 corrected them to Random, Scratch, Near-full (same indices);
+#: format 3 carries the generation itself (generator.onnx, generator_core.onnx).
+_NO_GENERATOR = "it has no generator graphs, generator.onnx and generator_core.onnx"
 _FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong (Near-full, Random, Scratch; "
-                      "they are Random, Scratch, Near-full)"}
+                      "they are Random, Scratch, Near-full), and " + _NO_GENERATOR,
+                   2: _NO_GENERATOR}
 MANIFEST = "manifest.json"
 ENV_VAR = "EDGE_INFER_MODEL"
 BUNDLE_NAME = "wafer-cae"
@@ -71,6 +74,8 @@ class Bundle:
     decoder_path: Path
     encoder_io: tuple[str, str]
     decoder_io: tuple[str, str]
+    generator_path: Path  # bank rows + seed + row0 + strength -> maps
+    core_path: Path  # latents + sigma + outlines + seed + rows + attempts -> maps, probs
     latents: np.ndarray  # float32 (N, 64, 3, 3)
     labels: np.ndarray  # int64 (N,)
     outline_ids: np.ndarray  # int64 (N,)
@@ -191,6 +196,18 @@ def _graph(folder: Path, manifest: Mapping[str, Any], role: str) -> tuple[Path, 
     return folder / fname, io_names
 
 
+def _graph_file(folder: Path, manifest: Mapping[str, Any], role: str) -> Path:
+    """A graph with several inputs and outputs (their names are the format's, not the manifest's)."""
+    mpath = folder / MANIFEST
+    try:
+        fname = manifest["graphs"][role]["file"]
+    except (KeyError, TypeError):
+        raise BundleError(f"{mpath}: graphs.{role} needs a file") from None
+    if fname not in manifest["files"]:
+        raise BundleError(f"{mpath}: {fname} is not listed under files, so it cannot be verified")
+    return folder / fname
+
+
 def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -264,6 +281,8 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         raise BundleError(f"{mpath}: classes must be a non-empty list of names")
     enc_path, enc_io = _graph(folder, manifest, "encoder")
     dec_path, dec_io = _graph(folder, manifest, "decoder")
+    gen_path = _graph_file(folder, manifest, "generator")
+    core_path = _graph_file(folder, manifest, "generator_core")
     try:
         bank_name = manifest["latent_bank"]["file"]
         count = manifest["latent_bank"].get("count")
@@ -271,7 +290,7 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         raise BundleError(f"{mpath}: latent_bank needs a file") from None
     if bank_name not in manifest["files"]:
         raise BundleError(f"{mpath}: {bank_name} is not listed under files, so it cannot be verified")
-    for p in (enc_path, dec_path, folder / bank_name):
+    for p in (enc_path, dec_path, gen_path, core_path, folder / bank_name):
         if not p.is_file():
             raise BundleError(f"{p}: missing from the bundle")
     bank = _load_bank(folder / bank_name, len(classes), count)
@@ -290,6 +309,8 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         decoder_path=dec_path,
         encoder_io=enc_io,
         decoder_io=dec_io,
+        generator_path=gen_path,
+        core_path=core_path,
         latents=bank["latents"],
         labels=bank["labels"],
         outline_ids=bank["outline_ids"],

@@ -19,12 +19,9 @@ otherwise runs on the CPU without complaint (the reason is kept in
 :attr:`SessionInfo.note`); ``cuda`` where CUDA does not work raises
 :class:`~edge_infer.errors.ProviderError` -- never a silent fallback.
 
-Batch-1 latency: a multi-threaded CPU session pays for waking its intra-op
-thread pool on every run, which at batch 1 (≈ 40 µs of work) costs more than
-the second thread gives back, the more so on a loaded machine. So a runner
-may hold a single-threaded twin of its session (:func:`single_thread_twin`)
-and runs batches of up to :data:`SMALL_BATCH` on it; bigger batches use the
-main session and all its threads.
+Every session gets graph optimisation level "all": the bundle's graphs are
+verified, and other clients reproduce the Python API's maps bit for bit,
+under that level (other levels change results at ~1e-5).
 
 Thread safety: ``InferenceSession.run`` is thread-safe; IO-binding objects are
 not, so :class:`GraphRunner` makes a fresh one per call and keeps no mutable
@@ -56,10 +53,6 @@ _LOG_SEVERITY = 3
 _PROBE_SEVERITY = 4
 # The default logger is process-global in onnxruntime; serialise changes to it.
 _LOG_LOCK = threading.Lock()
-#: Batches up to this size run on a runner's single-threaded twin session.
-#: Measured with the committed decoder on 2 shared cores: batch 1 p50 76 vs
-#: 114 us (1 vs 2 threads, interleaved) or a tie; batch 2 mixed; 4+ slower.
-SMALL_BATCH = 1
 
 
 def _ort() -> Any:
@@ -132,14 +125,14 @@ def _session_options(threads: Optional[int], spin_after_run: bool = True) -> Any
 
 
 def create_session(
-    model_path: Union[str, Path],
+    model_path: Union[str, Path, bytes],
     *,
     provider: str = "auto",
     threads: Optional[int] = None,
 ) -> tuple["onnxruntime.InferenceSession", str]:
     """Open ``model_path`` as an onnxruntime session.
 
-    Returns ``(session, actual)`` where ``actual`` is ``"cpu"`` or ``"cuda"``:
+    ``model_path``: a file, or the graph's bytes. Returns ``(session, actual)`` where ``actual`` is ``"cpu"`` or ``"cuda"``:
     the provider the session really got. ``threads=None`` keeps onnxruntime's
     default intra-op thread count. See :func:`create_session_info` for the
     reason behind a CPU fallback.
@@ -149,7 +142,7 @@ def create_session(
 
 
 def create_session_info(
-    model_path: Union[str, Path],
+    model_path: Union[str, Path, bytes],
     *,
     provider: str = "auto",
     threads: Optional[int] = None,
@@ -160,12 +153,12 @@ def create_session_info(
     ``spin_after_run=False``: onnxruntime's intra-op threads stop spinning as
     soon as a run returns (they still spin between the nodes of a run),
     leaving the cores to the caller's own work between runs. Measured here:
-    the same decoder time; a 1024-map generate with numpy work threaded around
-    the run took 20.2 instead of 23.1 ms (commit 35d8daa), and is neutral for
-    the current generator, which runs large blocks on the twin session.
+    the same decoder time; it paid only while numpy work ran on threads
+    around the decoder (commit 35d8daa); the generator graphs leave none.
     """
     ort = _ort()
-    path = Path(model_path)
+    source = model_path if isinstance(model_path, bytes) else str(model_path)
+    path = Path("<graph bytes>") if isinstance(model_path, bytes) else Path(model_path)
     providers = resolve_providers(provider)
     requested = str(provider).strip().lower()
     opts = _session_options(threads, spin_after_run)
@@ -174,14 +167,14 @@ def create_session_info(
         with _LOG_LOCK:
             ort.set_default_logger_severity(_PROBE_SEVERITY if wants_cuda else _LOG_SEVERITY)
             try:
-                session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+                session = ort.InferenceSession(source, sess_options=opts, providers=providers)
             finally:
                 ort.set_default_logger_severity(_LOG_SEVERITY)
     except FileNotFoundError:
         raise BundleError(f"{path}: no such file") from None
     except Exception as exc:  # onnxruntime raises its own exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not path.exists():
+        if not isinstance(model_path, bytes) and not path.exists():
             raise BundleError(f"{path}: no such file") from None
         raise BundleError(f"{path}: onnxruntime cannot load this graph ({first})") from None
     got = session.get_providers()
@@ -198,25 +191,11 @@ def create_session_info(
     return session, SessionInfo("cpu", requested, note)
 
 
-def single_thread_twin(
-    model_path: Union[str, Path], info: SessionInfo, threads: Optional[int]
-) -> Optional["onnxruntime.InferenceSession"]:
-    """A one-thread CPU session of ``model_path`` for small batches, or None where
-    the main session (described by ``info``, made with ``threads``) is already
-    single-threaded or not on the CPU."""
-    if info.actual != "cpu" or threads == 1:
-        return None
-    session, _ = create_session_info(model_path, provider="cpu", threads=1)
-    return session
-
-
 class GraphRunner:
     """Run one single-input, single-output onnxruntime graph over float32 batches.
 
     Holds immutable sessions and names only, so one runner may be used from
-    many threads at once (each call makes its own IO binding). ``small_session``:
-    an optional single-threaded twin of ``session`` (same graph) that runs
-    batches of up to :data:`SMALL_BATCH` items.
+    many threads at once (each call makes its own IO binding).
     """
 
     def __init__(
@@ -226,10 +205,8 @@ class GraphRunner:
         *,
         input_name: Optional[str] = None,
         output_name: Optional[str] = None,
-        small_session: Optional["onnxruntime.InferenceSession"] = None,
     ) -> None:
         self.session = session
-        self.small_session = small_session
         self.info = info if isinstance(info, SessionInfo) else SessionInfo(info, info)  # type: ignore[arg-type]
         inputs, outputs = session.get_inputs(), session.get_outputs()
         self.input_name = input_name or inputs[0].name
@@ -264,18 +241,10 @@ class GraphRunner:
         threads: Optional[int] = None,
         input_name: Optional[str] = None,
         output_name: Optional[str] = None,
-        twin: bool = True,
     ) -> "GraphRunner":
-        """Create the session and the runner in one step (with a single-threaded
-        twin for batch 1 unless ``twin`` is False; see :func:`single_thread_twin`)."""
+        """Create the session and the runner in one step."""
         session, info = create_session_info(model_path, provider=provider, threads=threads)
-        small = single_thread_twin(model_path, info, threads) if twin else None
-        return cls(session, info, input_name=input_name, output_name=output_name, small_session=small)
-
-    def _session_for(self, n: int, one_thread: bool = False) -> "onnxruntime.InferenceSession":
-        if (one_thread or n <= SMALL_BATCH) and self.small_session is not None:
-            return self.small_session
-        return self.session
+        return cls(session, info, input_name=input_name, output_name=output_name)
 
     @property
     def actual(self) -> str:
@@ -288,16 +257,13 @@ class GraphRunner:
         *,
         out: Optional[np.ndarray] = None,
         chunk: Optional[int] = None,
-        one_thread: bool = False,
     ) -> np.ndarray:
         """Run the graph on batch ``x`` and return the output batch (float32).
 
         ``out``: a C-contiguous float32 array of the output's shape to write
         into (e.g. a slice of a memory-mapped file), filled in place and
         returned. ``chunk``: run at most this many items at a time, bounding
-        peak memory for huge batches. ``one_thread``: run on the
-        single-threaded twin session where there is one (for callers that
-        run several pieces at once on their own threads).
+        peak memory for huge batches.
         """
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
@@ -307,24 +273,24 @@ class GraphRunner:
                 # One chunk and no caller buffer: plain session.run lets onnxruntime
                 # allocate the result, which is what we return -- no copy, and no
                 # IO-binding objects (they cost ~5 us a call, a lot at batch 1).
-                return self._run_alloc(x, one_thread)
+                return self._run_alloc(x)
             if -1 in self.item_shape:
                 # Output shape not fixed in the graph: let onnxruntime allocate.
-                parts = [self._run_alloc(x[i : i + step], one_thread) for i in range(0, n, step)]
-                return np.concatenate(parts, axis=0) if parts else self._run_alloc(x, one_thread)
+                parts = [self._run_alloc(x[i : i + step]) for i in range(0, n, step)]
+                return np.concatenate(parts, axis=0) if parts else self._run_alloc(x)
             out = np.empty((n, *self.item_shape), dtype=np.float32)
         elif out.dtype != np.float32 or not out.flags.c_contiguous or out.shape[0] != n:
             raise InputError("out must be a C-contiguous float32 array with one row per input")
         for i in range(0, n, step):
-            self._run_into(x[i : i + step], out[i : i + step], one_thread)
+            self._run_into(x[i : i + step], out[i : i + step])
         return out
 
-    def _run_alloc(self, x: np.ndarray, one_thread: bool = False) -> np.ndarray:
-        return self._session_for(x.shape[0], one_thread).run([self.output_name], {self.input_name: x})[0]
+    def _run_alloc(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
 
-    def _run_into(self, x: np.ndarray, out: np.ndarray, one_thread: bool = False) -> None:
+    def _run_into(self, x: np.ndarray, out: np.ndarray) -> None:
         """One chunk, output written straight into ``out`` (no extra copy)."""
-        session = self._session_for(x.shape[0], one_thread)
+        session = self.session
         binding = session.io_binding()  # per call: bindings are not thread-safe
         if self.info.actual == "cuda":
             ort = _ort()

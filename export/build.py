@@ -211,6 +211,34 @@ def _provenance(checkpoint: Checkpoint, graphs: _Graphs, checked: _Checked, hash
     }
 
 
+def _std(stats: dict) -> np.ndarray:
+    """The per-channel std as the runtime reads it from the manifest (float32)."""
+    return np.asarray(stats["overall"]["std"], dtype=np.float32)
+
+
+def _write_generator(folder: Path, decoder_bytes: bytes, bank: dict, stats: dict) -> dict:
+    """``generator.onnx`` and ``generator_core.onnx`` from the decoder and the bank, into ``folder``."""
+    import onnx
+
+    from . import generator_graph
+
+    decoder = onnx.load_from_string(decoder_bytes)
+    graphs = {
+        "generator": generator_graph.build_generator(decoder, bank["latents"], _std(stats), bank["outline_ids"], bank["outlines"]),
+        "generator_core": generator_graph.build_core(decoder),
+    }
+    info = {}
+    for kind, model in graphs.items():
+        try:
+            data = onnx_graphs.serialize(model)
+        except Exception as exc:  # onnx.checker.ValidationError and friends
+            raise verify.VerificationError(f"the {kind} graph fails the ONNX checker: {exc}") from None
+        (folder / f"{kind}.onnx").write_bytes(data)
+        info[kind] = {"nodes": onnx_graphs.count_nodes(model), "opset": onnx_graphs.opset_of(model),
+                      "built_by": "export.generator_graph"}
+    return info
+
+
 def export_bundle(
     checkpoint_or_run: "str | Path",
     out: "str | Path",
@@ -253,6 +281,10 @@ def export_bundle(
         checked = _verify_written(tmp, checkpoint.model, maps, tolerance)
         bank = bank_mod.build_bank(checked.latents, label_ids, maps)
         (tmp / "latent_bank.npz").write_bytes(bank_mod.bank_bytes(bank))
+        stats = bank_mod.latent_stats(checked.latents, label_ids)
+        generator_info = _write_generator(tmp, graphs.decoder, bank, stats)
+        checked.diffs.update(verify.verify_generator(tmp, bank, _std(stats), tolerance))
+        graphs.info.update(generator_info)
         _copy_run_extras(checkpoint, tmp, note)
         manifest = manifest_mod.build_manifest(
             name=out.name,
@@ -260,7 +292,7 @@ def export_bundle(
             decoder_variant=graphs.variant,
             bank_count=len(checked.latents),
             class_counts=bank_mod.class_counts(label_ids),
-            latent_stats=bank_mod.latent_stats(checked.latents, label_ids),
+            latent_stats=stats,
             provenance=_provenance(checkpoint, graphs, checked, hashes, len(maps), tolerance),
             files={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
         )

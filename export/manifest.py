@@ -55,6 +55,20 @@ def graph_entries(decoder_variant: str) -> dict:
                     "input_shape": map_shape, "output_shape": latent_shape},
         "decoder": {"file": "decoder.onnx", "input": "latent", "output": "wafer",
                     "input_shape": latent_shape, "output_shape": map_shape, "variant": decoder_variant},
+        # Several inputs each: names, types and shapes are the format's (docs/bundle-format.md).
+        "generator": {
+            "file": "generator.onnx",
+            "inputs": {"source": ["int64", ["batch"]], "seed": ["int64", [1]], "row0": ["int64", [1]],
+                       "strength": ["float32", [1]]},
+            "outputs": {"maps": ["float32", map_shape]},
+        },
+        "generator_core": {
+            "file": "generator_core.onnx",
+            "inputs": {"latent": ["float32", latent_shape], "sigma": ["float32", ["batch", LATENT_SHAPE[0]]],
+                       "outline": ["bool", ["batch", *MAP_SHAPE[:2]]], "seed": ["int64", [1]],
+                       "row": ["int64", ["batch"]], "attempt": ["int64", ["batch"]]},
+            "outputs": {"maps": ["float32", map_shape], "probs": ["float32", map_shape]},
+        },
     }
 
 

@@ -27,14 +27,15 @@ class VerificationError(EdgeInferError):
     """An exported graph disagrees with PyTorch (or fails a quality bar)."""
 
 
-def cpu_session(model: "bytes | str | Path") -> Any:
+def cpu_session(model: "bytes | str | Path", threads: int = 1) -> Any:
     """An onnxruntime session on the CPU provider only, from bytes or a file path."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # Small graphs on a shared machine: one intra-op thread is plenty and
     # keeps results independent of how many cores happen to be free.
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     source = model if isinstance(model, bytes) else str(model)
     session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
@@ -136,6 +137,77 @@ def verify_parity(model: Any, encoder_onnx: bytes, decoder_onnx: bytes, maps: np
         "chained": compare("encoder+decoder", _torch_fn(model, True, True), lambda x: run(dec, run(enc, x)),
                            map_batches, tolerance),
     }
+
+
+def verify_generator(folder: Path, bank: "dict[str, np.ndarray]", std: np.ndarray,
+                     tolerance: float = TOLERANCE) -> "dict[str, float]":
+    """Check ``generator.onnx`` and ``generator_core.onnx`` as written in ``folder``.
+
+    * the noise (the same nodes, built alone) follows the documented
+      definition (:func:`export.generator_graph.reference_noise`) within
+      ``tolerance``;
+    * ``generator.onnx`` equals, bit for bit, ``decoder.onnx`` on those noisy
+      latents followed by ``edge_infer.wafer.lock_outline`` -- at batch 1, 7
+      and 64, for any ``row0`` (a request cut into chunks equals it whole),
+      and at one and two threads;
+    * ``generator_core.onnx`` equals ``generator.onnx`` on the bank's rows,
+      its ``probs`` equal the decoder's, and a redraw attempt uses its own
+      noise stream.
+
+    Returns the worst noise difference; raises :class:`VerificationError`.
+    """
+    from edge_infer.wafer import lock_outline
+
+    from . import generator_graph as gg
+
+    gen1 = cpu_session(folder / "generator.onnx")
+    gen2 = cpu_session(folder / "generator.onnx", threads=2)
+    core = cpu_session(folder / "generator_core.onnx")
+    dec = cpu_session(folder / "decoder.onnx")
+    probe = cpu_session(gg.noise_probe().SerializeToString())
+    latents, outlines = bank["latents"], bank["outlines"][bank["outline_ids"]]
+    count = len(latents)
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    for seed, strength in ((0, 0.4), (2**63 - 1, 1.3)):
+        for size in BATCH_SIZES:
+            source = rng.integers(0, count, size=size).astype(np.int64)
+            row0 = int(rng.integers(0, 10_000))
+            rows = np.arange(row0, row0 + size, dtype=np.int64)
+            sigma = np.broadcast_to(np.float32(strength) * std.astype(np.float32), (size, std.size)).copy()
+            feeds = {"source": source, "seed": np.array([seed], np.int64), "row0": np.array([row0], np.int64),
+                     "strength": np.array([strength], np.float32)}
+            maps = gen1.run(None, feeds)[0]
+            noisy_feeds = {"latent": latents[source], "sigma": sigma, "seed": feeds["seed"], "row": rows,
+                           "attempt": np.zeros(size, np.int64)}
+            noisy = probe.run(None, noisy_feeds)[0]
+            want = latents[source] + gg.reference_noise(seed, rows) * sigma[:, :, None, None]
+            diff = float(np.max(np.abs(noisy - want)))
+            if not diff <= allowed_diff(want, tolerance):
+                raise VerificationError(f"generator noise differs from its definition by {diff:.3g} (seed {seed}); nothing was written")
+            worst = max(worst, diff)
+            probs = run(dec, noisy)
+            checks = {
+                "equals decoder.onnx + outline lock": np.array_equal(maps, lock_outline(probs, outlines[source])),
+                "gives the same maps on two threads": np.array_equal(maps, gen2.run(None, feeds)[0]),
+            }
+            if size > 1:
+                cut = size // 2
+                part = gen1.run(None, {**feeds, "source": source[cut:], "row0": np.array([row0 + cut], np.int64)})[0]
+                checks["chunk (row0) equals those rows"] = np.array_equal(part, maps[cut:])
+            core_feeds = {**noisy_feeds, "outline": outlines[source]}
+            core_maps, core_probs = core.run(["maps", "probs"], core_feeds)
+            checks["core equals generator"] = np.array_equal(core_maps, maps)
+            checks["core probs equal decoder.onnx"] = np.array_equal(core_probs, probs)
+            attempt = np.full(size, 3, np.int64)
+            redrawn = core.run(["maps"], {**core_feeds, "attempt": attempt, "sigma": sigma * np.float32(1.5**3)})[0]
+            noisy3 = probe.run(None, {**noisy_feeds, "attempt": attempt, "sigma": sigma * np.float32(1.5**3)})[0]
+            checks["redraw equals its own noise stream"] = np.array_equal(redrawn, lock_outline(run(dec, noisy3), outlines[source]))
+            failed = [name for name, ok in checks.items() if not ok]
+            if failed:
+                raise VerificationError(f"generator graph at batch {size}: not bit-identical where it must be "
+                                        f"({'; '.join(failed)}); nothing was written")
+    return {"generator_noise": worst}
 
 
 def encode_all(encoder_onnx: "bytes | str | Path", maps: np.ndarray, batch_size: int = 256) -> np.ndarray:
