@@ -113,31 +113,17 @@ def test_one_runner_serves_many_threads(decoder_path):
         np.testing.assert_array_equal(results[i], expected[i])
 
 
-def test_batch_one_runs_on_a_single_threaded_twin_with_the_same_results(decoder_path):
-    runner = GraphRunner.open(decoder_path, provider="cpu", threads=2)
-    assert runner.small_session is not None
-    assert runner.small_session.get_session_options().intra_op_num_threads == 1
-    assert GraphRunner.open(decoder_path, provider="cpu", threads=1).small_session is None
-    assert GraphRunner.open(decoder_path, provider="cpu", threads=2, twin=False).small_session is None
+def test_sessions_open_from_bytes_with_every_graph_optimisation(decoder_path):
+    # Bit-exact results across clients rely on optimisation level "all" (docs/other-languages.md).
+    import onnxruntime as ort
+
+    from_bytes, info = create_session_info(decoder_path.read_bytes(), provider="cpu", threads=1)
+    from_file, _ = create_session_info(decoder_path, provider="cpu", threads=2)
+    assert info.actual == "cpu"
+    for session in (from_bytes, from_file):
+        assert session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     z = np.random.default_rng(3).standard_normal((5, 64, 3, 3)).astype(np.float32)
-    expected = runner.session.run(None, {runner.input_name: z})[0]
-    for i in range(5):  # batch 1 (twin), unbuffered and into a buffer, equals the main session's rows
-        np.testing.assert_array_equal(runner.run(z[i : i + 1])[0], expected[i])
-        buf = np.empty((1, 26, 26, 3), np.float32)
-        np.testing.assert_array_equal(runner.run(z[i : i + 1], out=buf)[0], expected[i])
-    np.testing.assert_array_equal(runner.run(z, chunk=1), expected)
-
-
-def test_generators_decoder_stops_spinning_after_each_run(bundle_dir):
-    # The generator's numpy steps share the cores with the decoder's threads
-    # between runs; the encoder keeps onnxruntime's default.
-    from edge_infer import WaferGenerator
-
-    gen = WaferGenerator.load(bundle_dir, provider="cpu", threads=2)
-    entry = "session.force_spinning_stop"
-    assert gen.decoder.session.get_session_options().get_session_config_entry(entry) == "1"
-    with pytest.raises(RuntimeError, match="does not have"):  # not set: onnxruntime's default
-        gen.encoder.session.get_session_options().get_session_config_entry(entry)
-    plain, _ = create_session_info(gen.bundle.decoder_path, provider="cpu", threads=2)
-    z = gen.bundle.latents[:50]
-    np.testing.assert_array_equal(gen.decoder.run(z), plain.run(None, {gen.decoder.input_name: z})[0])
+    name = from_file.get_inputs()[0].name
+    np.testing.assert_array_equal(from_bytes.run(None, {name: z})[0], from_file.run(None, {name: z})[0])
+    with pytest.raises(BundleError, match="cannot load"):
+        create_session_info(b"not a graph", provider="cpu")
