@@ -1,6 +1,6 @@
 # edge-infer: every environment this project needs is made here, from nothing.
 #   make demo   runtime only (.venv, no torch), generates 5 maps
-#   make test   development env (.venv-dev: runtime + train + dev) and every test
+#   make test   development env (.venv-dev: runtime + train + dev), onnxruntime-node (.node) and every test
 #   make model  retrain + export models/wafer-cae from ../shared/data/wafer.zip
 #   make bench  onnxruntime vs PyTorch eager throughput, JSON out
 
@@ -8,6 +8,10 @@ PYTHON ?= python3
 DATA ?= ../shared/data/wafer.zip
 RUNTIME_VENV := .venv
 DEV_VENV := .venv-dev
+# onnxruntime-node for the Node.js conformance test (tests/test_node_conformance.py):
+# pinned, and --ignore-scripts, whose install script would download a CUDA provider.
+NODE_DIR := .node
+NODE_ORT_VERSION := 1.30.0
 RUNTIME_SRC := pyproject.toml $(shell find edge_infer models/wafer-cae -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: demo test model bench clean
@@ -31,7 +35,13 @@ demo: $(RUNTIME_VENV)/.stamp
 	cd /tmp && $(CURDIR)/$(RUNTIME_VENV)/bin/edge-infer generate --class None -n 5 --out $(CURDIR)/out/demo --force
 	@echo "picture: $(CURDIR)/out/demo/generated.png"
 
-test: $(RUNTIME_VENV)/.stamp $(DEV_VENV)/.stamp
+$(NODE_DIR)/.stamp:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		npm install --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --no-save --loglevel=error \
+			onnxruntime-node@$(NODE_ORT_VERSION) && touch $@; \
+	else echo "node/npm not found: the Node.js conformance test will be skipped"; fi
+
+test: $(RUNTIME_VENV)/.stamp $(DEV_VENV)/.stamp $(NODE_DIR)/.stamp
 	EDGE_INFER_RUNTIME_VENV=$(CURDIR)/$(RUNTIME_VENV) $(DEV_VENV)/bin/python -m pytest -q
 
 model: $(DEV_VENV)/.stamp
@@ -42,4 +52,4 @@ bench: $(DEV_VENV)/.stamp
 	$(DEV_VENV)/bin/python -m training.bench_all --out bench-results/bench.json
 
 clean:
-	rm -rf $(RUNTIME_VENV) $(DEV_VENV) out runs bench-results .pytest_cache
+	rm -rf $(RUNTIME_VENV) $(DEV_VENV) $(NODE_DIR) out runs bench-results .pytest_cache
