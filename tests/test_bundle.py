@@ -116,10 +116,13 @@ def test_an_edited_manifest_is_detected(bundle_copy):
     [
         (lambda m: m.update(format_version=FORMAT_VERSION + 1), "newer"),
         (lambda m: m.update(format_version=1), r"too old \(its class names 5, 6, 7 are wrong.*python -m export"),
+        (lambda m: m.update(format_version=2), r"too old \(it has no generator graphs.*python -m export RUN --out"),
         (lambda m: m.pop("classes"), "missing key"),
         (lambda m: m.update(format="something-else"), "not an edge-infer-bundle"),
         (lambda m: m["latent_stats"]["overall"].update(std=[1.0] * 3), "64"),
         (lambda m: m["files"].pop("decoder.onnx"), "not listed"),
+        (lambda m: m["files"].pop("generator.onnx"), "generator.onnx is not listed"),
+        (lambda m: m["graphs"].pop("generator_core"), "graphs.generator_core needs a file"),
         (lambda m: m.update(noise_defaults={"strength": -1}), "noise_defaults"),
     ],
 )
@@ -174,4 +177,12 @@ def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy):
     m["graphs"]["decoder"].update(file="encoder.onnx", input="wafer", output="latent")
     _write_manifest(bundle_copy, m)
     with pytest.raises(BundleError, match="output shape"):
+        WaferGenerator.load(bundle_copy, provider="cpu")
+    # the two generator graphs swapped: their inputs are not the format's
+    m = _manifest(bundle_copy)
+    m["graphs"]["encoder"].update(file="encoder.onnx", input="wafer", output="latent")
+    m["graphs"]["decoder"].update(file="decoder.onnx", input="latent", output="wafer")
+    m["graphs"]["generator"]["file"], m["graphs"]["generator_core"]["file"] = "generator_core.onnx", "generator.onnx"
+    _write_manifest(bundle_copy, m)
+    with pytest.raises(BundleError, match=r"generator_core\.onnx: inputs .* are not the format's source, seed, row0, strength"):
         WaferGenerator.load(bundle_copy, provider="cpu")

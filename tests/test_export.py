@@ -152,7 +152,7 @@ def test_graphs_are_clean_with_named_dynamic_batch_and_model_card(workspace):
 def test_manifest_hashes_classes_counts_and_stats(workspace):
     out = workspace["out"]
     manifest = _manifest(out)
-    assert manifest["format"] == "edge-infer-bundle" and manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["format"] == "edge-infer-bundle" and manifest["format_version"] == FORMAT_VERSION == 3
     assert manifest["classes"] == list(CLASS_NAMES)
     assert manifest["name"] == "tiny"
     assert manifest["manifest_sha256"] == manifest_hash(manifest)
@@ -161,7 +161,8 @@ def test_manifest_hashes_classes_counts_and_stats(workspace):
     assert manifest["manifest_sha256"] == hashlib.sha256(canonical).hexdigest()
     on_disk = sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
     assert sorted(manifest["files"]) == on_disk == sorted(
-        ["encoder.onnx", "decoder.onnx", "latent_bank.npz", "loss.png", "metrics.json"])
+        ["encoder.onnx", "decoder.onnx", "generator.onnx", "generator_core.onnx", "latent_bank.npz", "loss.png",
+         "metrics.json"])
     for name, digest in manifest["files"].items():
         assert _sha(out / name) == digest, name
     assert manifest["classes"] == list(CLASS_NAMES)
@@ -180,7 +181,9 @@ def test_manifest_hashes_classes_counts_and_stats(workspace):
     assert noise["mode"] == "relative" and noise["strength"] > 0 and noise["outline_lock"] is True
     ver = manifest["provenance"]["verification"]
     assert ver["passed"] is True and ver["batch_sizes"] == [1, 7, 64]
-    assert set(ver["max_abs_diff"]) >= {"encoder", "decoder", "chained", "latent_bank"}
+    assert set(ver["max_abs_diff"]) >= {"encoder", "decoder", "chained", "latent_bank", "generator_noise"}
+    assert set(manifest["graphs"]["generator"]["inputs"]) == {"source", "seed", "row0", "strength"}
+    assert set(manifest["graphs"]["generator_core"]["outputs"]) == {"maps", "probs"}
     assert all(0 <= v <= 1e-5 for v in ver["max_abs_diff"].values())
     prov = manifest["provenance"]
     assert prov["epochs"] == 2 and prov["recipe"]["lr"] == 0.001
