@@ -230,6 +230,44 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
                    "provider": gen.provider, "batch": batch}
             row.update(measure(call, batch, seconds))
             rows.append(row)
+            if task == "generate" and gen.provider == "cpu":
+                rows.extend(_generator_graph_rows(gen, cls, batch, seconds, label))
+    return rows
+
+
+def _generator_graph_rows(gen: Any, cls: str, batch: int, seconds: float, label: str) -> list[dict[str, Any]]:
+    """``generator.onnx`` alone, three ways, to weigh what the generator does without.
+
+    ``graph``: plain ``session.run`` as the generator calls it (so ``generate``
+    minus this is the Python plan and call overhead); ``graph_iobind``: the
+    output bound to a preallocated buffer (IO binding); ``graph_1thread``: a
+    single-threaded session of the same graph (the twin session the
+    generator once kept for batch 1).
+    """
+    from .runtime import create_session_info
+
+    plan = gen.generate(cls, batch, seed=0)
+    feeds = {"source": plan.sources, "seed": np.array([0], np.int64), "row0": np.array([0], np.int64),
+             "strength": np.array([gen.bundle.noise_defaults.strength], np.float32)}
+    session = gen.generator_session
+    single, _ = create_session_info(gen.bundle.generator_path, provider="cpu", threads=1)
+    out = np.empty((batch, 26, 26, 3), dtype=np.float32)
+
+    def bound() -> None:
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        binding.bind_output("maps", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        session.run_with_iobinding(binding)
+
+    rows = []
+    for task, call in (("generate_graph", lambda: session.run(["maps"], feeds)),
+                       ("generate_graph_iobind", bound),
+                       ("generate_graph_1thread", lambda: single.run(["maps"], feeds))):
+        row = {"runtime": "onnxruntime", "task": task, "variant": "generator.onnx", "label": label,
+               "provider": "cpu", "batch": batch}
+        row.update(measure(call, batch, seconds))
+        rows.append(row)
     return rows
 
 
@@ -356,11 +394,11 @@ def format_table(report: dict[str, Any]) -> str:
         f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
         f"load average {s['load_average_before']} -> {s['load_average_after']}",
         "",
-        f"{'runtime':<11} {'task':<9} {'decoder':<14} {'provider':<8} {'batch':>6} {'maps/s':>11} {'best':>11} {'p50 ms':>9} "
+        f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'batch':>6} {'maps/s':>11} {'best':>11} {'p50 ms':>9} "
         f"{'p99 ms':>9} {'calls':>6}",
     ]
     for r in report["results"]:
-        lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<9} {r['variant']:<14} {r['provider']:<8} "
+        lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<22} {r['variant']:<14} {r['provider']:<8} "
                      f"{r['batch']:>6} {r['maps_per_s']:>11,.0f} {r.get('maps_per_s_best', r['maps_per_s']):>11,.0f} "
                      f"{r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} {r['calls']:>6}")
     if report.get("ratios"):

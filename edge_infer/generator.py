@@ -514,6 +514,11 @@ class WaferGenerator:
 
     def _collect(self, plan: _Plan, progress: Optional[Progress]) -> np.ndarray:
         """All maps in one array (a single block is the graph's own output, not a copy)."""
+        if plan.n <= BLOCK_ROWS and not plan.siblings:  # one block (every batch-1 call): no block machinery
+            maps = self._block(plan, 0, plan.n)
+            if progress is not None:
+                progress(plan.n, plan.n)
+            return maps
         if plan.n <= BLOCK_ROWS:
             return next(iter(self._blocks(plan, progress)))[1]
         out = np.empty((plan.n, *MAP_SHAPE), dtype=np.float32)

@@ -83,21 +83,40 @@ class MixFallback(UserWarning):
     """A class had a single source, so ``mix`` used noise alone for it."""
 
 
+_MASK = (1 << 64) - 1
+_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
+_M1, _M2 = np.uint64(MIX_M1), np.uint64(MIX_M2)
+# (c + 1)·γ for the first counters: most draws (a class's candidates) need no more.
+_STEPS = np.arange(1, 4097, dtype=np.uint64) * np.uint64(GAMMA)
+_STEPS.flags.writeable = False
+
+
 def splitmix64(x: "np.ndarray | np.uint64") -> np.ndarray:
     """The SplitMix64 output function on uint64 values (wrapping arithmetic)."""
-    x = np.asarray(x, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(MIX_M1)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(MIX_M2)
-        return x ^ (x >> np.uint64(31))
+    x = np.array(x, dtype=np.uint64)  # a copy: worked on in place
+    x ^= x >> _SHIFTS[0]
+    x *= _M1
+    x ^= x >> _SHIFTS[1]
+    x *= _M2
+    x ^= x >> _SHIFTS[2]
+    return x
+
+
+def _mix_int(z: int) -> int:
+    z = ((z ^ (z >> 30)) * MIX_M1) & _MASK
+    z = ((z ^ (z >> 27)) * MIX_M2) & _MASK
+    return z ^ (z >> 31)
+
+
+def stream_key(seed: int, stream: int) -> int:
+    """``mix(seed XOR stream·K)``: the key of ``stream`` for ``seed`` (module docstring)."""
+    return _mix_int((int(seed) ^ (int(stream) * ATTEMPT_MUL)) & _MASK)
 
 
 def draws(seed: int, stream: int, count: int) -> np.ndarray:
     """Values ``0 … count-1`` of ``stream`` for ``seed``: uint64 ``(count,)`` (module docstring)."""
-    with np.errstate(over="ignore"):
-        key = splitmix64(np.uint64(seed) ^ (np.uint64(stream) * np.uint64(ATTEMPT_MUL)))
-        counter = np.arange(1, count + 1, dtype=np.uint64)
-        return splitmix64(key + counter * np.uint64(GAMMA))
+    steps = _STEPS[:count] if count <= _STEPS.size else np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
+    return splitmix64(steps + np.uint64(stream_key(seed, stream)))
 
 
 def unit_floats(values: np.ndarray) -> np.ndarray:

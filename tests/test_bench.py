@@ -74,7 +74,8 @@ def report(bundle_dir):
 
 def test_run_bench_rows(report, bundle_dir):
     main = [r for r in report["results"] if r["label"] != "compare"]
-    assert [(r["task"], r["batch"]) for r in main] == [(t, b) for b in (1, 5) for t in bench.TASKS]
+    graph = ("generate_graph", "generate_graph_iobind", "generate_graph_1thread")  # after each generate row
+    assert [(r["task"], r["batch"]) for r in main] == [(t, b) for b in (1, 5) for t in (*bench.TASKS, *graph)]
     for r in report["results"]:
         assert r["provider"] == "cpu" and r["threads"] == 1 and r["runtime"] == "onnxruntime"
         assert r["calls"] >= 5 and r["maps_per_s"] > 0
@@ -119,7 +120,9 @@ def test_cli_writes_json_and_reports_errors(bundle_dir, tmp_path, capsys):
         main(args)
     assert ok.value.code == 0
     data = json.loads(out.read_text())
-    assert [(r["task"], r["batch"]) for r in data["results"]] == [("decode", 2), ("generate", 2)]
+    assert [(r["task"], r["batch"]) for r in data["results"]] == [("decode", 2), ("generate", 2), ("generate_graph", 2),
+                                                                    ("generate_graph_iobind", 2),
+                                                                    ("generate_graph_1thread", 2)]
     assert "generate" in capsys.readouterr().out
     with pytest.raises(SystemExit) as again:  # no silent overwrite
         main(args)

@@ -44,6 +44,13 @@ TARGETS = {
     "generate_latency_onnx_over_torch_b1": ("ONNX / PyTorch generate p50 latency at batch 1", 0.25, False),
     "decode_fast_over_plain": ("fast / plain ONNX decoder maps/s at the largest batch", None, True),
     "decode_onnx_over_torch": ("ONNX decoder / PyTorch eager decoder maps/s at the largest batch", None, True),
+    "generate_over_decode": ("full generate / bare decoder.onnx maps/s at the largest batch (same latents)", 0.9, True),
+    "generate_latency_over_decode_b1": ("full generate / bare decoder.onnx p50 latency at batch 1", 2.0, False),
+    # What the generator gave up, each measured: >= 1.1 would have kept it.
+    "graph_iobind_over_plain_run": ("generator.onnx with IO binding / plain session.run maps/s at the largest batch",
+                                    None, True),
+    "graph_plain_over_1thread_latency_b1": ("generator.onnx p50 at batch 1: all-threads session / one-thread session",
+                                            None, False),
 }
 
 
@@ -71,6 +78,12 @@ def compute_ratios(onnx_rows: Sequence[dict], torch_rows: Sequence[dict], big: i
                                                 p50(torch_rows, task="generate", batch=small)),
         "decode_fast_over_plain": (rate(main, task="decode", batch=big), rate(plain, task="decode", batch=big)),
         "decode_onnx_over_torch": (rate(main, task="decode", batch=big), rate(torch_rows, task="decode", batch=big)),
+        "generate_over_decode": (rate(main, task="generate", batch=big), rate(main, task="decode", batch=big)),
+        "generate_latency_over_decode_b1": (p50(main, task="generate", batch=small), p50(main, task="decode", batch=small)),
+        "graph_iobind_over_plain_run": (rate(main, task="generate_graph_iobind", batch=big),
+                                        rate(main, task="generate_graph", batch=big)),
+        "graph_plain_over_1thread_latency_b1": (p50(main, task="generate_graph", batch=small),
+                                                p50(main, task="generate_graph_1thread", batch=small)),
     }
     out = {}
     for key, (num, den) in pairs.items():
