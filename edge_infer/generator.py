@@ -15,7 +15,6 @@ with it (``docs/other-languages.md``).
 from __future__ import annotations
 
 import shutil
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from . import sampling
 from .bundle import Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, write_npy
+from .plan import Plan, Sources, check_source_index, plan_augment, plan_generate, settings
 from .runtime import GraphRunner, SessionInfo, create_session_info
 from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
@@ -72,39 +72,6 @@ class Streamed:
     sources: np.ndarray  # int64 (N,)
 
 
-class _Sources(NamedTuple):
-    latents: np.ndarray  # (M, 64, 3, 3) float32
-    labels: np.ndarray  # (M,) int64
-    outline_ids: np.ndarray  # (M,) int64 into outlines
-    outlines: np.ndarray  # (K, 26, 26) bool
-    bank: bool  # the bundle's own latent bank (generator.onnx can take its rows)
-
-
-class _Plan(NamedTuple):
-    """Everything a request needs, decided before any graph runs; immutable."""
-
-    src: _Sources
-    sources: np.ndarray  # (N,) int64 rows of src
-    variants: np.ndarray  # (N,) int64, for the course schedule
-    partners: Optional[np.ndarray]  # (N,) int64 for mix
-    weights: Optional[np.ndarray]  # (N,) float32 for mix
-    mode: str
-    strength: float
-    seed: int
-    outline_lock: bool
-    raw: bool
-    siblings: bool  # redraw variants identical to a sibling (some source repeats)
-
-    @property
-    def n(self) -> int:
-        return int(self.sources.shape[0])
-
-    @property
-    def bank_graph(self) -> bool:
-        """Whether ``generator.onnx`` (bank rows, relative noise, outline lock) covers the request."""
-        return self.src.bank and self.partners is None and self.mode == "relative" and self.outline_lock and not self.raw
-
-
 def _check_count(n: Any, what: str = "n") -> int:
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
         raise InputError(f"{what} must be a whole number, not {n!r}")
@@ -131,6 +98,44 @@ def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.
     return to_onehot(probs.argmax(axis=-1))
 
 
+def _open_graphs(bundle: Bundle, provider: str, threads: Optional[int]) -> tuple:
+    """The bundle's four sessions, checked against the format: encoder and decoder
+    runners, generator and core sessions, and the generator's provider."""
+    opened = {}
+    for role, p in (("encoder", bundle.encoder_path), ("decoder", bundle.decoder_path),
+                    ("generator", bundle.generator_path), ("core", bundle.core_path)):
+        opened[role] = create_session_info(p, provider=provider, threads=threads)
+    encoder = GraphRunner(*opened["encoder"], input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
+    decoder = GraphRunner(*opened["decoder"], input_name=bundle.decoder_io[0], output_name=bundle.decoder_io[1])
+    for runner, want, p in ((encoder, bundle.latents.shape[1:], bundle.encoder_path),
+                            (decoder, MAP_SHAPE, bundle.decoder_path)):
+        got = runner.item_shape
+        if len(got) != len(want) or any(g not in (-1, w) for g, w in zip(got, want)):
+            raise BundleError(f"{p}: output shape (batch, {', '.join(map(str, got))}) is not (batch, {', '.join(map(str, want))})")
+    for role, p, names in (("generator", bundle.generator_path, ("source", "seed", "row0", "strength")),
+                           ("core", bundle.core_path, ("latent", "sigma", "outline", "seed", "row", "attempt"))):
+        have = [i.name for i in opened[role][0].get_inputs()]
+        if sorted(have) != sorted(names):
+            raise BundleError(f"{p}: inputs {', '.join(have)} are not the format's {', '.join(names)}")
+    return encoder, decoder, opened["generator"][0], opened["core"][0], opened["generator"][1]
+
+
+def _as_latents(latents: Any, shape: tuple) -> np.ndarray:
+    """Latents ``(N, *shape)`` float32, C-contiguous, finite (one latent becomes a batch of one)."""
+    try:
+        z = np.asarray(latents, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"latents cannot be read as numbers: {exc}") from None
+    shape = tuple(shape)
+    if z.shape == shape:
+        z = z[None]
+    if z.ndim != 4 or tuple(z.shape[1:]) != shape:
+        raise InputError(f"latents have shape {z.shape}; expected (N, {', '.join(map(str, shape))})")
+    if not np.isfinite(z).all():
+        raise InputError("latents contain NaN or infinite values")
+    return np.ascontiguousarray(z)
+
+
 class WaferGenerator:
     """Generate, encode, decode and reconstruct wafer maps with a verified bundle.
 
@@ -154,14 +159,10 @@ class WaferGenerator:
         self.decoder = decoder
         self.generator_session = generator  # generator.onnx
         self.core_session = core  # generator_core.onnx
+        self._graphs = _Graphs(generator, core, bundle.latent_std)
         self._info = info
-        self._bank = _Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
-        rows = []
-        for c in range(len(bundle.classes)):
-            r = np.flatnonzero(bundle.labels == c)
-            r.flags.writeable = False
-            rows.append(r)
-        self._class_rows: tuple[np.ndarray, ...] = tuple(rows)
+        self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
+        self._class_rows = tuple(np.flatnonzero(bundle.labels == c) for c in range(len(bundle.classes)))
 
     @classmethod
     def load(
@@ -180,23 +181,7 @@ class WaferGenerator:
         per session; None keeps onnxruntime's default.
         """
         bundle = load_bundle(path, verify=verify)
-        opened = {}
-        for role, p in (("encoder", bundle.encoder_path), ("decoder", bundle.decoder_path),
-                        ("generator", bundle.generator_path), ("core", bundle.core_path)):
-            opened[role] = create_session_info(p, provider=provider, threads=threads)
-        encoder = GraphRunner(*opened["encoder"], input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
-        decoder = GraphRunner(*opened["decoder"], input_name=bundle.decoder_io[0], output_name=bundle.decoder_io[1])
-        for runner, want, p in ((encoder, bundle.latents.shape[1:], bundle.encoder_path),
-                                (decoder, MAP_SHAPE, bundle.decoder_path)):
-            got = runner.item_shape
-            if len(got) != len(want) or any(g not in (-1, w) for g, w in zip(got, want)):
-                raise BundleError(f"{p}: output shape (batch, {', '.join(map(str, got))}) is not (batch, {', '.join(map(str, want))})")
-        for role, p, names in (("generator", bundle.generator_path, ("source", "seed", "row0", "strength")),
-                               ("core", bundle.core_path, ("latent", "sigma", "outline", "seed", "row", "attempt"))):
-            have = [i.name for i in opened[role][0].get_inputs()]
-            if sorted(have) != sorted(names):
-                raise BundleError(f"{p}: inputs {', '.join(have)} are not the format's {', '.join(names)}")
-        return cls(bundle, encoder, decoder, opened["generator"][0], opened["core"][0], opened["generator"][1])
+        return cls(bundle, *_open_graphs(bundle, provider, threads))
 
     # ------------------------------------------------------------ properties
 
@@ -228,7 +213,7 @@ class WaferGenerator:
         (boolean ``(N, 26, 26)`` or ``(26, 26)``, True = off-wafer), with that
         outline locked in. ``raw=True``: the decoder's probabilities.
         """
-        probs = self.decoder.run(self._check_latents(latents), chunk=BLOCK_ROWS)
+        probs = self.decoder.run(_as_latents(latents, self.bundle.latents.shape[1:]), chunk=BLOCK_ROWS)
         return _finish(probs, raw, None if outlines is None else np.asarray(outlines, dtype=bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
@@ -253,7 +238,7 @@ class WaferGenerator:
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
         return self.decode(self.bundle.latents[idx], outlines=self.bundle.source_outlines(idx))
 
-    # ------------------------------------------------------------ generation
+    # ------------------------------------------------------------ generation: plan → graph per block → sink
 
     def generate(
         self,
@@ -281,12 +266,12 @@ class WaferGenerator:
         match). ``strength``/``method``/``mode``/``outline_lock`` default to the
         bundle's ``noise_defaults``. ``seed``: an int from 0 to 2**63-1,
         passed to the generator graph unchanged; None draws a fresh one. Same
-        seed, same maps.
+        seed, same maps. ``progress(done, total)`` is called after each block.
         """
         n = _check_count(n)
         _need_memory(n)
-        plan = self._plan_generate(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
-        return Generated(self._collect(plan, progress), self._labels(plan), plan.sources)
+        plan = self._plan(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
+        return Generated(_collect(self._graphs, plan, progress), plan.labels, plan.sources)
 
     def augment(
         self,
@@ -309,12 +294,10 @@ class WaferGenerator:
         """
         k = _check_count(per_source, "per_source")
         src = self._source_set(maps, labels, None, require_labels=True)
-        m = src.labels.shape[0]
-        _need_memory(m * k)
-        sources = np.repeat(np.arange(m, dtype=np.int64), k)
-        variants = np.tile(np.arange(k, dtype=np.int64), m)
-        plan = self._plan(src, sources, variants, sampling.check_seed(seed), strength, method, mode, outline_lock, raw)
-        return Generated(self._collect(plan, progress), self._labels(plan), plan.sources)
+        _need_memory(src.labels.shape[0] * k)
+        opts = settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        plan = plan_augment(src, k, sampling.check_seed(seed), opts, self.classes)
+        return Generated(_collect(self._graphs, plan, progress), plan.labels, plan.sources)
 
     def generate_to_files(
         self,
@@ -349,210 +332,173 @@ class WaferGenerator:
         free = shutil.disk_usage(out).free
         if need > free:
             raise OutputError(f"{n} maps need {need / 2**30:.2f} GiB in {out}, which has {free / 2**30:.2f} GiB free")
-        plan = self._plan_generate(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
-        lab = self._labels(plan)
+        plan = self._plan(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
         with atomic_path(label_path, force=force) as tmp_label, atomic_path(data_path, force=force) as tmp_data:
-            self._write_npy(plan, tmp_data, progress)
-            write_npy(tmp_label, lab)
-        return Streamed(data_path, label_path, n, lab, plan.sources)
+            _write_npy(self._graphs, plan, tmp_data, progress)
+            write_npy(tmp_label, plan.labels)
+        return Streamed(data_path, label_path, n, plan.labels, plan.sources)
 
-    # ------------------------------------------------------------ 1. the plan
+    # ------------------------------------------------------------ internals
 
-    def _plan_generate(self, cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw) -> _Plan:
+    def _plan(self, cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw) -> Plan:
         cls_index = None if cls is None else resolve_class(cls, self.classes)
         if cls_index is None and source_index is None:
             raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
         src = self._source_set(maps, labels, cls_index, require_labels=False)
+        opts = settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
         seed = sampling.check_seed(seed)
         pin = None
         if source_index is not None:
-            if isinstance(source_index, (bool, np.bool_)) or not isinstance(source_index, (int, np.integer)):
-                raise InputError(f"source index must be a whole number, not {source_index!r}")
-            count = src.labels.shape[0]
-            if not 0 <= source_index < count:
-                raise InputError(f"source index {source_index} is out of range 0..{count - 1}")
-            pin = int(source_index)
-            src_cls = int(src.labels[pin])
-            if cls_index is not None and src_cls != cls_index:
-                raise InputError(
-                    f"source {pin} is class {self.classes[src_cls]}, not {self.classes[cls_index]}; "
-                    "drop --class or pick a source of that class"
-                )
-            cls_index = src_cls
+            pin = check_source_index(source_index, src, cls_index, self.classes)
+            cls_index = int(src.labels[pin])
         candidates = self._class_rows[cls_index] if src.bank else np.flatnonzero(src.labels == cls_index)
         if candidates.size == 0:
             where = "the given maps" if maps is not None else "the bundle's latent bank"
             raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
-        sources = sampling.choose_sources(candidates, n, seed, pin=pin)
-        variants = np.arange(n, dtype=np.int64) % sampling.COURSE_VARIANTS
-        return self._plan(src, sources, variants, seed, strength, method, mode, outline_lock, raw)
+        return plan_generate(src, candidates, n, seed, opts, self.classes, pin=pin)
 
-    def _plan(self, src, sources, variants, seed, strength, method, mode, outline_lock, raw) -> _Plan:
-        d = self.bundle.noise_defaults
-        method = sampling.check_choice(method if method is not None else d.method, sampling.METHODS, "method")
-        mode = sampling.check_choice(mode if mode is not None else d.mode, sampling.MODES, "noise mode")
-        strength = sampling.check_strength(strength if strength is not None else d.strength)
-        partners = weights = None
-        if method == "mix":
-            partners, weights, alone = sampling.choose_partners(sources, src.labels, src.outline_ids, seed)
-            if alone.any():
-                lonely = sorted({self.classes[c] for c in src.labels[sources[alone]]})
-                warnings.warn(
-                    f"mix needs two source maps of a class; {', '.join(lonely)} has only one, "
-                    "so its maps use noise alone",
-                    sampling.MixFallback,
-                    stacklevel=3,
-                )
-        repeats = sources.size > 1 and np.unique(sources).size < sources.size
-        return _Plan(src, sources, variants, partners, weights, mode, strength, seed,
-                     bool(d.outline_lock if outline_lock is None else outline_lock), bool(raw),
-                     siblings=bool(repeats and mode == "relative" and not raw))
-
-    def _source_set(self, maps: Any, labels: Any, cls_index: Optional[int], *, require_labels: bool) -> _Sources:
+    def _source_set(self, maps: Any, labels: Any, cls_index: Optional[int], *, require_labels: bool) -> Sources:
         if maps is None:
             if labels is not None:
                 raise InputError("labels were given without maps")
             return self._bank
-        onehot = as_maps(maps)
-        m = onehot.shape[0]
-        if labels is None:
-            if require_labels or cls_index is None:
-                raise InputError("labels are needed for the given maps (one class index per map)")
-            lab = np.full(m, cls_index, dtype=np.int64)
-        else:
-            lab = as_labels(labels, m, len(self.classes))[:, 0]
-        latents = self.encoder.run(onehot, chunk=BLOCK_ROWS)
-        return _Sources(latents, lab, np.arange(m, dtype=np.int64), outline(onehot), False)
+        return _given_sources(self.encoder, maps, labels, cls_index, len(self.classes), require_labels)
 
-    def _labels(self, plan: _Plan) -> np.ndarray:
-        return plan.src.labels[plan.sources].astype(np.int64).reshape(-1, 1)
 
-    # ------------------------------------------------------------ 2. one graph run per block
+def _given_sources(encoder: GraphRunner, maps: Any, labels: Any, cls_index: Optional[int], n_classes: int,
+                   require_labels: bool) -> Sources:
+    """The caller's maps as sources: their latents (``encoder.onnx``), labels and outlines."""
+    onehot = as_maps(maps)
+    m = onehot.shape[0]
+    if labels is None:
+        if require_labels or cls_index is None:
+            raise InputError("labels are needed for the given maps (one class index per map)")
+        lab = np.full(m, cls_index, dtype=np.int64)
+    else:
+        lab = as_labels(labels, m, n_classes)[:, 0]
+    return Sources(encoder.run(onehot, chunk=BLOCK_ROWS), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
-    def _block(self, plan: _Plan, lo: int, hi: int) -> np.ndarray:
-        """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
-        if plan.bank_graph:
-            feeds = {
-                "source": plan.sources[lo:hi],
-                "seed": np.array([plan.seed], dtype=np.int64),
-                "row0": np.array([lo], dtype=np.int64),
-                "strength": np.array([plan.strength], dtype=np.float32),
-            }
-            return self.generator_session.run(["maps"], feeds)[0]
-        rows = np.arange(lo, hi, dtype=np.int64)
-        return self._draw(plan, rows, np.zeros(hi - lo, dtype=np.int64))
 
-    def _draw(self, plan: _Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
-        """Maps of request rows ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
-        src, sources = plan.src, plan.sources[rows]
-        latent = src.latents[sources]
-        if plan.partners is not None and plan.weights is not None:
-            latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
-        sigma = sampling.noise_sigma(plan.mode, plan.strength, self.bundle.latent_std, plan.variants[rows])
-        if attempts.any():
-            sigma = sampling.redraw_sigma(sigma, attempts[:, None])
+# ---------------------------------------------------------------- 2. one graph run per block
+
+
+class _Graphs(NamedTuple):
+    """The two generator sessions and the bank's latent std (σ of relative noise)."""
+
+    generator: Any  # generator.onnx
+    core: Any  # generator_core.onnx
+    std: np.ndarray
+
+
+def _block(graphs: _Graphs, plan: Plan, lo: int, hi: int) -> np.ndarray:
+    """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
+    if plan.bank_graph:
         feeds = {
-            "latent": np.ascontiguousarray(latent, dtype=np.float32),
-            "sigma": np.ascontiguousarray(sigma, dtype=np.float32),
-            "outline": src.outlines[src.outline_ids[sources]],
+            "source": plan.sources[lo:hi],
             "seed": np.array([plan.seed], dtype=np.int64),
-            "row": rows,
-            "attempt": attempts.astype(np.int64),
+            "row0": np.array([lo], dtype=np.int64),
+            "strength": np.array([plan.settings.strength], dtype=np.float32),
         }
-        if plan.outline_lock and not plan.raw:
-            return self.core_session.run(["maps"], feeds)[0]
-        probs = self.core_session.run(["probs"], feeds)[0]
-        return probs if plan.raw else to_onehot(probs.argmax(axis=-1))
+        return graphs.generator.run(["maps"], feeds)[0]
+    return _draw(graphs, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
 
-    def _redraw_siblings(self, plan: _Plan, lo: int, maps: np.ndarray, seen: set) -> None:
-        """Replace, in row order, each map equal to an earlier map of its source.
 
-        Row r keeps the first of its draws (attempt 0, then redraws 1 …
-        MAX_REDRAWS) whose map differs from every kept map of an earlier row
-        with the same source; after MAX_REDRAWS clashes the last is kept.
-        ``seen``: sibling keys of the rows before ``lo`` (updated).
-        """
-        keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
-        clashing = sampling.repeated_rows(keys, seen)
-        if clashing.size == 0:
-            seen.update(keys.tolist())
-            return
-        # Every redraw of every row that clashes at attempt 0, in one graph run;
-        # a row that only clashes with an earlier redraw gets its own run below.
-        redraws = self._redraws(plan, lo, lo + clashing)
-        for i, key in enumerate(keys.tolist()):
-            if key in seen:
-                cand_maps, cand_keys = redraws.get(i) or self._redraws(plan, lo, np.array([lo + i]))[i]
-                for k in range(sampling.MAX_REDRAWS):
-                    if cand_keys[k] not in seen or k == sampling.MAX_REDRAWS - 1:
-                        break
-                maps[i], key = cand_maps[k], cand_keys[k]
-            seen.add(key)
+def _draw(graphs: _Graphs, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
+    """Maps of request ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
+    src, sources, opts = plan.src, plan.sources[rows], plan.settings
+    latent = src.latents[sources]
+    if plan.partners is not None and plan.weights is not None:
+        latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
+    sigma = sampling.noise_sigma(opts.mode, opts.strength, graphs.std, plan.variants[rows])
+    if attempts.any():
+        sigma = sampling.redraw_sigma(sigma, attempts[:, None])
+    feeds = {
+        "latent": np.ascontiguousarray(latent, dtype=np.float32),
+        "sigma": np.ascontiguousarray(sigma, dtype=np.float32),
+        "outline": src.outlines[src.outline_ids[sources]],
+        "seed": np.array([plan.seed], dtype=np.int64),
+        "row": rows,
+        "attempt": attempts.astype(np.int64),
+    }
+    if opts.outline_lock and not opts.raw:
+        return graphs.core.run(["maps"], feeds)[0]
+    probs = graphs.core.run(["probs"], feeds)[0]
+    return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
 
-    def _redraws(self, plan: _Plan, lo: int, rows: np.ndarray) -> dict:
-        """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
-        r = sampling.MAX_REDRAWS
-        all_rows = np.repeat(rows, r)
-        attempts = np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size)
-        maps = self._draw(plan, all_rows, attempts).reshape(rows.size, r, *MAP_SHAPE)
-        keys = sampling.sibling_keys(plan.sources[all_rows], maps.reshape(-1, *MAP_SHAPE)).reshape(rows.size, r)
-        return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
 
-    def _blocks(self, plan: _Plan, progress: Optional[Progress]) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
-        seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
-        for lo in range(0, plan.n, BLOCK_ROWS):
-            hi = min(lo + BLOCK_ROWS, plan.n)
-            maps = self._block(plan, lo, hi)
-            if plan.siblings:
-                self._redraw_siblings(plan, lo, maps, seen)
-            yield lo, maps
-            if progress is not None:
-                progress(hi, plan.n)
+def _redraw_siblings(graphs: _Graphs, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
+    """Replace, in row order, each map equal to an earlier map of its source.
 
-    # ------------------------------------------------------------ 3. sinks
+    Row r keeps the first of its draws (attempt 0, then redraws 1 …
+    MAX_REDRAWS) whose map differs from every kept map of an earlier row
+    with the same source; after MAX_REDRAWS clashes the last is kept.
+    ``seen``: sibling keys of the rows before ``lo`` (updated).
+    """
+    keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
+    clashing = sampling.repeated_rows(keys, seen)
+    if clashing.size == 0:
+        seen.update(keys.tolist())
+        return
+    # Every redraw of every row that clashes at attempt 0, in one graph run; a row
+    # that clashes only with an earlier row's redraw gets its own run below.
+    redraws = _redraws(graphs, plan, lo, lo + clashing)
+    for i, key in enumerate(keys.tolist()):
+        if key in seen:
+            cand_maps, cand_keys = redraws.get(i) or _redraws(graphs, plan, lo, np.array([lo + i]))[i]
+            for k in range(sampling.MAX_REDRAWS):
+                if cand_keys[k] not in seen or k == sampling.MAX_REDRAWS - 1:
+                    break
+            maps[i], key = cand_maps[k], cand_keys[k]
+        seen.add(key)
 
-    def _collect(self, plan: _Plan, progress: Optional[Progress]) -> np.ndarray:
-        """All maps in one array (a single block is the graph's own output, not a copy)."""
-        if plan.n <= BLOCK_ROWS and not plan.siblings:  # one block (every batch-1 call): no block machinery
-            maps = self._block(plan, 0, plan.n)
-            if progress is not None:
-                progress(plan.n, plan.n)
-            return maps
-        if plan.n <= BLOCK_ROWS:
-            return next(iter(self._blocks(plan, progress)))[1]
-        out = np.empty((plan.n, *MAP_SHAPE), dtype=np.float32)
-        for lo, maps in self._blocks(plan, progress):
-            out[lo:lo + len(maps)] = maps
-        return out
 
-    def _write_npy(self, plan: _Plan, path: Path, progress: Optional[Progress]) -> None:
-        """Stream the maps into a ``.npy`` file: header, then block after block.
+def _redraws(graphs: _Graphs, plan: Plan, lo: int, rows: np.ndarray) -> dict:
+    """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
+    r = sampling.MAX_REDRAWS
+    all_rows = np.repeat(rows, r)
+    attempts = np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size)
+    maps = _draw(graphs, plan, all_rows, attempts).reshape(rows.size, r, *MAP_SHAPE)
+    keys = sampling.sibling_keys(plan.sources[all_rows], maps.reshape(-1, *MAP_SHAPE)).reshape(rows.size, r)
+    return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
 
-        Plain sequential writes rather than a memory map: a memory map's dirty
-        pages count as the process's memory, written blocks are the page cache's.
-        """
-        from numpy.lib import format as npy_format
 
-        header = {"descr": npy_format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
-                  "shape": (plan.n, *MAP_SHAPE)}
-        with open(path, "wb") as fh:
-            npy_format.write_array_header_1_0(fh, header)
-            for _, maps in self._blocks(plan, progress):
-                fh.write(np.ascontiguousarray(maps, dtype=np.float32).data)
+def _blocks(graphs: _Graphs, plan: Plan, progress: Optional[Progress]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
+    seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
+    for lo in range(0, plan.n, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, plan.n)
+        maps = _block(graphs, plan, lo, hi)
+        if plan.siblings:
+            _redraw_siblings(graphs, plan, lo, maps, seen)
+        yield lo, maps
+        if progress is not None:
+            progress(hi, plan.n)
 
-    # ------------------------------------------------------------ checks
 
-    def _check_latents(self, latents: Any) -> np.ndarray:
-        try:
-            z = np.asarray(latents, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"latents cannot be read as numbers: {exc}") from None
-        shape = tuple(self.bundle.latents.shape[1:])
-        if z.shape == shape:
-            z = z[None]
-        if z.ndim != 4 or tuple(z.shape[1:]) != shape:
-            raise InputError(f"latents have shape {z.shape}; expected (N, {', '.join(map(str, shape))})")
-        if not np.isfinite(z).all():
-            raise InputError("latents contain NaN or infinite values")
-        return np.ascontiguousarray(z)
+# ---------------------------------------------------------------- 3. sinks
+
+
+def _collect(graphs: _Graphs, plan: Plan, progress: Optional[Progress]) -> np.ndarray:
+    """All maps in one array (a single block is the graph's own output, not a copy)."""
+    if plan.n <= BLOCK_ROWS:
+        return next(iter(_blocks(graphs, plan, progress)))[1]
+    out = np.empty((plan.n, *MAP_SHAPE), dtype=np.float32)
+    for lo, maps in _blocks(graphs, plan, progress):
+        out[lo:lo + len(maps)] = maps
+    return out
+
+
+def _write_npy(graphs: _Graphs, plan: Plan, path: Path, progress: Optional[Progress]) -> None:
+    """Stream the maps into a ``.npy`` file: header, then block after block.
+
+    Plain sequential writes rather than a memory map: a memory map's dirty
+    pages count as the process's memory, written blocks are the page cache's.
+    """
+    from numpy.lib import format as npy_format
+
+    header = {"descr": npy_format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": (plan.n, *MAP_SHAPE)}
+    with open(path, "wb") as fh:
+        npy_format.write_array_header_1_0(fh, header)
+        for _, maps in _blocks(graphs, plan, progress):
+            fh.write(np.ascontiguousarray(maps, dtype=np.float32).data)

@@ -1,8 +1,9 @@
-"""The plan of a generation request: seeds, sources, partners, σ, redraw rules. Pure numpy.
+"""Randomness rules of a request: seeds, source order, partners, σ, redraws. Pure numpy.
 
-Nothing here runs a graph. Every per-row decision a request needs is made
-here from the seed, before any map exists; the noise itself is drawn inside
-the bundle's generator graphs (``docs/other-languages.md`` defines it). All
+Nothing here runs a graph: :mod:`~edge_infer.plan` uses these rules to make
+every per-row decision from the seed, before any map exists; the noise itself
+is drawn inside the bundle's generator graphs (``docs/other-languages.md``
+defines it). All
 randomness, host or graph, comes from one counter-based function,
 :func:`draws`: value ``c`` of stream ``s`` for seed ``seed`` is
 
