@@ -229,6 +229,9 @@ def _write_generator(folder: Path, decoder_bytes: bytes, bank: dict, stats: dict
     }
     info = {}
     for kind, model in graphs.items():
+        card = {k: v for k, v in onnx_graphs.model_card("decoder", {}, {}, 0).items() if k in ("classes", "channels", "license", "citation")}
+        card["description"] = model.doc_string
+        onnx_graphs.add_model_card(model, card)
         try:
             data = onnx_graphs.serialize(model)
         except Exception as exc:  # onnx.checker.ValidationError and friends
