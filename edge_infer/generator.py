@@ -480,9 +480,15 @@ def _blocks(graphs: _Graphs, plan: Plan, progress: Optional[Progress]) -> Iterat
 
 def _collect(graphs: _Graphs, plan: Plan, progress: Optional[Progress]) -> np.ndarray:
     """All maps in one array (a single block is the graph's own output, not a copy)."""
-    if plan.n <= BLOCK_ROWS:
+    n = plan.n
+    if n <= BLOCK_ROWS and not plan.siblings:  # one block, nothing to redraw (every batch-1 call)
+        maps = _block(graphs, plan, 0, n)
+        if progress is not None:
+            progress(n, n)
+        return maps
+    if n <= BLOCK_ROWS:
         return next(iter(_blocks(graphs, plan, progress)))[1]
-    out = np.empty((plan.n, *MAP_SHAPE), dtype=np.float32)
+    out = np.empty((n, *MAP_SHAPE), dtype=np.float32)
     for lo, maps in _blocks(graphs, plan, progress):
         out[lo:lo + len(maps)] = maps
     return out

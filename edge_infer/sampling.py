@@ -174,7 +174,8 @@ def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[i
         raise InputError("no source maps to generate from")
     keys = draws(seed, PLAN_STREAM, candidates.size)
     if n == 1:  # the smallest key: argmin, not a sort (same first row)
-        return candidates[[int(keys.argmin())]]
+        i = int(keys.argmin())
+        return candidates[i:i + 1].copy()
     order = candidates[keys.argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
 
