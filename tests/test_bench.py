@@ -192,7 +192,8 @@ def test_bench_runs_in_the_torch_free_runtime(runtime_venv, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     tasks, providers, torch_loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert tasks == ["decode", "encode", "generate"] and providers[0] == "cpu" and torch_loaded is False
+    graph = ["generate_graph", "generate_graph_1thread", "generate_graph_iobind"]
+    assert tasks == ["decode", "encode", "generate", *graph] and providers[0] == "cpu" and torch_loaded is False
     out = tmp_path / "b.json"
     done = subprocess.run([str(runtime_venv / "bin" / "edge-infer"), "bench", "--batches", "1", "--seconds", "0.02",
                            "--tasks", "decode", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
