@@ -100,6 +100,10 @@ class _Job(NamedTuple):
     root: sampling.RootKey
     outline_lock: bool
     raw: bool
+    #: Index of this job's first output row within the whole request (noise and
+    #: redraws are keyed by that global row, so a request cut into jobs gives
+    #: the same maps as one job).
+    row0: int = 0
 
     @property
     def n(self) -> int:
@@ -313,22 +317,35 @@ class WaferGenerator:
         outline_lock: Optional[bool] = None,
         raw: bool = False,
         progress: Optional[Progress] = None,
+        source_offset: int = 0,
     ) -> Generated:
         """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
 
         Order: the k variants of source i are rows ``k·i … k·i+k−1``; each
         keeps its source's label and outline.
+
+        ``source_offset``: the index of ``maps[0]`` in a larger source set that
+        the caller augments block by block (:mod:`edge_infer.blocks`). Rows,
+        their noise and ``sources`` are numbered as in one call on the whole
+        set, so the blocks' results, concatenated, equal that call's (for
+        ``method="noise"``; ``"mix"`` pairs sources across the whole set).
         """
         k = _check_count(per_source, "per_source")
+        if isinstance(source_offset, (bool, np.bool_)) or not isinstance(source_offset, (int, np.integer)) or source_offset < 0:
+            raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
         src = self._source_set(maps, labels, None, require_labels=True)
         m = src.labels.shape[0]
         _need_memory(m * k)
         sources = np.repeat(np.arange(m, dtype=np.int64), k)
         variants = np.tile(np.arange(k, dtype=np.int64), m)
         job = self._job(src, sources, variants, sampling.root_seed(seed), strength, method, mode, outline_lock, raw)
+        if source_offset:
+            if job.partners is not None:
+                raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
+            job = job._replace(row0=int(source_offset) * k)
         out = np.empty((sources.size, *MAP_SHAPE), dtype=np.float32)
         self._fill(job, out, progress)
-        return Generated(out, self._labels(job), job.sources)
+        return Generated(out, self._labels(job), job.sources + int(source_offset))
 
     def generate_to_files(
         self,
@@ -494,11 +511,12 @@ class WaferGenerator:
         step = sampling.NOISE_ROWS
         lo = start
         while lo < rows.stop:
-            hi = min(lo - lo % step + step, rows.stop)  # to the end of lo's stream, or of the rows
+            g = lo + job.row0  # the row's index in the whole request
+            hi = min(lo - g % step + step, rows.stop)  # to the end of the row's stream, or of the rows
             a, b = lo - start, hi - start
-            with sampling.noise_stream(job.root, lo // step) as rng:
-                if lo % step:  # rows that start inside a stream: skip the stream's rows before them
-                    rng.random((lo % step) * uniform[0].size, dtype=np.float32)
+            with sampling.noise_stream(job.root, g // step) as rng:
+                if g % step:  # rows that start inside a stream: skip the stream's rows before them
+                    rng.random((g % step) * uniform[0].size, dtype=np.float32)
                 s = sigma if sigma.shape[0] == 1 else sigma[a:b]
                 sampling.add_noise(clean[a:b], s, rng, out=noisy[a:b], work=uniform[a:b])
             lo = hi
@@ -586,7 +604,7 @@ class WaferGenerator:
             z = self._clean_latents(job, picked)
             noisy = np.empty_like(z)
             for i, r in enumerate(picked):
-                with sampling.redraw_stream(job.root, int(r), attempt) as rng:
+                with sampling.redraw_stream(job.root, int(r) + job.row0, attempt) as rng:
                     noisy[i : i + 1] = sampling.add_noise(z[i : i + 1], sigma, rng)
             redrawn = np.empty((repeated.size, *MAP_SHAPE), dtype=np.float32)
             self._maps_into(job, sources[repeated], self.decoder.run(noisy), redrawn)

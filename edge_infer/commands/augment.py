@@ -23,12 +23,10 @@ from ._common import (
     check_noise_options,
     handle_errors,
     provider_line,
-    png_writer,
     say,
+    say_generated,
     tell,
-    write_all,
 )
-from ._formats import FormatOpt
 
 PICTURE = "augment.png"
 
@@ -43,8 +41,6 @@ Examples:
 Writes OUT/gen_data.npy (N·k, 26, 26, 3) float32 one-hot and OUT/gen_label.npy
 (N·k, 1) int64, the k variants of source i at rows k·i … k·i+k−1, and
 OUT/augment.png: one row per class, a source and its first generated variants.
-With --format g85 (or both), OUT/gen_maps.xml holds the maps as SEMI G85 XML
-instead (or as well). --data also reads SEMI G85 XML (maps.xml).
 """
 
 
@@ -55,8 +51,7 @@ def augment(
         typer.Option(
             "--data",
             "-d",
-            help="Source maps: a wafer.zip, a folder with data.npy + label.npy, a .npy of maps (with --labels), "
-            "or a SEMI G85 .xml whose maps carry their class. "
+            help="Source maps: a wafer.zip, a folder with data.npy + label.npy, or a .npy of maps (with --labels). "
             "Default: the bundle's latent bank (the 1281 training maps).",
             show_default=False,
         ),
@@ -75,7 +70,6 @@ def augment(
     provider: ProviderOpt = "auto",
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
-    fmt: FormatOpt = "npy",
     force: ForceOpt = False,
 ) -> None:
     """Make k new maps for every source map (k = --per-source).
@@ -83,60 +77,71 @@ def augment(
     Without --data the sources are the bundle's latent bank, so no data file
     is needed: 1281 sources × 5 = 6405 new maps.
     """
+    import contextlib
+
     import numpy as np
 
     from ..errors import InputError
-    from ..generator import WaferGenerator
-    from ..io import check_targets, load_dataset
+    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
+    from ..io import MAP_BYTES, atomic_path, check_free_space, check_targets, npy_stream, open_input, write_npy
     from ..render import render_grid
-    from . import _formats
 
     check_count(per_source, "--per-source")
     check_noise_options(strength, method, noise_mode)
-    fmt = _formats.check_format(fmt)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
-    maps = lab = None
+    inp = None
     if data is not None:
-        dataset = load_dataset(data, labels, require_labels=True)
-        maps, lab = dataset.maps, dataset.labels
+        inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
-    check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
+    check_targets([out / DATA_FILE, out / LABEL_FILE, out / PICTURE], force=force)
     tell(provider_line(gen.provider_info))
-    result = gen.augment(
-        per_source,
-        maps=maps,
-        labels=lab,
-        seed=seed,
-        strength=strength,
-        method=method,
-        mode=noise_mode,
-        outline_lock=not no_outline_lock,
-        progress=Progress("augment"),
-    )
-
-    # The figure: one row per class present, its first source and that source's variants.
+    options = dict(seed=seed, strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
     k = per_source
     shown = min(k, 5)
-    source_labels = result.labels[::k, 0]
-    rows, row_labels = [], []
-    for c, name in enumerate(gen.classes):
-        hits = np.flatnonzero(source_labels == c)
-        if hits.size == 0:
-            continue
-        i = int(hits[0])
-        source = maps[i] if maps is not None else gen.bank_maps([i])[0]
-        rows.append([source, *result.maps[k * i : k * i + shown]])
-        row_labels.append(f"{name} (source {i})")
-    src_word = "source" if maps is not None else "source (reconstructed)"
-    picture = render_grid(
-        rows,
-        row_labels=row_labels,
-        col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
-        title=f"{shown} generated samples for each class",
-    )
-    write_all({**_formats.writers(out, result.maps, result.labels, fmt), out / PICTURE: png_writer(picture)}, force=force)
-    n = len(result)
+    if inp is None:
+        # The bank's 1281 sources: small, made in memory.
+        result = gen.augment(per_source, progress=Progress("augment"), **options)
+        n, out_labels = len(result), result.labels
+        examples = {}
+        source_labels = result.labels[::k, 0]
+        for c in range(len(gen.classes)):
+            hits = np.flatnonzero(source_labels == c)
+            if hits.size:
+                i = int(hits[0])
+                examples[c] = (i, gen.bank_maps([i])[0], result.maps[k * i : k * i + shown])
+    else:
+        from ..blocks import augment_blocks
+        from ..wafer import MAP_SHAPE
+
+        n = inp.maps.count * k
+        check_free_space(out, n * (MAP_BYTES + 8), f"{n} generated maps")
+
+    # The figure: one row per class present, its first source and that source's variants.
+    def picture_of(examples):
+        rows, row_labels = [], []
+        for c, name in enumerate(gen.classes):
+            if c in examples:
+                i, source, variants = examples[c]
+                rows.append([source, *variants])
+                row_labels.append(f"{name} (source {i})")
+        src_word = "source" if inp is not None else "source (reconstructed)"
+        return render_grid(
+            rows,
+            row_labels=row_labels,
+            col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
+            title=f"{shown} generated samples for each class",
+        )
+
+    with contextlib.ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_path(out / name, force=force)) for name in (DATA_FILE, LABEL_FILE, PICTURE)}
+        if inp is None:
+            write_npy(tmp[DATA_FILE], result.maps)
+        else:
+            with npy_stream(tmp[DATA_FILE], (n, *MAP_SHAPE)) as sink:
+                made = augment_blocks(gen, k, inp, sink=sink, shown=shown, progress=Progress("augment"), **options)
+            out_labels, examples = made.labels, made.examples
+        write_npy(tmp[LABEL_FILE], out_labels)
+        picture_of(examples).save(tmp[PICTURE], format="PNG")
     say(f"generated {n} maps: {k} for each of {n // k} source maps")
-    _formats.say_maps(out, n, fmt)
-    say(f"  {out / PICTURE}")
+    say_generated(out, n, PICTURE)
