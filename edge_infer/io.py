@@ -133,10 +133,11 @@ class ArraySource:
 class NpySource:
     """The maps of one ``.npy`` array (a file or a zip member), read block by block.
 
-    Stacks of maps, one-hot ``(N, H, W, 3)`` or die states ``(N, H, W)`` stored
-    in C order, are streamed. Anything else (a single map, the ambiguous
-    ``(H, W, 3)``, Fortran order) cannot be cut into maps from its header
-    alone: it is read whole, if the ceiling allows, and validated at once.
+    Stacks of maps, one-hot ``(N, H, W, 3)`` or die states ``(N, H, W)``, are
+    streamed (in Fortran order only from a file: a zip member cannot be read
+    out of order). Anything else (a single map, the ambiguous ``(H, W, 3)``)
+    cannot be cut into maps from its header alone: it is read whole, if the
+    ceiling allows, and validated at once.
     """
 
     def __init__(self, array: NpyArray, *, max_memory: Optional[int] = None) -> None:
@@ -146,7 +147,9 @@ class NpySource:
         shape = array.shape
         if array.dtype.kind not in "fiub":
             raise DataFileError(f"{self.where} has dtype {array.dtype}; expected numbers (one-hot or die states)")
-        streamable = not array.fortran_order and (len(shape) == 4 or (len(shape) == 3 and shape[-1] != N_STATES))
+        # Fortran order streams from a file (read out of order), not from a zip member.
+        in_order = not array.fortran_order or array.path is not None
+        streamable = in_order and (len(shape) == 4 or (len(shape) == 3 and shape[-1] != N_STATES))
         if streamable:
             self._whole: Optional[np.ndarray] = None
             self.count = shape[0]
@@ -324,6 +327,24 @@ def iter_maps(
             progress(done, source.count)
     if done != source.count:  # a source that yields fewer or more maps than it announced
         raise DataFileError(f"{source.where} gave {done} maps, not the {source.count} it declares")
+
+
+def check_start(source: MapSource, rows: int = 64) -> None:
+    """Read and validate the first ``rows`` maps now, and let them go.
+
+    Commands call this before loading a model, so an input that is broken
+    from its start (a decompression bomb of zeros, text, the wrong kind of
+    array) is refused in milliseconds; the streamed pass reads it again from
+    the start, and still validates every map.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResizeNote)  # the streamed pass notes it once
+        for raw in source.raw_blocks(min(block_rows(source, rows), source.count)):
+            try:
+                as_maps(raw, name=f"maps in {source.where}")
+            except InputError as exc:
+                raise _first_bad_map(raw, 0, source.where) or exc from None
+            break
 
 
 def _needs_resize(raw: Any) -> bool:

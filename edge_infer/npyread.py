@@ -57,6 +57,8 @@ class NpyArray:
     fortran_order: bool
     header_bytes: int
     open: Callable[[], IO[bytes]]
+    #: The file, for arrays that can be read out of order (None: a zip member).
+    path: Optional[Path] = None
 
     @property
     def data_bytes(self) -> int:
@@ -78,7 +80,8 @@ class NpyArray:
         full pass it holds the file's digest.
         """
         if self.fortran_order and len(self.shape) > 1:
-            raise DataFileError(f"{self.where} is stored in Fortran order; it can only be read whole")
+            yield from self._fortran_blocks(rows, hasher)
+            return
         n = self.shape[0] if self.shape else 1
         rows = max(1, int(rows))
         with self._errors(), self.open() as fh:
@@ -93,6 +96,34 @@ class NpyArray:
                     hasher.update(buf.data)
                 yield buf
             _check_end(fh, self.where)
+
+    def _fortran_blocks(self, rows: int, hasher: Optional["hashlib._Hash"]) -> Iterator[np.ndarray]:
+        """Blocks of a Fortran-order file: each die of a block of maps is one contiguous run.
+
+        In Fortran order the first axis varies fastest, so the maps ``a..b``
+        of one (row, column, channel) position lie together; a block is read
+        as one run per position.
+        """
+        if self.path is None:
+            raise DataFileError(f"{self.where} is stored in Fortran order; it can only be read whole")
+        n, inner = self.shape[0], self.shape[1:]
+        per_map = int(np.prod(inner, dtype=object))
+        item = self.dtype.itemsize
+        rows = max(1, int(rows))
+        with self._errors(), open(self.path, "rb") as fh:
+            for start in range(0, n, rows):
+                count = min(rows, n - start)
+                buf = np.empty((per_map, count), dtype=self.dtype)
+                for j in range(per_map):
+                    fh.seek(self.header_bytes + (j * n + start) * item)
+                    _fill(fh, memoryview(buf[j].view(np.uint8)), self.where, self.header_bytes + self.data_bytes)
+                # buf[j, m]: position j (first inner axis fastest) of map m.
+                order = tuple(range(len(inner), -1, -1))
+                yield np.ascontiguousarray(buf.reshape(*inner[::-1], count).transpose(order))
+        if hasher is not None:  # the digest is of the file's bytes in their order: one more sequential pass
+            with self._errors(), self.open() as fh:
+                while piece := fh.read(_READ_PIECE * 8):
+                    hasher.update(piece)
 
     def read(self, *, hasher: Optional["hashlib._Hash"] = None) -> np.ndarray:
         """The whole array (the caller checks first that it may be held in memory)."""
@@ -203,7 +234,8 @@ def open_npy_file(path: Path) -> NpyArray:
         real = path.stat().st_size
     except OSError as exc:
         raise DataFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return _checked(str(path), lambda: open(path, "rb"), real, "the file holds")
+    arr = _checked(str(path), lambda: open(path, "rb"), real, "the file holds")
+    return NpyArray(arr.where, arr.shape, arr.dtype, arr.fortran_order, arr.header_bytes, arr.open, path)
 
 
 def open_npy_member(zf_path: Path, member: zipfile.ZipInfo) -> NpyArray:

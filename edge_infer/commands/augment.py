@@ -83,7 +83,7 @@ def augment(
 
     from ..errors import InputError
     from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
-    from ..io import MAP_BYTES, atomic_path, check_free_space, check_targets, npy_stream, open_input, write_npy
+    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, npy_stream, open_input, write_npy
     from ..render import render_grid
 
     check_count(per_source, "--per-source")
@@ -93,6 +93,7 @@ def augment(
     inp = None
     if data is not None:
         inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
+        check_start(inp.maps)  # a broken start fails now, before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_targets([out / DATA_FILE, out / LABEL_FILE, out / PICTURE], force=force)
     tell(provider_line(gen.provider_info))

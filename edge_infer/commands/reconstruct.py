@@ -77,7 +77,7 @@ def reconstruct(
     import contextlib
 
     from ..blocks import reconstruct_blocks
-    from ..io import MAP_BYTES, atomic_path, check_free_space, check_targets, npy_stream, open_input
+    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, npy_stream, open_input
     from ..render import render_grid
     from ..wafer import MAP_SHAPE
 
@@ -85,6 +85,7 @@ def reconstruct(
         check_targets([out / DATA_FILE, out / PICTURE], force=force)
     inp = open_input(data)  # headers and sizes checked: no map read yet
     source = inp.maps
+    check_start(source)  # a broken start fails now, before a model loads
     if out is not None:
         check_free_space(out, source.count * MAP_BYTES, f"{source.count} reconstructed maps")
     from ..generator import WaferGenerator
