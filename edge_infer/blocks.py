@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, TooLargeError
 from .io import (
     BLOCK_MAPS,
     MAP_BYTES,
@@ -240,7 +240,10 @@ def augment_blocks(
 
     def blocks():
         if mix:
-            maps = read_all(inp.maps)
+            try:
+                maps = read_all(inp.maps)
+            except TooLargeError as exc:
+                raise TooLargeError(f"method mix pairs sources across the whole input, so it reads it whole: {exc}") from None
             yield 0, maps, gen.augment(k, maps=maps, labels=labels, **options)
             return
         for start, maps in iter_maps(inp.maps, rows=sources_per_call(k)):

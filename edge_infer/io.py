@@ -195,36 +195,52 @@ def _npy_file(path: Path) -> NpyArray:
     return open_npy_file(path)
 
 
-def _layout(data: PathLike) -> tuple[Path, Callable[[], NpyArray], Optional[Callable[[], NpyArray]]]:
-    """``(path, maps array, labels array or None)`` of the three layouts; nothing read yet but headers."""
-    p = Path(data)
+#: Reads an input's labels: ``(raw labels array, sha256 of their bytes)``; validated by the caller.
+LabelsReader = Callable[[], tuple[np.ndarray, str]]
+
+
+def _npy_labels(array_of: Callable[[], NpyArray], max_memory: Optional[int]) -> LabelsReader:
+    def read() -> tuple[np.ndarray, str]:
+        array = array_of()
+        check_fits(array.data_bytes, array.where, max_memory=max_memory)
+        hasher = hashlib.sha256()
+        return array.read(hasher=hasher), hasher.hexdigest()
+
+    return read
+
+
+def _open_layout(p: Path, max_memory: Optional[int]) -> tuple[MapSource, Optional[LabelsReader]]:
+    """The maps of ``p`` (headers checked, no map read) and a reader of its own labels, if it has any.
+
+    The one place that knows the input layouts; another format (SEMI G85, say)
+    adds a branch returning its own :class:`MapSource` and labels reader.
+    """
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
     if p.is_dir():
         if not (p / DATA_NAME).exists():
             raise DataFileError(f"{p} holds no {DATA_NAME}")
         lab = p / LABEL_NAME
-        return p, lambda: _npy_file(p / DATA_NAME), (lambda: _npy_file(lab)) if lab.exists() else None
+        labels = _npy_labels(lambda: _npy_file(lab), max_memory) if lab.exists() else None
+        return NpySource(_npy_file(p / DATA_NAME), max_memory=max_memory), labels
     if zipfile.is_zipfile(p):
         members = _zip_members(p)
         if DATA_NAME not in members:
             raise DataFileError(f"{p} holds no {DATA_NAME} (found: {', '.join(sorted(members)) or 'nothing'})")
-        data_m, label_m = members[DATA_NAME], members.get(LABEL_NAME)
-        labels = (lambda: open_npy_member(p, label_m)) if label_m is not None else None
-        return p, lambda: open_npy_member(p, data_m), labels
+        label_m = members.get(LABEL_NAME)
+        labels = _npy_labels(lambda: open_npy_member(p, label_m), max_memory) if label_m is not None else None
+        return NpySource(open_npy_member(p, members[DATA_NAME]), max_memory=max_memory), labels
     if p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
-    return p, lambda: _npy_file(p), None
+    return NpySource(_npy_file(p), max_memory=max_memory), None
 
 
 def open_maps(data: PathLike, *, max_memory: Optional[int] = None) -> MapSource:
     """The maps of ``data`` (a zip, a folder with ``data.npy``, or a ``.npy``) as a :class:`MapSource`.
 
-    Only headers are read: sizes are checked against the files, no map is
-    read yet. Other formats add their branch here.
+    Only headers are read: sizes are checked against the files, no map is read yet.
     """
-    _, maps, _ = _layout(data)
-    return NpySource(maps(), max_memory=max_memory)
+    return _open_layout(Path(data), max_memory)[0]
 
 
 @dataclass(frozen=True)
@@ -246,41 +262,37 @@ def open_input(
 ) -> DataInput:
     """Open maps for streaming and read their labels (small: 8 bytes a map), validated.
 
-    ``labels`` overrides a ``label.npy`` found beside the maps. Raises
-    :class:`DataFileError` / :class:`InputError` with one clear message for
-    a missing, broken, lying or inconsistent input.
+    ``labels`` (a ``.npy``) overrides labels the input carries (a
+    ``label.npy`` beside ``data.npy``). Raises :class:`DataFileError` /
+    :class:`InputError` with one clear message for a missing, broken, lying
+    or inconsistent input.
     """
-    p, maps_of, labels_of = _layout(data)
+    p = Path(data)
+    maps, labels_of = _open_layout(p, max_memory)
     if labels is not None:
         lp = Path(labels)
-        labels_of = lambda: _npy_file(lp)  # noqa: E731
+        labels_of = _npy_labels(lambda: _npy_file(lp), max_memory)
     if labels_of is None and require_labels:
         raise DataFileError(f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file")
-    maps = NpySource(maps_of(), max_memory=max_memory)
     lab = digest = None
     if labels_of is not None:
-        lab, digest = _read_labels(labels_of(), maps.count, f"labels for {p}", max_memory)
+        raw, digest = labels_of()
+        try:
+            lab = as_labels(raw, maps.count, name=f"labels for {p}")
+        except InputError as exc:
+            raise InputError(f"{exc}{_first_bad_label(raw)}") from None
     return DataInput(maps, lab, str(p), digest)
 
 
-def _read_labels(array: NpyArray, n: int, name: str, max_memory: Optional[int]) -> tuple[np.ndarray, str]:
-    check_fits(array.data_bytes, array.where, max_memory=max_memory)
-    hasher = hashlib.sha256()
-    raw = array.read(hasher=hasher)
-    try:
-        return as_labels(raw, n, name=name), hasher.hexdigest()
-    except InputError as exc:
-        raise InputError(f"{exc}{_first_bad_label(raw)}") from None
-
-
 def _first_bad_label(raw: np.ndarray) -> str:
-    """``; the first is map 12 (20)`` for labels with bad values, else ''."""
+    """``; the first is map 12 (label 20)`` for labels with bad values, else ''."""
     flat = raw.reshape(-1) if raw.ndim == 2 and raw.shape[-1] == 1 else raw
     if flat.ndim != 1 or flat.dtype.kind not in "fiub" or flat.size == 0:
         return ""
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(flat) | (flat != np.round(flat)) | (flat < 0) | (flat >= len(CLASS_NAMES)) if flat.dtype.kind == "f" \
-            else (flat < 0) | (flat >= len(CLASS_NAMES))
+    bad = (flat < 0) | (flat >= len(CLASS_NAMES))
+    if flat.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad |= ~np.isfinite(flat) | (flat != np.round(flat))
     hits = np.flatnonzero(bad)
     return f"; the first is map {int(hits[0])} (label {flat[hits[0]]})" if hits.size else ""
 

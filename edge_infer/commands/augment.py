@@ -41,6 +41,11 @@ Examples:
 Writes OUT/gen_data.npy (N·k, 26, 26, 3) float32 one-hot and OUT/gen_label.npy
 (N·k, 1) int64, the k variants of source i at rows k·i … k·i+k−1, and
 OUT/augment.png: one row per class, a source and its first generated variants.
+
+--data of any size runs in bounded memory, a block of sources at a time,
+with the same maps as one in-memory call (--method mix pairs sources across
+the whole input, so it reads the input whole, up to
+$EDGE_INFER_MAX_INPUT_MEMORY, default 2G).
 """
 
 

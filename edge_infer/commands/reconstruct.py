@@ -36,6 +36,10 @@ against the one-hot input; accuracy compares the most likely die state with
 the input's; defect recall is the share of defective dies reconstructed as
 defective. With --out, writes OUT/reconstructed.npy (one-hot, like data.npy)
 and OUT/reconstructed.png (inputs above, reconstructions below).
+
+Inputs of any size run in bounded memory: maps are read, checked and
+reconstructed a block at a time, and the output is written as it comes.
+A file whose header does not match its size is refused before reading.
 """
 
 
