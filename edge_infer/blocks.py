@@ -200,7 +200,7 @@ def augment_blocks(
     per_source: int,
     inp: DataInput,
     *,
-    sink: NpyStream,
+    sink: Any,
     seed: Any = None,
     strength: Optional[float] = None,
     method: Optional[str] = None,

@@ -232,7 +232,23 @@ def _open_layout(p: Path, max_memory: Optional[int]) -> tuple[MapSource, Optiona
         return NpySource(open_npy_member(p, members[DATA_NAME]), max_memory=max_memory), labels
     if p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
+    if _is_g85(p):
+        from .g85 import G85Source
+
+        g85 = G85Source(p)  # one validating pass: count, labels and sha256, then blocks
+        if g85.labels is None:
+            return g85, None
+        own = (g85.labels, g85.sha256 or "")
+        return g85, lambda: own
     return NpySource(_npy_file(p), max_memory=max_memory), None
+
+
+def _is_g85(path: Path) -> bool:
+    if path.suffix.lower() == ".npy" or not path.is_file():
+        return False
+    from .g85 import looks_like_g85
+
+    return looks_like_g85(path)
 
 
 def open_maps(data: PathLike, *, max_memory: Optional[int] = None) -> MapSource:
@@ -273,6 +289,10 @@ def open_input(
         lp = Path(labels)
         labels_of = _npy_labels(lambda: _npy_file(lp), max_memory)
     if labels_of is None and require_labels:
+        if _is_g85(p):
+            from .g85 import G85Error
+
+            raise G85Error(f"{p}: its maps carry no class (ei:ClassIndex); give a labels .npy (--labels)")
         raise DataFileError(f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file")
     lab = digest = None
     if labels_of is not None:
@@ -417,7 +437,9 @@ def load_dataset(
 
     * a ``wafer.zip`` holding ``data.npy`` (and usually ``label.npy``),
     * a folder holding ``data.npy`` (and usually ``label.npy``),
-    * a ``.npy`` of maps, with ``labels`` naming its ``.npy`` of labels.
+    * a ``.npy`` of maps, with ``labels`` naming its ``.npy`` of labels,
+    * a SEMI G85 XML file (``.xml``, or any file that starts like XML):
+      see :mod:`edge_infer.g85`; labels from its maps or from ``labels``.
 
     Maps may be one-hot or die states, any size (resized to 26×26 with a
     note). Declared sizes are checked before reading, and the maps are read
@@ -426,6 +448,10 @@ def load_dataset(
     :func:`iter_maps`. Raises :class:`DataFileError` / :class:`InputError`
     with one clear message for a missing, broken or inconsistent input.
     """
+    if _is_g85(Path(data)):
+        from .g85 import load_g85_dataset
+
+        return load_g85_dataset(data, labels, require_labels=require_labels)
     inp = open_input(data, labels, require_labels=require_labels, max_memory=max_memory)
     maps = read_all(inp.maps, max_memory=max_memory)
     return Dataset(

@@ -159,3 +159,21 @@ def test_out_of_memory_says_how_much_was_asked(bundle_dir, tmp_path, capsys, mon
     assert code == 1
     line = [ln for ln in err.splitlines() if ln.startswith("error:")][0]
     assert line.startswith("error: out of memory (could not allocate") and "TiB" in line and "(10000000, 26, 26, 3, 1000)" in line
+
+
+def test_augment_streams_g85_too(gen, bundle_dir, tmp_path, capsys, monkeypatch):
+    """--format both from a streamed input: the G85 file holds the same maps and classes as the .npy pair."""
+    monkeypatch.setattr(eio, "BLOCK_BYTES", 128 * 26 * 26 * 3 * 4)
+    idx = np.arange(300)
+    np.save(tmp_path / "m.npy", gen.bank_maps(idx))
+    np.save(tmp_path / "l.npy", gen.bundle.labels[idx].reshape(-1, 1))
+    code, out, err = _cli(
+        capsys, "augment", "--data", str(tmp_path / "m.npy"), "--labels", str(tmp_path / "l.npy"), "-k", "2",
+        "--seed", "1", "--format", "both", "-o", str(tmp_path / "o"), "--model", str(bundle_dir),
+    )
+    assert code == 0, err
+    npy = np.load(tmp_path / "o" / "gen_data.npy")
+    np.testing.assert_array_equal(npy, gen.augment(2, maps=gen.bank_maps(idx), labels=gen.bundle.labels[idx], seed=1).maps)
+    back = eio.load_dataset(tmp_path / "o" / "gen_maps.xml")
+    np.testing.assert_array_equal(back.maps, npy)
+    np.testing.assert_array_equal(back.labels, np.load(tmp_path / "o" / "gen_label.npy"))

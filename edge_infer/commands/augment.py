@@ -22,11 +22,13 @@ from ._common import (
     check_count,
     check_noise_options,
     handle_errors,
+    png_writer,
     provider_line,
     say,
-    say_generated,
     tell,
+    write_all,
 )
+from ._formats import FormatOpt
 
 PICTURE = "augment.png"
 
@@ -41,6 +43,8 @@ Examples:
 Writes OUT/gen_data.npy (N·k, 26, 26, 3) float32 one-hot and OUT/gen_label.npy
 (N·k, 1) int64, the k variants of source i at rows k·i … k·i+k−1, and
 OUT/augment.png: one row per class, a source and its first generated variants.
+With --format g85 (or both), OUT/gen_maps.xml holds the maps as SEMI G85 XML
+instead (or as well). --data also reads SEMI G85 XML (maps.xml).
 
 --data of any size runs in bounded memory, a block of sources at a time,
 with the same maps as one in-memory call (--method mix pairs sources across
@@ -56,7 +60,8 @@ def augment(
         typer.Option(
             "--data",
             "-d",
-            help="Source maps: a wafer.zip, a folder with data.npy + label.npy, or a .npy of maps (with --labels). "
+            help="Source maps: a wafer.zip, a folder with data.npy + label.npy, a .npy of maps (with --labels), "
+            "or a SEMI G85 .xml whose maps carry their class. "
             "Default: the bundle's latent bank (the 1281 training maps).",
             show_default=False,
         ),
@@ -75,6 +80,7 @@ def augment(
     provider: ProviderOpt = "auto",
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
+    fmt: FormatOpt = "npy",
     force: ForceOpt = False,
 ) -> None:
     """Make k new maps for every source map (k = --per-source).
@@ -87,12 +93,14 @@ def augment(
     import numpy as np
 
     from ..errors import InputError
-    from ..generator import DATA_FILE, LABEL_FILE, WaferGenerator
-    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, npy_stream, open_input, write_npy
+    from ..generator import WaferGenerator
+    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, open_input
     from ..render import render_grid
+    from . import _formats
 
     check_count(per_source, "--per-source")
     check_noise_options(strength, method, noise_mode)
+    fmt = _formats.check_format(fmt)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
     inp = None
@@ -100,31 +108,14 @@ def augment(
         inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
         check_start(inp.maps)  # a broken start fails now, before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
-    check_targets([out / DATA_FILE, out / LABEL_FILE, out / PICTURE], force=force)
+    check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
     tell(provider_line(gen.provider_info))
     options = dict(seed=seed, strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
     k = per_source
     shown = min(k, 5)
-    if inp is None:
-        # The bank's 1281 sources: small, made in memory.
-        result = gen.augment(per_source, progress=Progress("augment"), **options)
-        n, out_labels = len(result), result.labels
-        examples = {}
-        source_labels = result.labels[::k, 0]
-        for c in range(len(gen.classes)):
-            hits = np.flatnonzero(source_labels == c)
-            if hits.size:
-                i = int(hits[0])
-                examples[c] = (i, gen.bank_maps([i])[0], result.maps[k * i : k * i + shown])
-    else:
-        from ..blocks import augment_blocks
-        from ..wafer import MAP_SHAPE
-
-        n = inp.maps.count * k
-        check_free_space(out, n * (MAP_BYTES + 8), f"{n} generated maps")
 
     # The figure: one row per class present, its first source and that source's variants.
-    def picture_of(examples):
+    def picture_of(examples: dict) -> "object":
         rows, row_labels = [], []
         for c, name in enumerate(gen.classes):
             if c in examples:
@@ -139,15 +130,31 @@ def augment(
             title=f"{shown} generated samples for each class",
         )
 
-    with contextlib.ExitStack() as stack:
-        tmp = {name: stack.enter_context(atomic_path(out / name, force=force)) for name in (DATA_FILE, LABEL_FILE, PICTURE)}
-        if inp is None:
-            write_npy(tmp[DATA_FILE], result.maps)
-        else:
-            with npy_stream(tmp[DATA_FILE], (n, *MAP_SHAPE)) as sink:
-                made = augment_blocks(gen, k, inp, sink=sink, shown=shown, progress=Progress("augment"), **options)
-            out_labels, examples = made.labels, made.examples
-        write_npy(tmp[LABEL_FILE], out_labels)
-        picture_of(examples).save(tmp[PICTURE], format="PNG")
+    if inp is None:
+        # The bank's 1281 sources: small, made in memory.
+        result = gen.augment(per_source, progress=Progress("augment"), **options)
+        n = len(result)
+        examples = {}
+        source_labels = result.labels[::k, 0]
+        for c in range(len(gen.classes)):
+            hits = np.flatnonzero(source_labels == c)
+            if hits.size:
+                i = int(hits[0])
+                examples[c] = (i, gen.bank_maps([i])[0], result.maps[k * i : k * i + shown])
+        writers = _formats.writers(out, result.maps, result.labels, fmt)
+        write_all({**writers, out / PICTURE: png_writer(picture_of(examples))}, force=force)
+    else:
+        from ..blocks import augment_blocks
+
+        # Streamed: each block of sources is augmented and written before the next is read.
+        n = inp.maps.count * k
+        check_free_space(out, n * (MAP_BYTES + 8), f"{n} generated maps")
+        out_labels = np.repeat(inp.labels[:, 0], k).reshape(-1, 1)
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(_formats.streamed_writers(out, n, out_labels, fmt, force=force))
+            tmp_picture = stack.enter_context(atomic_path(out / PICTURE, force=force))
+            made = augment_blocks(gen, k, inp, sink=sink, shown=shown, progress=Progress("augment"), **options)
+            png_writer(picture_of(made.examples))(tmp_picture)
     say(f"generated {n} maps: {k} for each of {n // k} source maps")
-    say_generated(out, n, PICTURE)
+    _formats.say_maps(out, n, fmt)
+    say(f"  {out / PICTURE}")
