@@ -177,3 +177,16 @@ def test_augment_streams_g85_too(gen, bundle_dir, tmp_path, capsys, monkeypatch)
     back = eio.load_dataset(tmp_path / "o" / "gen_maps.xml")
     np.testing.assert_array_equal(back.maps, npy)
     np.testing.assert_array_equal(back.labels, np.load(tmp_path / "o" / "gen_label.npy"))
+
+
+def test_convert_streams_npy_inputs(wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
+    """convert reads .npy inputs block by block: to npy and to G85, the same maps and labels."""
+    code, _, err = _cli(capsys, "convert", "--data", str(wafer_zip), "--to", "npy", "-o", str(tmp_path / "n"))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "n" / "data.npy"), wafer_data.maps)
+    np.testing.assert_array_equal(np.load(tmp_path / "n" / "label.npy"), wafer_data.labels)
+    code, _, err = _cli(capsys, "convert", "--data", str(tmp_path / "n"), "--to", "g85", "-o", str(tmp_path / "g"))
+    assert code == 0, err
+    back = eio.load_dataset(tmp_path / "g" / "maps.xml")
+    np.testing.assert_array_equal(back.maps, wafer_data.maps)
+    np.testing.assert_array_equal(back.labels, wafer_data.labels)
