@@ -59,6 +59,7 @@ def test_files_stream_in_either_order(gen, wafer_zip, wafer_data, small_blocks, 
         source = eio.open_maps(tmp_path / name)
         assert source.count == 1281 and getattr(source, "_whole", None) is None, "streamed, not read whole"
         result = reconstruct_to_file(gen, tmp_path / name, tmp_path / f"r-{name}")
+        assert result.count == 1281
         np.testing.assert_array_equal(np.load(tmp_path / f"r-{name}"), gen.reconstruct(wafer_data.maps))
 
 
