@@ -83,9 +83,9 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
     limit = max_input_memory() if max_memory is None else int(max_memory)
     if need > limit:
         raise TooLargeError(
-            f"{what} would take {_gib(need)} in memory, over the {_gib(limit)} ceiling for one input; "
-            f"the CLI streams large inputs block by block; to hold it whole, raise the ceiling "
-            f"(e.g. {MAX_MEMORY_ENV}={max(1, -(-need // 2**30))}G)"
+            f"{what} would take {_gib(need)} in memory, over the {_gib(limit)} ceiling for one input held whole; "
+            f"raise the ceiling (e.g. {MAX_MEMORY_ENV}={max(1, -(-need // 2**30))}G), "
+            "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)"
         )
 
 
@@ -95,9 +95,9 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
 class MapSource(Protocol):
     """Maps from one input, read front to back in blocks (bounded memory).
 
-    The one interface every input format offers (``.npy`` files and zip
-    members here; other formats, such as SEMI G85, add a reader and a branch
-    in :func:`open_maps`). ``raw_blocks`` yields blocks in any form
+    The one interface every input format offers (:class:`NpySource` for
+    ``.npy`` files and zip members, :class:`~edge_infer.g85.G85Source`; a new
+    format adds a reader and a branch in ``_open_layout``). ``raw_blocks`` yields blocks in any form
     :func:`~edge_infer.wafer.as_maps` accepts (one-hot, die states, a list of
     maps of mixed sizes); :func:`iter_maps` validates them and names the first
     bad map by its index.

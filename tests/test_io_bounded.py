@@ -218,7 +218,7 @@ def test_memory_ceiling_refuses_whole_reads_and_says_how_to_raise_it(tmp_path, m
     with pytest.raises(TooLargeError) as exc:
         load_dataset(tmp_path / "m.npy", max_memory=1 << 20)
     msg = str(exc.value)
-    assert "200 maps from" in msg and MAX_MEMORY_ENV in msg and "streams" in msg
+    assert "200 maps from" in msg and MAX_MEMORY_ENV in msg and "block by block" in msg
     monkeypatch.setenv(MAX_MEMORY_ENV, "1M")
     assert max_input_memory() == 1 << 20
     with pytest.raises(TooLargeError):
