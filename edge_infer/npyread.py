@@ -36,9 +36,11 @@ _READ_PIECE = 1 << 20
 
 
 def _size(n: int) -> str:
-    """``20,783,024 bytes`` / ``6.5 GB`` style, so both sizes in a message are readable."""
+    """``1,128 bytes`` / ``20,783,024 bytes (20.8 MB)``: exact, and readable at a glance."""
     if n < 10_000_000:
         return f"{n:,} bytes"
+    if n < 10**9:
+        return f"{n:,} bytes ({n / 1e6:.1f} MB)"
     return f"{n:,} bytes ({n / 1e9:.1f} GB)"
 
 
