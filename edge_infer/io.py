@@ -333,7 +333,9 @@ def iter_maps(
 
     Every map is validated; the first bad one is named by its index in the
     whole input. Maps of another size are resized with one
-    :class:`~edge_infer.wafer.ResizeNote` for the whole input.
+    :class:`~edge_infer.wafer.ResizeNote` for the whole input (the per-block
+    notes are caught with :func:`warnings.catch_warnings`, which is not
+    thread-safe; only inputs that need resizing take that path).
     ``progress(done, total)`` is called after each block.
     """
     done, noted = 0, False
