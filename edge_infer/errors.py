@@ -31,3 +31,7 @@ class ProviderError(EdgeInferError):
 
 class OutputError(EdgeInferError, OSError):
     """An output that cannot be written (unwritable, full, or already there)."""
+
+
+class TooLargeError(DataFileError):
+    """An input that would need more memory at once than the configured ceiling allows."""

@@ -286,18 +286,31 @@ class WaferGenerator:
         outline_lock: Optional[bool] = None,
         raw: bool = False,
         progress: Optional[Progress] = None,
+        source_offset: int = 0,
     ) -> Generated:
         """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
 
         Order: the k variants of source i are rows ``k·i … k·i+k−1``; each
         keeps its source's label and outline.
+
+        ``source_offset``: the index of ``maps[0]`` in a larger source set that
+        the caller augments block by block (:mod:`edge_infer.blocks`). Rows,
+        their noise and ``sources`` are numbered as in one call on the whole
+        set, so the blocks' results, concatenated, equal that call's (for
+        ``method="noise"``; ``"mix"`` pairs sources across the whole set).
         """
         k = _check_count(per_source, "per_source")
+        if isinstance(source_offset, (bool, np.bool_)) or not isinstance(source_offset, (int, np.integer)) or source_offset < 0:
+            raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
         src = self._source_set(maps, labels, None, require_labels=True)
         _need_memory(src.labels.shape[0] * k)
         opts = settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
         plan = plan_augment(src, k, sampling.check_seed(seed), opts, self.classes)
-        return Generated(_collect(self._graphs, plan, progress), plan.labels, plan.sources)
+        if source_offset:
+            if plan.partners is not None:
+                raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
+            plan = plan._replace(row0=int(source_offset) * k)
+        return Generated(_collect(self._graphs, plan, progress), plan.labels, plan.sources + int(source_offset))
 
     def generate_to_files(
         self,
@@ -396,7 +409,7 @@ def _block(graphs: _Graphs, plan: Plan, lo: int, hi: int) -> np.ndarray:
         feeds = {
             "source": plan.sources[lo:hi],
             "seed": np.array([plan.seed], dtype=np.int64),
-            "row0": np.array([lo], dtype=np.int64),
+            "row0": np.array([plan.row0 + lo], dtype=np.int64),
             "strength": np.array([plan.settings.strength], dtype=np.float32),
         }
         return graphs.generator.run(["maps"], feeds)[0]
@@ -417,7 +430,7 @@ def _draw(graphs: _Graphs, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -
         "sigma": np.ascontiguousarray(sigma, dtype=np.float32),
         "outline": src.outlines[src.outline_ids[sources]],
         "seed": np.array([plan.seed], dtype=np.int64),
-        "row": rows,
+        "row": rows + plan.row0,
         "attempt": attempts.astype(np.int64),
     }
     if opts.outline_lock and not opts.raw:

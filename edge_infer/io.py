@@ -1,7 +1,11 @@
 """Files in and out: reading users' wafer data, writing outputs atomically.
 
-Reading never unpickles (``allow_pickle=False`` everywhere), and every
-problem with a file becomes one :class:`DataFileError` naming that file.
+Reading never unpickles, checks every declared size against the file
+before reading (:mod:`edge_infer.npyread`), and hands maps on a validated
+block at a time (:func:`open_input`, :func:`iter_maps`), so an input of any
+size is read in bounded memory; :func:`load_dataset` reads a whole input
+when it fits under a ceiling (:func:`max_input_memory`). Every problem with
+a file becomes one :class:`DataFileError` naming that file.
 Writing goes to a temporary file in the target folder, then ``os.replace``:
 a reader never sees a half-written output, an interrupted run leaves none,
 and an existing file is only replaced when the caller says ``force``.
@@ -11,25 +15,392 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
+import re
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Protocol, Union
 
 import numpy as np
 
-from .errors import DataFileError, OutputError
-from .wafer import as_labels, as_maps
+from .errors import DataFileError, InputError, OutputError, TooLargeError
+from .npyread import NpyArray, open_npy_file, open_npy_member
+from .wafer import CLASS_NAMES, MAP_SHAPE, N_STATES, ResizeNote, as_labels, as_maps
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 DATA_NAME = "data.npy"
 LABEL_NAME = "label.npy"
+
+#: Maps validated and handed on at a time (the generator's block size too).
+BLOCK_MAPS = 4096
+#: Raw bytes read at a time at most, so maps of any size keep a block bounded.
+BLOCK_BYTES = 64 << 20
+#: Environment variable holding the ceiling on what one input may hold in memory at once.
+MAX_MEMORY_ENV = "EDGE_INFER_MAX_INPUT_MEMORY"
+#: The ceiling's default: what reading one input whole may take (maps as one-hot float32).
+DEFAULT_MAX_MEMORY = 2 << 30
+MAP_BYTES = int(np.prod(MAP_SHAPE)) * 4
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def max_input_memory() -> int:
+    """The ceiling, in bytes, on what one input may hold in memory at once.
+
+    ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, or with a K/M/G/T suffix, powers
+    of 1024: ``8G``), else 2 GiB. Streamed reading holds one block at a time
+    and rarely meets it; reading a whole input into an array
+    (:func:`load_dataset`, :func:`load_npy`) and the few inputs that cannot
+    be cut into blocks are checked against it before anything is allocated.
+    """
+    text = os.environ.get(MAX_MEMORY_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_MEMORY
+    number, unit = text.upper().rstrip("IB"), ""
+    if number and number[-1] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        value = -1
+    if not value > 0 or value != value or value == float("inf"):
+        raise InputError(f"{MAX_MEMORY_ENV}={text!r} is not a size; give bytes or e.g. 512M, 8G")
+    return int(value)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n < 10 * 2**30 else f"{n / 2**30:.1f} GiB"
+
+
+def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> None:
+    """Refuse (:class:`TooLargeError`) holding ``need`` bytes of one input at once over the ceiling."""
+    limit = max_input_memory() if max_memory is None else int(max_memory)
+    if need > limit:
+        raise TooLargeError(
+            f"{what} would take {_gib(need)} in memory, over the {_gib(limit)} ceiling for one input held whole; "
+            f"raise the ceiling (e.g. {MAX_MEMORY_ENV}={max(1, -(-need // 2**30))}G), "
+            "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)"
+        )
+
+
+# ---------------------------------------------------------------- map sources
+
+
+class MapSource(Protocol):
+    """Maps from one input, read front to back in blocks (bounded memory).
+
+    The one interface every input format offers (:class:`NpySource` for
+    ``.npy`` files and zip members, :class:`~edge_infer.g85.G85Source`; a new
+    format adds a reader and a branch in ``_open_layout``). ``raw_blocks`` yields blocks in any form
+    :func:`~edge_infer.wafer.as_maps` accepts (one-hot, die states, a list of
+    maps of mixed sizes); :func:`iter_maps` validates them and names the first
+    bad map by its index.
+    """
+
+    #: Names the input in messages (``wafer.zip:data.npy``).
+    where: str
+    #: How many maps it holds (known before reading them).
+    count: int
+    #: Raw bytes of one map as read (sizes the blocks).
+    map_bytes: int
+    #: sha256 of the input's bytes once a ``raw_blocks(..., hash=True)`` pass is complete.
+    sha256: Optional[str]
+
+    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]: ...
+
+
+class ArraySource:
+    """Maps already in memory (validated one-hot float32), as a :class:`MapSource`."""
+
+    def __init__(self, maps: np.ndarray, where: str = "maps", sha256: Optional[str] = None) -> None:
+        self.maps = maps
+        self.where = where
+        self.count = int(maps.shape[0])
+        self.map_bytes = MAP_BYTES
+        self.sha256 = sha256
+
+    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[np.ndarray]:
+        for start in range(0, self.count, rows):
+            yield self.maps[start : start + rows]
+
+
+class NpySource:
+    """The maps of one ``.npy`` array (a file or a zip member), read block by block.
+
+    Stacks of maps, one-hot ``(N, H, W, 3)`` or die states ``(N, H, W)``, are
+    streamed (in Fortran order only from a file: a zip member cannot be read
+    out of order). Anything else (a single map, the ambiguous ``(H, W, 3)``)
+    cannot be cut into maps from its header alone: it is read whole, if the
+    ceiling allows, and validated at once.
+    """
+
+    def __init__(self, array: NpyArray, *, max_memory: Optional[int] = None) -> None:
+        self.array = array
+        self.where = array.where
+        self.sha256: Optional[str] = None
+        shape = array.shape
+        if array.dtype.kind not in "fiub":
+            raise DataFileError(f"{self.where} has dtype {array.dtype}; expected numbers (one-hot or die states)")
+        # Fortran order streams from a file (read out of order), not from a zip member.
+        in_order = not array.fortran_order or array.path is not None
+        streamable = in_order and (len(shape) == 4 or (len(shape) == 3 and shape[-1] != N_STATES))
+        if streamable:
+            self._whole: Optional[np.ndarray] = None
+            self.count = shape[0]
+            self.map_bytes = max(array.row_bytes, 1)
+            if self.count == 0:
+                raise InputError(f"maps in {self.where} is empty (shape {shape}); give at least one map")
+            check_fits(self.map_bytes, f"one map of {self.where} (shape {shape[1:]})", max_memory=max_memory)
+            return
+        # Raw bytes + the one-hot result (shape[0] maps at most) are in memory together.
+        maps_at_most = shape[0] if len(shape) >= 3 else 1
+        check_fits(array.data_bytes + maps_at_most * MAP_BYTES, f"{self.where} (read whole: shape {shape})", max_memory=max_memory)
+        hasher = hashlib.sha256()
+        self._whole = as_maps(array.read(hasher=hasher), name=f"maps in {self.where}")
+        self.sha256 = hasher.hexdigest()
+        self.count = int(self._whole.shape[0])
+        self.map_bytes = MAP_BYTES
+
+    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[np.ndarray]:
+        if self._whole is not None:
+            yield from ArraySource(self._whole).raw_blocks(rows)
+            return
+        hasher = hashlib.sha256() if hash else None
+        yield from self.array.blocks(rows, hasher=hasher)
+        if hasher is not None:
+            self.sha256 = hasher.hexdigest()
+
+
+def _zip_members(path: Path) -> dict[str, zipfile.ZipInfo]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
+    except zipfile.BadZipFile:
+        raise DataFileError(f"{path} is not a valid zip file") from None
+    except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
+        raise DataFileError(f"{path}: cannot read the zip ({exc})") from None
+
+
+def _npy_file(path: Path) -> NpyArray:
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder, not a .npy file")
+    return open_npy_file(path)
+
+
+#: Reads an input's labels: ``(raw labels array, sha256 of their bytes)``; validated by the caller.
+LabelsReader = Callable[[], tuple[np.ndarray, str]]
+
+
+def _npy_labels(array_of: Callable[[], NpyArray], max_memory: Optional[int]) -> LabelsReader:
+    def read() -> tuple[np.ndarray, str]:
+        array = array_of()
+        check_fits(array.data_bytes, array.where, max_memory=max_memory)
+        hasher = hashlib.sha256()
+        return array.read(hasher=hasher), hasher.hexdigest()
+
+    return read
+
+
+def _open_layout(p: Path, max_memory: Optional[int]) -> tuple[MapSource, Optional[LabelsReader]]:
+    """The maps of ``p`` (headers checked, no map read) and a reader of its own labels, if it has any.
+
+    The one place that knows the input layouts; another format (SEMI G85, say)
+    adds a branch returning its own :class:`MapSource` and labels reader.
+    """
+    if not p.exists():
+        raise DataFileError(f"{p}: no such file or folder")
+    if p.is_dir():
+        if not (p / DATA_NAME).exists():
+            raise DataFileError(f"{p} holds no {DATA_NAME}")
+        lab = p / LABEL_NAME
+        labels = _npy_labels(lambda: _npy_file(lab), max_memory) if lab.exists() else None
+        return NpySource(_npy_file(p / DATA_NAME), max_memory=max_memory), labels
+    if zipfile.is_zipfile(p):
+        members = _zip_members(p)
+        if DATA_NAME not in members:
+            raise DataFileError(f"{p} holds no {DATA_NAME} (found: {', '.join(sorted(members)) or 'nothing'})")
+        label_m = members.get(LABEL_NAME)
+        labels = _npy_labels(lambda: open_npy_member(p, label_m), max_memory) if label_m is not None else None
+        return NpySource(open_npy_member(p, members[DATA_NAME]), max_memory=max_memory), labels
+    if p.suffix.lower() == ".zip":
+        raise DataFileError(f"{p} is not a valid zip file")
+    if _is_g85(p):
+        from .g85 import G85Source
+
+        g85 = G85Source(p)  # one validating pass: count, labels and sha256, then blocks
+        if g85.labels is None:
+            return g85, None
+        own = (g85.labels, g85.sha256 or "")
+        return g85, lambda: own
+    return NpySource(_npy_file(p), max_memory=max_memory), None
+
+
+def _is_g85(path: Path) -> bool:
+    if path.suffix.lower() == ".npy" or not path.is_file():
+        return False
+    from .g85 import looks_like_g85
+
+    return looks_like_g85(path)
+
+
+def open_maps(data: PathLike, *, max_memory: Optional[int] = None) -> MapSource:
+    """The maps of ``data`` (a zip, a folder with ``data.npy``, or a ``.npy``) as a :class:`MapSource`.
+
+    Only headers are read: sizes are checked against the files, no map is read yet.
+    """
+    return _open_layout(Path(data), max_memory)[0]
+
+
+@dataclass(frozen=True)
+class DataInput:
+    """An opened input: its maps (not read yet) and its validated labels (or None)."""
+
+    maps: MapSource
+    labels: Optional[np.ndarray]
+    source: str
+    labels_sha256: Optional[str] = None
+
+
+def open_input(
+    data: PathLike,
+    labels: Optional[PathLike] = None,
+    *,
+    require_labels: bool = False,
+    max_memory: Optional[int] = None,
+) -> DataInput:
+    """Open maps for streaming and read their labels (small: 8 bytes a map), validated.
+
+    ``labels`` (a ``.npy``) overrides labels the input carries (a
+    ``label.npy`` beside ``data.npy``). Raises :class:`DataFileError` /
+    :class:`InputError` with one clear message for a missing, broken, lying
+    or inconsistent input.
+    """
+    p = Path(data)
+    maps, labels_of = _open_layout(p, max_memory)
+    if labels is not None:
+        lp = Path(labels)
+        labels_of = _npy_labels(lambda: _npy_file(lp), max_memory)
+    if labels_of is None and require_labels:
+        if _is_g85(p):
+            from .g85 import G85Error
+
+            raise G85Error(f"{p}: its maps carry no class (ei:ClassIndex); give a labels .npy (--labels)")
+        raise DataFileError(f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file")
+    lab = digest = None
+    if labels_of is not None:
+        raw, digest = labels_of()
+        try:
+            lab = as_labels(raw, maps.count, name=f"labels for {p}")
+        except InputError as exc:
+            raise InputError(f"{exc}{_first_bad_label(raw)}") from None
+    return DataInput(maps, lab, str(p), digest)
+
+
+def _first_bad_label(raw: np.ndarray) -> str:
+    """``; the first is map 12 (label 20)`` for labels with bad values, else ''."""
+    flat = raw.reshape(-1) if raw.ndim == 2 and raw.shape[-1] == 1 else raw
+    if flat.ndim != 1 or flat.dtype.kind not in "fiub" or flat.size == 0:
+        return ""
+    bad = (flat < 0) | (flat >= len(CLASS_NAMES))
+    if flat.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad |= ~np.isfinite(flat) | (flat != np.round(flat))
+    hits = np.flatnonzero(bad)
+    return f"; the first is map {int(hits[0])} (label {flat[hits[0]]})" if hits.size else ""
+
+
+def block_rows(source: MapSource, rows: int = BLOCK_MAPS) -> int:
+    """Maps per block for ``source``: ``rows``, fewer for maps big enough to pass :data:`BLOCK_BYTES`."""
+    return max(1, min(int(rows), BLOCK_BYTES // max(source.map_bytes, 1)))
+
+
+def iter_maps(
+    source: MapSource,
+    *,
+    rows: int = BLOCK_MAPS,
+    hash: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time.
+
+    Every map is validated; the first bad one is named by its index in the
+    whole input. Maps of another size are resized with one
+    :class:`~edge_infer.wafer.ResizeNote` for the whole input (the per-block
+    notes are caught with :func:`warnings.catch_warnings`, which is not
+    thread-safe; only inputs that need resizing take that path).
+    ``progress(done, total)`` is called after each block.
+    """
+    done, noted = 0, False
+    for raw in source.raw_blocks(block_rows(source, rows), hash=hash):
+        n = len(raw)
+        resized = _needs_resize(raw)
+        with warnings.catch_warnings(record=True) if resized else contextlib.nullcontext() as caught:
+            if resized:
+                warnings.simplefilter("always", ResizeNote)
+            try:
+                maps = as_maps(raw, name=f"maps in {source.where}")
+            except InputError as exc:
+                raise _first_bad_map(raw, done, source.where) or exc from None
+        if caught and not noted:
+            noted = True
+            message = str(caught[0].message)
+            if source.count != n:
+                message = re.sub(r"^resized \d+ map", f"resized {source.count} map", message)
+            warnings.warn(message, ResizeNote, stacklevel=2)
+        yield done, maps
+        done += maps.shape[0]
+        if progress is not None:
+            progress(done, source.count)
+    if done != source.count:  # a source that yields fewer or more maps than it announced
+        raise DataFileError(f"{source.where} gave {done} maps, not the {source.count} it declares")
+
+
+def check_start(source: MapSource, rows: int = 64) -> None:
+    """Read and validate the first ``rows`` maps now, and let them go.
+
+    Commands call this before loading a model, so an input that is broken
+    from its start (a decompression bomb of zeros, text, the wrong kind of
+    array) is refused in milliseconds; the streamed pass reads it again from
+    the start, and still validates every map.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResizeNote)  # the streamed pass notes it once
+        for raw in source.raw_blocks(min(block_rows(source, rows), source.count)):
+            try:
+                as_maps(raw, name=f"maps in {source.where}")
+            except InputError as exc:
+                raise _first_bad_map(raw, 0, source.where) or exc from None
+            break
+
+
+def _needs_resize(raw: Any) -> bool:
+    if isinstance(raw, np.ndarray):
+        hw = raw.shape[1:3]
+        return len(hw) == 2 and tuple(hw) != (MAP_SHAPE[0], MAP_SHAPE[1])
+    return True  # lists of maps (mixed sizes): let as_maps tell
+
+
+def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
+    """The error of the first map of ``raw`` that fails validation alone, named by its index."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResizeNote)
+        for i in range(len(raw)):
+            try:
+                as_maps(raw[i : i + 1], name=f"map {start + i} in {where}")
+            except InputError as exc:
+                return exc
+    return None
+
+
+# ---------------------------------------------------------------- whole inputs
 
 
 @dataclass(frozen=True)
@@ -46,51 +417,15 @@ class Dataset:
     labels_sha256: Optional[str] = None
 
 
-def _load_npy_bytes(raw: bytes, where: str) -> np.ndarray:
-    # np.load falls back to unpickling anything without the .npy magic; check it
-    # first so a text file named .npy is reported as what it is.
-    if not raw.startswith(b"\x93NUMPY"):
-        raise DataFileError(f"{where} is not a valid .npy array file (no .npy header)")
-    try:
-        return np.load(io.BytesIO(raw), allow_pickle=False)
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise DataFileError(f"{where} holds Python objects, which are never loaded; save plain numeric arrays") from None
-        raise DataFileError(f"{where} is not a valid .npy array file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise DataFileError(f"{where} is not a valid .npy array file ({exc})") from None
-
-
-def _read_file(path: PathLike) -> bytes:
-    p = Path(path)
-    if not p.exists():
-        raise DataFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise DataFileError(f"{p} is a folder, not a .npy file")
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise DataFileError(f"{p}: cannot read ({exc.strerror or exc})") from None
-
-
-def load_npy(path: PathLike) -> np.ndarray:
-    """Load a ``.npy`` file safely: no pickles, one clear error for anything wrong."""
-    return _load_npy_bytes(_read_file(path), str(path))
-
-
-def _read_zip(path: Path) -> tuple[bytes, Optional[bytes]]:
-    """Raw ``data.npy`` and ``label.npy`` (None if absent) bytes of a course zip."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = {Path(n).name: n for n in zf.namelist() if not n.endswith("/")}
-            if DATA_NAME not in names:
-                raise DataFileError(f"{path} holds no {DATA_NAME} (found: {', '.join(sorted(names)) or 'nothing'})")
-            labels = zf.read(names[LABEL_NAME]) if LABEL_NAME in names else None
-            return zf.read(names[DATA_NAME]), labels
-    except zipfile.BadZipFile:
-        raise DataFileError(f"{path} is not a valid zip file") from None
-    except (OSError, EOFError, zipfile.LargeZipFile, NotImplementedError) as exc:
-        raise DataFileError(f"{path}: cannot read the zip ({exc})") from None
+def read_all(source: MapSource, *, max_memory: Optional[int] = None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+    """All maps of ``source`` in one one-hot float32 array, if the ceiling allows it."""
+    check_fits(source.count * MAP_BYTES, f"{source.count} maps from {source.where}", max_memory=max_memory)
+    if isinstance(source, ArraySource):
+        return source.maps
+    out = np.empty((source.count, *MAP_SHAPE), dtype=np.float32)
+    for start, maps in iter_maps(source, hash=True, progress=progress):
+        out[start : start + maps.shape[0]] = maps
+    return out
 
 
 def load_dataset(
@@ -98,8 +433,9 @@ def load_dataset(
     labels: Optional[PathLike] = None,
     *,
     require_labels: bool = False,
+    max_memory: Optional[int] = None,
 ) -> Dataset:
-    """Read and validate wafer maps from any of the three layouts users have.
+    """Read and validate wafer maps from any of the three layouts users have, whole.
 
     * a ``wafer.zip`` holding ``data.npy`` (and usually ``label.npy``),
     * a folder holding ``data.npy`` (and usually ``label.npy``),
@@ -108,54 +444,32 @@ def load_dataset(
       see :mod:`edge_infer.g85`; labels from its maps or from ``labels``.
 
     Maps may be one-hot or die states, any size (resized to 26×26 with a
-    note). Raises :class:`DataFileError` / :class:`InputError` with one clear
-    message for a missing, broken or inconsistent input.
+    note). Declared sizes are checked before reading, and the maps are read
+    only if they fit under the ceiling (:func:`max_input_memory`, or
+    ``max_memory`` bytes); for larger inputs use :func:`open_input` and
+    :func:`iter_maps`. Raises :class:`DataFileError` / :class:`InputError`
+    with one clear message for a missing, broken or inconsistent input.
     """
-    p = Path(data)
-    if not p.exists():
-        raise DataFileError(f"{p}: no such file or folder")
-    raw_labels: Optional[bytes] = None
-    if p.is_dir():
-        if not (p / DATA_NAME).exists():
-            raise DataFileError(f"{p} holds no {DATA_NAME}")
-        data_where, raw_data = str(p / DATA_NAME), _read_file(p / DATA_NAME)
-        label_where = str(p / LABEL_NAME)
-        if labels is None and (p / LABEL_NAME).exists():
-            raw_labels = _read_file(p / LABEL_NAME)
-    elif zipfile.is_zipfile(p):
-        data_where, label_where = f"{p}:{DATA_NAME}", f"{p}:{LABEL_NAME}"
-        raw_data, raw_labels = _read_zip(p)
-    elif p.suffix.lower() == ".zip":
-        raise DataFileError(f"{p} is not a valid zip file")
-    elif p.suffix.lower() != ".npy" and _is_g85(p):
+    if _is_g85(Path(data)):
         from .g85 import load_g85_dataset
 
-        return load_g85_dataset(p, labels, require_labels=require_labels)
-    else:
-        data_where, label_where, raw_data = str(p), "", _read_file(p)
-    if labels is not None:
-        label_where, raw_labels = str(labels), _read_file(labels)
-    if raw_labels is None and require_labels:
-        raise DataFileError(
-            f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file"
-        )
-    maps = as_maps(_load_npy_bytes(raw_data, data_where), name=f"maps in {p}")
-    lab = None
-    if raw_labels is not None:
-        lab = as_labels(_load_npy_bytes(raw_labels, label_where), maps.shape[0], name=f"labels for {p}")
+        return load_g85_dataset(data, labels, require_labels=require_labels)
+    inp = open_input(data, labels, require_labels=require_labels, max_memory=max_memory)
+    maps = read_all(inp.maps, max_memory=max_memory)
     return Dataset(
         maps=maps,
-        labels=lab,
-        source=str(p),
-        sha256=hashlib.sha256(raw_data).hexdigest(),
-        labels_sha256=None if raw_labels is None else hashlib.sha256(raw_labels).hexdigest(),
+        labels=inp.labels,
+        source=inp.source,
+        sha256=inp.maps.sha256 or "",
+        labels_sha256=inp.labels_sha256,
     )
 
 
-def _is_g85(path: Path) -> bool:
-    from .g85 import looks_like_g85
-
-    return looks_like_g85(path)
+def load_npy(path: PathLike, *, max_memory: Optional[int] = None) -> np.ndarray:
+    """Load a ``.npy`` file safely: no pickles, its size checked, one clear error for anything wrong."""
+    array = _npy_file(Path(path))
+    check_fits(array.data_bytes, str(path), max_memory=max_memory)
+    return array.read()
 
 
 # ---------------------------------------------------------------- writing
@@ -286,3 +600,51 @@ def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:
     with atomic_path(path, force=force) as tmp:
         tmp.write_bytes(payload)
     return Path(path)
+
+
+def check_free_space(folder: PathLike, need: int, what: str) -> None:
+    """Refuse up front (:class:`OutputError`) an output of ``need`` bytes the disk cannot hold."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the write itself will say
+    if need > free:
+        raise OutputError(f"{what} need {need / 2**30:.2f} GiB in {folder}, which has {free / 2**30:.2f} GiB free")
+
+
+class NpyStream:
+    """A ``.npy`` written block after block: the header (shape known up front), then rows in order.
+
+    Plain sequential writes rather than a memory map: a memory map's dirty
+    pages count as the process's memory, written blocks are the page cache's.
+    Use on a temporary path from :func:`atomic_path`; :func:`npy_stream` checks
+    at the end that every declared row was written.
+    """
+
+    def __init__(self, fh: Any, shape: Sequence[int], dtype: Any = np.float32) -> None:
+        from numpy.lib import format as npy_format
+
+        self._fh = fh
+        self.shape = tuple(int(d) for d in shape)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        header = {"descr": npy_format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        npy_format.write_array_header_1_0(fh, header)
+
+    def write(self, block: np.ndarray) -> None:
+        """Append ``block`` (rows of the declared item shape)."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if tuple(block.shape[1:]) != self.shape[1:] or self.rows + block.shape[0] > self.shape[0]:
+            raise ValueError(f"block {block.shape} does not continue an array of shape {self.shape} at row {self.rows}")
+        self._fh.write(block.data)
+        self.rows += block.shape[0]
+
+
+@contextlib.contextmanager
+def npy_stream(path: PathLike, shape: Sequence[int], dtype: Any = np.float32) -> Iterator[NpyStream]:
+    """Write a ``.npy`` of ``shape`` to ``path`` block by block (not atomic: give it an :func:`atomic_path`)."""
+    with open(path, "wb") as fh:
+        stream = NpyStream(fh, shape, dtype)
+        yield stream
+        if stream.rows != stream.shape[0]:
+            raise ValueError(f"{path}: wrote {stream.rows} of {stream.shape[0]} rows")

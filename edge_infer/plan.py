@@ -49,6 +49,10 @@ class Plan(NamedTuple):
     seed: int
     settings: Settings
     siblings: bool  # some source repeats: identical variants are redrawn
+    #: Index of row 0 within the whole request: noise and redraws are keyed by
+    #: that global row, so a request cut into calls (an input augmented block
+    #: by block) gives the maps of one call.
+    row0: int = 0
 
     @property
     def n(self) -> int:

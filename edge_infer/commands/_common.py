@@ -144,11 +144,25 @@ def handle_errors(func: F) -> F:
             except KeyboardInterrupt:
                 tell("interrupted")
                 raise typer.Exit(130) from None
-            except MemoryError:
-                tell("error: out of memory; ask for fewer maps at a time")
+            except MemoryError as exc:
+                tell(f"error: {out_of_memory(exc)}")
                 raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def out_of_memory(exc: MemoryError) -> str:
+    """What a real allocation failure asked for: numpy says how much, for which array.
+
+    Inputs never get here by lying: their sizes are checked before anything
+    is allocated for them (edge_infer.io), so this is a request that truly
+    did not fit.
+    """
+    detail = str(exc).strip()
+    if detail.startswith("Unable to allocate"):
+        detail = "could not allocate" + detail[len("Unable to allocate") :]
+    asked = f" ({detail})" if detail else ""
+    return f"out of memory{asked}; ask for fewer maps at a time"
 
 
 def check_count(value: int, option: str) -> int:

@@ -119,3 +119,39 @@ def streamed_folder(out: Path, fmt: str):
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Sinks:
+    """Blocks of generated maps to every file of a format, labels taken in step (rows in order)."""
+
+    def __init__(self, npy: Any, g85: Any, labels: Any) -> None:
+        self._npy, self._g85, self._labels = npy, g85, labels
+        self.rows = 0
+
+    def write(self, block: Any) -> None:
+        n = block.shape[0]
+        if self._npy is not None:
+            self._npy.write(block)
+        if self._g85 is not None:
+            self._g85.write(block, self._labels[self.rows : self.rows + n])
+        self.rows += n
+
+
+@contextlib.contextmanager
+def streamed_writers(out: Path, n: int, labels: Any, fmt: str, *, force: bool):
+    """A sink (``.write(block)``) writing ``n`` maps block by block in ``fmt``;
+    ``labels`` (all ``n``, known up front) go beside them. Every file is
+    written to a temporary path and renamed into place only if all succeed."""
+    from ..g85 import open_g85
+    from ..generator import DATA_FILE, LABEL_FILE
+    from ..io import atomic_path, npy_stream, write_npy
+    from ..wafer import MAP_SHAPE
+
+    with contextlib.ExitStack() as stack:
+        npy = g85 = None
+        if fmt in ("npy", "both"):
+            write_npy(stack.enter_context(atomic_path(out / LABEL_FILE, force=force)), labels)
+            npy = stack.enter_context(npy_stream(stack.enter_context(atomic_path(out / DATA_FILE, force=force)), (n, *MAP_SHAPE)))
+        if fmt in ("g85", "both"):
+            g85 = stack.enter_context(open_g85(out / G85_FILE, force=force, lot_id="edge-infer"))
+        yield _Sinks(npy, g85, labels)

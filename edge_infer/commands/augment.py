@@ -22,8 +22,8 @@ from ._common import (
     check_count,
     check_noise_options,
     handle_errors,
-    provider_line,
     png_writer,
+    provider_line,
     say,
     tell,
     write_all,
@@ -45,6 +45,11 @@ Writes OUT/gen_data.npy (N·k, 26, 26, 3) float32 one-hot and OUT/gen_label.npy
 OUT/augment.png: one row per class, a source and its first generated variants.
 With --format g85 (or both), OUT/gen_maps.xml holds the maps as SEMI G85 XML
 instead (or as well). --data also reads SEMI G85 XML (maps.xml).
+
+--data of any size runs in bounded memory, a block of sources at a time,
+with the same maps as one in-memory call (--method mix pairs sources across
+the whole input, so it reads the input whole, up to
+$EDGE_INFER_MAX_INPUT_MEMORY, default 2G).
 """
 
 
@@ -83,11 +88,13 @@ def augment(
     Without --data the sources are the bundle's latent bank, so no data file
     is needed: 1281 sources × 5 = 6405 new maps.
     """
+    import contextlib
+
     import numpy as np
 
     from ..errors import InputError
     from ..generator import WaferGenerator
-    from ..io import check_targets, load_dataset
+    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, open_input
     from ..render import render_grid
     from . import _formats
 
@@ -96,47 +103,58 @@ def augment(
     fmt = _formats.check_format(fmt)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
-    maps = lab = None
+    inp = None
     if data is not None:
-        dataset = load_dataset(data, labels, require_labels=True)
-        maps, lab = dataset.maps, dataset.labels
+        inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
+        check_start(inp.maps)  # a broken start fails now, before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
     tell(provider_line(gen.provider_info))
-    result = gen.augment(
-        per_source,
-        maps=maps,
-        labels=lab,
-        seed=seed,
-        strength=strength,
-        method=method,
-        mode=noise_mode,
-        outline_lock=not no_outline_lock,
-        progress=Progress("augment"),
-    )
-
-    # The figure: one row per class present, its first source and that source's variants.
+    options = dict(seed=seed, strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
     k = per_source
     shown = min(k, 5)
-    source_labels = result.labels[::k, 0]
-    rows, row_labels = [], []
-    for c, name in enumerate(gen.classes):
-        hits = np.flatnonzero(source_labels == c)
-        if hits.size == 0:
-            continue
-        i = int(hits[0])
-        source = maps[i] if maps is not None else gen.bank_maps([i])[0]
-        rows.append([source, *result.maps[k * i : k * i + shown]])
-        row_labels.append(f"{name} (source {i})")
-    src_word = "source" if maps is not None else "source (reconstructed)"
-    picture = render_grid(
-        rows,
-        row_labels=row_labels,
-        col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
-        title=f"{shown} generated samples for each class",
-    )
-    write_all({**_formats.writers(out, result.maps, result.labels, fmt), out / PICTURE: png_writer(picture)}, force=force)
-    n = len(result)
+
+    # The figure: one row per class present, its first source and that source's variants.
+    def picture_of(examples: dict) -> "object":
+        rows, row_labels = [], []
+        for c, name in enumerate(gen.classes):
+            if c in examples:
+                i, source, variants = examples[c]
+                rows.append([source, *variants])
+                row_labels.append(f"{name} (source {i})")
+        src_word = "source" if inp is not None else "source (reconstructed)"
+        return render_grid(
+            rows,
+            row_labels=row_labels,
+            col_labels=[src_word, *[f"generated {j + 1}" for j in range(shown)]],
+            title=f"{shown} generated samples for each class",
+        )
+
+    if inp is None:
+        # The bank's 1281 sources: small, made in memory.
+        result = gen.augment(per_source, progress=Progress("augment"), **options)
+        n = len(result)
+        examples = {}
+        source_labels = result.labels[::k, 0]
+        for c in range(len(gen.classes)):
+            hits = np.flatnonzero(source_labels == c)
+            if hits.size:
+                i = int(hits[0])
+                examples[c] = (i, gen.bank_maps([i])[0], result.maps[k * i : k * i + shown])
+        writers = _formats.writers(out, result.maps, result.labels, fmt)
+        write_all({**writers, out / PICTURE: png_writer(picture_of(examples))}, force=force)
+    else:
+        from ..blocks import augment_blocks
+
+        # Streamed: each block of sources is augmented and written before the next is read.
+        n = inp.maps.count * k
+        check_free_space(out, n * (MAP_BYTES + 8), f"{n} generated maps")
+        out_labels = np.repeat(inp.labels[:, 0], k).reshape(-1, 1)
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(_formats.streamed_writers(out, n, out_labels, fmt, force=force))
+            tmp_picture = stack.enter_context(atomic_path(out / PICTURE, force=force))
+            made = augment_blocks(gen, k, inp, sink=sink, shown=shown, progress=Progress("augment"), **options)
+            png_writer(picture_of(made.examples))(tmp_picture)
     say(f"generated {n} maps: {k} for each of {n // k} source maps")
     _formats.say_maps(out, n, fmt)
     say(f"  {out / PICTURE}")

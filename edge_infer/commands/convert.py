@@ -8,7 +8,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from ._common import ForceOpt, OutOpt, Progress, handle_errors, npy_writer, say, tell, write_all
+from ._common import ForceOpt, OutOpt, Progress, handle_errors, say, tell, write_all
 
 G85_FILE = "maps.xml"
 DATA_FILE = "data.npy"
@@ -123,18 +123,22 @@ def _to_npy(data: Path, labels: Optional[Path], out: Path, bin_map: Optional[str
     import numpy as np
 
     from ..g85 import g85_to_npy
-    from ..io import atomic_path, check_targets, load_dataset, write_npy
-    from ..wafer import as_labels
+    from ..io import atomic_path, check_targets, iter_maps, npy_stream, open_input, write_npy
+    from ..wafer import MAP_SHAPE, as_labels
 
     data_out, label_out = out / DATA_FILE, out / LABEL_FILE
     check_targets([data_out, label_out], force=force)
     if not source_is_g85:
-        ds = load_dataset(data, labels)
-        writers = {data_out: npy_writer(ds.maps)}
-        if ds.labels is not None:
-            writers[label_out] = npy_writer(ds.labels)
-        write_all(writers, force=force)
-        n, lab = ds.maps.shape[0], ds.labels
+        # Streamed: a block of maps in memory, validated and written before the next is read.
+        inp = open_input(data, labels)
+        n, lab = inp.maps.count, inp.labels
+        with contextlib.ExitStack() as stack:
+            if lab is not None:
+                write_npy(stack.enter_context(atomic_path(label_out, force=force)), lab)
+            tmp = stack.enter_context(atomic_path(data_out, force=force))
+            with npy_stream(tmp, (n, *MAP_SHAPE)) as sink:
+                for _, block in iter_maps(inp.maps, progress=Progress("convert")):
+                    sink.write(block)
     else:
         # Streamed: one block of maps in memory however large the file.
         progress = Progress("convert")
@@ -172,17 +176,22 @@ def _to_g85(
     fail_bin: Optional[str],
     lot_id: Optional[str],
 ) -> None:
-    from ..g85 import g85_writer, load_g85_dataset
-    from ..io import check_targets, load_dataset
+    from ..g85 import g85_writer, load_g85_dataset, open_g85
+    from ..io import check_targets, iter_maps, open_input
 
     target = out / G85_FILE
     check_targets([target], force=force)
+    options = dict(bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin, lot_id=lot_id or data.stem)
     if source_is_g85:
         ds = load_g85_dataset(data, labels, bin_map=bin_map)
+        write_all({target: g85_writer(ds.maps, ds.labels, **options)}, force=force)
+        n, lab = ds.maps.shape[0], ds.labels
     else:
-        ds = load_dataset(data, labels)
-    options = dict(bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin, lot_id=lot_id or data.stem)
-    write_all({target: g85_writer(ds.maps, ds.labels, **options)}, force=force)
-    n = ds.maps.shape[0]
+        # Streamed: a block of maps in memory, validated and written before the next is read.
+        inp = open_input(data, labels)
+        n, lab = inp.maps.count, inp.labels
+        with open_g85(target, force=force, **options) as w:
+            for start, block in iter_maps(inp.maps, progress=Progress("convert")):
+                w.write(block, None if lab is None else lab[start : start + block.shape[0]])
     say(f"converted {n} map(s) from {data}")
-    say(f"  {target}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if ds.labels is not None else " (no classes: the input has no labels)"))
+    say(f"  {target}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if lab is not None else " (no classes: the input has no labels)"))

@@ -12,13 +12,12 @@ from ._common import (
     ModelOpt,
     ProviderOpt,
     ThreadsOpt,
+    Progress,
     handle_errors,
-    npy_writer,
     png_writer,
     provider_line,
     say,
     tell,
-    write_all,
 )
 
 DATA_FILE = "reconstructed.npy"
@@ -37,25 +36,20 @@ against the one-hot input; accuracy compares the most likely die state with
 the input's; defect recall is the share of defective dies reconstructed as
 defective. With --out, writes OUT/reconstructed.npy (one-hot, like data.npy)
 and OUT/reconstructed.png (inputs above, reconstructions below).
+
+Inputs of any size run in bounded memory: maps are read, checked and
+reconstructed a block at a time, and the output is written as it comes.
+A file whose header does not match its size is refused before reading.
 """
 
 
 def reconstruction_metrics(onehot: Any, probs: Any) -> dict[str, float]:
     """MSE (probabilities vs one-hot), die-state accuracy and defect recall."""
-    import numpy as np
+    from ..blocks import ReconstructionTally
 
-    from ..wafer import DEFECT
-
-    onehot = np.asarray(onehot, dtype=np.float32)
-    probs = np.asarray(probs, dtype=np.float32)
-    truth = onehot.argmax(axis=-1)
-    pred = probs.argmax(axis=-1)
-    defects = truth == DEFECT
-    return {
-        "mse": float(np.mean((probs - onehot) ** 2, dtype=np.float64)),
-        "accuracy": float(np.mean(pred == truth)),
-        "defect_recall": float((pred[defects] == DEFECT).mean()) if defects.any() else float("nan"),
-    }
+    tally = ReconstructionTally()
+    tally.add(onehot, probs)
+    return tally.metrics()
 
 
 @handle_errors
@@ -78,33 +72,51 @@ def reconstruct(
     model: ModelOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Encode then decode maps and report how close the result is."""
-    from ..io import check_targets, load_dataset
+    """Encode then decode maps and report how close the result is.
+
+    Maps are read, validated and reconstructed a block at a time, and
+    reconstructed.npy is written as they come, so inputs of any size run in
+    bounded memory.
+    """
+    import contextlib
+
+    from ..blocks import reconstruct_blocks
+    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, npy_stream, open_input
     from ..render import render_grid
-    from ..wafer import to_onehot
+    from ..wafer import MAP_SHAPE
 
     if out is not None:
         check_targets([out / DATA_FILE, out / PICTURE], force=force)
-    dataset = load_dataset(data)
+    inp = open_input(data)  # headers and sizes checked: no map read yet
+    source = inp.maps
+    check_start(source)  # a broken start fails now, before a model loads
+    if out is not None:
+        check_free_space(out, source.count * MAP_BYTES, f"{source.count} reconstructed maps")
     from ..generator import WaferGenerator
 
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     tell(provider_line(gen.provider_info))
-    probs = gen.reconstruct(dataset.maps, raw=True)
-    metrics = reconstruction_metrics(dataset.maps, probs)
-    say(f"maps: {dataset.maps.shape[0]} from {dataset.source}")
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if out is not None:
+            tmp_data = stack.enter_context(atomic_path(out / DATA_FILE, force=force))
+            tmp_picture = stack.enter_context(atomic_path(out / PICTURE, force=force))
+            sink = stack.enter_context(npy_stream(tmp_data, (source.count, *MAP_SHAPE)))
+        result = reconstruct_blocks(gen, source, sink=sink, keep=MAX_SHOWN, progress=Progress("reconstruct"))
+        if out is not None:
+            k = result.first_inputs.shape[0]
+            picture = render_grid(
+                [list(result.first_inputs), list(result.first_outputs)],
+                row_labels=["input", "reconstructed"],
+                col_labels=[f"map {i}" for i in range(k)],
+                title=f"reconstruction of the first {k} maps",
+            )
+            png_writer(picture)(tmp_picture)
+    metrics = result.metrics
+    say(f"maps: {result.count} from {inp.source}")
     say(f"mse: {metrics['mse']:.6f}")
     say(f"die-state accuracy: {100 * metrics['accuracy']:.2f} %")
     say(f"defect recall: {100 * metrics['defect_recall']:.2f} %")
     if out is not None:
-        recon = to_onehot(probs.argmax(axis=-1))
-        k = min(MAX_SHOWN, recon.shape[0])
-        picture = render_grid(
-            [list(dataset.maps[:k]), list(recon[:k])],
-            row_labels=["input", "reconstructed"],
-            col_labels=[f"map {i}" for i in range(k)],
-            title=f"reconstruction of the first {k} maps",
-        )
-        write_all({out / DATA_FILE: npy_writer(recon), out / PICTURE: png_writer(picture)}, force=force)
-        say(f"  {out / DATA_FILE}  {recon.shape} float32 one-hot")
+        say(f"  {out / DATA_FILE}  ({result.count}, 26, 26, 3) float32 one-hot")
         say(f"  {out / PICTURE}")

@@ -1,0 +1,193 @@
+"""Block-wise consumption: streamed results equal the in-memory calls on the whole input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edge_infer.io as eio
+from edge_infer import WaferGenerator
+from edge_infer.blocks import augment_to_files, encode_to_file, reconstruct_blocks, reconstruct_to_file
+from edge_infer.cli import main
+from edge_infer.commands.reconstruct import reconstruction_metrics
+from edge_infer.errors import InputError
+from edge_infer.io import open_input
+
+
+@pytest.fixture(scope="module")
+def gen(bundle_dir):
+    return WaferGenerator.load(bundle_dir, provider="cpu")
+
+
+@pytest.fixture()
+def small_blocks(monkeypatch):
+    """Blocks of 300 one-hot float32 maps (so the 1281 course maps take 5 blocks; 150 as float64 from a file)."""
+    monkeypatch.setattr(eio, "BLOCK_BYTES", 300 * 26 * 26 * 3 * 4)
+
+
+def _cli(capsys, *args):
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err
+    return exc.value.code, out.out, out.err
+
+
+def test_reconstruct_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
+    whole = gen.reconstruct(wafer_data.maps, raw=True)
+    expected = reconstruction_metrics(wafer_data.maps, whole)
+    done = []
+    result = reconstruct_to_file(gen, wafer_zip, tmp_path / "r.npy", progress=lambda d, t: done.append((d, t)))
+    assert done == [(300, 1281), (600, 1281), (900, 1281), (1200, 1281), (1281, 1281)]
+    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), gen.reconstruct(wafer_data.maps))
+    assert result.count == 1281
+    for key, value in expected.items():
+        assert result.metrics[key] == pytest.approx(value, rel=1e-9)
+    np.testing.assert_array_equal(result.first_inputs, wafer_data.maps[:8])
+
+
+def test_files_stream_in_either_order(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
+    """The course data.npy is float64 in Fortran order: streamed from a file, as C order is."""
+    import zipfile
+
+    with zipfile.ZipFile(wafer_zip) as zf:
+        (tmp_path / "data.npy").write_bytes(zf.read("data.npy"))
+    np.save(tmp_path / "c.npy", np.ascontiguousarray(wafer_data.maps))
+    for name in ("data.npy", "c.npy"):
+        source = eio.open_maps(tmp_path / name)
+        assert source.count == 1281 and getattr(source, "_whole", None) is None, "streamed, not read whole"
+        result = reconstruct_to_file(gen, tmp_path / name, tmp_path / f"r-{name}")
+        assert result.count == 1281
+        np.testing.assert_array_equal(np.load(tmp_path / f"r-{name}"), gen.reconstruct(wafer_data.maps))
+
+
+def test_reconstruct_cli_streams_the_same_figures_and_files(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
+    code, out, err = _cli(capsys, "reconstruct", "--data", str(wafer_zip), "-o", str(tmp_path), "--model", str(bundle_dir))
+    assert code == 0, err
+    m = reconstruction_metrics(wafer_data.maps, gen.reconstruct(wafer_data.maps, raw=True))
+    assert f"mse: {m['mse']:.6f}" in out and f"die-state accuracy: {100 * m['accuracy']:.2f} %" in out
+    assert "maps: 1281 from" in out
+    np.testing.assert_array_equal(np.load(tmp_path / "reconstructed.npy"), gen.reconstruct(wafer_data.maps))
+    assert (tmp_path / "reconstructed.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("k, options", [(3, {}), (2, {"mode": "course"}), (1, {"outline_lock": False})])
+def test_augment_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path, k, options):
+    whole = gen.augment(k, maps=wafer_data.maps, labels=wafer_data.labels, seed=11, **options)
+    result = augment_to_files(gen, k, wafer_zip, tmp_path, seed=11, **options)
+    np.testing.assert_array_equal(np.load(tmp_path / "gen_data.npy"), whole.maps)
+    np.testing.assert_array_equal(np.load(tmp_path / "gen_label.npy"), whole.labels)
+    assert result.count == 1281 * k and sorted(result.examples) == sorted(set(wafer_data.labels[:, 0].tolist()))
+
+
+def test_augment_cli_streams_the_in_memory_result(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
+    code, out, err = _cli(capsys, "augment", "--data", str(wafer_zip), "-k", "2", "--seed", "3", "-o", str(tmp_path), "--model", str(bundle_dir))
+    assert code == 0, err
+    whole = gen.augment(2, maps=wafer_data.maps, labels=wafer_data.labels, seed=3)
+    np.testing.assert_array_equal(np.load(tmp_path / "gen_data.npy"), whole.maps)
+    np.testing.assert_array_equal(np.load(tmp_path / "gen_label.npy"), whole.labels)
+    assert "generated 2562 maps" in out and (tmp_path / "augment.png").exists()
+    # mix pairs sources across the whole input: read whole, same result as the in-memory call
+    code, out, err = _cli(
+        capsys, "augment", "--data", str(wafer_zip), "-k", "2", "--seed", "3", "--method", "mix",
+        "-o", str(tmp_path / "mix"), "--model", str(bundle_dir),
+    )
+    assert code == 0, err
+    from edge_infer.sampling import MixFallback
+
+    with pytest.warns(MixFallback):  # Donut has a single map
+        mixed = gen.augment(2, maps=wafer_data.maps, labels=wafer_data.labels, seed=3, method="mix")
+    np.testing.assert_array_equal(np.load(tmp_path / "mix" / "gen_data.npy"), mixed.maps)
+
+
+def test_source_offset_numbers_rows_as_one_call(gen, wafer_data):
+    maps, labels = wafer_data.maps[:400], wafer_data.labels[:400]
+    whole = gen.augment(4, maps=maps, labels=labels, seed=5)
+    # 130 sources × 4 = 520 rows: calls that start inside a noise stream of 128 rows
+    parts = [gen.augment(4, maps=maps[s : s + 130], labels=labels[s : s + 130], seed=5, source_offset=s) for s in range(0, 400, 130)]
+    np.testing.assert_array_equal(np.concatenate([p.maps for p in parts]), whole.maps)
+    np.testing.assert_array_equal(np.concatenate([p.sources for p in parts]), whole.sources)
+    with pytest.raises(InputError, match="mix"):
+        gen.augment(2, maps=wafer_data.maps[:10], labels=wafer_data.labels[:10], method="mix", source_offset=10)
+
+
+def test_encode_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
+    assert encode_to_file(gen, wafer_zip, tmp_path / "z.npy") == 1281
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), gen.encode(wafer_data.maps))
+
+
+def test_a_bad_map_late_in_the_input_leaves_no_output(gen, bundle_dir, wafer_data, small_blocks, tmp_path, capsys):
+    maps = wafer_data.maps.copy()
+    maps[1000, 3, 3] = 0
+    np.save(tmp_path / "m.npy", maps)
+    np.save(tmp_path / "l.npy", wafer_data.labels)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gen_data.npy").write_bytes(b"precious")
+    for args in (
+        ("reconstruct", "--data", str(tmp_path / "m.npy"), "-o", str(out), "--force"),
+        ("augment", "--data", str(tmp_path / "m.npy"), "--labels", str(tmp_path / "l.npy"), "-o", str(out), "--force"),
+    ):
+        code, _, err = _cli(capsys, *args, "--model", str(bundle_dir))
+        assert code == 1 and "error: map 1000 in" in err and "not one-hot" in err
+        assert sorted(p.name for p in out.iterdir()) == ["gen_data.npy"]
+        assert (out / "gen_data.npy").read_bytes() == b"precious"
+
+
+def test_reconstruct_blocks_accepts_arrays(gen, wafer_data):
+    result = reconstruct_blocks(gen, wafer_data.maps[:10], keep=3)
+    assert result.count == 10 and result.first_outputs.shape == (3, 26, 26, 3)
+    np.testing.assert_array_equal(result.first_outputs, gen.reconstruct(wafer_data.maps[:3]))
+
+
+def test_streamed_inputs_and_labels_come_from_every_layout(wafer_zip, tmp_path):
+    inp = open_input(wafer_zip, require_labels=True)
+    assert inp.maps.count == 1281 and inp.labels.shape == (1281, 1)
+    assert Path(inp.source) == wafer_zip
+
+
+def test_out_of_memory_says_how_much_was_asked(bundle_dir, tmp_path, capsys, monkeypatch):
+    import edge_infer.blocks as blocks
+
+    def too_big(*a, **k):
+        np.empty((10**7, 26, 26, 3, 1000), dtype=np.float32)  # 74 TiB: numpy refuses it, and says so
+
+    monkeypatch.setattr(blocks, "iter_maps", too_big)
+    np.save(tmp_path / "m.npy", np.zeros((2, 26, 26), dtype=np.uint8) + 1)
+    code, _, err = _cli(capsys, "reconstruct", "--data", str(tmp_path / "m.npy"), "--model", str(bundle_dir))
+    assert code == 1
+    line = [ln for ln in err.splitlines() if ln.startswith("error:")][0]
+    assert line.startswith("error: out of memory (could not allocate") and "TiB" in line and "(10000000, 26, 26, 3, 1000)" in line
+
+
+def test_augment_streams_g85_too(gen, bundle_dir, tmp_path, capsys, monkeypatch):
+    """--format both from a streamed input: the G85 file holds the same maps and classes as the .npy pair."""
+    monkeypatch.setattr(eio, "BLOCK_BYTES", 128 * 26 * 26 * 3 * 4)
+    idx = np.arange(300)
+    np.save(tmp_path / "m.npy", gen.bank_maps(idx))
+    np.save(tmp_path / "l.npy", gen.bundle.labels[idx].reshape(-1, 1))
+    code, out, err = _cli(
+        capsys, "augment", "--data", str(tmp_path / "m.npy"), "--labels", str(tmp_path / "l.npy"), "-k", "2",
+        "--seed", "1", "--format", "both", "-o", str(tmp_path / "o"), "--model", str(bundle_dir),
+    )
+    assert code == 0, err
+    npy = np.load(tmp_path / "o" / "gen_data.npy")
+    np.testing.assert_array_equal(npy, gen.augment(2, maps=gen.bank_maps(idx), labels=gen.bundle.labels[idx], seed=1).maps)
+    back = eio.load_dataset(tmp_path / "o" / "gen_maps.xml")
+    np.testing.assert_array_equal(back.maps, npy)
+    np.testing.assert_array_equal(back.labels, np.load(tmp_path / "o" / "gen_label.npy"))
+
+
+def test_convert_streams_npy_inputs(wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
+    """convert reads .npy inputs block by block: to npy and to G85, the same maps and labels."""
+    code, _, err = _cli(capsys, "convert", "--data", str(wafer_zip), "--to", "npy", "-o", str(tmp_path / "n"))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "n" / "data.npy"), wafer_data.maps)
+    np.testing.assert_array_equal(np.load(tmp_path / "n" / "label.npy"), wafer_data.labels)
+    code, _, err = _cli(capsys, "convert", "--data", str(tmp_path / "n"), "--to", "g85", "-o", str(tmp_path / "g"))
+    assert code == 0, err
+    back = eio.load_dataset(tmp_path / "g" / "maps.xml")
+    np.testing.assert_array_equal(back.maps, wafer_data.maps)
+    np.testing.assert_array_equal(back.labels, wafer_data.labels)
