@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
+import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -484,6 +486,32 @@ def ensure_writable_folder(folder: PathLike) -> None:
         raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {folder}: permission denied")
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become null, numpy scalars plain
+    numbers, tuples lists, anything else unknown its text (a path, a dtype).
+
+    The one rule for every JSON file the project writes (run folders, bundle
+    manifests' provenance, reports), so none of them holds ``NaN`` that
+    strict JSON readers refuse.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def json_text(obj: Any, *, sort_keys: bool = True) -> str:
+    """``obj`` as indented, strict JSON text (see :func:`jsonable`), newline-terminated."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
 
 
 def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:

@@ -11,7 +11,6 @@ never destroys the one already there.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 
 from edge_infer.bundle import MANIFEST, sha256_file
 from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
-from edge_infer.io import atomic_folder, ensure_writable_folder, load_dataset
+from edge_infer.io import atomic_folder, ensure_writable_folder, json_text, jsonable, load_dataset
 
 from . import bank as bank_mod
 from . import manifest as manifest_mod
@@ -91,7 +90,7 @@ def _copy_run_extras(checkpoint: Checkpoint, tmp: Path, note: Callable[[str], No
         if source.is_file():
             shutil.copyfile(source, tmp / name)
         elif name == "metrics.json":
-            (tmp / name).write_text(json.dumps(_jsonable(checkpoint.metrics), indent=2, sort_keys=True) + "\n")
+            (tmp / name).write_text(json_text(checkpoint.metrics))
             note(f"note: {source} not found; metrics.json written from the checkpoint's metrics")
         else:
             note(f"note: {source} not found; the bundle has no {name}")
@@ -104,21 +103,6 @@ def _epochs(checkpoint: Checkpoint) -> Optional[int]:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
     return None
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy of what a run recorded: non-finite floats become null, odd types text."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -188,14 +172,14 @@ def _provenance(checkpoint: Checkpoint, graphs: _Graphs, checked: _Checked, hash
                 n_maps: int, tolerance: float) -> dict:
     metrics = {k: v for k, v in checkpoint.metrics.items() if not isinstance(v, (list, tuple, dict))}
     return {
-        "recipe": _jsonable(checkpoint.recipe),
+        "recipe": jsonable(checkpoint.recipe),
         "epochs": _epochs(checkpoint),
-        "metrics": _jsonable(metrics),  # scalars only: per-epoch histories stay in metrics.json
+        "metrics": jsonable(metrics),  # scalars only: per-epoch histories stay in metrics.json
         "data_sha256": hashes[0],
         "labels_sha256": hashes[1],
         "data_n_maps": int(n_maps),
         "checkpoint_sha256": checkpoint.sha256,
-        "training_versions": _jsonable(checkpoint.versions),
+        "training_versions": jsonable(checkpoint.versions),
         "tool_versions": manifest_mod.tool_versions(),
         "graphs": graphs.info,  # per graph: nodes, opset, what built it
         "verification": {

@@ -110,14 +110,17 @@ def test_bce_loss_and_clip_run():
     assert res.history.train_loss[-1] > res.history.train_mse[-1]  # BCE is not the MSE that is reported
 
 
-def test_cli_defaults_match_the_recipe():
-    from training.__main__ import DEFAULTS
+def test_recipe_defaults_and_choices():
+    from edge_infer.errors import InputError
 
-    assert DEFAULTS == Recipe().as_dict()
     # the shipped recipe keeps the course's epochs and batch size
     assert (Recipe().epochs, Recipe().batch_size) == (100, 61)
     course = Recipe.course()
     assert (course.lr, course.weight_decay, course.schedule, course.loss, course.optimizer) == (1e-3, 1e-5, "constant", "mse", "adam")
+    with pytest.raises(InputError, match="--schedule must be one of constant, onecycle, cosine"):
+        Recipe(schedule="linear")
+    with pytest.raises(InputError, match="--val-split"):
+        dataclasses.replace(Recipe(), val_split=1.0)
 
 
 # ------------------------------------------------------------ the run folder

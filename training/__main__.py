@@ -17,24 +17,10 @@ import typer
 
 from edge_infer.errors import EdgeInferError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+# torch-free: --help shows the recipe's defaults without importing torch
+from .recipe import DEFAULTS, Recipe
 
-# Defaults live here once, mirrored from training.train.Recipe (checked by a test)
-# so that --help does not import torch.
-DEFAULTS = dict(
-    epochs=100,
-    batch_size=61,
-    lr=5e-3,
-    weight_decay=1e-5,
-    optimizer="adam",
-    schedule="onecycle",
-    warmup=0.3,
-    loss="mse",
-    clip=0.0,
-    seed=0,
-    val_split=0.1,
-    threads=1,
-)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 def _progress_factory(enabled: bool):
@@ -98,30 +84,18 @@ def main(
     the metrics show overfitting. The course recipe: --schedule constant --lr 1e-3.
     """
     try:
-        from edge_infer.errors import InputError
-
-        for name, value, allowed in (
-            ("--optimizer", optimizer, ("adam", "adamw")),
-            ("--schedule", schedule, ("constant", "onecycle", "cosine")),
-            ("--loss", loss, ("mse", "bce")),
-        ):
-            if value not in allowed:
-                raise InputError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
-        if not 0.0 <= val_split < 1.0:
-            raise InputError(f"--val-split must be in [0, 1), got {val_split}")
-
+        # Recipe() checks the choices and the split before anything is read or written.
+        recipe = Recipe(
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+            schedule=schedule, warmup=warmup, loss=loss, clip=clip, seed=seed, val_split=val_split, threads=threads,
+        )
         from .run import check_out
 
         check_out(out, force=force)  # before the data and before any training
 
         from .data import load_training_data, split_indices
         from .run import train_run
-        from .train import Recipe
 
-        recipe = Recipe(
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-            schedule=schedule, warmup=warmup, loss=loss, clip=clip, seed=seed, val_split=val_split, threads=threads,
-        )
         dataset = load_training_data(data, labels)
         if val_split > 0:
             split_indices(dataset.n_maps, val_split, seed)  # refuse a split that leaves nothing to train on

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
 from pathlib import Path
 from typing import Callable, Optional
 
 from edge_infer.errors import OutputError
-from edge_infer.io import atomic_folder
+from edge_infer.io import atomic_folder, json_text, jsonable
 
 from .data import TrainingData, split_indices, to_tensor
 
@@ -61,10 +60,6 @@ def versions() -> dict:
     }
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
 def _history_csv(history: dict) -> str:
     cols = ["epoch", "train_loss", "train_mse", "lr"]
     buf = io.StringIO()
@@ -73,17 +68,6 @@ def _history_csv(history: dict) -> str:
     for row in zip(*(history[c] for c in cols)):
         w.writerow(row)
     return buf.getvalue()
-
-
-def _clean(value):
-    """JSON-safe: NaN becomes None (e.g. defect recall of maps without defects)."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def train_run(
@@ -143,11 +127,11 @@ def train_run(
     metrics["mse_definition"] = "mean of squared error over all N x 3 x 26 x 26 elements, eval mode, after the last epoch"
     metrics["loss"] = recipe.loss
     metrics["course_report_train_mse"] = COURSE_REPORT_MSE
-    metrics = _clean(metrics)
+    metrics = jsonable(metrics)  # NaN (e.g. defect recall without defects) → null
 
     history = final.history.as_dict()
     history.pop("val_mse", None)
-    history_doc = {"final": history, "holdout": _clean(holdout_history)}
+    history_doc = {"final": history, "holdout": holdout_history}
     recipe_d = recipe.as_dict()
     data_d = data.provenance()
     checkpoint = {
@@ -161,9 +145,9 @@ def train_run(
     }
     with atomic_folder(out, force=force) as tmp:
         torch.save(checkpoint, tmp / "checkpoint.pt")
-        _write_json(tmp / "history.json", _clean(history_doc))
+        (tmp / "history.json").write_text(json_text(history_doc))
         (tmp / "history.csv").write_text(_history_csv(history))
-        _write_json(tmp / "metrics.json", {**metrics, "recipe": recipe_d, "data": data_d})
+        (tmp / "metrics.json").write_text(json_text({**metrics, "recipe": recipe_d, "data": data_d}))
         plot_loss(tmp / "loss.png", history, loss_name=recipe.loss, reference=COURSE_REPORT_MSE, holdout=holdout_history)
     return metrics
 

@@ -5,10 +5,7 @@ and thread count give bitwise the same weights and loss history on the CPU.
 Writing a run folder lives in :mod:`training.run`; the CLI in
 :mod:`training.__main__`.
 
-Shipped recipe (why): Adam, one-cycle LR schedule peaking at 5e-3 (30 %
-warm-up), weight decay 1e-5, MSE, 100 epochs, batch 61. The course's constant
-1e-3 stalls near 0.027 training MSE; a peak LR of 2e-3 stalls there too,
-while 5e-3 and above escape that plateau (see the README for measured runs).
+The recipe itself (fields, defaults, allowed values) is :mod:`training.recipe`.
 """
 
 from __future__ import annotations
@@ -25,41 +22,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from .model import ConvAutoencoder
+from .recipe import LOSSES, SCHEDULES, Recipe
 
 #: Final training MSE of the course report (Adam 1e-3, MSE, 100 epochs, batch 61).
 COURSE_REPORT_MSE = 0.0316
-
-SCHEDULES = ("constant", "onecycle", "cosine")
-LOSSES = ("mse", "bce")
-OPTIMIZERS = ("adam", "adamw")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a model is trained. Defaults are the shipped recipe; see ``course()``."""
-
-    epochs: int = 100
-    batch_size: int = 61
-    lr: float = 5e-3
-    weight_decay: float = 1e-5
-    optimizer: str = "adam"
-    schedule: str = "onecycle"
-    warmup: float = 0.3
-    loss: str = "mse"
-    clip: float = 0.0
-    seed: int = 0
-    val_split: float = 0.1
-    threads: int = 1
-
-    @staticmethod
-    def course(**overrides) -> "Recipe":
-        """The course exercise's recipe (report: final training MSE 0.0316)."""
-        base = dict(lr=1e-3, weight_decay=1e-5, optimizer="adam", schedule="constant", loss="mse", clip=0.0)
-        base.update(overrides)
-        return Recipe(**base)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -187,10 +153,6 @@ def train(
     every step. Returns the model (eval mode), the history and final metrics
     evaluated after the last epoch (not running averages).
     """
-    if recipe.loss not in LOSSES:
-        raise ValueError(f"unknown loss {recipe.loss!r}; choose one of {', '.join(LOSSES)}")
-    if recipe.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
     with deterministic(recipe.seed, recipe.threads):
         return _train(x_train, recipe, x_val, progress, eval_every_epoch)
 
