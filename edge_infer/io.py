@@ -514,6 +514,36 @@ def json_text(obj: Any, *, sort_keys: bool = True) -> str:
     return json.dumps(jsonable(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
 
 
+def _placeholder_only(folder: Path) -> bool:
+    """Empty, or holding only hidden files such as ``.keep``."""
+    return all(child.name.startswith(".") and child.is_file() for child in folder.iterdir())
+
+
+def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str) -> bool:
+    """Refuse up front (before any work) a folder output that must not be replaced.
+
+    Refused: a file at that place; an existing folder without ``force``; and,
+    even with ``force``, a folder that is neither empty (hidden placeholders
+    aside) nor ``what`` (it holds no ``marker`` file), so ``--force`` can never
+    delete an arbitrary directory; a parent that cannot be written. Returns
+    whether :func:`atomic_folder` may replace what is there: with ``force``, or
+    an empty placeholder folder, which is filled without it.
+    """
+    out = Path(folder)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise OutputError(f"{out} exists and is not a folder; give another --out")
+        if _placeholder_only(out):
+            ensure_writable_folder(out.parent)
+            return True
+        if not (out / marker).exists():
+            raise OutputError(f"{out} is a folder that is not {what}; refusing to replace it")
+        if not force:
+            raise OutputError(f"{out} already exists; use --force to replace it")
+    ensure_writable_folder(out.parent)
+    return force
+
+
 def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
     """Refuse before writing anything if an output exists (without ``force``)
     or its folder cannot be created or written, so a run fails up front

@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edge_infer.bundle import MANIFEST, sha256_file
-from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
-from edge_infer.io import atomic_folder, ensure_writable_folder, json_text, jsonable, load_dataset
+from edge_infer.errors import DataFileError, EdgeInferError, InputError
+from edge_infer.io import atomic_folder, check_folder_target, json_text, jsonable, load_dataset
 
 from . import bank as bank_mod
 from . import manifest as manifest_mod
@@ -44,30 +44,6 @@ class ExportResult:
     decoder_variant: str
     max_abs_diff: dict
     reconstruction_mse: float
-
-
-def _looks_replaceable(folder: Path) -> bool:
-    """True for a bundle folder or an empty one (hidden placeholders such as .keep allowed).
-
-    ``--force`` replaces a whole folder, so it must never be pointed at an
-    arbitrary directory by mistake.
-    """
-    if (folder / MANIFEST).exists():
-        return True
-    return all(child.name.startswith(".") and child.is_file() for child in folder.iterdir())
-
-
-def check_out(out: Path, force: bool) -> None:
-    """Refuse up front: an existing bundle without ``force``, a file, or a non-bundle folder."""
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise OutputError(f"{out} exists and is not a folder; give another --out")
-        if not _looks_replaceable(out):
-            raise OutputError(f"{out} is a folder that is not a model bundle; refusing to replace it")
-        is_empty = not (out / MANIFEST).exists()
-        if not is_empty and not force:
-            raise OutputError(f"{out} already exists; use --force to replace it")
-    ensure_writable_folder(out.parent)
 
 
 def resolve_data(checkpoint: Checkpoint, data: "Optional[str | Path]") -> Path:
@@ -247,7 +223,7 @@ def export_bundle(
     out = Path(out)
     if decoder not in onnx_graphs.DECODER_VARIANTS:
         raise InputError(f"unknown decoder variant {decoder!r}; choose one of {', '.join(onnx_graphs.DECODER_VARIANTS)}")
-    check_out(out, force)
+    replace = check_folder_target(out, force=force, marker=MANIFEST, what="a model bundle")
     checkpoint = load_checkpoint(checkpoint_or_run)
     data_path = resolve_data(checkpoint, data)
     if data is None and labels is None and checkpoint.data.get("labels_path"):
@@ -261,8 +237,7 @@ def export_bundle(
              f"(data.npy sha256 {hashes[0][:12]}…, recorded {str(recorded)[:12]}…)")
 
     graphs = _export_graphs(checkpoint, decoder, len(maps), note)
-    # An empty placeholder folder (check_out allowed it) may be replaced without --force.
-    with atomic_folder(out, force=force or not (out / MANIFEST).exists()) as tmp:
+    with atomic_folder(out, force=replace) as tmp:
         (tmp / "encoder.onnx").write_bytes(graphs.encoder)
         (tmp / "decoder.onnx").write_bytes(graphs.decoder)
         checked = _verify_written(tmp, checkpoint.model, maps, tolerance)

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edge_infer.errors import DataFileError
-from training.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION  # the writer owns the format
-
-CHECKPOINT_NAME = "checkpoint.pt"
+from training.run import CHECKPOINT as CHECKPOINT_NAME  # the writer owns the format and the name
+from training.run import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
 
 @dataclass

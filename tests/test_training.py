@@ -199,6 +199,7 @@ def test_force_replaces_a_run_whole(tmp_path):
     data, _ = write_layouts(tmp_path, maps, labels)["folder"]
     out = tmp_path / "run"
     out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"an old run")
     (out / "stale.txt").write_text("old run")
     args = ["--data", str(data), "--out", str(out), "--epochs", "1", "--val-split", "0", "-q", "--force"]
     result = CliRunner().invoke(app, args)
@@ -237,6 +238,7 @@ def test_failure_while_writing_keeps_the_old_run(tmp_path, monkeypatch):
     td = load_training_data(*write_layouts(tmp_path, maps, labels)["paths"])
     out = tmp_path / "run"
     out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"previous run")
     (out / "old.txt").write_text("previous run")
 
     def broken_plot(*args, **kwargs):
@@ -247,7 +249,7 @@ def test_failure_while_writing_keeps_the_old_run(tmp_path, monkeypatch):
 
     with pytest.raises(OSError, match="disk full"):
         train_run(td, out, dataclasses.replace(Recipe(**TINY), epochs=1), force=True)
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "old.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "loose", "run", "wafer.zip"]
 
 
@@ -331,3 +333,26 @@ def test_cli_progress_bar_on_a_terminal(tmp_path):
     assert proc.returncode == 0, shown
     assert "step/s" in shown or "steps/s" in shown or "s/step" in shown, shown
     assert "Traceback" not in shown and (out / "checkpoint.pt").exists()
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from training.__main__ import app
+
+    maps, labels = toy(8)
+    data, _ = write_layouts(tmp_path, maps, labels)["folder"]
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    args = ["--data", str(data), "--out", str(precious), "--epochs", "1", "--val-split", "0", "-q", "--force"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "not a training run; refusing to replace it" in result.output
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".keep").write_text("")
+    args[3] = str(empty)
+    result = CliRunner().invoke(app, args[:-1])  # an empty placeholder folder is filled without --force
+    assert result.exit_code == 0, result.output
+    assert (empty / "checkpoint.pt").exists()

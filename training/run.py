@@ -15,33 +15,23 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import platform
 from pathlib import Path
 from typing import Callable, Optional
 
-from edge_infer.errors import OutputError
-from edge_infer.io import atomic_folder, json_text, jsonable
+from edge_infer.io import atomic_folder, check_folder_target, json_text, jsonable
 
 from .data import TrainingData, split_indices, to_tensor
 
 CHECKPOINT_FORMAT = "edge-infer-checkpoint"
 CHECKPOINT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
 
 
-def check_out(out: Path, *, force: bool) -> None:
-    """Refuse up front (before any training) an output that exists without
-    ``force``, or that is a file, or whose parent cannot be written."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder; choose another --out")
-    if out.exists() and not force:
-        raise OutputError(f"{out} already exists; use --force to overwrite it")
-    parent = out.parent
-    probe = parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {parent}: permission denied or not a folder")
+def check_out(out: Path, *, force: bool) -> bool:
+    """Refuse up front (before any training) an output ``atomic_folder`` must
+    not replace; returns whether it may replace what is there."""
+    return check_folder_target(out, force=force, marker=CHECKPOINT, what="a training run")
 
 
 def versions() -> dict:
@@ -89,7 +79,7 @@ def train_run(
     from .train import COURSE_REPORT_MSE, train
 
     out = Path(out)
-    check_out(out, force=force)
+    replace = check_out(out, force=force)
     x_all = to_tensor(data.maps)
     steps = -(-data.n_maps // recipe.batch_size)
 
@@ -143,8 +133,8 @@ def train_run(
         "data": data_d,
         "versions": versions(),
     }
-    with atomic_folder(out, force=force) as tmp:
-        torch.save(checkpoint, tmp / "checkpoint.pt")
+    with atomic_folder(out, force=replace) as tmp:
+        torch.save(checkpoint, tmp / CHECKPOINT)
         (tmp / "history.json").write_text(json_text(history_doc))
         (tmp / "history.csv").write_text(_history_csv(history))
         (tmp / "metrics.json").write_text(json_text({**metrics, "recipe": recipe_d, "data": data_d}))
