@@ -599,7 +599,7 @@ def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
 
 
 def write_npy(path: PathLike, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` as ``.npy``, never pickled (not atomic: see :func:`save_npy`)."""
+    """Write ``array`` to ``path`` as ``.npy``, never pickled (not atomic: write into :func:`atomic_path`)."""
     with open(path, "wb") as fh:
         np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
@@ -644,13 +644,6 @@ def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
                 shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_npy(path: PathLike, array: np.ndarray, *, force: bool = False) -> Path:
-    """Write ``array`` to ``path`` as ``.npy``, atomically."""
-    with atomic_path(path, force=force) as tmp:
-        write_npy(tmp, array)
-    return Path(path)
 
 
 def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:

@@ -23,7 +23,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "normal": (84, 120, 160),
     "defect": (240, 120, 20),
 }
-PALETTE_HEX = {name: "#{:02x}{:02x}{:02x}".format(*rgb) for name, rgb in PALETTE.items()}
 _COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
 BACKGROUND = (255, 255, 255)
 TEXT = (30, 30, 30)
