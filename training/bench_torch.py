@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from edge_infer.bundle import LATENT_SHAPE
 from edge_infer.bench import load_average, machine_info, measure, parse_batches
 
 TASKS = ("encode", "decode", "generate")
@@ -50,7 +51,7 @@ def load_latents(bank: Optional[Path], n: int = 1281) -> np.ndarray:
     if bank is not None and Path(bank).exists():
         with np.load(bank, allow_pickle=False) as z:
             return np.ascontiguousarray(z["latents"], dtype=np.float32)
-    return np.random.default_rng(0).standard_normal((n, 64, 3, 3)).astype(np.float32)
+    return np.random.default_rng(0).standard_normal((n, *LATENT_SHAPE)).astype(np.float32)
 
 
 def bench_torch(model: Any, latents: np.ndarray, batches: Sequence[int], threads: int, seconds: float,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-LATENT_SHAPE = (64, 3, 3)
+from edge_infer.bundle import LATENT_SHAPE  # the bundle format's latent shape: one definition
 
 
 class Encoder(nn.Module):
