@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edge_infer.bundle import LATENT_SHAPE  # the bundle format's latent shape: one definition
+from edge_infer.bundle import LATENT_SHAPE  # noqa: F401  (re-exported: the bundle format owns the latent shape)
 
 
 class Encoder(nn.Module):
