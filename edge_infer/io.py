@@ -488,6 +488,22 @@ def ensure_writable_folder(folder: PathLike) -> None:
         raise OutputError(f"cannot write to {folder}: permission denied")
 
 
+def check_can_create(folder: PathLike) -> None:
+    """Check, creating nothing, that ``folder`` exists or could be created and written.
+
+    For pre-checks that run before any work: a refused or failed run must not
+    leave the folders it would have made behind.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {probe}: permission denied")
+
+
 def jsonable(value: Any) -> Any:
     """A JSON-safe copy: NaN and infinities become null, numpy scalars plain
     numbers, tuples lists, anything else unknown its text (a path, a dtype).
@@ -534,13 +550,13 @@ def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str
         if not out.is_dir():
             raise OutputError(f"{out} exists and is not a folder; give another --out")
         if _placeholder_only(out):
-            ensure_writable_folder(out.parent)
+            check_can_create(out.parent)
             return True
         if not (out / marker).exists():
             raise OutputError(f"{out} is a folder that is not {what}; refusing to replace it")
         if not force:
             raise OutputError(f"{out} already exists; use --force to replace it")
-    ensure_writable_folder(out.parent)
+    check_can_create(out.parent)
     return force
 
 

@@ -178,11 +178,11 @@ def test_cli_refuses_existing_out_without_force(tmp_path):
     data, _ = write_layouts(tmp_path, maps, labels)["folder"]
     out = tmp_path / "run"
     out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    (out / "checkpoint.pt").write_bytes(b"an earlier run")
     result = CliRunner().invoke(app, ["--data", str(data), "--out", str(out), "--epochs", "1", "-q"])
     assert result.exit_code == 1
-    assert result.output == f"error: {out} already exists; use --force to overwrite it\n"
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert result.output == f"error: {out} already exists; use --force to replace it\n"
+    assert [p.name for p in out.iterdir()] == ["checkpoint.pt"]
 
 
 @pytest.mark.parametrize(
