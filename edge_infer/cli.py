@@ -16,7 +16,8 @@ Adding a command (the pattern every verb follows)
 Errors: a command raises :class:`~edge_infer.errors.EdgeInferError`; the
 decorator prints ``error: <message>`` and exits 1; Ctrl-C exits 130 after
 ``interrupted``. Usage errors (unknown option, bad number) are reported the
-same way by :func:`main`.
+same way by :func:`main`; a bare ``edge-infer`` shows the help and exits 2,
+as click does.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # Bare `edge-infer`: the help, as click shows it (stderr, exit 2), not an error line.
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         # click/typer usage errors (unknown option, bad value): same one-line form as ours.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             ctx = getattr(exc, "ctx", None)
