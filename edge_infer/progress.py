@@ -49,13 +49,13 @@ class ProgressBar:
     """
 
     def __init__(self, what: str, *, quiet: bool = False, stream: Optional[TextIO] = None,
-                 delay: float = DELAY_S, every: float = EVERY_S,
+                 delay: Optional[float] = None, every: Optional[float] = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.what = what
         self.quiet = quiet
         self.stream = stream if stream is not None else sys.stderr
-        self.delay = delay
-        self.every = every
+        self.delay = DELAY_S if delay is None else delay
+        self.every = EVERY_S if every is None else every
         self.clock = clock
         self.live = not quiet and bool(getattr(self.stream, "isatty", lambda: False)())
         self._start = clock()
