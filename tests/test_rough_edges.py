@@ -258,3 +258,24 @@ def test_quiet_silences_progress_and_the_provider_line(run, tmp_path, monkeypatc
     assert code == 0 and "generate: 5,000/5,000 maps (100%)" in err and "provider:" in err
     code, _, err = run("generate", "-c", "None", "-n", "5000", "-o", str(tmp_path / "b"), "--quiet")
     assert code == 0 and err == ""
+
+
+def test_a_small_generate_loads_only_what_it_needs(tmp_path):
+    """Start-up guards (speed itself is measured by bench/startup.sh, not asserted): no pydantic
+    (typer >= 0.29 parses options through it), no numpy.ma (np.unique's first call imports it),
+    only the verb that runs is registered, and a small run opens no batch-1 twin session."""
+    code = (
+        "import sys\n"
+        "import edge_infer.cli as cli\n"
+        "from edge_infer import runtime\n"
+        "made = []\n"
+        "real = runtime.create_session_info\n"
+        "runtime.create_session_info = lambda *a, **k: made.append(k.get('threads')) or real(*a, **k)\n"
+        f"try:\n    cli.main(['generate', '-c', 'None', '-n', '5', '-o', {str(tmp_path / 'g')!r}, '-q'])\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "print(sorted(m for m in ('pydantic', 'numpy.ma', 'torch') if m in sys.modules), sorted(cli._registered), made)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**_clean_env(), "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[] ['generate'] [1, 1]"  # encoder, decoder: one thread each, no twin
