@@ -279,3 +279,10 @@ def test_a_small_generate_loads_only_what_it_needs(tmp_path):
                        env={**_clean_env(), "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[] ['generate'] [1, 1]"  # encoder, decoder: one thread each, no twin
+
+
+def test_two_onnxruntime_distributions_are_named_as_the_problem(decoder_path, monkeypatch):
+    monkeypatch.setattr(runtime, "ort_distributions", lambda: ("onnxruntime-gpu", "onnxruntime"))
+    monkeypatch.setattr(runtime, "available_providers", lambda: [runtime.CPU])
+    with pytest.raises(ProviderError, match="onnxruntime-gpu and onnxruntime are both installed.*pip uninstall"):
+        runtime.create_session_info(decoder_path, provider="cuda")
