@@ -286,3 +286,26 @@ def test_two_onnxruntime_distributions_are_named_as_the_problem(decoder_path, mo
     monkeypatch.setattr(runtime, "available_providers", lambda: [runtime.CPU])
     with pytest.raises(ProviderError, match="onnxruntime-gpu and onnxruntime are both installed.*pip uninstall"):
         runtime.create_session_info(decoder_path, provider="cuda")
+
+
+def test_the_provider_a_session_really_got_decides(monkeypatch):
+    """Judged by session.get_providers(): a GPU session says so (auto says why); an explicit provider the
+    session did not get is an error, never a quiet CPU run."""
+
+    class Session:
+        def __init__(self, providers):
+            self.providers = providers
+
+        def get_providers(self):
+            return self.providers
+
+    info = runtime._judge(Session([runtime.CUDA, runtime.CPU]), "auto", runtime.CUDA)
+    assert info.actual == "cuda" and info.on_gpu and "really got the GPU" in info.describe()
+    assert runtime._judge(Session([runtime.OPENVINO, runtime.CPU]), "openvino", runtime.OPENVINO).actual == "openvino"
+    monkeypatch.setattr(runtime, "nvidia_driver", lambda: None)
+    monkeypatch.setattr(runtime, "_library_problem", lambda ep: "libcudnn.so.9 is missing")
+    with pytest.raises(ProviderError, match="CUDA was asked for.*libcudnn.so.9 is missing.*edge-infer\\[cuda\\]"):
+        runtime._judge(Session([runtime.CPU]), "cuda", runtime.CUDA)
+    with pytest.raises(ProviderError, match="OpenVINO was asked for.*fell back to CPUExecutionProvider"):
+        runtime._judge(Session([runtime.CPU]), "openvino", runtime.OPENVINO)
+    assert "CUDA not usable: libcudnn.so.9 is missing" in runtime._judge(Session([runtime.CPU]), "auto", runtime.CUDA).note
