@@ -334,9 +334,17 @@ def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
 
     Accepts one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map in
     either form, or a list of maps of mixed sizes. Maps that are not 26×26 are
-    resized by nearest neighbour, with a :class:`ResizeNote` warning.
+    resized by nearest neighbour, with a :class:`ResizeNote` warning. The wafer
+    rule (module docstring) is applied to all the maps together.
     Raises :class:`InputError` with one clear message for anything else.
     """
+    states = _as_states(maps, name)
+    check_wafer_shape(states, name)
+    return states
+
+
+def _as_states(maps: object, name: str) -> np.ndarray:
+    """:func:`as_states` without the wafer rule."""
     if isinstance(maps, (list, tuple)):
         arr = _rectangular(maps)
         if arr is None:  # ragged: a list of maps of different sizes, or malformed nesting
@@ -359,10 +367,9 @@ def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
             f"resized {states.shape[0]} map(s) from {h}×{w} to {MAP_SIZE}×{MAP_SIZE} "
             "dies (nearest neighbour on die states, so no state is invented)",
             ResizeNote,
-            stacklevel=2,
+            stacklevel=3,
         )
         states = resize_states(states)
-    check_wafer_shape(states, name)
     return np.ascontiguousarray(states)
 
 
@@ -387,7 +394,7 @@ def _list_of_maps(maps: Union[list, tuple], name: str) -> np.ndarray:
                 f"{name}[{i}] is not a map: nested lists must be rectangular, a map being rows of dies, "
                 "each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number where a row should be?)"
             )
-        parts.append(as_states(arr, name=f"{name}[{i}]"))
+        parts.append(_as_states(arr, f"{name}[{i}]"))
     return np.concatenate(parts, axis=0)
 
 
