@@ -34,7 +34,7 @@ if [[ ${1:-} == fetch ]]; then
   pyver=${2:-3.12}
   mkdir -p "$wheels"
   (cd "$repo" && "$py" -m pip wheel -q --no-deps . -w "$wheels") || exit 1
-  whl=$(ls "$wheels"/edge_infer-*.whl | head -1)
+  whl=$(ls -t "$wheels"/edge_infer-*.whl | head -1)
   plats=()
   for n in 17 24 27 28 31 34 35; do plats+=(--platform "manylinux_2_${n}_x86_64"); done
   "$py" -m pip download -q --only-binary=:all: --python-version "$pyver" --implementation cp \
@@ -63,7 +63,7 @@ step "install edge-infer[cuda] from $wheels into a fresh venv (no index)"
 venv=$(mktemp -d)/venv
 "$py" -m venv "$venv" || exit 1
 pip_args=(-q --no-index --find-links "$wheels" --no-cache-dir)
-whl=$(ls "$wheels"/edge_infer-*.whl 2>/dev/null | head -1)
+whl=$(ls -t "$wheels"/edge_infer-*.whl 2>/dev/null | head -1)
 [[ -n $whl ]] || { say "error: no edge_infer wheel in $wheels (run: bench/gpu-check.sh fetch, where there is internet)"; exit 1; }
 start=$(date +%s)
 if [[ ${EI_CUDA_LIBS:-wheels} == system ]]; then
