@@ -262,7 +262,8 @@ def test_quiet_silences_progress_and_the_provider_line(run, tmp_path, monkeypatc
 
 def test_a_small_generate_loads_only_what_it_needs(tmp_path):
     """Start-up guards (speed itself is measured by bench/startup.sh, not asserted): no pydantic
-    (typer >= 0.29 parses options through it), no numpy.ma (np.unique's first call imports it),
+    (typer >= 0.29 parses options through it), no numpy.ma (np.unique's first call imports it), no G85
+    module (it imports xml, urllib, http, email) for an npy run,
     only the verb that runs is registered, and a small run opens no batch-1 twin session."""
     code = (
         "import sys\n"
@@ -273,7 +274,7 @@ def test_a_small_generate_loads_only_what_it_needs(tmp_path):
         "runtime.create_session_info = lambda *a, **k: made.append(k.get('threads')) or real(*a, **k)\n"
         f"try:\n    cli.main(['generate', '-c', 'None', '-n', '5', '-o', {str(tmp_path / 'g')!r}, '-q'])\n"
         "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
-        "print(sorted(m for m in ('pydantic', 'numpy.ma', 'torch') if m in sys.modules), sorted(cli._registered), made)\n"
+        "print(sorted(m for m in ('pydantic', 'numpy.ma', 'torch', 'edge_infer.g85') if m in sys.modules), sorted(cli._registered), made)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
                        env={**_clean_env(), "PYTHONPATH": str(REPO)})
