@@ -34,11 +34,12 @@ from ._formats import FormatOpt
 
 #: Above this many maps the CLI streams them to disk block by block (bounded memory).
 STREAM_THRESHOLD = 50_000
-#: Up to this many maps (and no --threads), one onnxruntime thread: such a run is
-#: all start-up, and a single-threaded session needs no batch-1 twin session and
-#: no spinning thread pool (same maps either way: the kernels do not depend on
-#: the thread count, tested). Measured here: generate -n 5 median 0.61 vs 0.76 s
-#: wall, 0.33 vs 0.38 s CPU (9 runs each, loaded machine).
+#: Up to this many maps (and no --threads), one onnxruntime thread per session:
+#: such a run is all start-up, and a pool of intra-op threads (created, spun,
+#: joined for each of the bundle's sessions) costs more than it gives back. The
+#: same maps either way (the kernels do not depend on the thread count, tested).
+#: Measured on the generator graphs: generate -n 5 median 0.52 vs 0.82 s wall,
+#: 0.34 vs 0.52 s CPU (--threads 1 vs 2, 11 alternating runs, 2 loaded cores).
 SMALL_RUN = 64
 #: Generated maps shown in the picture.
 MAX_SHOWN = 10
