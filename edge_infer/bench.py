@@ -168,30 +168,57 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
 
 
 def working_providers(model_path: Union[str, Path], requested: str = "all") -> list[str]:
-    """The providers among ``requested`` (``all``, ``cpu``, ``cuda``, ``auto``) that really run ``model_path``.
+    """The providers among ``requested`` that really run ``model_path``.
 
-    ``all`` lists the CPU plus CUDA only where a session really gets CUDA;
-    an explicit ``cuda`` that does not work raises
-    :class:`~edge_infer.errors.ProviderError`.
+    ``all``: the CPU plus every other provider this onnxruntime build lists
+    (cuda, tensorrt, openvino) where a session really gets it; a GPU provider
+    is not even tried without an NVIDIA driver. ``auto``, ``cpu``, ``cuda``,
+    ``tensorrt``, ``openvino``: only that one, and an explicit one that does
+    not work raises :class:`~edge_infer.errors.ProviderError`.
     """
-    from .runtime import create_session_info
+    from .runtime import PROVIDERS, create_session_info, listed_short_names
 
     name = str(requested).strip().lower()
-    if name not in ("all", "auto", "cpu", "cuda"):
-        raise InputError(f"unknown provider {requested!r}; choose all, auto, cpu or cuda")
+    if name not in ("all", *PROVIDERS):
+        raise InputError(f"unknown provider {requested!r}; choose all, {', '.join(PROVIDERS)}")
     if name == "cpu":
         return ["cpu"]
-    if name in ("cuda", "auto"):
-        _, info = create_session_info(model_path, provider=name)  # raises for cuda when it does not work
+    if name != "all":
+        _, info = create_session_info(model_path, provider=name)  # raises for an explicit one that does not work
         return [info.actual]
     found = ["cpu"]
-    try:
-        _, info = create_session_info(model_path, provider="cuda")
-        if info.actual == "cuda":
-            found.append("cuda")
-    except ProviderError:
-        pass
+    for other in listed_short_names():
+        if other == "cpu":
+            continue
+        try:
+            _, info = create_session_info(model_path, provider=other)
+        except ProviderError:
+            continue
+        found.append(info.actual)
     return found
+
+
+def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dict[str, Any]:
+    """Die states of ``gen`` against ``reference`` (the CPU provider) on the same request.
+
+    Both generate ``n`` maps of every class with the same seed; returns how many
+    maps and dies differ and the largest probability difference of the raw
+    decoder outputs. Identical die states are the goal: the argmax of nearly
+    equal probabilities can flip where two states are within float rounding.
+    """
+    maps_differ = dies_differ = 0
+    max_prob = 0.0
+    for cls in gen.classes:
+        a = gen.generate(cls, n // len(gen.classes) or 1, seed=seed)
+        b = reference.generate(cls, n // len(gen.classes) or 1, seed=seed)
+        diff = (a.maps.argmax(-1) != b.maps.argmax(-1))
+        dies_differ += int(diff.sum())
+        maps_differ += int(diff.reshape(diff.shape[0], -1).any(axis=1).sum())
+        z = gen.bundle.latents[a.sources]
+        max_prob = max(max_prob, float(np.abs(gen.decode(z, raw=True) - reference.decode(z, raw=True)).max()))
+    total = (n // len(gen.classes) or 1) * len(gen.classes)
+    return {"provider": gen.provider, "against": reference.provider, "maps": total, "maps_differ": maps_differ,
+            "dies_differ": dies_differ, "max_abs_probability_diff": max_prob, "seed": seed}
 
 
 def _decoded_maps(gen: Any, batch: int) -> np.ndarray:
@@ -206,30 +233,36 @@ def _busiest_class(gen: Any) -> str:
 
 
 def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: Sequence[str] = TASKS,
-                    label: str = "") -> list[dict[str, Any]]:
-    """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`."""
+                    label: str = "", io_binding: Sequence[str] = ("on",)) -> list[dict[str, Any]]:
+    """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`.
+
+    ``io_binding``: ``"on"`` times encode/decode writing into a preallocated
+    buffer (IO binding, as the generator does), ``"off"`` a plain
+    ``session.run`` that allocates its result; each gives its own rows.
+    """
     rows = []
     cls = _busiest_class(gen)
     variant = gen.bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", "unknown")
     for batch in batches:
         z = np.ascontiguousarray(gen.bundle.latents[np.arange(batch) % gen.bundle.count])
         for task in tasks:
-            if task == "encode":
-                maps = _decoded_maps(gen, batch)
-                enc_out = np.empty((batch, *gen.bundle.latents.shape[1:]), dtype=np.float32)
-                call: Callable[[], Any] = lambda m=maps, o=enc_out: gen.encoder.run(m, out=o)  # noqa: E731
-            elif task == "decode":
-                dec_out = np.empty((batch, *gen.decoder.item_shape), dtype=np.float32)
-                call = lambda z=z, o=dec_out: gen.decoder.run(z, out=o)  # noqa: E731
-            elif task == "generate":
-                seeds = iter(range(10**9))
-                call = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
-            else:
-                raise InputError(f"unknown bench task {task!r}; choose from {', '.join(TASKS)}")
-            row = {"runtime": "onnxruntime", "task": task, "variant": variant if task != "encode" else "-", "label": label,
-                   "provider": gen.provider, "batch": batch}
-            row.update(measure(call, batch, seconds))
-            rows.append(row)
+            for binding in io_binding if task != "generate" else ("-",):
+                if task == "encode":
+                    maps = _decoded_maps(gen, batch)
+                    enc_out = np.empty((batch, *gen.bundle.latents.shape[1:]), dtype=np.float32) if binding == "on" else None
+                    call: Callable[[], Any] = lambda m=maps, o=enc_out: gen.encoder.run(m, out=o)  # noqa: E731
+                elif task == "decode":
+                    dec_out = np.empty((batch, *gen.decoder.item_shape), dtype=np.float32) if binding == "on" else None
+                    call = lambda z=z, o=dec_out: gen.decoder.run(z, out=o)  # noqa: E731
+                elif task == "generate":
+                    seeds = iter(range(10**9))
+                    call = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
+                else:
+                    raise InputError(f"unknown bench task {task!r}; choose from {', '.join(TASKS)}")
+                row = {"runtime": "onnxruntime", "task": task, "variant": variant if task != "encode" else "-",
+                       "label": label, "provider": gen.provider, "batch": batch, "io_binding": binding}
+                row.update(measure(call, batch, seconds))
+                rows.append(row)
             if task == "generate" and gen.provider == "cpu":
                 rows.extend(_generator_graph_rows(gen, cls, batch, seconds, label))
     return rows
@@ -283,8 +316,7 @@ def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds:
         z = rng.standard_normal((batch, 64, 3, 3)).astype(np.float32)
         out = np.empty((batch, *runner.item_shape), dtype=np.float32)
         row = {"runtime": "onnxruntime", "task": "decode", "variant": variant or Path(path).stem, "label": label,
-               "provider": runner.actual,
-               "batch": batch}
+               "provider": runner.actual, "batch": batch, "io_binding": "on"}
         row.update(measure(lambda z=z, o=out: runner.run(z, out=o), batch, seconds))
         rows.append(row)
     return rows
@@ -306,7 +338,8 @@ def _decoder_graph_of(path: Union[str, Path]) -> tuple[Path, str]:
 def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int] = DEFAULT_BATCHES,
               provider: str = "all", threads: Optional[int] = None, seconds: float = 1.0,
               tasks: Sequence[str] = TASKS, compare: Sequence[Union[str, Path]] = (),
-              progress: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
+              progress: Optional[Callable[[str], None]] = None,
+              io_binding: Sequence[str] = ("on",)) -> dict[str, Any]:
     """Benchmark a bundle (and optional comparison decoders) on every working provider.
 
     Returns ``{"format", "created_utc", "machine", "settings", "results", "ratios"}``;
@@ -329,10 +362,18 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
     say = progress or (lambda _msg: None)
     load_before = load_average()
     results: list[dict[str, Any]] = []
+    parity: list[dict[str, Any]] = []
+    reference = None
     for prov in providers:
         say(f"timing {bundle.path.name} on {prov}, {threads} threads ...")
         gen = WaferGenerator.load(bundle.path, provider=prov, threads=threads)
-        for row in bench_generator(gen, batches, seconds, tasks=tasks):
+        if prov == "cpu":
+            reference = gen
+        else:  # every other provider is checked against the CPU's die states
+            reference = reference or WaferGenerator.load(bundle.path, provider="cpu", threads=threads)
+            say(f"die-state parity of {prov} against the CPU ...")
+            parity.append(die_parity(gen, reference))
+        for row in bench_generator(gen, batches, seconds, tasks=tasks, io_binding=io_binding):
             results.append({**row, "threads": threads})
         for path, variant in comparisons:
             say(f"timing decoder {path} on {prov} ...")
@@ -345,9 +386,10 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine_info(),
         "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
-                     "providers": providers, "compare": [str(p) for p, _ in comparisons],
+                     "providers": providers, "io_binding": list(io_binding), "compare": [str(p) for p, _ in comparisons],
                      "load_average_before": load_before, "load_average_after": load_average()},
         "results": results,
+        "parity": parity,
     }
     report["ratios"] = ratios(results)
     return report
@@ -373,13 +415,15 @@ def ratios(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for r in results:
-        if r["task"] != "decode" or r.get("label") == "compare":
+        if r["task"] != "decode" or r.get("label") == "compare" or r.get("io_binding") == "off":
             continue
-        enc = find(results, task="encode", provider=r["provider"], batch=r["batch"])
+        enc = next((e for e in results if e["task"] == "encode" and e["provider"] == r["provider"]
+                    and e["batch"] == r["batch"] and e.get("io_binding") != "off"), None)
         if enc:
             out[f"decode_over_encode[{r['provider']},{r['batch']}]"] = round(_best(r) / _best(enc), 3)
         for c in results:
-            if c.get("label") == "compare" and c["provider"] == r["provider"] and c["batch"] == r["batch"]:
+            if (c.get("label") == "compare" and c["provider"] == r["provider"] and c["batch"] == r["batch"]
+                    and c.get("io_binding") != "off"):
                 key = f"decode_{r['variant']}_over_{c['variant']}[{r['provider']},{r['batch']}]"
                 out[key] = round(_best(r) / _best(c), 3)
     return out
@@ -394,13 +438,17 @@ def format_table(report: dict[str, Any]) -> str:
         f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
         f"load average {s['load_average_before']} -> {s['load_average_after']}",
         "",
-        f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'batch':>6} {'maps/s':>11} {'best':>11} {'p50 ms':>9} "
+        f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'bind':<4} {'batch':>6} {'maps/s':>11} {'best':>11} {'p50 ms':>9} "
         f"{'p99 ms':>9} {'calls':>6}",
     ]
     for r in report["results"]:
         lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<22} {r['variant']:<14} {r['provider']:<8} "
+                     f"{r.get('io_binding', '-'):<4} "
                      f"{r['batch']:>6} {r['maps_per_s']:>11,.0f} {r.get('maps_per_s_best', r['maps_per_s']):>11,.0f} "
                      f"{r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} {r['calls']:>6}")
+    for p in report.get("parity", []):
+        lines.append(f"die states {p['provider']} vs {p['against']}: {p['maps_differ']} of {p['maps']} maps differ "
+                     f"({p['dies_differ']} dies); largest probability difference {p['max_abs_probability_diff']:.2e}")
     if report.get("ratios"):
         lines.append("")
         lines += [f"{k}: {v:g}" for k, v in report["ratios"].items()]

@@ -11,12 +11,14 @@ Adding a command (the pattern every verb follows)
 2. Import numpy, onnxruntime and the rest of edge_infer *inside* the
    function: this module imports every command module, and ``--help`` must
    stay instant.
-3. Add ``"<verb>"`` to :data:`COMMANDS`.
+3. Add ``"<verb>"`` to :data:`COMMANDS`. :func:`main` registers only the
+   verb a command line runs (all of them for ``--help``): see :func:`build_app`.
 
 Errors: a command raises :class:`~edge_infer.errors.EdgeInferError`; the
 decorator prints ``error: <message>`` and exits 1; Ctrl-C exits 130 after
 ``interrupted``. Usage errors (unknown option, bad number) are reported the
-same way by :func:`main`.
+same way by :func:`main`; a bare ``edge-infer`` shows the help and exits 2,
+as click does.
 """
 
 from __future__ import annotations
@@ -74,24 +76,50 @@ def _root(
     """Generate realistic wafer maps with a torch-free ONNX autoencoder."""
 
 
+_registered: set[str] = set()
+
+
 def _register(verb: str) -> None:
+    if verb in _registered:
+        return
     module = importlib.import_module(f"edge_infer.commands.{verb}")
     func = getattr(module, verb)
     app.command(name=verb, epilog=getattr(module, "EPILOG", None))(func)
+    _registered.add(verb)
 
 
-for _verb in COMMANDS:
-    _register(_verb)
+def _verb_of(args: Sequence[str]) -> Optional[str]:
+    """The verb a command line runs, if it names one before anything else positional."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_app(args: Sequence[str] = ()) -> typer.Typer:
+    """:data:`app` with the verbs ``args`` needs: only the one it runs (typer turns
+    every option of every registered verb into a click parameter on each call,
+    which the other verbs would pay for), else all of them (for ``--help`` and
+    for "no such command" messages). Verbs keep the order of :data:`COMMANDS`."""
+    verb = _verb_of(args)
+    for v in COMMANDS if verb is None else (verb,):
+        _register(v)
+    return app
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console entry point (``edge-infer``): run the app, one line per error."""
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        code = app(args=list(argv) if argv is not None else None, prog_name="edge-infer", standalone_mode=False)
+        code = build_app(args)(args=args, prog_name="edge-infer", standalone_mode=False)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            # Bare `edge-infer`: the help, as click shows it (stderr, exit 2), not an error line.
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         # click/typer usage errors (unknown option, bad value): same one-line form as ours.
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             ctx = getattr(exc, "ctx", None)

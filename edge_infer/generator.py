@@ -51,6 +51,8 @@ class Generated:
     * ``labels``: int64 ``(N, 1)`` like ``label.npy``;
     * ``sources``: int64 ``(N,)``, row of the source set (the latent bank in
       training-data order, or the maps the caller gave) each map came from.
+
+    ``np.asarray(result)`` is ``result.maps``.
     """
 
     maps: np.ndarray
@@ -59,6 +61,14 @@ class Generated:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        """The maps, so ``np.asarray(result)`` and ``np.save(path, result)`` give
+        float32 ``(N, 26, 26, 3)`` rather than a pickled object."""
+        if copy is False and dtype is not None and np.dtype(dtype) != self.maps.dtype:
+            raise ValueError("Generated.maps cannot be converted to another dtype without a copy")
+        arr = self.maps if dtype is None else self.maps.astype(dtype, copy=False)
+        return arr.copy() if copy else arr
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,11 @@ def iter_maps(
                 maps = as_maps(raw, name=f"maps in {source.where}")
             except InputError as exc:
                 raise _first_bad_map(raw, done, source.where) or exc from None
+        # Only ResizeNote is folded into one note; other warnings (NotWaferWarning) pass on as they came.
+        for w in caught or []:
+            if not issubclass(w.category, ResizeNote):
+                warnings.warn(w.message, w.category, stacklevel=2)
+        caught = [w for w in caught or [] if issubclass(w.category, ResizeNote)]
         if caught and not noted:
             noted = True
             message = str(caught[0].message)

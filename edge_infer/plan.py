@@ -96,7 +96,10 @@ def plan_rows(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
                 sampling.MixFallback,
                 stacklevel=4,
             )
-    repeats = sources.size > 1 and np.unique(sources).size < sources.size
+    # Sorted neighbours, not np.unique: its first call imports numpy.ma, a
+    # measurable share of a small command's start-up.
+    ordered = np.sort(sources)
+    repeats = sources.size > 1 and bool((ordered[1:] == ordered[:-1]).any())
     return Plan(src, sources, variants, partners, weights, seed, opts,
                 siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
 

@@ -8,6 +8,21 @@ A map is 26×26 dies, each in one of three states. Users see it two ways:
 
 Training, export and the runtime all convert and validate through here, so
 the repository has a single truth about die states, outlines and classes.
+
+**What counts as a wafer map** (:func:`wafer_shape_problems`, checked on every
+map a caller gives, after any resize to 26×26):
+
+1. its four corner dies are off-wafer (boundary): a wafer is a disc in a square;
+2. its outline is closed: in every row and every column the wafer dies (normal
+   or defect) form one unbroken run, and the rows holding wafer dies are
+   consecutive, each run touching the next, so the wafer is one piece with no
+   off-wafer die inside or notched into it;
+3. (so) it has both off-wafer and wafer dies: one die state everywhere fails.
+
+All 1281 course maps pass. Input where *no* map passes (random die states, a
+transposed or channel-swapped array) is refused with :class:`InputError`;
+input where only some fail is used as given, with a :class:`NotWaferWarning`
+naming how many and the first (the CLI prints it as ``warning: ...``).
 """
 
 from __future__ import annotations
@@ -36,11 +51,24 @@ class ResizeNote(UserWarning):
     """Maps of another size were resized to 26×26 (nearest neighbour)."""
 
 
+class NotWaferWarning(UserWarning):
+    """Some of the maps given do not look like wafer maps (see :func:`wafer_shape_problems`)."""
+
+
 @functools.lru_cache(maxsize=64)
 def _lowered_names(classes: tuple[str, ...]) -> dict[str, int]:
     # Cached per class tuple: resolve_class runs on every generate call, and the
     # returned dict is only read, never changed, so sharing it across threads is safe.
     return {name.lower(): i for i, name in enumerate(classes)}
+
+
+def _did_you_mean(text: str, classes: Sequence[str]) -> str:
+    """`` (did you mean 'Scratch'?)`` for a near miss of a class name, else ""."""
+    import difflib  # only on the error path
+
+    lowered = {name.lower(): name for name in classes}
+    close = difflib.get_close_matches(text.lower().replace("_", "-").replace(" ", "-"), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
 def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
@@ -61,9 +89,7 @@ def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
         if text.lstrip("-").isdigit():
             index = int(text)
         else:
-            raise InputError(
-                f"unknown class {cls!r}; valid classes: {', '.join(classes)}"
-            )
+            raise InputError(f"unknown class {cls!r}{_did_you_mean(text, classes)}; valid classes: {', '.join(classes)}")
     else:
         raise InputError(f"class must be a name or an index, not {type(cls).__name__}")
     if not 0 <= index < len(classes):
@@ -150,6 +176,94 @@ def resize_states(states: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:
     return states[..., rows[:, None], cols[None, :]]
 
 
+#: Why a map fails the wafer rule, by code of :func:`wafer_shape_problems` (0 = passes).
+WAFER_PROBLEMS = (
+    "",
+    "one die state everywhere",
+    "no wafer dies (every die off-wafer)",
+    "its corner dies are not off-wafer",
+    "its outline is not closed (off-wafer dies inside or notched into the wafer)",
+    "its wafer dies are in more than one piece",
+)
+
+
+#: Maps checked at a time by :func:`wafer_shape_problems` (bounds its temporaries to a few MB).
+_SHAPE_BLOCK = 16384
+
+
+def _row_bits(on: np.ndarray) -> np.ndarray:
+    """Each row of a bool ``(N, H, W<=32)`` as one uint32 bit mask: ``(N, H)``."""
+    packed = np.packbits(on, axis=-1)  # (N, H, ceil(W/8)) uint8
+    pad = 4 - packed.shape[-1]
+    if pad:
+        packed = np.concatenate([packed, np.zeros(packed.shape[:-1] + (pad,), np.uint8)], axis=-1)
+    return np.ascontiguousarray(packed).view(">u4")[..., 0].astype(np.uint32)
+
+
+def _one_run(bits: np.ndarray) -> np.ndarray:
+    """True where a bit mask's set bits form at most one unbroken run (0 counts as one run)."""
+    filled = bits | (bits - np.uint32(1))  # the run's trailing zeros set too
+    return (bits == 0) | (((filled + np.uint32(1)) & bits) == 0)
+
+
+def wafer_shape_problems(states: np.ndarray) -> np.ndarray:
+    """For die states ``(N, H, W)``: int8 ``(N,)``, 0 where a map passes the wafer
+    rule (module docstring), else the index of its first failure in
+    :data:`WAFER_PROBLEMS`. Vectorised on bit masks (one uint32 per row and
+    column), in blocks, so its memory stays bounded for any N."""
+    states = np.asarray(states)
+    n = states.shape[0]
+    code = np.zeros(n, dtype=np.int8)
+    if states.shape[1] > 32 or states.shape[2] > 32:
+        raise InputError(f"wafer rule works on maps of up to 32×32 dies, not {states.shape[1:]}")
+    for start in range(0, n, _SHAPE_BLOCK):
+        block = states[start : start + _SHAPE_BLOCK]
+        on = block != BOUNDARY
+        rows = _row_bits(on)  # (B, H)
+        cols = _row_bits(on.transpose(0, 2, 1))  # (B, W)
+        rows_on = rows != 0
+        # One piece: the rows holding wafer dies are consecutive and each row's run
+        # overlaps the next one's (with every run unbroken, that makes it connected).
+        row_set = _row_bits(rows_on[:, None, :])[:, 0]
+        touching = ((rows[:, 1:] & rows[:, :-1]) != 0) | ~(rows_on[:, 1:] & rows_on[:, :-1])
+        one_piece = _one_run(row_set) & touching.all(axis=1)
+        closed = _one_run(rows).all(axis=1) & _one_run(cols).all(axis=1)
+        corners_off = (block[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
+        flat = block.reshape(block.shape[0], -1)
+        c = code[start : start + block.shape[0]]
+        # Later assignments win, so the most basic failure is the one reported.
+        c[~one_piece] = 5
+        c[~closed] = 4
+        c[~corners_off] = 3
+        c[~rows_on.any(axis=1)] = 2
+        c[flat.min(axis=1) == flat.max(axis=1)] = 1
+    return code
+
+
+def check_wafer_shape(states: np.ndarray, name: str = "maps") -> None:
+    """Apply the wafer rule to die states ``(N, 26, 26)``: :class:`InputError`
+    when no map passes, a :class:`NotWaferWarning` when some do not."""
+    codes = wafer_shape_problems(states)
+    bad = np.flatnonzero(codes)
+    if bad.size == 0:
+        return
+    first = int(bad[0])
+    why = WAFER_PROBLEMS[int(codes[first])]
+    n = states.shape[0]
+    rule = ("a wafer map has off-wafer corner dies and one closed wafer outline "
+            "(0 boundary = off-wafer, 1 normal, 2 defect; see edge_infer.wafer)")
+    if bad.size == n:
+        what = f"{name}: the map is not wafer-shaped ({why})" if n == 1 else \
+            f"none of the {n} {name} looks like a wafer map (map 0: {why})"
+        raise InputError(f"{what}; {rule}")
+    warnings.warn(
+        f"{bad.size} of {n} {name} do not look like wafer maps (first: map {first}, {why}); "
+        "they are used as given",
+        NotWaferWarning,
+        stacklevel=3,
+    )
+
+
 def _check_finite(arr: np.ndarray, name: str) -> None:
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
@@ -220,16 +334,26 @@ def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
 
     Accepts one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map in
     either form, or a list of maps of mixed sizes. Maps that are not 26×26 are
-    resized by nearest neighbour, with a :class:`ResizeNote` warning.
+    resized by nearest neighbour, with a :class:`ResizeNote` warning. The wafer
+    rule (module docstring) is applied to all the maps together.
     Raises :class:`InputError` with one clear message for anything else.
     """
-    if isinstance(maps, (list, tuple)) and maps and not np.isscalar(maps[0]):
-        parts = [as_states(m, name=f"{name}[{i}]") for i, m in enumerate(maps)]
-        return np.concatenate(parts, axis=0)
-    try:
-        arr = np.asarray(maps)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{name} cannot be read as an array: {exc}") from None
+    states = _as_states(maps, name)
+    check_wafer_shape(states, name)
+    return states
+
+
+def _as_states(maps: object, name: str) -> np.ndarray:
+    """:func:`as_states` without the wafer rule."""
+    if isinstance(maps, (list, tuple)):
+        arr = _rectangular(maps)
+        if arr is None:  # ragged: a list of maps of different sizes, or malformed nesting
+            return _list_of_maps(maps, name)
+    else:
+        try:
+            arr = np.asarray(maps)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{name} cannot be read as an array: {exc}") from None
     if arr.dtype.kind not in "fiub":
         raise InputError(f"{name} has dtype {arr.dtype}; expected numbers (one-hot or die states)")
     if arr.size == 0:
@@ -243,10 +367,35 @@ def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
             f"resized {states.shape[0]} map(s) from {h}×{w} to {MAP_SIZE}×{MAP_SIZE} "
             "dies (nearest neighbour on die states, so no state is invented)",
             ResizeNote,
-            stacklevel=2,
+            stacklevel=3,
         )
         states = resize_states(states)
     return np.ascontiguousarray(states)
+
+
+def _rectangular(obj: object) -> Optional[np.ndarray]:
+    """``obj`` (nested lists, as JSON gives) as one numeric array, or None where it is ragged."""
+    try:
+        arr = np.asarray(obj)
+    except (ValueError, TypeError):
+        return None
+    return None if arr.dtype == object else arr
+
+
+def _list_of_maps(maps: Union[list, tuple], name: str) -> np.ndarray:
+    """Die states of a list whose items are maps of different sizes, each resized."""
+    if not maps:
+        raise InputError(f"{name} is empty; give at least one map")
+    parts = []
+    for i, m in enumerate(maps):
+        arr = _rectangular(m)
+        if arr is None or arr.ndim < 2:
+            raise InputError(
+                f"{name}[{i}] is not a map: nested lists must be rectangular, a map being rows of dies, "
+                "each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number where a row should be?)"
+            )
+        parts.append(_as_states(arr, f"{name}[{i}]"))
+    return np.concatenate(parts, axis=0)
 
 
 def as_maps(maps: object, *, name: str = "maps") -> np.ndarray:

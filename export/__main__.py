@@ -9,6 +9,9 @@ from typing import Optional
 import typer
 
 from edge_infer.errors import EdgeInferError
+from training import require_torch
+
+require_torch('python -m export')
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export a trained checkpoint to a verified edge-infer model bundle.")

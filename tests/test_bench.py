@@ -43,23 +43,27 @@ def test_providers_listed_only_when_they_really_work(bundle_dir, monkeypatch):
     assert bench.working_providers(bundle_dir / "decoder.onnx", "cpu") == ["cpu"]
     found = bench.working_providers(bundle_dir / "decoder.onnx", "all")
     assert found[0] == "cpu"
-    # A build that lists CUDA but cannot use it (this machine) must not report cuda.
+    # Every provider the build lists is tried; only those a session really gets are kept.
     from edge_infer import runtime
 
     class Info:
         def __init__(self, actual):
             self.actual = actual
 
-    monkeypatch.setattr(runtime, "create_session_info", lambda path, provider: (None, Info("cpu")))
-    assert bench.working_providers("x.onnx", "all") == ["cpu"]
-    monkeypatch.setattr(runtime, "create_session_info", lambda path, provider: (None, Info("cuda")))
-    assert bench.working_providers("x.onnx", "all") == ["cpu", "cuda"]
+    monkeypatch.setattr(runtime, "listed_short_names", lambda: ["cpu", "cuda", "tensorrt", "openvino"])
 
-    def no_cuda(path, provider):
-        raise ProviderError("no CUDA here")
+    def only_openvino(path, provider):
+        if provider != "openvino":
+            raise ProviderError(f"no {provider} here")
+        return None, Info("openvino")
 
-    monkeypatch.setattr(runtime, "create_session_info", no_cuda)
-    assert bench.working_providers("x.onnx", "all") == ["cpu"]
+    monkeypatch.setattr(runtime, "create_session_info", only_openvino)
+    assert bench.working_providers("x.onnx", "all") == ["cpu", "openvino"]
+    monkeypatch.setattr(runtime, "create_session_info", lambda path, provider: (None, Info(provider)))
+    assert bench.working_providers("x.onnx", "all") == ["cpu", "cuda", "tensorrt", "openvino"]
+    with pytest.raises(ProviderError):
+        monkeypatch.setattr(runtime, "create_session_info", only_openvino)
+        bench.working_providers("x.onnx", "cuda")
     with pytest.raises(ProviderError):
         bench.working_providers("x.onnx", "cuda")
     with pytest.raises(InputError):

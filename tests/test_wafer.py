@@ -27,11 +27,26 @@ from edge_infer.wafer import (
     to_states,
 )
 
+def _disc(h: int, w: int) -> np.ndarray:
+    """Off-wafer mask of a disc filling an h×w map (corners off-wafer too)."""
+    yy, xx = np.mgrid[:h, :w]
+    off = ((yy + 0.5) / h - 0.5) ** 2 + ((xx + 0.5) / w - 0.5) ** 2 > 0.25
+    off[[0, 0, -1, -1], [0, -1, 0, -1]] = True
+    return off
+
+
+def _as_wafers(states: np.ndarray) -> np.ndarray:
+    """Random die states made wafer-shaped: off-wafer outside the disc, normal or defect inside."""
+    out = np.maximum(states, NORMAL).astype(states.dtype)
+    out[..., _disc(*states.shape[-2:])] = BOUNDARY
+    return out
+
+
 state_batches = arrays(
     np.uint8,
     st.tuples(st.integers(1, 4), st.just(26), st.just(26)),
     elements=st.integers(0, 2),
-)
+).map(_as_wafers)
 
 
 @given(state_batches)
@@ -56,7 +71,7 @@ def test_arbitrary_floats_are_accepted_only_when_one_hot(arr):
     assert np.array_equal(out, arr.astype(np.float32))
 
 
-@given(arrays(np.int64, st.tuples(st.integers(1, 3), st.integers(2, 40), st.integers(2, 40)), elements=st.integers(-3, 5)))
+@given(arrays(np.int64, st.tuples(st.integers(1, 3), st.integers(4, 40), st.integers(4, 40)), elements=st.integers(-3, 5)))
 @settings(max_examples=60, deadline=None)
 def test_state_validation_accepts_exactly_0_to_2(arr):
     with warnings.catch_warnings():
@@ -65,14 +80,14 @@ def test_state_validation_accepts_exactly_0_to_2(arr):
             with pytest.raises(InputError, match="outside 0..2"):
                 as_states(arr)
         else:
+            arr = _as_wafers(arr)
             out = as_states(arr)
             assert out.shape == (arr.shape[0], 26, 26)
             assert set(np.unique(out)) <= set(np.unique(arr))
 
 
 def test_single_maps_in_both_forms():
-    states = np.ones((26, 26), dtype=np.int64)
-    states[0, 0] = BOUNDARY
+    states = _as_wafers(np.ones((26, 26), dtype=np.int64))
     assert as_states(states).shape == (1, 26, 26)
     assert as_states(to_onehot(states)).shape == (1, 26, 26)
     assert np.array_equal(as_states(to_onehot(states))[0], states)
@@ -100,8 +115,8 @@ def test_bad_maps_give_one_clear_error(bad, message):
 
 def test_resize_is_nearest_neighbour_and_noted():
     big = np.ones((52, 52), dtype=np.uint8)
-    big[:, :2] = BOUNDARY
     big[10:20, 30:40] = DEFECT
+    big = _as_wafers(big)
     with pytest.warns(ResizeNote, match="52×52"):
         out = as_states(big)
     assert out.shape == (1, 26, 26)

@@ -16,6 +16,9 @@ from typing import Optional
 import typer
 
 from edge_infer.errors import EdgeInferError
+from training import require_torch
+
+require_torch('python -m training')
 
 # torch-free: --help shows the recipe's defaults without importing torch
 from .recipe import DEFAULTS, Recipe

@@ -7,7 +7,10 @@
 * The ``*Opt`` aliases are the options several commands take, so they read
   and behave the same everywhere.
 * :func:`say` (stdout: what was written) and :func:`tell` (stderr: progress,
-  provider, notes) keep results apart from chatter.
+  provider, notes) keep results apart from chatter; :func:`Progress` makes
+  the stderr progress bar (:mod:`edge_infer.progress`).
+* A failed or interrupted command removes the ``--out`` folders it created
+  while they are still empty; a folder that existed before always stays.
 
 This module must stay light: the CLI imports it for ``--help``, which has to
 be instant, so numpy/onnxruntime are imported only inside functions.
@@ -42,18 +45,23 @@ ProviderOpt = Annotated[
     str,
     typer.Option(
         "--provider",
-        help="auto: CUDA if onnxruntime really gets a GPU, else CPU. cpu. cuda: fail unless CUDA works.",
+        help="auto: CUDA if onnxruntime really gets a GPU, else the CPU (says why). cpu, cuda, tensorrt, openvino: "
+        "that one, or an error naming what is missing.",
     ),
 ]
 ThreadsOpt = Annotated[
     Optional[int],
-    typer.Option("--threads", help="onnxruntime intra-op threads. Default: onnxruntime's choice.", show_default=False),
+    typer.Option("--threads", help="onnxruntime intra-op threads. Default: onnxruntime's choice (1 for a generate of up to 64 maps).", show_default=False),
 ]
 SeedOpt = Annotated[
     Optional[int],
     typer.Option("--seed", "-s", help="Random seed: the same seed gives the same maps. Default: fresh randomness.", show_default=False),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bar or provider line on stderr (errors and warnings still show)."),
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if needed).")]
 StrengthOpt = Annotated[
     Optional[float],
@@ -107,25 +115,41 @@ def _show_warning(message: Any, category: type, filename: str, lineno: int, file
     tell(f"{kind}: {message}")
 
 
-class Progress:
-    """A one-line progress counter on stderr, drawn only on a terminal."""
+# Bars made during the current command, so an error or Ctrl-C ends their line first.
+_BARS: list[Any] = []
 
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.live = sys.stderr.isatty()
-        self._last = -1
 
-    def __call__(self, done: int, total: int) -> None:
-        if not self.live:
+def Progress(what: str, *, quiet: bool = False) -> Any:  # noqa: N802 -- reads like the class it returns
+    """A :class:`~edge_infer.progress.ProgressBar` on stderr for this command (``quiet``: silent)."""
+    from ..progress import ProgressBar
+
+    bar = ProgressBar(what, quiet=quiet)
+    _BARS.append(bar)
+    return bar
+
+
+def _close_bars() -> None:
+    while _BARS:
+        _BARS.pop().close()
+
+
+def _missing_folders(path: Any) -> list[Path]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created, deepest first, where still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except OSError:
             return
-        pct = 100 * done // max(total, 1)
-        if pct != self._last or done == total:
-            self._last = pct
-            bar = "#" * (pct // 4)
-            sys.stderr.write(f"\r{self.what} [{bar:<25}] {done}/{total} ({pct}%)")
-            if done >= total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def handle_errors(func: F) -> F:
@@ -133,20 +157,34 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Folders this run would create for its --out: removed again if it fails
+        # while they are still empty (a folder that was already there stays).
+        out = kwargs.get("out")
+        created = _missing_folders(out) if isinstance(out, Path) else []
+        ok = False
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
             try:
-                return func(*args, **kwargs)
+                result = func(*args, **kwargs)
+                ok = True
+                return result
             except EdgeInferError as exc:
+                _close_bars()
                 tell(f"error: {exc}")
                 raise typer.Exit(1) from None
             except KeyboardInterrupt:
+                _close_bars()
                 tell("interrupted")
                 raise typer.Exit(130) from None
             except MemoryError as exc:
+                _close_bars()
                 tell(f"error: {out_of_memory(exc)}")
                 raise typer.Exit(1) from None
+            finally:
+                _close_bars()
+                if not ok:
+                    _remove_empty(created)
 
     return wrapper  # type: ignore[return-value]
 
@@ -173,7 +211,7 @@ def check_count(value: int, option: str) -> int:
 
 
 def provider_line(info: Any) -> str:
-    """``provider: cpu (auto: CUDA listed but not usable here)``."""
+    """``provider: cpu (auto: no NVIDIA driver found, so CUDA was not tried)``."""
     return f"provider: {info.describe()}"
 
 

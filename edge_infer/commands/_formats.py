@@ -52,7 +52,6 @@ def targets(out: Path, fmt: str) -> list[Path]:
 
 def writers(out: Path, maps: Any, labels: Any, fmt: str) -> "dict[Path, Callable[[Path], None]]":
     """:func:`~edge_infer.commands._common.write_all` writers for the maps in ``fmt``."""
-    from ..g85 import g85_writer
     from ..generator import DATA_FILE, LABEL_FILE
     from ._common import npy_writer
 
@@ -61,6 +60,10 @@ def writers(out: Path, maps: Any, labels: Any, fmt: str) -> "dict[Path, Callable
         w[out / DATA_FILE] = npy_writer(maps)
         w[out / LABEL_FILE] = npy_writer(labels)
     if fmt in ("g85", "both"):
+        # Imported only here: g85 pulls in xml.sax.saxutils, and with it urllib,
+        # http and email, a measurable share of a small npy run's start-up.
+        from ..g85 import g85_writer
+
         w[out / G85_FILE] = g85_writer(maps, labels, lot_id="edge-infer")
     return w
 

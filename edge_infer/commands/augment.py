@@ -19,6 +19,7 @@ from ._common import (
     StrengthOpt,
     ThreadsOpt,
     Progress,
+    QuietOpt,
     check_count,
     check_noise_options,
     handle_errors,
@@ -82,6 +83,7 @@ def augment(
     model: ModelOpt = None,
     fmt: FormatOpt = "npy",
     force: ForceOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Make k new maps for every source map (k = --per-source).
 
@@ -109,7 +111,8 @@ def augment(
         check_start(inp.maps)  # a broken start fails now, before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
-    tell(provider_line(gen.provider_info))
+    if not quiet:
+        tell(provider_line(gen.provider_info))
     options = dict(seed=seed, strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
     k = per_source
     shown = min(k, 5)
@@ -132,7 +135,7 @@ def augment(
 
     if inp is None:
         # The bank's 1281 sources: small, made in memory.
-        result = gen.augment(per_source, progress=Progress("augment"), **options)
+        result = gen.augment(per_source, progress=Progress("augment", quiet=quiet), **options)
         n = len(result)
         examples = {}
         source_labels = result.labels[::k, 0]
@@ -153,7 +156,7 @@ def augment(
         with contextlib.ExitStack() as stack:
             sink = stack.enter_context(_formats.streamed_writers(out, n, out_labels, fmt, force=force))
             tmp_picture = stack.enter_context(atomic_path(out / PICTURE, force=force))
-            made = augment_blocks(gen, k, inp, sink=sink, shown=shown, progress=Progress("augment"), **options)
+            made = augment_blocks(gen, k, inp, sink=sink, shown=shown, progress=Progress("augment", quiet=quiet), **options)
             png_writer(picture_of(made.examples))(tmp_picture)
     say(f"generated {n} maps: {k} for each of {n // k} source maps")
     _formats.say_maps(out, n, fmt)

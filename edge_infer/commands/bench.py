@@ -16,6 +16,8 @@ Examples:
 
   edge-infer bench --threads 2 --seconds 2 --out bench.json
 
+  edge-infer bench --provider cuda --batches 1,1024,65536 --io-binding both
+
   edge-infer bench --compare other-bundle/ --compare decoder_plain.onnx
 """
 
@@ -25,8 +27,14 @@ def bench(
     model: ModelOpt = None,
     batches: Annotated[str, typer.Option("--batches", help="Comma-separated batch sizes.")] = "1,64,1024",
     provider: Annotated[
-        str, typer.Option("--provider", help="all: the CPU and CUDA where a session really gets it. auto, cpu, cuda: only that.")
+        str, typer.Option("--provider", help="all: the CPU and every other provider of this onnxruntime (cuda, tensorrt, "
+                                              "openvino) that really runs here, with die-state parity against the CPU. "
+                                              "auto, cpu, cuda, tensorrt, openvino: only that (an explicit one that does not work is an error).")
     ] = "all",
+    io_binding: Annotated[
+        str, typer.Option("--io-binding", help="encode/decode timed with outputs bound to a preallocated buffer (on), "
+                                                "with plain session.run (off), or both.")
+    ] = "on",
     threads: Annotated[
         Optional[int],
         typer.Option("--threads", help="onnxruntime intra-op threads. Default: the cores this process may use.", show_default=False),
@@ -54,7 +62,10 @@ def bench(
         raise OutputError(f"{out} exists; use --force to replace it")
     if seconds <= 0:
         raise InputError(f"--seconds must be positive, not {seconds}")
+    if io_binding not in ("on", "off", "both"):
+        raise InputError(f"--io-binding must be on, off or both, not {io_binding!r}")
     report = run_bench(model, batches=parse_batches(batches), provider=provider, threads=threads, seconds=seconds,
+                       io_binding=("on", "off") if io_binding == "both" else (io_binding,),
                        tasks=[t.strip() for t in tasks.split(",") if t.strip()], compare=compare or [], progress=tell)
     say(format_table(report))
     if out is not None:

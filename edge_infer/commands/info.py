@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import ModelOpt, ProviderOpt, handle_errors, say
+from ._common import ModelOpt, ProviderOpt, handle_errors, say, tell
 
 EPILOG = """\
 Examples:
@@ -18,7 +18,7 @@ Examples:
 def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
     """Show the bundle, its classes and what onnxruntime runs on."""
     from ..generator import WaferGenerator
-    from ..runtime import available_providers, ort_version
+    from ..runtime import available_providers, clash, ort_distribution, ort_version
 
     gen = WaferGenerator.load(model, provider=provider)
     b = gen.bundle
@@ -33,5 +33,8 @@ def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
     say("classes (index name: maps in the bank):")
     for i, (name, count) in enumerate(b.class_counts().items()):
         say(f"  {i} {name}: {count}")
-    say(f"onnxruntime {ort_version()}; providers listed: {', '.join(available_providers())}")
+    say(f"onnxruntime {ort_version()} ({ort_distribution() or 'distribution unknown'}); "
+        f"providers listed: {', '.join(available_providers())}")
     say(f"running on: {gen.provider_info.describe()}")
+    if clash():
+        tell(f"warning: {clash()}")

@@ -13,6 +13,7 @@ from ._common import (
     ProviderOpt,
     ThreadsOpt,
     Progress,
+    QuietOpt,
     handle_errors,
     png_writer,
     provider_line,
@@ -71,6 +72,7 @@ def reconstruct(
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
     force: ForceOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Encode then decode maps and report how close the result is.
 
@@ -95,14 +97,15 @@ def reconstruct(
     from ..generator import WaferGenerator
 
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
-    tell(provider_line(gen.provider_info))
+    if not quiet:
+        tell(provider_line(gen.provider_info))
     with contextlib.ExitStack() as stack:
         sink = None
         if out is not None:
             tmp_data = stack.enter_context(atomic_path(out / DATA_FILE, force=force))
             tmp_picture = stack.enter_context(atomic_path(out / PICTURE, force=force))
             sink = stack.enter_context(npy_stream(tmp_data, (source.count, *MAP_SHAPE)))
-        result = reconstruct_blocks(gen, source, sink=sink, keep=MAX_SHOWN, progress=Progress("reconstruct"))
+        result = reconstruct_blocks(gen, source, sink=sink, keep=MAX_SHOWN, progress=Progress("reconstruct", quiet=quiet))
         if out is not None:
             k = result.first_inputs.shape[0]
             picture = render_grid(
