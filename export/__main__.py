@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edge_infer.errors import EdgeInferError
+from edge_infer.commands import handle_errors
 from training import require_torch
 
 require_torch('python -m export')
@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 
 @app.command()
+@handle_errors
 def main(
     checkpoint: Path = typer.Argument(..., help="Run folder (holding checkpoint.pt) or the checkpoint.pt file."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write, e.g. models/wafer-cae."),
@@ -29,11 +30,7 @@ def main(
     """Export CHECKPOINT to ONNX, verify it against PyTorch, and write the bundle."""
     from .build import export_bundle
 
-    try:
-        result = export_bundle(checkpoint, out, data=data, labels=labels, decoder=decoder, force=force)
-    except EdgeInferError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    result = export_bundle(checkpoint, out, data=data, labels=labels, decoder=decoder, force=force)
     diffs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_diff.items())
     typer.echo(f"wrote {result.out} (decoder {result.decoder_variant}, {result.manifest['latent_bank']['count']} latents)")
     typer.echo(f"verified: onnxruntime vs PyTorch max abs diff: {diffs}")

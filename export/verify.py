@@ -248,21 +248,18 @@ def _main() -> None:
     """``python -m export.verify BUNDLE [--data PATH]``: the bundle's reconstruction MSE by onnxruntime alone."""
     import typer
 
-    from edge_infer.errors import EdgeInferError
+    from edge_infer.commands import handle_errors
     from edge_infer.io import load_dataset
 
+    @handle_errors
     def command(
         bundle: Path = typer.Argument(..., help="Bundle folder holding encoder.onnx and decoder.onnx."),
         data: Path = typer.Option(Path("../shared/data/wafer.zip"), "--data", help="Maps to reconstruct."),
     ) -> None:
-        try:
-            for name in ("encoder.onnx", "decoder.onnx"):
-                if not (bundle / name).is_file():
-                    raise VerificationError(f"{bundle} has no {name}")
-            maps = load_dataset(data).maps
-        except EdgeInferError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        for name in ("encoder.onnx", "decoder.onnx"):
+            if not (bundle / name).is_file():
+                raise VerificationError(f"{bundle} has no {name}")
+        maps = load_dataset(data).maps
         mse = bundle_reconstruction_mse(bundle, maps)
         typer.echo(f"reconstruction MSE of {len(maps)} maps by onnxruntime alone: {mse:.6f}")
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from edge_infer.errors import EdgeInferError
+from edge_infer.commands import handle_errors
 from training import require_torch
 
 require_torch('python -m training')
@@ -59,6 +59,7 @@ def _progress_factory(enabled: bool):
 
 
 @app.command()
+@handle_errors
 def main(
     data: Path = typer.Option(..., "--data", help="wafer.zip, a folder with data.npy + label.npy, or a maps .npy (then --labels)"),
     out: Path = typer.Option(..., "--out", help="run folder to create, e.g. runs/NAME"),
@@ -86,29 +87,22 @@ def main(
     recipe is first trained on the other maps and scored on a held-out share F, so
     the metrics show overfitting. The course recipe: --schedule constant --lr 1e-3.
     """
-    try:
-        # Recipe() checks the choices and the split before anything is read or written.
-        recipe = Recipe(
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-            schedule=schedule, warmup=warmup, loss=loss, clip=clip, seed=seed, val_split=val_split, threads=threads,
-        )
-        from .run import check_out
+    # Recipe() checks the choices and the split before anything is read or written.
+    recipe = Recipe(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+        schedule=schedule, warmup=warmup, loss=loss, clip=clip, seed=seed, val_split=val_split, threads=threads,
+    )
+    from .run import check_out
 
-        check_out(out, force=force)  # before the data and before any training
+    check_out(out, force=force)  # before the data and before any training
 
-        from .data import load_training_data, split_indices
-        from .run import train_run
+    from .data import load_training_data, split_indices
+    from .run import train_run
 
-        dataset = load_training_data(data, labels)
-        if val_split > 0:
-            split_indices(dataset.n_maps, val_split, seed)  # refuse a split that leaves nothing to train on
-        metrics = train_run(dataset, out, recipe, force=force, progress=_progress_factory(not quiet))
-    except EdgeInferError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted; no run folder written", err=True)
-        raise typer.Exit(130)
+    dataset = load_training_data(data, labels)
+    if val_split > 0:
+        split_indices(dataset.n_maps, val_split, seed)  # refuse a split that leaves nothing to train on
+    metrics = train_run(dataset, out, recipe, force=force, progress=_progress_factory(not quiet))
     line = f"wrote {out}: training MSE {metrics['train_mse']:.5f}, die accuracy {metrics['train_accuracy']:.4f}, defect recall {metrics['train_defect_recall']:.4f}"
     if metrics.get("holdout_val_mse") is not None:
         line += f"; held-out validation MSE {metrics['holdout_val_mse']:.5f} ({metrics['holdout_n_val']} maps)"
