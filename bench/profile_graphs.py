@@ -25,19 +25,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edge_infer.runtime import create_session_info
+
 
 def session(path: str, threads: int, profile: bool = False, optimized: str | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    """The graph opened the way the runtime opens it (edge_infer.runtime), with profiling options."""
+    options: dict = {"log_severity_level": 3}
     if profile:
-        so.enable_profiling = True
-        so.profile_file_prefix = os.path.join(tempfile.gettempdir(), "edge-infer-profile")
+        options.update(enable_profiling=True, profile_file_prefix=os.path.join(tempfile.gettempdir(), "edge-infer-profile"))
     if optimized:
-        so.optimized_model_filepath = optimized
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        options["optimized_model_filepath"] = optimized
+    return create_session_info(path, provider="cpu", threads=threads, options=options)[0]
 
 
 def example_input(s: ort.InferenceSession, batch: int) -> tuple[str, np.ndarray]:

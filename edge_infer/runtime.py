@@ -4,7 +4,7 @@ Everything that touches ``onnxruntime`` goes through here:
 
 * :func:`resolve_providers` turns ``"auto" | "cpu" | "cuda" | "tensorrt" |
   "openvino"`` into the provider list handed to onnxruntime;
-* :func:`create_session` builds a session (all graph optimisations, optional
+* :func:`create_session_info` builds a session (all graph optimisations, optional
   thread count, quiet logging) and reports which provider *really* runs it --
   judged by ``session.get_providers()``, never by
   ``get_available_providers()``, because the GPU build lists CUDA and
@@ -49,6 +49,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
@@ -250,7 +251,7 @@ def resolve_providers(provider: str = "auto") -> list[str]:
     where the build lists CUDA and an NVIDIA driver is present, else ``[CPU]``.
     An explicit provider this build does not list, or a GPU provider without an
     NVIDIA driver, raises :class:`ProviderError`. Whether it then really works is
-    only known once a session exists (see :func:`create_session`).
+    only known once a session exists (see :func:`create_session_info`).
     """
     name = str(provider).strip().lower()
     if name not in PROVIDERS:
@@ -303,11 +304,9 @@ class SessionInfo:
         return self.actual in ("cuda", "tensorrt")
 
 
-def _session_options(threads: Optional[int], spin_after_run: bool = True) -> Any:
+def _session_options(threads: Optional[int], options: Optional[Mapping[str, Any]] = None) -> Any:
     ort = _ort()
     opts = ort.SessionOptions()
-    if not spin_after_run:
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = _LOG_SEVERITY
     if threads is not None:
@@ -316,25 +315,11 @@ def _session_options(threads: Optional[int], spin_after_run: bool = True) -> Any
         opts.intra_op_num_threads = int(threads)
         # One graph, run node after node: extra inter-op threads only add overhead.
         opts.inter_op_num_threads = 1
+    for name, value in (options or {}).items():
+        if name == "graph_optimization_level":  # the bundle's bit-for-bit contract is made under "all"
+            raise InputError("graph_optimization_level is fixed at 'all' for edge-infer graphs")
+        setattr(opts, name, value)
     return opts
-
-
-def create_session(
-    model_path: Union[str, Path, bytes],
-    *,
-    provider: str = "auto",
-    threads: Optional[int] = None,
-) -> tuple["onnxruntime.InferenceSession", str]:
-    """Open ``model_path`` as an onnxruntime session.
-
-    ``model_path``: a file, or the graph's bytes. Returns ``(session, actual)``
-    where ``actual`` is the short name of the provider the session really got
-    (``"cpu"``, ``"cuda"``, ...). ``threads=None`` keeps onnxruntime's
-    default intra-op thread count. See :func:`create_session_info` for the
-    reason behind a CPU fallback.
-    """
-    session, info = create_session_info(model_path, provider=provider, threads=threads)
-    return session, info.actual
 
 
 def create_session_info(
@@ -342,15 +327,17 @@ def create_session_info(
     *,
     provider: str = "auto",
     threads: Optional[int] = None,
-    spin_after_run: bool = True,
+    options: Optional[Mapping[str, Any]] = None,
 ) -> tuple["onnxruntime.InferenceSession", SessionInfo]:
-    """Like :func:`create_session`, returning a :class:`SessionInfo` instead of a name.
+    """Open ``model_path`` (a file, or the graph's bytes) as an onnxruntime session.
 
-    ``spin_after_run=False``: onnxruntime's intra-op threads stop spinning as
-    soon as a run returns (they still spin between the nodes of a run),
-    leaving the cores to the caller's own work between runs. Measured here:
-    the same decoder time; it paid only while numpy work ran on threads
-    around the decoder (commit 35d8daa); the generator graphs leave none.
+    The one way the project opens a graph: the runtime, the exporter's
+    verification and every benchmark come here. Returns the session and a
+    :class:`SessionInfo` saying which provider *really* runs it (judged by
+    ``session.get_providers()``) and why. ``threads=None`` keeps
+    onnxruntime's default intra-op thread count; ``options`` sets further
+    ``SessionOptions`` attributes (``{"enable_profiling": True}``), except
+    the optimisation level, which stays "all".
     """
     ort = _ort()
     source = model_path if isinstance(model_path, bytes) else str(model_path)
@@ -360,7 +347,7 @@ def create_session_info(
     wanted = providers[0]
     if wanted in _NVIDIA:
         _preload_gpu_libraries()
-    opts = _session_options(threads, spin_after_run)
+    opts = _session_options(threads, options)
     try:
         with _LOG_LOCK:
             ort.set_default_logger_severity(_PROBE_SEVERITY if wanted != CPU else _LOG_SEVERITY)

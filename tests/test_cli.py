@@ -113,10 +113,10 @@ def test_unwritable_output_folder(run, tmp_path):
 
 
 def test_cuda_asked_for_but_absent(run, tmp_path):
-    from edge_infer.runtime import create_session
+    from edge_infer.runtime import create_session_info
 
-    _, actual = create_session(Path(__file__).parents[1] / "models" / "wafer-cae" / "decoder.onnx")
-    if actual == "cuda":
+    _, info = create_session_info(Path(__file__).parents[1] / "models" / "wafer-cae" / "decoder.onnx")
+    if info.actual == "cuda":
         pytest.skip("CUDA works here")
     code, _, err = run("generate", "-c", "None", "-o", str(tmp_path), "--provider", "cuda")
     assert code == 1 and "CUDA" in _one_error_line(err)

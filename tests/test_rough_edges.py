@@ -145,7 +145,7 @@ def test_a_driver_without_cuda_libraries_names_the_missing_library(decoder_path,
     auto falls back saying so; nothing of onnxruntime's own output reaches the user."""
     if "cuda" not in runtime.listed_short_names():
         pytest.skip("this onnxruntime build has no CUDA provider")
-    session, _ = runtime.create_session(decoder_path, provider="auto")
+    session, _ = runtime.create_session_info(decoder_path, provider="auto")
     if session.get_providers()[0] != runtime.CPU:
         pytest.skip("a GPU works here")
     monkeypatch.setattr(runtime, "nvidia_driver", lambda: None)

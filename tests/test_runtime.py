@@ -9,7 +9,7 @@ import pytest
 
 from edge_infer import runtime
 from edge_infer.errors import BundleError, InputError, ProviderError
-from edge_infer.runtime import CPU, CUDA, GraphRunner, create_session, create_session_info, resolve_providers
+from edge_infer.runtime import CPU, CUDA, GraphRunner, create_session_info, resolve_providers
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,7 @@ def decoder_path(bundle_dir):
 
 
 def _cuda_really_works(path) -> bool:
-    session, actual = create_session(path, provider="auto")
-    return actual == "cuda"
+    return create_session_info(path, provider="auto")[1].actual == "cuda"
 
 
 def test_resolve_providers():
@@ -41,8 +40,8 @@ def test_cuda_missing_from_the_build_is_a_provider_error(monkeypatch):
 
 
 def test_cpu_session_and_reported_provider_agree(decoder_path):
-    session, actual = create_session(decoder_path, provider="cpu", threads=1)
-    assert actual == "cpu" and session.get_providers() == [CPU]
+    session, info = create_session_info(decoder_path, provider="cpu", threads=1)
+    assert info.actual == "cpu" and session.get_providers() == [CPU]
 
 
 def test_auto_reports_what_the_session_really_got(decoder_path):
@@ -55,27 +54,26 @@ def test_explicit_cuda_without_a_working_gpu_is_an_error_not_a_fallback(decoder_
     if _cuda_really_works(decoder_path):
         pytest.skip("CUDA works on this machine")
     with pytest.raises(ProviderError, match="CUDA"):
-        create_session(decoder_path, provider="cuda")
+        create_session_info(decoder_path, provider="cuda")
 
 
 def test_probing_cuda_prints_no_log_wall(decoder_path, capfd):
-    _, actual = create_session(decoder_path, provider="auto")
-    if actual == "cpu":
+    if create_session_info(decoder_path, provider="auto")[1].actual == "cpu":
         with pytest.raises(ProviderError):
-            create_session(decoder_path, provider="cuda")
+            create_session_info(decoder_path, provider="cuda")
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
 
 
 def test_bad_threads_and_unloadable_graphs(decoder_path, tmp_path):
     with pytest.raises(InputError, match="threads"):
-        create_session(decoder_path, provider="cpu", threads=0)
+        create_session_info(decoder_path, provider="cpu", threads=0)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"this is not an onnx graph")
     with pytest.raises(BundleError, match="broken.onnx"):
-        create_session(broken, provider="cpu")
+        create_session_info(broken, provider="cpu")
     with pytest.raises(BundleError, match="no such file"):
-        create_session(tmp_path / "absent.onnx", provider="cpu")
+        create_session_info(tmp_path / "absent.onnx", provider="cpu")
 
 
 def test_runner_matches_plain_session_run(decoder_path):
@@ -128,3 +126,11 @@ def test_sessions_open_from_bytes_with_every_graph_optimisation(decoder_path):
     np.testing.assert_array_equal(from_bytes.run(None, {name: z})[0], from_file.run(None, {name: z})[0])
     with pytest.raises(BundleError, match="cannot load"):
         create_session_info(b"not a graph", provider="cpu")
+
+
+def test_session_options_pass_through_but_the_level_stays_all(decoder_path, tmp_path):
+    optimized = tmp_path / "optimized.onnx"
+    create_session_info(decoder_path, provider="cpu", threads=1, options={"optimized_model_filepath": str(optimized)})
+    assert optimized.stat().st_size > 0
+    with pytest.raises(InputError, match="fixed at 'all'"):
+        create_session_info(decoder_path, provider="cpu", options={"graph_optimization_level": 1})
