@@ -73,12 +73,9 @@ def _copy_run_extras(checkpoint: Checkpoint, tmp: Path, note: Callable[[str], No
 
 
 def _epochs(checkpoint: Checkpoint) -> Optional[int]:
-    for source in (checkpoint.metrics, checkpoint.recipe):
-        for key in ("epochs", "epochs_run", "epochs_done"):
-            value = source.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-    return None
+    """Epochs trained, as the run recorded them (``training.train`` writes ``metrics["epochs"]``)."""
+    value = checkpoint.metrics.get("epochs", checkpoint.recipe.get("epochs"))
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
