@@ -132,7 +132,12 @@ def _hash_constants(b: _Builder) -> None:
 
 
 def _noisy_latent(b: _Builder, latent: str, sigma: str, seed: str, row: str, attempt: "str | None") -> str:
-    """``latent + sigma · noise(seed, row, attempt)``; ``sigma`` broadcasts as ``(N|1, 64, 1)``."""
+    """``latent + sigma · noise(seed, row, attempt)``; ``sigma`` per element, ``(N|1, 576)``.
+
+    Kept flat, ``(N, 576)``: broadcasting a whole last axis is onnxruntime's
+    fast path, a ``(64, 1)`` over ``(64, 9)`` is not (docs/performance.md).
+    The values are those of the channel-wise product.
+    """
     from onnx import TensorProto
 
     _hash_constants(b)
@@ -161,10 +166,17 @@ def _noisy_latent(b: _Builder, latent: str, sigma: str, seed: str, row: str, att
     cos = b.op("Mul", [rho, b.op("Cos", [theta], "cos")], "z_cos")
     sin = b.op("Mul", [rho, b.op("Sin", [theta], "sin")], "z_sin")
     z = b.op("Concat", [cos, sin], "normals", axis=1)
-    z = b.op("Reshape", [z, b.const("by_channel", [-1, LATENT_SHAPE[0], 9], np.int64)], "normals_by_channel")
     eps = b.op("Mul", [z, sigma], "scaled")
-    eps = b.op("Reshape", [eps, b.const("latent_shape", [-1, *LATENT_SHAPE], np.int64)], "noise")
-    return b.op("Add", [latent, eps], "noisy_latent")
+    flat = b.op("Reshape", [latent, b.const("flat_shape", [-1, LATENT_SIZE], np.int64)], "latent_flat")
+    noisy = b.op("Add", [flat, eps], "noisy_flat")
+    return b.op("Reshape", [noisy, b.const("latent_shape", [-1, *LATENT_SHAPE], np.int64)], "noisy_latent")
+
+
+def _sigma_per_element(b: _Builder, sigma: str) -> str:
+    """σ ``(N, 64)`` per latent channel → ``(N, 576)`` per element (channel-major, as the latent)."""
+    s = b.op("Unsqueeze", [sigma, b.const("axis2", [2], np.int64)], "sigma_by_channel")
+    s = b.op("Expand", [s, b.const("per_position", [1, 1, LATENT_SIZE // LATENT_SHAPE[0]], np.int64)], "sigma_by_position")
+    return b.op("Reshape", [s, b.const("sigma_flat_shape", [-1, LATENT_SIZE], np.int64)], "sigma_per_element")
 
 
 def _copy_decoder(b: _Builder, decoder: "onnx.ModelProto", latent: str) -> "tuple[str, list, str]":
@@ -245,29 +257,53 @@ def to_phases(outline: np.ndarray, s: int, q: int) -> np.ndarray:
 def _lock_phases(b: _Builder, probs: str, off: str, phases: int) -> str:
     """The outline lock on the phase grid: probabilities ``(N, P·3, Q, Q)`` → one-hot, same layout.
 
-    defect wins where ``defect − normal > 0`` (a 1×1 Conv with weights ±1: exact,
-    so ties go to normal as in ``edge_infer.wafer.lock_outline``); an
-    off-wafer die (``off`` 1) is boundary: ``d = Relu(Sign(defect − normal) − off)``,
-    then boundary = off, defect = d, normal = 1 − off − d (a 1×1 Conv of
-    0/1 values with integer weights: exact).
+    ``off``: ``−2^127`` where a die is off-wafer, else 0, ``(N, P, Q, Q)``
+    (see :func:`_off_phases`). Defect wins where ``defect − normal > 0``
+    (ties go to normal, as in ``edge_infer.wafer.lock_outline``), on-wafer only:
+
+        d = Clip(Conv(probs; defect 2^126, normal −2^126) + off, 0, 2^-23)
+        one-hot = Conv([off, d]; boundary −2^-127·off, defect 2^23·d, normal 1 + 2^-127·off − 2^23·d)
+
+    Scaling by a power of two is exact and ``defect − normal`` is rounded
+    once, so the sum is 0 for a tie, ≤ −2^126 off-wafer, and ≥ 2^-23 for any
+    positive difference (down to the smallest subnormal): d is exactly 0
+    or 2^-23, and every one-hot value an exact 0 or 1.
     """
     diff = np.zeros((phases, phases * N_STATES, 1, 1), dtype=np.float32)
-    for p in range(phases):
-        diff[p, p * N_STATES + DEFECT] = 1
-        diff[p, p * N_STATES + NORMAL] = -1
-    d = b.op("Conv", [probs, b.const("lock_diff", diff)], "defect_minus_normal", kernel_shape=[1, 1])
-    d = b.op("Sign", [d], "defect_sign")
-    d = b.op("Relu", [b.op("Sub", [d, off], "defect_in_wafer")], "defect")
-    both = b.op("Concat", [off, d], "off_and_defect", axis=1)
     states = np.zeros((phases * N_STATES, 2 * phases, 1, 1), dtype=np.float32)
     bias = np.zeros(phases * N_STATES, dtype=np.float32)
     for p in range(phases):
-        states[p * N_STATES + BOUNDARY, p] = 1
-        states[p * N_STATES + DEFECT, phases + p] = 1
-        states[p * N_STATES + NORMAL, p] = -1
-        states[p * N_STATES + NORMAL, phases + p] = -1
+        diff[p, p * N_STATES + DEFECT], diff[p, p * N_STATES + NORMAL] = 2.0**126, -(2.0**126)
+        states[p * N_STATES + BOUNDARY, p] = -(2.0**-127)
+        states[p * N_STATES + NORMAL, p] = 2.0**-127
+        states[p * N_STATES + DEFECT, phases + p] = 2.0**23
+        states[p * N_STATES + NORMAL, phases + p] = -(2.0**23)
         bias[p * N_STATES + NORMAL] = 1
+    d = b.op("Conv", [probs, b.const("lock_diff", diff)], "defect_minus_normal", kernel_shape=[1, 1])
+    d = b.op("Add", [d, off], "defect_in_wafer")
+    d = b.op("Clip", [d, b.const("zero_f", np.float32(0)), b.const("tiny_f", np.float32(2.0**-23))], "defect")
+    both = b.op("Concat", [off, d], "off_and_defect", axis=1)
     return b.op("Conv", [both, b.const("lock_states", states), b.const("lock_bias", bias)], "onehot_phases", kernel_shape=[1, 1])
+
+
+def _off_phases(b: _Builder, kind: str, name: str, s: int, q: int) -> str:
+    """Every row's off-wafer dies on the decoder's phase grid as the lock wants them.
+
+    float32 ``(N, S·S, Q, Q)``: −2^127 off-wafer, 0 on-wafer. Bank rows gather
+    it from an initializer (one per outline); a caller's ``(N, 26, 26)`` mask
+    is padded and reordered onto the grid, then scaled.
+    """
+    from onnx import TensorProto
+
+    if kind == "bank":
+        shifts = to_phases(b.bank_outlines, s, q) * np.float32(-(2.0**127))
+        return b.op("Gather", [b.const("outline_shifts", shifts), name], "off", axis=0)
+    off = b.op("Cast", [name], "off_f", to=TensorProto.FLOAT)
+    off = b.op("Pad", [off, b.const("pad_to_grid", [0, 0, 0, 0, s * q - MAP_SHAPE[0], s * q - MAP_SHAPE[1]], np.int64)], "off_grid")
+    off = b.op("Reshape", [off, b.const("grid_split", [-1, q, s, q, s], np.int64)], "off_split")
+    off = b.op("Transpose", [off], "off_phase_major", perm=[0, 2, 4, 1, 3])
+    off = b.op("Reshape", [off, b.const("phase_shape", [-1, s * s, q, q], np.int64)], "off_mask")
+    return b.op("Mul", [off, b.const("off_shift", np.float32(-(2.0**127)))], "off")
 
 
 def _lock(b: _Builder, probs: str, off_code: str) -> str:
@@ -301,14 +337,7 @@ def _decode_and_lock(b: _Builder, decoder: "onnx.ModelProto", noisy: str, outlin
     head, tail, out = _copy_decoder(b, decoder, noisy)
     if tail:
         s, q = _phase_shape(decoder)
-        if kind == "bank":
-            off = b.op("Gather", [b.const("outline_phases", to_phases(b.bank_outlines, s, q)), name], "off", axis=0)
-        else:
-            off = b.op("Cast", [name], "off_f", to=TensorProto.FLOAT)
-            off = b.op("Pad", [off, b.const("pad_to_grid", [0, 0, 0, 0, s * q - MAP_SHAPE[0], s * q - MAP_SHAPE[1]], np.int64)], "off_grid")
-            off = b.op("Reshape", [off, b.const("grid_split", [-1, q, s, q, s], np.int64)], "off_split")
-            off = b.op("Transpose", [off], "off_phase_major", perm=[0, 2, 4, 1, 3])
-            off = b.op("Reshape", [off, b.const("phase_shape", [-1, s * s, q, q], np.int64)], "off")
+        off = _off_phases(b, kind, name, s, q)
         onehot = _lock_phases(b, head, off, s * s)
         _add_tail(b, tail, onehot, head, OUTPUT, "maps_tail")
         if probs_output:
@@ -349,8 +378,8 @@ def build_generator(decoder: "onnx.ModelProto", latents: np.ndarray, std: np.nda
 
     b = _Builder()
     latent = b.op("Gather", [b.const("bank_latents", np.ascontiguousarray(latents, np.float32)), "source"], "bank_latent", axis=0)
-    sigma = b.op("Mul", ["strength", b.const("latent_std", np.asarray(std, np.float32))], "sigma")
-    sigma = b.op("Reshape", [sigma, b.const("sigma_shape", [1, LATENT_SHAPE[0], 1], np.int64)], "sigma_by_channel")
+    per_element = np.repeat(np.asarray(std, np.float32), LATENT_SIZE // LATENT_SHAPE[0])
+    sigma = b.op("Mul", ["strength", b.const("latent_std", per_element)], "sigma")
     n = b.op("Shape", ["source"], "n")
     row = b.op("Range", [b.const("zero", np.int64(0)), b.op("Squeeze", [n], "n_scalar"), b.const("one", np.int64(1))], "offsets")
     row = b.op("Add", [row, "row0"], "rows")
@@ -374,8 +403,7 @@ def build_core(decoder: "onnx.ModelProto") -> "onnx.ModelProto":
     from onnx import TensorProto, helper
 
     b = _Builder()
-    sigma = b.op("Unsqueeze", ["sigma", b.const("axis2", [2], np.int64)], "sigma_by_channel")
-    noisy = _noisy_latent(b, "latent", sigma, "seed", "row", "attempt")
+    noisy = _noisy_latent(b, "latent", _sigma_per_element(b, "sigma"), "seed", "row", "attempt")
     _decode_and_lock(b, decoder, noisy, ("mask", "outline"), probs_output=True)
     inputs = [
         helper.make_tensor_value_info("latent", TensorProto.FLOAT, [BATCH, *LATENT_SHAPE]),
@@ -395,8 +423,7 @@ def noise_probe() -> "onnx.ModelProto":
     from onnx import TensorProto, helper
 
     b = _Builder()
-    sigma = b.op("Unsqueeze", ["sigma", b.const("axis2", [2], np.int64)], "sigma_by_channel")
-    noisy = _noisy_latent(b, "latent", sigma, "seed", "row", "attempt")
+    noisy = _noisy_latent(b, "latent", _sigma_per_element(b, "sigma"), "seed", "row", "attempt")
     b.nodes.append(helper.make_node("Identity", [noisy], ["noisy"], name="out"))
     inputs = [
         helper.make_tensor_value_info("latent", TensorProto.FLOAT, [BATCH, *LATENT_SHAPE]),
