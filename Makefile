@@ -49,7 +49,7 @@ model: $(DEV_VENV)/.stamp
 	$(DEV_VENV)/bin/python -m export runs/wafer-cae --data $(DATA) --out models/wafer-cae --force
 
 bench: $(DEV_VENV)/.stamp
-	$(DEV_VENV)/bin/python -m training.bench_all --out bench-results/bench.json
+	$(DEV_VENV)/bin/python -m bench.bench_all --out bench-results/bench.json
 
 clean:
 	rm -rf $(RUNTIME_VENV) $(DEV_VENV) $(NODE_DIR) out runs bench-results .pytest_cache

@@ -1,7 +1,7 @@
 """``edge-infer bench``: how fast a bundle encodes, decodes and generates, here.
 
 Plain functions returning plain dicts (JSON-ready), composed by the CLI verb
-``edge_infer/commands/bench.py`` and by ``python -m training.bench_all``
+``edge_infer/commands/bench.py`` and by ``python -m bench.bench_all``
 (``make bench``), which adds the PyTorch eager baseline in another process.
 
 Each measurement repeats one call (a batch) for about ``seconds`` and

@@ -138,8 +138,8 @@ def test_cli_writes_json_and_reports_errors(bundle_dir, tmp_path, capsys):
 
 
 def test_make_bench_ratios_and_targets():
-    """training.bench_all turns the two runtimes' rows into the issue's ratios and verdicts."""
-    from training.bench_all import compute_ratios
+    """bench.bench_all turns the two runtimes' rows into the issue's ratios and verdicts."""
+    from bench.bench_all import compute_ratios
 
     def row(task, batch, rate, p50, label=""):
         return {"task": task, "batch": batch, "provider": "cpu", "label": label, "maps_per_s": rate,
@@ -161,7 +161,7 @@ def test_make_bench_ratios_and_targets():
 def test_make_bench_keeps_each_rows_best_round():
     """Rounds are merged row by row with one rule for both runtimes: the round
     with the best best-slice rate, and the lowest p50 of any round."""
-    from training.bench_all import best_of_rounds
+    from bench.bench_all import best_of_rounds
 
     def row(task, batch, best, p50, runtime="onnxruntime"):
         return {"runtime": runtime, "task": task, "batch": batch, "provider": "cpu", "label": "",

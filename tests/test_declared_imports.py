@@ -20,7 +20,7 @@ import pytest
 
 from conftest import REPO
 
-LOCAL = {"edge_infer", "training", "export", "conftest"}
+LOCAL = {"edge_infer", "training", "export", "bench", "conftest"}
 SCOPES = {"edge_infer": ("base",), "training": ("base", "train"), "export": ("base", "train"),
           "bench": ("base", "train", "dev"), "tests": ("base", "train", "dev")}
 

@@ -1,7 +1,7 @@
 """The PyTorch eager baseline for ``make bench``: the same model, batches and threads.
 
 ``edge_infer`` never imports torch, so the baseline lives here and runs in its
-own process (``python -m training.bench_torch``), timed with the very same
+own process (``python -m bench.torch_eager``), timed with the very same
 :func:`edge_infer.bench.measure` as the onnxruntime side. What is timed, all
 under ``torch.inference_mode()`` with ``torch.set_num_threads(threads)``:
 
@@ -96,7 +96,7 @@ def bench_torch(model: Any, latents: np.ndarray, batches: Sequence[int], threads
 def main(argv: Optional[Sequence[str]] = None) -> None:
     import torch
 
-    parser = argparse.ArgumentParser(prog="python -m training.bench_torch", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.torch_eager", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="checkpoint.pt or run folder (default: random weights)")
     parser.add_argument("--bank", type=Path, help="latent_bank.npz of the bundle (default: random latents)")
     parser.add_argument("--batches", default="1,64,1024")

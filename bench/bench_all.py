@@ -1,6 +1,6 @@
 """``make bench``: onnxruntime (``edge-infer bench``) against PyTorch eager, one JSON, the ratios.
 
-Run: ``python -m training.bench_all --out bench-results/bench.json``.
+Run: ``python -m bench.bench_all --out bench-results/bench.json``.
 
 Steps, each timed in its own process so neither runtime's thread pool
 disturbs the other:
@@ -11,7 +11,7 @@ disturbs the other:
    depend on the weight values;
 2. ``edge-infer bench --model BUNDLE --compare PLAIN.onnx`` times the bundle's
    encoder, decoder and full ``generate`` (public API), and the plain decoder;
-3. ``python -m training.bench_torch`` times PyTorch eager on the same batches
+3. ``python -m bench.torch_eager`` times PyTorch eager on the same batches
    and threads;
 4. steps 2 and 3 are repeated ``--rounds`` times, alternating which goes
    first, each with ``--seconds / --rounds`` per measurement; every row keeps
@@ -120,7 +120,7 @@ def _plain_decoder(checkpoint: Optional[Path], folder: Path) -> tuple[Path, str]
     import onnx
 
     from export.onnx_graphs import export_plain_decoder
-    from training.bench_torch import load_model
+    from bench.torch_eager import load_model
 
     model, source = load_model(checkpoint)
     path = folder / "decoder_plain.onnx"
@@ -142,7 +142,7 @@ def _run(cmd: list[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_all", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_all", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default models/wafer-cae)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint for the plain decoder and PyTorch (default: runs/wafer-cae if present)")
@@ -170,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         plain, weights = _plain_decoder(checkpoint, tmp)
         onnx_cmd = [*_edge_infer(), "bench", "--model", str(args.model), "--provider", "all", "--compare", str(plain),
                     *common, "--out", str(tmp / "onnx.json"), "--force"]
-        torch_cmd = [sys.executable, "-m", "training.bench_torch", *common, "--out", str(tmp / "torch.json"),
+        torch_cmd = [sys.executable, "-m", "bench.torch_eager", *common, "--out", str(tmp / "torch.json"),
                      "--bank", str(args.model / "latent_bank.npz")]
         if checkpoint is not None:
             torch_cmd += ["--checkpoint", str(checkpoint)]
