@@ -14,7 +14,8 @@ import argparse
 import time
 
 import numpy as np
-import onnxruntime as ort
+
+from edge_infer.runtime import create_session_info
 
 
 def main() -> None:
@@ -26,11 +27,8 @@ def main() -> None:
     from edge_infer.bundle import load_bundle
 
     b = load_bundle(args.bundle)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    gen = ort.InferenceSession(str(b.generator_path), opts, providers=["CPUExecutionProvider"])
-    dec = ort.InferenceSession(str(b.decoder_path), opts, providers=["CPUExecutionProvider"])
+    gen = create_session_info(b.generator_path, provider="cpu", threads=1)[0]
+    dec = create_session_info(b.decoder_path, provider="cpu", threads=1)[0]
     src = np.arange(args.batch, dtype=np.int64) % b.count
     feeds = {"source": src, "seed": np.array([1], np.int64), "row0": np.array([0], np.int64),
              "strength": np.array([b.noise_defaults.strength], np.float32)}

@@ -28,20 +28,14 @@ class VerificationError(EdgeInferError):
 
 
 def cpu_session(model: "bytes | str | Path", threads: int = 1) -> Any:
-    """An onnxruntime session on the CPU provider only, from bytes or a file path."""
-    import onnxruntime as ort
+    """A session on the CPU provider only, from bytes or a file path, opened as the runtime opens graphs.
 
-    options = ort.SessionOptions()
-    # Small graphs on a shared machine: one intra-op thread is plenty and
-    # keeps results independent of how many cores happen to be free.
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-    if session.get_providers()[0] != "CPUExecutionProvider":  # pragma: no cover - defensive
-        raise VerificationError(f"verification needs the CPU provider, got {session.get_providers()}")
-    return session
+    One intra-op thread by default: small graphs on a shared machine, and
+    results independent of how many cores happen to be free.
+    """
+    from edge_infer.runtime import create_session_info
+
+    return create_session_info(model, provider="cpu", threads=threads)[0]
 
 
 def run(session: Any, array: np.ndarray) -> np.ndarray:
