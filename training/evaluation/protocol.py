@@ -43,7 +43,13 @@ PROTOCOL_VERSION = "usefulness-v1"
 DEFAULT_STEPS = 1000
 DEFAULT_SEEDS = (0,)
 METHODS = ("recipe", "class-gaussian")
-NOISE_SHAPES = ("channel", "class")
+#: How a recipe's noise variants are made: ``channel`` (the runtime's σ =
+#: strength × per-channel std of all latents), ``class`` (× the std of the
+#: source's class instead), ``delta`` (the runtime's variant, but only the dies
+#: where it differs from the source's reconstruction are taken; every other
+#: die keeps the real source's state, so detail the autoencoder cannot
+#: reproduce, such as thin Scratch lines, survives).
+NOISE_SHAPES = ("channel", "class", "delta")
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,11 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
         control="symmetries+balanced-copies"),
     Arm("symmetries+balanced/class-noise", "... noise shaped by the class's latent spread",
         R["symmetries+balanced"], control="symmetries+balanced-copies", noise="class"),
+    Arm("symmetries+balanced/delta", "... variants applied to the real source (only the dies the noise changed)",
+        R["symmetries+balanced"], control="symmetries+balanced-copies", noise="delta"),
+    Arm("symmetries+balanced/delta@1.0", "... the same at strength 1.0",
+        replace(R["symmetries+balanced"], name="symmetries+balanced@1.0", strength=1.0),
+        control="symmetries+balanced-copies", noise="delta"),
     Arm("symmetries+balanced/sym-ae", "... from an autoencoder trained on rotations/flips",
         R["symmetries+balanced"], control="symmetries+balanced-copies", ae="symmetries"),
     Arm("symmetries+balanced/sym-ae@1.0", "... symmetric autoencoder, strength 1.0",
@@ -113,6 +124,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
     "issue": ("real", "classic", "symmetries", "balanced-copies", "balanced", "symmetries+noise",
               "class-gaussian", "symmetries+balanced-copies", "symmetries+balanced"),
     "generator": ("real", "symmetries+balanced-copies", "symmetries+balanced", "symmetries+balanced@1.0",
+                  "symmetries+balanced/delta", "symmetries+balanced/delta@1.0",
                   "symmetries+balanced/class-noise", "symmetries+balanced/sym-ae",
                   "symmetries+balanced/sym-ae@1.0"),
     "quick": ("real", "symmetries", "symmetries+balanced-copies", "symmetries+balanced"),
@@ -209,6 +221,26 @@ def _class_noise_generator(gen: Any, maps: np.ndarray, labels: np.ndarray) -> An
     return Shaped()
 
 
+def _delta_generator(gen: Any) -> Any:
+    """A stand-in for ``gen`` whose variants keep the source's dies except where the noise changed the decoding."""
+
+    class Delta:
+        classes = gen.classes
+
+        def augment(self, counts, *, maps, labels, **kw):
+            from edge_infer.generator import Generated
+            from edge_infer.wafer import to_onehot, to_states
+
+            res = gen.augment(counts, maps=maps, labels=labels, **kw)
+            src = np.asarray(res.sources)
+            recon = to_states(np.asarray(gen.reconstruct(maps, outline_lock=True)))[src]
+            varied = to_states(np.asarray(res.maps))
+            out = np.where(varied != recon, varied, to_states(np.asarray(maps))[src])
+            return Generated(to_onehot(out), res.labels, src)
+
+    return Delta()
+
+
 def arm_training_set(
     arm: Arm, maps: np.ndarray, labels: np.ndarray, gen: Optional[Any], seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -220,7 +252,11 @@ def arm_training_set(
     if arm.method == "class-gaussian":
         gx, gy = _class_gaussian(gen, maps, y, arm.recipe.per_source, seed)
     else:
-        g = gen if arm.noise == "channel" or not arm.recipe.uses_generator else _class_noise_generator(gen, maps, y)
+        g = gen
+        if arm.recipe.uses_generator and arm.noise == "class":
+            g = _class_noise_generator(gen, maps, y)
+        elif arm.recipe.uses_generator and arm.noise == "delta":
+            g = _delta_generator(gen)
         if arm.recipe.uses_generator and g is None:
             raise RuntimeError(f"arm {arm.name} needs an autoencoder")
         res = augment_recipe(g, arm.recipe, maps, y, seed=seed)
@@ -316,7 +352,7 @@ def run_protocol(
                 model = train_classifier(x, ty, seed=1000 * s + f, config=config)
                 pred = predict(model, maps[test])
                 row = {
-                    "fold": f, "arm": arm.name, "seed": s,
+                    "fold": f, "arm": arm.name, "seed": s, "steps": protocol.steps,
                     "macro_f1": macro_f1(y[test], pred),
                     "recall": [None if np.isnan(v) else float(v)
                                for v in per_class_recall(y[test], pred, len(CLASS_NAMES))],
