@@ -110,7 +110,7 @@ def fidelity(
     data: Path = typer.Option(..., "--data", help="Real maps the bundle's variants are made from."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels .npy when --data is a .npy of maps."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle (default: the packaged one)."),
-    strengths: str = typer.Option("0.2,0.3,0.4,0.5,0.75,1.0", "--strengths", help="Relative noise strengths to test."),
+    strengths: str = typer.Option("0.1,0.2,0.3,0.4,0.5,0.75,1.0", "--strengths", help="Relative noise strengths to test."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds, readers and noise."),
     out: Path = typer.Option(Path("fidelity.json"), "--out", help="JSON report."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out."),

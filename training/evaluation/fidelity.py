@@ -23,7 +23,7 @@ import numpy as np
 
 from training.evaluate import DEFAULT_TOLERANCE, choose_strength, fit_fold_models, out_of_fold_predict, stratified_group_folds
 
-DEFAULT_STRENGTHS = (0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
+DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 
 
 def two_reader_fidelity(

@@ -42,6 +42,10 @@ PROTOCOL_VERSION = "usefulness-v1"
 #: symmetric sets: see docs/evaluation.md.)
 DEFAULT_STEPS = 1000
 DEFAULT_SEEDS = (0,)
+#: Noise strength of an arm whose recipe names none: the runtime's default
+#: when the protocol was first run, pinned so that results do not move with
+#: the product's default (which issue 14's two-reader rule lowered to 0.3).
+PROTOCOL_STRENGTH = 0.4
 METHODS = ("recipe", "class-gaussian")
 #: How a recipe's noise variants are made: ``channel`` (the runtime's σ =
 #: strength × per-channel std of all latents), ``class`` (× the std of the
@@ -204,7 +208,6 @@ def _class_noise_generator(gen: Any, maps: np.ndarray, labels: np.ndarray) -> An
         def augment(self, counts, *, maps, labels, seed, strength, **kw):
             from edge_infer.generator import Generated
             from edge_infer.recipes import variant_counts
-            from edge_infer.sampling import DEFAULT_NOISE_STRENGTH
             from edge_infer.wafer import outline
 
             lab = np.asarray(labels).reshape(-1)
@@ -213,7 +216,7 @@ def _class_noise_generator(gen: Any, maps: np.ndarray, labels: np.ndarray) -> An
             zs = gen.encode(maps)[src]
             s = np.stack([scale[int(c)] for c in lab[src]])[:, :, None, None].astype(np.float32)
             rng = np.random.default_rng(seed)
-            sigma = (strength or DEFAULT_NOISE_STRENGTH) * overall[None, :, None, None] * s
+            sigma = (strength or PROTOCOL_STRENGTH) * overall[None, :, None, None] * s
             noisy = zs + sigma * rng.standard_normal(zs.shape).astype(np.float32)
             out = gen.decode(noisy, outlines=outline(maps)[src])
             return Generated(out, lab[src].reshape(-1, 1), src)
@@ -259,7 +262,8 @@ def arm_training_set(
             g = _delta_generator(gen)
         if arm.recipe.uses_generator and g is None:
             raise RuntimeError(f"arm {arm.name} needs an autoencoder")
-        res = augment_recipe(g, arm.recipe, maps, y, seed=seed)
+        strength = arm.recipe.strength if arm.recipe.strength is not None else PROTOCOL_STRENGTH
+        res = augment_recipe(g, arm.recipe, maps, y, seed=seed, strength=strength)
         gx, gy = res.maps, res.labels.reshape(-1)
         info.update({k: int((res.kind == k).sum()) for k in ("symmetry", "noise", "copy")})
     info["made"] = int(len(gy))
