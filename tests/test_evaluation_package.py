@@ -76,12 +76,12 @@ def test_report_pairs_gains_and_the_rule_picks_by_it():
     assert json.loads(report.dumps({"x": float("nan"), "y": np.float32(1.5)})) == {"x": None, "y": 1.5}
 
 
-def _tiny_data(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """Two classes a small CNN separates: defects in the centre vs along the edge."""
+def _tiny_data(n: int = 48, share: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes a small CNN separates: defects in the centre (a ``share`` of the maps) vs scattered."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:26, :26]
     r = np.sqrt((yy - 12.5) ** 2 + (xx - 12.5) ** 2)
-    labels = np.array([0] * (n * 3 // 4) + [8] * (n - n * 3 // 4))
+    labels = np.array([0] * int(n * share) + [8] * (n - int(n * share)))
     states = np.where(rng.random((n, 26, 26)) < 0.1, DEFECT, NORMAL)
     states[labels == 0] = np.where((r < 5) & (rng.random((1, 26, 26)) < 0.9), DEFECT, states[labels == 0])
     states[:, r > 12.5] = BOUNDARY
@@ -144,3 +144,37 @@ def test_every_arm_is_consistent():
         if arm.control not in (None, "real"):
             ctrl = ARMS[arm.control].recipe
             assert ctrl is not None and not ctrl.uses_generator  # controls never generate
+
+
+class _FlipGenerator:
+    """Variants = the source with a share of in-wafer dies flipped that grows with strength."""
+
+    def reconstruct(self, maps, outline_lock=True):
+        return np.asarray(maps)
+
+    def augment(self, k, *, maps, labels, seed, strength):
+        from edge_infer.generator import Generated
+        from edge_infer.wafer import to_states
+
+        rng = np.random.default_rng(seed)
+        src = np.repeat(np.arange(len(maps)), k)
+        states = to_states(np.asarray(maps))[src]
+        flip = (rng.random(states.shape) < 0.5 * strength) & (states != BOUNDARY)
+        states[flip] = np.where(states[flip] == NORMAL, DEFECT, NORMAL)
+        return Generated(to_onehot(states), np.asarray(labels).reshape(-1)[src].reshape(-1, 1), src)
+
+
+@pytest.mark.slow
+def test_two_reader_fidelity_and_the_rule(tmp_path, monkeypatch):
+    from training.evaluation.fidelity import format_fidelity, two_reader_fidelity
+
+    monkeypatch.setenv("EDGE_INFER_EVAL_CACHE", str(tmp_path))
+    maps, labels = _tiny_data(240, share=0.5)
+    res = two_reader_fidelity(_FlipGenerator(), maps, labels, [0.01, 0.05, 1.0], per_source=2, folds=3)
+    assert res["real"]["all_maps"] > 0.9  # the readers learnt the two patterns
+    assert res["reconstruction"] == res["real"]  # the fake reconstructs exactly
+    worst = res["strengths"][-1]
+    assert worst["all_maps"] < res["reconstruction"]["all_maps"] - 0.03  # half the dies flipped: unreadable
+    c = res["chosen"]
+    assert c["both"] == min(c["out_of_fold"], c["all_maps"]) and c["both"] in (0.01, 0.05)
+    assert "all-maps reader" in format_fidelity(res)
