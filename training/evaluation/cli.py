@@ -87,16 +87,31 @@ def usefulness(
                      "folds_run": fold_list, "autoencoder": "retrained per fold on its training maps only"},
         "data": str(data), "cpu": cpu_name(), "cores": os.cpu_count(),
         "wall_seconds": round(wall, 1),
-        "train_seconds_total": round(sum(r["seconds_train"] for r in rows), 1),
+        "results_cached": sum(r["cached"] for r in rows), "results_computed": sum(not r["cached"] for r in rows),
+        # What the results cost when they were computed (cached ones cost nothing in this run).
+        "train_seconds_recorded": round(sum(r["seconds_train"] for r in rows), 1),
         "arms": summary, "recommended": report.recommend(summary), "runs": rows,
     }
+    doc["verdict"] = report.verdict(summary, doc["recommended"])
     typer.echo(report.format_table(summary))
     typer.echo("")
     typer.echo(report.format_recall(summary))
     rec = doc["recommended"]
     typer.echo(f"\nrecommended recipe: {rec['recipe']} (rule: {rec['rule']})")
-    typer.echo(f"wall time {wall:.0f} s on {cpu_name()} (classifier training {doc['train_seconds_total']:.0f} s of it; "
-               "cached results cost nothing)")
+    v = doc["verdict"]
+    if "recommended_gain_vs_real" in v:
+        g = v["recommended_gain_vs_real"]
+        typer.echo(f"{'PASS' if g['pass'] else 'FAIL'}  recommended recipe gains ≥ {g['target']:g} points over the "
+                   f"real maps (same steps): {g['mean']:+.1f} ± {g['std']:.1f}, {g['folds_positive']} folds > 0")
+    for name, g in v.get("generator_on_top_of_symmetries_and_balance", {}).items():
+        typer.echo(f"      {name} over {report.GEOMETRIC_BASE}: {g['mean']:+.1f} ± {g['std']:.1f} "
+                   f"({g['folds_positive']}/{g['folds']} folds > 0)")
+    if "generator_adds" in v:
+        typer.echo(f"the autoencoder's variants {'add' if v['generator_adds'] else 'do not add'} to rotations/flips + "
+                   f"balance (best: {v['best_generator_arm']})")
+    typer.echo(f"wall time {wall:.0f} s on {cpu_name()}: {doc['results_computed']} classifiers trained now, "
+               f"{doc['results_cached']} results from the cache (they took {doc['train_seconds_recorded']:.0f} s of "
+               "classifier training when computed)")
     try:
         save_bytes(out, report.dumps(doc).encode(), force=force)
         report.plot(summary, png, f"{len(seed_list)} seed(s) × {folds} folds, {steps} steps; per-fold autoencoders")

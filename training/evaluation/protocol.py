@@ -340,7 +340,7 @@ def run_protocol(
                 key = _result_key({**base, "seed": s})
                 path = results_dir / f"{key[:24]}.json"
                 if path.exists():
-                    rows.append(json.loads(path.read_text()))
+                    rows.append({**json.loads(path.read_text()), "cached": True})
                 else:
                     todo.append((s, path))
             if not todo:
@@ -365,5 +365,5 @@ def run_protocol(
                     "seconds_train": round(time.perf_counter() - t1, 2), "ae_key": ae_key,
                 }
                 path.write_text(json.dumps(row))
-                rows.append(row)
+                rows.append({**row, "cached": False})
     return rows

@@ -93,6 +93,38 @@ def recommend(summary: Sequence[dict]) -> dict:
             "gain_vs_real": best["gain_vs_real"]["mean"], "eligible": [e["arm"] for e in eligible]}
 
 
+#: Issue 14's done-when: the recommended recipe gains this much over the real maps.
+TARGET_GAIN = 4.0
+GEOMETRIC_BASE = "symmetries+balanced-copies"
+
+
+def verdict(summary: Sequence[dict], recommended: dict) -> dict:
+    """The issue's questions, answered from the summary.
+
+    * does the recommended recipe lift macro-F1 by ≥ :data:`TARGET_GAIN` points
+      over the real maps at the same steps?
+    * do the autoencoder's variants add anything on top of rotations/flips +
+      balance? (every arm whose control is :data:`GEOMETRIC_BASE`: its gain over it)
+    """
+    by = {e["arm"]: e for e in summary}
+    out: dict = {}
+    rec = by.get(recommended.get("arm") or "")
+    if rec is not None and rec["gain_vs_real"]:
+        g = rec["gain_vs_real"]
+        out["recommended_gain_vs_real"] = {"arm": rec["arm"], "mean": g["mean"], "std": g["std"],
+                                           "folds_positive": g["folds_positive"],
+                                           "pass": bool(g["mean"] >= TARGET_GAIN), "target": TARGET_GAIN}
+    on_top = {e["arm"]: {k: e["gain_vs_control"][k] for k in ("mean", "std", "n", "folds_positive", "folds")}
+              for e in summary if e["control"] == GEOMETRIC_BASE and e["gain_vs_control"]}
+    out["generator_on_top_of_symmetries_and_balance"] = on_top
+    best = max(on_top.items(), key=lambda kv: kv[1]["mean"], default=None)
+    if best is not None:
+        name, g = best
+        out["generator_adds"] = bool(g["mean"] > 0 and g["folds_positive"] >= min(MIN_POSITIVE_FOLDS, g["folds"]))
+        out["best_generator_arm"] = name
+    return out
+
+
 def _pm(s: Optional[dict]) -> str:
     if not s or s.get("n", 0) == 0 or math.isnan(s["mean"]):
         return "–"
