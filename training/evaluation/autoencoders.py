@@ -35,12 +35,20 @@ EXPORT_TOLERANCE = 1e-4
 
 @dataclass(frozen=True)
 class FoldAutoencoder:
-    """A cached per-fold bundle and what made it."""
+    """A cached per-fold bundle and what made it.
+
+    ``identity``: sha256 over the bundle's graph and bank hashes (its
+    manifest's ``files``, minus pictures and metrics), so results made from
+    it are keyed by exactly the graphs that generated their maps: a new
+    export code (another bundle format) gives another identity and the
+    results are recomputed, while the trained weights stay cached.
+    """
 
     bundle: Path
     key: str
     variant: str
     metrics: dict
+    identity: str
 
 
 def _key(maps: np.ndarray, labels: np.ndarray, recipe: dict, variant: str) -> str:
@@ -82,28 +90,37 @@ def fold_autoencoder(
     from training.data import TrainingData
     from training.run import train_run
 
+    from edge_infer.bundle import FORMAT_VERSION
+
     recipe = ae_recipe(variant, epochs)
     key = _key(maps, labels, recipe.as_dict(), variant)
     folder = Path(cache) / "autoencoders" / key[:20]
-    bundle = folder / "bundle"
     done = folder / "done.json"
-    if done.exists() and (bundle / "manifest.json").exists():
-        return FoldAutoencoder(bundle, key, variant, json.loads(done.read_text()))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_folder(folder, force=True) as tmp:
-        data_dir = tmp / "data"
-        data_dir.mkdir()
-        np.save(data_dir / "data.npy", np.asarray(maps, dtype=np.float32))
-        np.save(data_dir / "label.npy", np.asarray(labels, dtype=np.int64).reshape(-1, 1))
-        train_maps = all_symmetries(maps) if variant == "symmetries" else np.asarray(maps, dtype=np.float32)
-        train_labels = np.repeat(np.asarray(labels).reshape(-1), 8) if variant == "symmetries" else np.asarray(labels).reshape(-1)
-        data = TrainingData(maps=train_maps, labels=train_labels.astype(np.int64), path=str(data_dir),
-                            labels_path=None, sha256=key, labels_sha256=key)
-        say(f"training a {variant} autoencoder on {len(maps)} maps ({recipe.epochs} epochs; cached)")
-        metrics = train_run(data, tmp / "run", recipe, force=True)
+    if not (done.exists() and (folder / "run" / "checkpoint.pt").exists()):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_folder(folder, force=True) as tmp:
+            data_dir = tmp / "data"
+            data_dir.mkdir()
+            np.save(data_dir / "data.npy", np.asarray(maps, dtype=np.float32))
+            np.save(data_dir / "label.npy", np.asarray(labels, dtype=np.int64).reshape(-1, 1))
+            sym = variant == "symmetries"
+            train_maps = all_symmetries(maps) if sym else np.asarray(maps, dtype=np.float32)
+            train_labels = np.repeat(np.asarray(labels).reshape(-1), 8 if sym else 1)
+            data = TrainingData(maps=train_maps, labels=train_labels.astype(np.int64), path=str(data_dir),
+                                labels_path=None, sha256=key, labels_sha256=key)
+            say(f"training a {variant} autoencoder on {len(maps)} maps ({recipe.epochs} epochs; cached)")
+            metrics = train_run(data, tmp / "run", recipe, force=True)
+            (tmp / "done.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
+    # The bundle is exported per bundle format, from the cached run: a new export
+    # code re-exports (seconds) without retraining.
+    bundle = folder / f"bundle-format{FORMAT_VERSION}"
+    if not (bundle / "manifest.json").exists():
+        say(f"exporting the {variant} autoencoder of {len(maps)} maps (bundle format {FORMAT_VERSION}; cached)")
         # A looser parity tolerance than make model's 1e-5: a fold bundle is a
         # measuring instrument thrown away after the run, and one fold's fast
         # decoder was measured 1.09e-5 off PyTorch (far below what moves a die).
-        export_bundle(tmp / "run", tmp / "bundle", data=data_dir, tolerance=EXPORT_TOLERANCE, note=lambda _m: None)
-        (tmp / "done.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
-    return FoldAutoencoder(bundle, key, variant, json.loads(done.read_text()))
+        export_bundle(folder / "run", bundle, data=folder / "data", tolerance=EXPORT_TOLERANCE, note=lambda _m: None)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    graphs = {k: v for k, v in sorted(manifest["files"].items()) if k.endswith((".onnx", ".npz"))}
+    identity = hashlib.sha256(json.dumps(graphs, sort_keys=True).encode()).hexdigest()
+    return FoldAutoencoder(bundle, key, variant, json.loads(done.read_text()), identity)

@@ -35,7 +35,7 @@ from edge_infer.recipes import RECIPES, Recipe, augment_recipe
 
 from .metrics import macro_f1, per_class_recall
 
-PROTOCOL_VERSION = "usefulness-v1"
+PROTOCOL_VERSION = "usefulness-v1"  # results of generating arms are also keyed by their generator
 #: Optimiser steps of every classifier (batch 64): about 60 passes over a
 #: fold's ~1025 real maps, 8 over their 8 rotations/flips. Fixed, so no arm
 #: trains longer than another. (500 steps were too few for the 8× larger
@@ -318,7 +318,7 @@ def run_protocol(
             continue
         train, test = folds != f, folds == f
         gens: dict[str, Any] = {}
-        ae_keys: dict[str, str] = {}
+        ae_ids: dict[str, str] = {}
 
         def generator(variant: str) -> tuple[Any, str]:
             if variant not in gens:
@@ -327,14 +327,17 @@ def run_protocol(
                 fa = fold_autoencoder(maps[train], y[train], protocol.cache, variant=variant,
                                       epochs=protocol.ae_epochs, say=say)
                 gens[variant] = WaferGenerator.load(fa.bundle, provider="cpu")
-                ae_keys[variant] = fa.key
-            return gens[variant], ae_keys[variant]
+                ae_ids[variant] = fa.identity
+            return gens[variant], ae_ids[variant]
 
         for arm in arms:
             gen_seed = 1000 * protocol.fold_seed + f
             base = {"protocol": PROTOCOL_VERSION, "data": data_key, "folds": protocol.folds,
                     "fold_seed": protocol.fold_seed, "fold": f, "arm": arm.spec(), "gen_seed": gen_seed,
                     "classifier": asdict(config), "ae_epochs": protocol.ae_epochs}
+            if arm.needs_autoencoder:
+                # Keyed by the graphs that make the maps: another generator, other results.
+                base["generator"] = generator(arm.ae)[1]
             todo = []
             for s in protocol.seeds:
                 key = _result_key({**base, "seed": s})
@@ -346,7 +349,7 @@ def run_protocol(
             if not todo:
                 continue
             t0 = time.perf_counter()
-            gen, ae_key = generator(arm.ae) if arm.needs_autoencoder else (None, None)
+            gen, ae_id = generator(arm.ae) if arm.needs_autoencoder else (None, None)
             x, ty, info = arm_training_set(arm, maps[train], y[train], gen, gen_seed)
             t_gen = time.perf_counter() - t0
             for s, path in todo:
@@ -362,7 +365,7 @@ def run_protocol(
                                for v in per_class_recall(y[test], pred, len(CLASS_NAMES))],
                     "train_counts": [int(v) for v in np.bincount(ty, minlength=len(CLASS_NAMES))],
                     "made": info, "seconds_generate": round(t_gen, 2),
-                    "seconds_train": round(time.perf_counter() - t1, 2), "ae_key": ae_key,
+                    "seconds_train": round(time.perf_counter() - t1, 2), "generator": ae_id,
                 }
                 path.write_text(json.dumps(row))
                 rows.append({**row, "cached": False})
