@@ -71,6 +71,13 @@ def test_report_pairs_gains_and_the_rule_picks_by_it():
     rec = report.recommend(summary)
     assert rec["recipe"] == "symmetries+balanced-copies"  # the generating arm loses to its control
     assert "symmetries+balanced" not in rec["eligible"] and "classic" not in rec["eligible"]
+    # Better on average but only in 3 of 5 folds: not enough to need an autoencoder.
+    gains["symmetries+balanced"] = [15, 15, 15, 9, 9]
+    summary3 = report.summarise(_rows(gains), arms)
+    assert {e["arm"]: e for e in summary3}["symmetries+balanced"]["gain_vs_control"]["folds_positive"] == 3
+    assert report.recommend(summary3)["recipe"] == "symmetries+balanced-copies"
+    gains["symmetries+balanced"] = [15, 15, 15, 15, 9]
+    assert report.recommend(report.summarise(_rows(gains), arms))["recipe"] == "symmetries+balanced"
     table = report.format_table(summary)
     assert "| symmetries | " in table and "4/5" in table
     assert json.loads(report.dumps({"x": float("nan"), "y": np.float32(1.5)})) == {"x": None, "y": 1.5}

@@ -55,6 +55,7 @@ def usefulness(
     folds: int = typer.Option(5, "--folds", min=2, help="Folds (stratified by class, identical maps together)."),
     ae_epochs: int = typer.Option(100, "--ae-epochs", min=1, help="Epochs of each per-fold autoencoder (the shipped recipe: 100)."),
     only_folds: Optional[str] = typer.Option(None, "--only-folds", help="Run only these folds (comma-separated, 0-based): to split a long run; the report covers what the cache holds."),
+    report_only: bool = typer.Option(False, "--report-only", help="Train nothing: report the results the cache holds for these arms, folds and seeds."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache of autoencoders and results (default: $EDGE_INFER_EVAL_CACHE, else the temp folder)."),
     out: Path = typer.Option(Path("usefulness.json"), "--out", help="JSON report."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="PNG of the gains (default: --out with .png)."),
@@ -77,7 +78,9 @@ def usefulness(
         proto = Protocol(folds=folds, seeds=seed_list, steps=steps, ae_epochs=ae_epochs, cache=_cache(cache))
         _say(f"{len(chosen)} arms × {folds if fold_list is None else len(fold_list)} folds × {len(seed_list)} seeds, "
              f"{steps} steps each; cache {proto.cache}")
-        rows = run_protocol(ds.maps, ds.labels, chosen, proto, say=_say, only_folds=fold_list)
+        rows = run_protocol(ds.maps, ds.labels, chosen, proto, say=_say, only_folds=fold_list, compute=not report_only)
+        if not rows:
+            raise ValueError("no results to report: the cache holds none for these arms, folds and seeds")
     except (EdgeInferError, ValueError) as exc:
         _fail(exc)
     summary = report.summarise(rows, chosen)

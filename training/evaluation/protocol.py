@@ -297,6 +297,7 @@ def run_protocol(
     *,
     say: Callable[[str], None] = lambda _m: None,
     only_folds: Optional[Sequence[int]] = None,
+    compute: bool = True,
 ) -> list[dict]:
     """Every (fold, arm, seed) result: held-out macro-F1, per-class recall, counts, seconds."""
     from edge_infer.wafer import CLASS_NAMES, to_states
@@ -346,7 +347,7 @@ def run_protocol(
                     rows.append({**json.loads(path.read_text()), "cached": True})
                 else:
                     todo.append((s, path))
-            if not todo:
+            if not todo or not compute:  # compute=False: report what the cache holds, compute nothing
                 continue
             t0 = time.perf_counter()
             gen, ae_id = generator(arm.ae) if arm.needs_autoencoder else (None, None)

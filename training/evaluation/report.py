@@ -70,8 +70,10 @@ def recommend(summary: Sequence[dict]) -> dict:
     (the runtime's augment, per-channel noise, the plain autoencoder), take
     those whose gain over the real maps (same steps) is positive in at least
     4 of 5 folds; an arm that uses the autoencoder must also beat its own
-    control on average (else its variants add nothing and the control is the
-    better recipe). The one with the largest mean gain over the real maps wins.
+    control by the same test (mean > 0, positive in at least 4 of 5 folds;
+    else its variants add nothing sure and the control, which needs no
+    autoencoder, is the better recipe). The one with the largest mean gain
+    over the real maps wins.
     """
     eligible = []
     for e in summary:
@@ -81,11 +83,13 @@ def recommend(summary: Sequence[dict]) -> dict:
         if g is None or g["folds_positive"] < min(MIN_POSITIVE_FOLDS, g["folds"]):
             continue
         c = e.get("gain_vs_control")
-        if e["control"] not in (None, "real") and (c is None or not c["mean"] > 0):
+        if e["control"] not in (None, "real") and (
+                c is None or not c["mean"] > 0 or c["folds_positive"] < min(MIN_POSITIVE_FOLDS, c["folds"])):
             continue
         eligible.append(e)
     rule = ("largest mean macro-F1 gain over the real maps (same steps), among product recipes gaining in "
-            f"at least {MIN_POSITIVE_FOLDS} of 5 folds; a generating recipe must also beat its own control")
+            f"at least {MIN_POSITIVE_FOLDS} of 5 folds; a generating recipe must also beat its own control "
+            f"(copies instead of variants) on average and in at least {MIN_POSITIVE_FOLDS} of 5 folds")
     if not eligible:
         return {"rule": rule, "recipe": None, "why": "no arm qualifies"}
     best = max(eligible, key=lambda e: e["gain_vs_real"]["mean"])
