@@ -143,3 +143,9 @@ def test_augment_recipe_through_the_runtime(bundle_dir):
     np.testing.assert_array_equal(copies.labels, res.labels)
     with pytest.raises(InputError, match="needs a generator"):
         R.augment_recipe(None, R.RECIPES["balanced"], maps, labels)
+
+
+def test_command_lists_the_recipes_of_the_module():
+    from edge_infer.commands.augment import DEFAULT_RECIPE_NAME, RECIPE_NAMES
+
+    assert RECIPE_NAMES == tuple(R.RECIPES) and DEFAULT_RECIPE_NAME == R.DEFAULT_RECIPE
