@@ -129,8 +129,7 @@ ARM_SETS: dict[str, tuple[str, ...]] = {
               "class-gaussian", "symmetries+balanced-copies", "symmetries+balanced"),
     "generator": ("real", "symmetries+balanced-copies", "symmetries+balanced", "symmetries+balanced@1.0",
                   "symmetries+balanced/delta", "symmetries+balanced/delta@1.0",
-                  "symmetries+balanced/class-noise", "symmetries+balanced/sym-ae",
-                  "symmetries+balanced/sym-ae@1.0"),
+                  "symmetries+balanced/class-noise", "symmetries+balanced/sym-ae"),
     "quick": ("real", "symmetries", "symmetries+balanced-copies", "symmetries+balanced"),
 }
 ARM_SETS["all"] = tuple(dict.fromkeys(ARM_SETS["issue"] + ARM_SETS["generator"]))
