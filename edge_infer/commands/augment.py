@@ -35,7 +35,7 @@ PICTURE = "augment.png"
 # Names only (no numpy): --help stays instant. tests/test_recipes.py ties them to edge_infer.recipes.
 RECIPE_NAMES = ("classic", "symmetries", "balanced", "balanced-copies", "symmetries+noise",
                 "symmetries+balanced-copies", "symmetries+balanced")
-DEFAULT_RECIPE_NAME = "classic"
+DEFAULT_RECIPE_NAME = "symmetries"
 
 EPILOG = """\
 Examples:
