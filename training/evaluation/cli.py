@@ -117,7 +117,8 @@ def usefulness(
                "classifier training when computed)")
     try:
         save_bytes(out, report.dumps(doc).encode(), force=force)
-        report.plot(summary, png, f"{len(seed_list)} seed(s) × {folds} folds, {steps} steps; per-fold autoencoders")
+        report.plot(summary, png, f"{folds} folds × seeds {','.join(map(str, seed_list))} where run "
+                    f"(runs per arm: JSON), {steps} steps each; autoencoder retrained per fold")
     except EdgeInferError as exc:
         _fail(exc)
     _say(f"wrote {out} and {png}")

@@ -183,7 +183,7 @@ def plot(summary: Sequence[dict], path: Any, title: str) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("held-out macro-F1 gain (points), mean ± std over folds × seeds")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, format="png")
 
