@@ -315,7 +315,7 @@ def test_augment_recipes_balance_and_symmetries(run, tmp_path, bundle_dir):
     maps = np.load(tmp_path / "b" / "gen_data.npy")
     assert maps.shape == (11, 26, 26, 3)
     for args, words in ((("--recipe", "sideways"), "unknown recipe"), (("--balance", "most"), "balance target"),
-                        (("-k", "0"), "per-source")):
+                        (("-k", "0"), "per-source"), (("--strength", "0.5"), "would do nothing")):
         code, _, err = run("augment", *data, *args, "-o", str(tmp_path / "bad"))
         assert code == 1 and words in _one_error_line(err), err
     assert not (tmp_path / "bad").exists()

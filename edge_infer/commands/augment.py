@@ -140,6 +140,11 @@ def augment(
         check_count(per_source, "--per-source")
     check_noise_options(strength, method, noise_mode)
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
+    given = [name for name, value in (("--strength", strength), ("--method", method), ("--noise-mode", noise_mode))
+             if value is not None]
+    if given and not plan.uses_generator:
+        raise InputError(f"recipe {plan.name} makes no noise variants, so {', '.join(given)} would do nothing; "
+                         "add -k K (noise variants per map) or choose a recipe that generates")
     fmt = _formats.check_format(fmt)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
