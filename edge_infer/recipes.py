@@ -271,7 +271,8 @@ RECIPES: dict[str, Recipe] = {
 #: the real maps at the same steps among recipes gaining in at least 4 of 5 folds,
 #: a generating recipe also having to beat its own copies-for-variants control in
 #: 4 of 5 folds. Measured: symmetries +5.0 ± 5.1 points (4/5 folds, 5 folds × 3
-#: seeds); no generating recipe beat its control in more than 3 folds.
+#: seeds); no generating recipe the shipped bundle can make beat its control in
+#: more than 3 folds.
 DEFAULT_RECIPE = "symmetries"
 
 

@@ -111,7 +111,8 @@ def usefulness(
                    f"({g['folds_positive']}/{g['folds']} folds > 0)")
     if "generator_adds" in v:
         typer.echo(f"the autoencoder's variants {'add' if v['generator_adds'] else 'do not add'} to rotations/flips + "
-                   f"balance (best: {v['best_generator_arm']})")
+                   f"balance by the 4-of-5-folds test (best: {v['best_generator_arm']}, "
+                   f"{v['generator_adds_points']:+.1f} points)")
     typer.echo(f"wall time {wall:.0f} s on {cpu_name()}: {doc['results_computed']} classifiers trained now, "
                f"{doc['results_cached']} results from the cache (they took {doc['train_seconds_recorded']:.0f} s of "
                "classifier training when computed)")
