@@ -3,6 +3,7 @@
 #   make test   development env (.venv-dev: runtime + train + dev), onnxruntime-node (.node) and every test
 #   make model  retrain + export models/wafer-cae from ../shared/data/wafer.zip
 #   make bench  onnxruntime vs PyTorch eager throughput, JSON out
+#   make evaluate  which augment recipes help a classifier (docs/evaluation.md; long, cached)
 
 PYTHON ?= python3
 DATA ?= ../shared/data/wafer.zip
@@ -14,7 +15,7 @@ NODE_DIR := .node
 NODE_ORT_VERSION := 1.30.0
 RUNTIME_SRC := pyproject.toml $(shell find edge_infer models/wafer-cae -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
-.PHONY: demo test model bench clean
+.PHONY: demo test model bench evaluate clean
 
 # The runtime env is a plain (non-editable) install, as a user gets it; it is
 # rebuilt whenever the package or the default bundle changes.
@@ -50,6 +51,15 @@ model: $(DEV_VENV)/.stamp
 
 bench: $(DEV_VENV)/.stamp
 	$(DEV_VENV)/bin/python -m bench.bench_all --out bench-results/bench.json
+
+# Every arm's per-fold autoencoder and classifiers are cached ($$EDGE_INFER_EVAL_CACHE),
+# so a rerun only trains what changed. SET and SEEDS choose the arms and seeds.
+SET ?= all
+SEEDS ?= 0
+evaluate: $(DEV_VENV)/.stamp
+	$(DEV_VENV)/bin/python -m training.evaluation usefulness --data $(DATA) --set $(SET) --seeds $(SEEDS) \
+		--out docs/img/usefulness.json --force
+	$(DEV_VENV)/bin/python -m training.evaluation fidelity --data $(DATA) --out docs/img/fidelity-two-readers.json --force
 
 clean:
 	rm -rf $(RUNTIME_VENV) $(DEV_VENV) $(NODE_DIR) out runs bench-results .pytest_cache

@@ -15,14 +15,14 @@ with it (``docs/other-languages.md``).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
-from . import sampling
+from . import recipes, sampling
 from .bundle import Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, write_npy
@@ -285,7 +285,7 @@ class WaferGenerator:
 
     def augment(
         self,
-        per_source: int = 5,
+        per_source: Union[int, Sequence[int]] = 5,
         *,
         maps: Any = None,
         labels: Any = None,
@@ -301,7 +301,9 @@ class WaferGenerator:
         """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
 
         Order: the k variants of source i are rows ``k·i … k·i+k−1``; each
-        keeps its source's label and outline.
+        keeps its source's label and outline. ``per_source`` may also be one
+        count per source (≥ 0; see :mod:`edge_infer.recipes`): then the
+        variants of each source follow each other, in source order.
 
         ``source_offset``: the index of ``maps[0]`` in a larger source set that
         the caller augments block by block (:mod:`edge_infer.blocks`). Rows,
@@ -309,13 +311,17 @@ class WaferGenerator:
         set, so the blocks' results, concatenated, equal that call's (for
         ``method="noise"``; ``"mix"`` pairs sources across the whole set).
         """
-        k = _check_count(per_source, "per_source")
+        uniform = not isinstance(per_source, (list, tuple, np.ndarray))
+        k = _check_count(per_source, "per_source") if uniform else 0
         if isinstance(source_offset, (bool, np.bool_)) or not isinstance(source_offset, (int, np.integer)) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
+        if source_offset and not uniform:
+            raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
         src = self._source_set(maps, labels, None, require_labels=True)
-        _need_memory(src.labels.shape[0] * k)
+        counts = recipes.variant_counts(k if uniform else per_source, src.labels.shape[0])  # one per source (recipes)
+        _need_memory(int(counts.sum()))
         opts = settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
-        plan = plan_augment(src, k, sampling.check_seed(seed), opts, self.classes)
+        plan = plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
         if source_offset:
             if plan.partners is not None:
                 raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")

@@ -112,11 +112,17 @@ def plan_generate(src: Sources, candidates: np.ndarray, n: int, seed: int, opts:
     return plan_rows(src, sources, variants, seed, opts, classes)
 
 
-def plan_augment(src: Sources, per_source: int, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
-    """``per_source`` rows for every source, the k variants of source i at rows k·i … k·i+k−1."""
+def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
+    """``per_source`` rows for every source, the k variants of source i at rows k·i … k·i+k−1.
+
+    ``per_source`` is one k for all, or one count per source (int64 array,
+    validated by :func:`edge_infer.recipes.variant_counts`): then the variants
+    of each source follow each other, numbered 0.. within their source.
+    """
     m = src.labels.shape[0]
-    sources = np.repeat(np.arange(m, dtype=np.int64), per_source)
-    variants = np.tile(np.arange(per_source, dtype=np.int64), m)
+    counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (m,))
+    sources = np.repeat(np.arange(m, dtype=np.int64), counts)
+    variants = np.arange(sources.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     return plan_rows(src, sources, variants, seed, opts, classes)
 
 

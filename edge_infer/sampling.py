@@ -53,7 +53,7 @@ import numpy as np
 from .errors import InputError
 
 #: Relative noise strength used when neither the caller nor the bundle says.
-DEFAULT_NOISE_STRENGTH: float = 0.4
+DEFAULT_NOISE_STRENGTH: float = 0.3
 METHODS: tuple[str, ...] = ("noise", "mix")
 MODES: tuple[str, ...] = ("relative", "course")
 #: Mixing weight range for the partner's latent.

@@ -293,3 +293,29 @@ def test_full_disk_while_writing_is_one_error_and_keeps_old_outputs(run, tmp_pat
     assert code == 1
     assert "No space left on device" in _one_error_line(err)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost, no temporaries
+
+
+def test_augment_recipes_balance_and_symmetries(run, tmp_path, bundle_dir):
+    from edge_infer import WaferGenerator
+
+    gen = WaferGenerator.load(bundle_dir, provider="cpu")
+    idx = np.concatenate([np.flatnonzero(gen.bundle.labels == 8)[:5], np.flatnonzero(gen.bundle.labels == 6)[:2]])
+    np.save(tmp_path / "maps.npy", gen.bank_maps(idx))
+    np.save(tmp_path / "labels.npy", gen.bundle.labels[idx].reshape(-1, 1))
+    data = ["--data", str(tmp_path / "maps.npy"), "--labels", str(tmp_path / "labels.npy"), "--seed", "0"]
+    code, out, err = run("augment", *data, "--recipe", "symmetries+balanced-copies", "-o", str(tmp_path / "a"))
+    assert code == 0, err
+    labels = np.load(tmp_path / "a" / "gen_label.npy")[:, 0]
+    assert np.bincount(labels, minlength=9)[[6, 8]].tolist() == [40 - 2, 40 - 5]  # both classes at 8 × 5
+    assert "recipe symmetries+balanced-copies" in out
+    code, out, err = run("augment", *data, "--recipe", "balanced", "--balance", "9", "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    labels = np.load(tmp_path / "b" / "gen_label.npy")[:, 0]
+    assert np.bincount(labels, minlength=9)[[6, 8]].tolist() == [7, 4]  # topped up to 9, more per rare source
+    maps = np.load(tmp_path / "b" / "gen_data.npy")
+    assert maps.shape == (11, 26, 26, 3)
+    for args, words in ((("--recipe", "sideways"), "unknown recipe"), (("--balance", "most"), "balance target"),
+                        (("-k", "0"), "per-source"), (("--strength", "0.5"), "would do nothing")):
+        code, _, err = run("augment", *data, *args, "-o", str(tmp_path / "bad"))
+        assert code == 1 and words in _one_error_line(err), err
+    assert not (tmp_path / "bad").exists()

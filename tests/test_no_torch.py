@@ -50,8 +50,9 @@ def test_cli_commands_run_there(runtime_venv, tmp_path, wafer_zip):
     assert (tmp_path / "gen" / "generated.png").stat().st_size > 0
     r = _run(runtime_venv, exe, "augment", "--out", "aug", "--seed", "0", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert np.load(tmp_path / "aug" / "gen_data.npy", mmap_mode="r").shape == (6405, 26, 26, 3)
-    assert np.load(tmp_path / "aug" / "gen_label.npy").shape == (6405, 1)
+    # The default recipe (symmetries): the 7 other rotations/flips of each of the 1281 bank maps.
+    assert np.load(tmp_path / "aug" / "gen_data.npy", mmap_mode="r").shape == (8967, 26, 26, 3)
+    assert np.load(tmp_path / "aug" / "gen_label.npy").shape == (8967, 1)
     r = _run(runtime_venv, exe, "reconstruct", "--data", str(wafer_zip), cwd=tmp_path)
     assert r.returncode == 0 and "die-state accuracy" in r.stdout, r.stderr
     r = _run(runtime_venv, exe, "info", cwd=tmp_path)

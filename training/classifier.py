@@ -34,6 +34,10 @@ class ClassifierConfig:
 
     epochs: int = 15
     batch_size: int = 64
+    #: If set, train exactly this many optimiser steps (batches) instead of
+    #: ``epochs`` passes: the evaluation's "same steps" rule, so arms whose
+    #: training sets differ in size still train equally long.
+    steps: Optional[int] = None
     lr: float = 2e-3
     weight_decay: float = 1e-4
     n_classes: int = len(CLASS_NAMES)
@@ -111,15 +115,26 @@ def _train(x: torch.Tensor, y: torch.Tensor, seed: int, config: ClassifierConfig
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         loss_fn = nn.CrossEntropyLoss()
         model.train()
-        for _ in range(config.epochs):
-            perm = torch.randperm(len(x), generator=order)
-            for start in range(0, len(x), config.batch_size):
-                idx = perm[start : start + config.batch_size]
-                opt.zero_grad()
-                loss_fn(model(x[idx]), y[idx]).backward()
-                opt.step()
+        for idx in _batches(len(x), config, order):
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
     model.eval()
     return model
+
+
+def _batches(n: int, config: ClassifierConfig, order: torch.Generator):
+    """Index batches: ``epochs`` reshuffled passes, or passes cut off after ``steps`` batches."""
+    done = 0
+    epoch = 0
+    while (config.steps is None and epoch < config.epochs) or (config.steps is not None and done < config.steps):
+        perm = torch.randperm(n, generator=order)
+        epoch += 1
+        for start in range(0, n, config.batch_size):
+            if config.steps is not None and done >= config.steps:
+                return
+            done += 1
+            yield perm[start : start + config.batch_size]
 
 
 @torch.no_grad()
@@ -156,7 +171,10 @@ def cache_key(maps: np.ndarray, labels: np.ndarray, seed: int, config: Classifie
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(maps, dtype=np.float32).tobytes())
     h.update(np.ascontiguousarray(labels, dtype=np.int64).reshape(-1).tobytes())
-    meta = {"seed": seed, "config": asdict(config), "torch": torch.__version__, "arch": "WaferCNN-v1"}
+    cfg = asdict(config)
+    if cfg["steps"] is None:
+        del cfg["steps"]  # keys of epoch-based models stay as they were before steps existed
+    meta = {"seed": seed, "config": cfg, "torch": torch.__version__, "arch": "WaferCNN-v1"}
     h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()
 

@@ -1,0 +1,151 @@
+"""Augmentation recipes (edge_infer.recipes): symmetries keep the outline, balance plans, augment counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_infer import recipes as R
+from edge_infer.errors import InputError
+from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, outline, to_onehot, to_states
+
+
+def _disc(radius: float = 12.0) -> np.ndarray:
+    """A 26×26 outline symmetric under all 8 symmetries: True = boundary."""
+    yy, xx = np.mgrid[:26, :26]
+    return (yy - 12.5) ** 2 + (xx - 12.5) ** 2 > radius**2
+
+
+def _maps(n: int, boundary: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    states = rng.choice([NORMAL, DEFECT], size=(n, 26, 26))
+    states[:, boundary] = BOUNDARY
+    return to_onehot(states)
+
+
+def test_symmetric_outline_is_plain_rotation():
+    maps = _maps(4, _disc())
+    states = to_states(maps)
+    for k in range(8):
+        want = np.rot90(states[:, :, ::-1] if k >= 4 else states, k % 4, axes=(1, 2))
+        np.testing.assert_array_equal(to_states(R.symmetric(maps, k)), want)
+
+
+def test_asymmetric_outline_is_kept_and_gaps_filled_from_neighbours(wafer_data):
+    maps = wafer_data.maps[:40]
+    src = outline(maps)
+    for k in range(1, 8):
+        out = R.symmetric(maps, k)
+        np.testing.assert_array_equal(outline(out), src)  # the source's own outline, not the rotated one
+        moved = R.transform_states(to_states(maps), k)
+        states = to_states(out)
+        covered = (moved != BOUNDARY) & ~src
+        np.testing.assert_array_equal(states[covered], moved[covered])  # dies the transform covers are moved
+        # Uncovered in-wafer dies are never boundary and take a state present in that map.
+        gap = (moved == BOUNDARY) & ~src
+        assert gap.any() and (states[gap] != BOUNDARY).all()
+
+
+def test_all_symmetries_order_and_identity():
+    maps = _maps(3, _disc(), seed=1)
+    out = R.all_symmetries(maps)
+    assert out.shape == (24, 26, 26, 3)
+    np.testing.assert_array_equal(out[::8], maps)
+    np.testing.assert_array_equal(out[8 * 2 + 2], R.symmetric(maps[2:3], 2)[0])
+    with pytest.raises(InputError, match="symmetry index"):
+        R.transform_states(to_states(maps), 8)
+
+
+def test_balance_plan_reaches_target_with_more_per_rare_source():
+    labels = np.array([0] * 10 + [1] * 3 + [2])
+    extra = R.balance_plan(labels, "max")
+    totals = np.bincount(labels, weights=1 + extra).astype(int)
+    assert totals.tolist() == [10, 10, 10]
+    assert extra[:10].sum() == 0 and extra[13] == 9
+    assert sorted(extra[10:13].tolist()) == [2, 2, 3]  # as even as it divides
+    extra = R.balance_plan(labels, 12, have=np.full(14, 2))
+    assert np.bincount(labels, weights=2 + extra).astype(int).tolist() == [20, 12, 12]  # never removes
+    for bad in ("most", 0, -3, 2.5):
+        with pytest.raises(InputError, match="balance target"):
+            R.balance_plan(labels, bad)
+
+
+def test_plan_counts_for_each_named_recipe():
+    labels = np.array([0, 0, 0, 0, 1])
+    classic = R.plan(R.RECIPES["classic"], labels)
+    assert classic.count == 25 and classic.noise.tolist() == [5] * 5
+    sym = R.plan(R.RECIPES["symmetries"], labels)
+    assert sym.count == 35 and sym.base_sources.size == 40
+    bal = R.plan(R.RECIPES["symmetries+balanced"], labels)
+    y = labels[bal.base_sources]
+    assert np.bincount(y, weights=1 + bal.noise).tolist() == [32, 32] and bal.copies.sum() == 0
+    cop = R.plan(R.RECIPES["symmetries+balanced-copies"], labels)
+    np.testing.assert_array_equal(cop.copies, bal.noise)
+    assert cop.noise.sum() == 0
+
+
+def test_control_replaces_noise_by_copies():
+    r = R.RECIPES["symmetries+balanced"]
+    assert r.uses_generator and r.control().fill == "repeat" and not r.control().uses_generator
+    assert R.RECIPES["symmetries"].control() is None
+    with pytest.raises(InputError, match="makes nothing"):
+        R.Recipe("empty")
+
+
+def test_resolve_recipe_keeps_classic_per_source():
+    assert R.resolve_recipe() == R.RECIPES[R.DEFAULT_RECIPE]
+    assert R.resolve_recipe(per_source=3) == R.Recipe("classic", per_source=3)
+    r = R.resolve_recipe("balanced", symmetries=True)
+    assert r.symmetries and r.balance == "max" and r.name == "balanced+options"
+    with pytest.raises(InputError, match="unknown recipe"):
+        R.resolve_recipe("sideways")
+
+
+def test_variant_counts():
+    np.testing.assert_array_equal(R.variant_counts(2, 3), [2, 2, 2])
+    np.testing.assert_array_equal(R.variant_counts([0, 1, 3], 3), [0, 1, 3])
+    for bad, match in ((0, "at least 1"), (2.0, "whole number"), ([1, 2], "one per source"),
+                       ([0, 0, 0], "at least one"), ([1, -1, 1], "≥ 0")):
+        with pytest.raises(InputError, match=match):
+            R.variant_counts(bad, 3)
+
+
+def test_generator_augment_with_counts_per_source(bundle_dir):
+    from edge_infer import WaferGenerator
+
+    gen = WaferGenerator.load(bundle_dir, provider="cpu")
+    maps = gen.bank_maps(np.arange(4))
+    labels = gen.bundle.labels[:4]
+    res = gen.augment([2, 0, 3, 1], maps=maps, labels=labels, seed=5)
+    np.testing.assert_array_equal(res.sources, [0, 0, 2, 2, 2, 3])
+    np.testing.assert_array_equal(res.labels[:, 0], labels[res.sources])
+    np.testing.assert_array_equal(outline(res.maps), outline(maps)[res.sources])
+    same = gen.augment(2, maps=maps, labels=labels, seed=5)
+    np.testing.assert_array_equal(gen.augment([2, 2, 2, 2], maps=maps, labels=labels, seed=5).maps, same.maps)
+
+
+def test_augment_recipe_through_the_runtime(bundle_dir):
+    from edge_infer import WaferGenerator
+
+    gen = WaferGenerator.load(bundle_dir, provider="cpu")
+    idx = np.concatenate([np.flatnonzero(gen.bundle.labels == 8)[:6], np.flatnonzero(gen.bundle.labels == 1)])
+    maps, labels = gen.bank_maps(idx), gen.bundle.labels[idx]
+    classic = R.augment_recipe(gen, R.RECIPES["classic"], maps, labels, seed=0)
+    np.testing.assert_array_equal(classic.maps, gen.augment(5, maps=maps, labels=labels, seed=0).maps)
+    res = R.augment_recipe(gen, R.RECIPES["symmetries+balanced"], maps, labels, seed=0)
+    totals = np.bincount(np.concatenate([labels, res.labels[:, 0]]), minlength=9)
+    assert totals[8] == totals[1] == 48  # 6 None × 8 symmetries; the one Donut topped up to it
+    assert (np.diff(res.sources) >= 0).all()  # everything from source i on consecutive rows
+    np.testing.assert_array_equal(outline(res.maps), outline(maps)[res.sources])
+    assert set(res.kind.tolist()) == {"symmetry", "noise"}
+    assert (res.kind[res.labels[:, 0] == 8] == "symmetry").all()  # the largest class needs no variants
+    copies = R.augment_recipe(None, R.RECIPES["symmetries+balanced-copies"], maps, labels)
+    np.testing.assert_array_equal(copies.labels, res.labels)
+    with pytest.raises(InputError, match="needs a generator"):
+        R.augment_recipe(None, R.RECIPES["balanced"], maps, labels)
+
+
+def test_command_lists_the_recipes_of_the_module():
+    from edge_infer.commands.augment import DEFAULT_RECIPE_NAME, RECIPE_NAMES
+
+    assert RECIPE_NAMES == tuple(R.RECIPES) and DEFAULT_RECIPE_NAME == R.DEFAULT_RECIPE

@@ -1,0 +1,208 @@
+"""From per-(fold, arm, seed) results to the report: paired gains, the table, the plot, the rule."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from edge_infer.wafer import CLASS_NAMES
+
+from .metrics import paired_stats
+from .protocol import Arm
+
+#: The recommendation rule's thresholds (see :func:`recommend`).
+MIN_POSITIVE_FOLDS = 4
+
+
+def _scores(rows: Sequence[dict], arm: str) -> dict[tuple[int, int], float]:
+    return {(r["fold"], r["seed"]): r["macro_f1"] for r in rows if r["arm"] == arm}
+
+
+def _paired(rows: Sequence[dict], arm: str, other: str) -> Optional[dict]:
+    """Gain of ``arm`` over ``other`` paired by (fold, seed), in points; folds > 0 by fold mean."""
+    a, b = _scores(rows, arm), _scores(rows, other)
+    pairs = sorted(set(a) & set(b))
+    if not pairs:
+        return None
+    gains = [100 * (a[p] - b[p]) for p in pairs]
+    out = paired_stats(gains)
+    per_fold: dict[int, list[float]] = {}
+    for p, g in zip(pairs, gains):
+        per_fold.setdefault(p[0], []).append(g)
+    fold_means = {f: float(np.mean(v)) for f, v in sorted(per_fold.items())}
+    out.update(per_fold=fold_means, folds=len(fold_means),
+               folds_positive=int(sum(v > 0 for v in fold_means.values())))
+    return out
+
+
+def summarise(rows: Sequence[dict], arms: Sequence[Arm], classes: Sequence[str] = CLASS_NAMES) -> list[dict]:
+    """One entry per arm: macro-F1, gains over its control and over the real maps, recall per class."""
+    out = []
+    for arm in arms:
+        mine = [r for r in rows if r["arm"] == arm.name]
+        if not mine:
+            continue
+        f1 = paired_stats([100 * r["macro_f1"] for r in mine])
+        rec = np.array([[np.nan if v is None else v for v in r["recall"]] for r in mine], dtype=float)
+        with np.errstate(all="ignore"):
+            recall = {c: (None if np.all(np.isnan(rec[:, i])) else float(100 * np.nanmean(rec[:, i])))
+                      for i, c in enumerate(classes)}
+        entry: dict[str, Any] = {
+            "arm": arm.name, "label": arm.label, "control": arm.control,
+            "recipe": None if arm.recipe is None else arm.recipe.as_dict(),
+            "method": arm.method, "noise": arm.noise, "autoencoder": arm.ae,
+            "runs": len(mine), "macro_f1": f1, "recall": recall,
+            "train_maps": float(np.mean([sum(r["train_counts"]) for r in mine])),
+            "gain_vs_control": _paired(rows, arm.name, arm.control) if arm.control else None,
+            "gain_vs_real": _paired(rows, arm.name, "real") if arm.name != "real" else None,
+        }
+        out.append(entry)
+    return out
+
+
+def recommend(summary: Sequence[dict]) -> dict:
+    """The default recipe by a stated rule.
+
+    **Rule:** among the arms the product can make with its shipped bundle
+    (the runtime's augment, per-channel noise, the plain autoencoder), take
+    those whose gain over the real maps (same steps) is positive in at least
+    4 of 5 folds; an arm that uses the autoencoder must also beat its own
+    control by the same test (mean > 0, positive in at least 4 of 5 folds;
+    else its variants add nothing sure and the control, which needs no
+    autoencoder, is the better recipe). The one with the largest mean gain
+    over the real maps wins.
+    """
+    eligible = []
+    for e in summary:
+        g = e.get("gain_vs_real")
+        if e["recipe"] is None or e["method"] != "recipe" or e["noise"] != "channel" or e["autoencoder"] != "plain":
+            continue
+        if g is None or g["folds_positive"] < min(MIN_POSITIVE_FOLDS, g["folds"]):
+            continue
+        c = e.get("gain_vs_control")
+        if e["control"] not in (None, "real") and (
+                c is None or not c["mean"] > 0 or c["folds_positive"] < min(MIN_POSITIVE_FOLDS, c["folds"])):
+            continue
+        eligible.append(e)
+    rule = ("largest mean macro-F1 gain over the real maps (same steps), among product recipes gaining in "
+            f"at least {MIN_POSITIVE_FOLDS} of 5 folds; a generating recipe must also beat its own control "
+            f"(copies instead of variants) on average and in at least {MIN_POSITIVE_FOLDS} of 5 folds")
+    if not eligible:
+        return {"rule": rule, "recipe": None, "why": "no arm qualifies"}
+    best = max(eligible, key=lambda e: e["gain_vs_real"]["mean"])
+    return {"rule": rule, "recipe": best["recipe"]["name"], "arm": best["arm"],
+            "gain_vs_real": best["gain_vs_real"]["mean"], "eligible": [e["arm"] for e in eligible]}
+
+
+#: Issue 14's done-when: the recommended recipe gains this much over the real maps.
+TARGET_GAIN = 4.0
+GEOMETRIC_BASE = "symmetries+balanced-copies"
+
+
+def verdict(summary: Sequence[dict], recommended: dict) -> dict:
+    """The issue's questions, answered from the summary.
+
+    * does the recommended recipe lift macro-F1 by ≥ :data:`TARGET_GAIN` points
+      over the real maps at the same steps?
+    * do the autoencoder's variants add anything on top of rotations/flips +
+      balance? (every arm whose control is :data:`GEOMETRIC_BASE`: its gain over it)
+    """
+    by = {e["arm"]: e for e in summary}
+    out: dict = {}
+    rec = by.get(recommended.get("arm") or "")
+    if rec is not None and rec["gain_vs_real"]:
+        g = rec["gain_vs_real"]
+        out["recommended_gain_vs_real"] = {"arm": rec["arm"], "mean": g["mean"], "std": g["std"],
+                                           "folds_positive": g["folds_positive"],
+                                           "pass": bool(g["mean"] >= TARGET_GAIN), "target": TARGET_GAIN}
+    on_top = {e["arm"]: {k: e["gain_vs_control"][k] for k in ("mean", "std", "n", "folds_positive", "folds")}
+              for e in summary if e["control"] == GEOMETRIC_BASE and e["gain_vs_control"]}
+    out["generator_on_top_of_symmetries_and_balance"] = on_top
+    # "Adds" by the recommendation rule's own test: a mean gain over the copies that
+    # is positive in at least 4 of 5 folds.
+    passing = {k: g for k, g in on_top.items()
+               if g["mean"] > 0 and g["folds_positive"] >= min(MIN_POSITIVE_FOLDS, g["folds"])}
+    pool = passing or on_top
+    best = max(pool.items(), key=lambda kv: kv[1]["mean"], default=None)
+    if best is not None:
+        out["generator_adds"] = bool(passing)
+        out["best_generator_arm"] = best[0]
+        out["generator_adds_points"] = best[1]["mean"]
+    return out
+
+
+def _pm(s: Optional[dict]) -> str:
+    if not s or s.get("n", 0) == 0 or math.isnan(s["mean"]):
+        return "–"
+    return f"{s['mean']:+.1f} ± {s['std']:.1f}"
+
+
+def format_table(summary: Sequence[dict]) -> str:
+    """A Markdown table: macro-F1, gain over the real maps and over the arm's own control."""
+    lines = ["| arm | macro-F1 | gain vs real (points) | folds > 0 | control | gain vs control | folds > 0 |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+    for e in summary:
+        f1 = e["macro_f1"]
+        gr, gc = e["gain_vs_real"], e["gain_vs_control"]
+        own = e["control"] not in (None, "real")
+        fr = f"{gr['folds_positive']}/{gr['folds']}" if gr else ""
+        fc = f"{gc['folds_positive']}/{gc['folds']}" if gc and own else ""
+        lines.append(f"| {e['arm']} | {f1['mean']:.1f} ± {f1['std']:.1f} | {_pm(gr)} | {fr} | "
+                     f"{e['control'] or ''} | {_pm(gc) if own else ''} | {fc} |")
+    return "\n".join(lines)
+
+
+def format_recall(summary: Sequence[dict], classes: Sequence[str] = CLASS_NAMES) -> str:
+    """Held-out recall per class (%, mean over folds and seeds holding the class)."""
+    head = "| class | " + " | ".join(e["arm"] for e in summary) + " |"
+    lines = [head, "| --- |" + " ---: |" * len(summary)]
+    for c in classes:
+        cells = [("–" if e["recall"].get(c) is None else f"{e['recall'][c]:.0f}") for e in summary]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: Sequence[dict], path: Any, title: str) -> None:
+    """Gains over the real maps and over each arm's own control, mean ± std, one bar pair per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    arms = [e for e in summary if e["arm"] != "real"]
+    fig = Figure(figsize=(9, 0.45 * len(arms) + 1.6), dpi=110)
+    ax = fig.add_subplot(111)
+    ys = np.arange(len(arms))
+    for off, key, colour, name in ((-0.18, "gain_vs_real", "#4c72b0", "vs real maps (same steps)"),
+                                   (0.18, "gain_vs_control", "#dd8452", "vs its own control")):
+        vals = [e[key]["mean"] if e[key] and (key == "gain_vs_real" or e["control"] not in (None, "real"))
+                else np.nan for e in arms]
+        errs = [e[key]["std"] if e[key] else 0 for e in arms]
+        ax.barh(ys + off, vals, height=0.34, xerr=errs, color=colour, label=name, capsize=2)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([e["arm"] for e in arms], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out macro-F1 gain (points), mean ± std over folds × seeds")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+def dumps(obj: Any) -> str:
+    """JSON with NaN as null."""
+    def clean(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, float) and math.isnan(o):
+            return None
+        if isinstance(o, np.generic):
+            return clean(o.item())
+        return o
+    return json.dumps(clean(obj), indent=2) + "\n"
