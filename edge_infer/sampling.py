@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import sys
 from typing import Optional, Union
 
 import numpy as np
@@ -77,7 +78,9 @@ MIX_STREAM = PLAN_STREAM + 1
 #: Seeds are int64 (they are passed to the graphs unchanged).
 MAX_SEED = 2**63 - 1
 
-SeedLike = Union[None, int, np.random.SeedSequence]
+#: A seed as callers give it. ``numpy.random`` is named only as text: importing
+#: it costs start-up time and the graphs never need it.
+SeedLike = Union[None, int, "np.random.SeedSequence"]
 
 
 class MixFallback(UserWarning):
@@ -133,7 +136,8 @@ def check_seed(seed: SeedLike) -> int:
     """
     if seed is None:
         return secrets.randbits(63)
-    if isinstance(seed, np.random.SeedSequence):
+    random = sys.modules.get("numpy.random")  # a caller with a SeedSequence has imported it
+    if random is not None and isinstance(seed, random.SeedSequence):
         return int(seed.generate_state(1, np.uint64)[0]) >> 1
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be a whole number from 0 to 2**63-1, not {seed!r}")
