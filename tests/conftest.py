@@ -56,3 +56,32 @@ def runtime_venv() -> Path:
     if not (path / "bin" / "edge-infer").exists():
         pytest.fail(f"{path} has no edge-infer command; run `make test`, which builds it")
     return path
+
+
+@pytest.fixture()
+def run(capsys, bundle_dir):
+    """Run ``edge-infer ARGS`` in-process; return (exit code, stdout, stderr).
+
+    Verbs that load a model get ``--model`` of the committed bundle unless
+    ``model=False``. Every run asserts that no traceback reached stderr.
+    """
+    from edge_infer.cli import main
+
+    def _run(*args: str, model: bool = True) -> tuple[int, str, str]:
+        argv = list(args)
+        if model and argv and argv[0] in ("generate", "augment", "reconstruct", "info"):
+            argv += ["--model", str(bundle_dir)]
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err
+        return exc.value.code, out.out, out.err
+
+    return _run
+
+
+def one_error_line(err: str) -> str:
+    """The single ``error:`` line of a failed command's stderr (asserts there is exactly one)."""
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]

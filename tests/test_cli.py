@@ -11,31 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_infer.cli import main
+from conftest import one_error_line as _one_error_line
 from edge_infer.wafer import CLASS_NAMES, to_onehot, to_states
-
-
-@pytest.fixture()
-def run(capsys, bundle_dir):
-    """Run ``edge-infer ARGS`` (on the committed bundle, CPU); return (exit code, stdout, stderr)."""
-
-    def _run(*args: str, model: bool = True) -> tuple[int, str, str]:
-        argv = list(args)
-        if model and argv and argv[0] in ("generate", "augment", "reconstruct", "info"):
-            argv += ["--model", str(bundle_dir)]
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
-        out = capsys.readouterr()
-        assert "Traceback" not in out.err
-        return exc.value.code, out.out, out.err
-
-    return _run
-
-
-def _one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_generate_writes_maps_labels_and_picture(run, tmp_path):

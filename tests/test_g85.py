@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_infer.cli import main
+from conftest import one_error_line as _one_error_line
 from edge_infer.g85 import EI_NS, SEMI_NS, G85Error, G85Writer, iter_g85, read_g85, save_g85
 from edge_infer.io import load_dataset
 from edge_infer.wafer import CLASS_NAMES, ResizeNote, resize_states, to_onehot
@@ -28,26 +28,6 @@ def _random_states(n: int, seed: int = 0) -> np.ndarray:
     states = rng.choice([1, 2], size=(n, 26, 26), p=[0.8, 0.2]).astype(np.uint8)
     states[:, ~disc] = 0
     return states
-
-
-@pytest.fixture()
-def run(capsys):
-    """Run ``edge-infer ARGS`` in-process; return (exit code, stdout, stderr)."""
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exc:
-            main(list(args))
-        out = capsys.readouterr()
-        assert "Traceback" not in out.err
-        return exc.value.code, out.out, out.err
-
-    return _run
-
-
-def _one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 # ---------------------------------------------------------------- round trips

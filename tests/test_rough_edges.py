@@ -15,27 +15,9 @@ import numpy as np
 import pytest
 
 from edge_infer import runtime
-from edge_infer.cli import main
 from edge_infer.errors import InputError, ProviderError
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture()
-def run(capsys, bundle_dir):
-    """Run ``edge-infer ARGS`` on the committed bundle; return (exit code, stdout, stderr)."""
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        argv = list(args)
-        if argv and argv[0] in ("generate", "augment", "reconstruct"):
-            argv += ["--model", str(bundle_dir)]
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
-        out = capsys.readouterr()
-        assert "Traceback" not in out.err
-        return exc.value.code, out.out, out.err
-
-    return _run
 
 
 @pytest.fixture()
