@@ -15,6 +15,7 @@ with it (``docs/other-languages.md``).
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
-from . import recipes, sampling
-from .bundle import Bundle, load_bundle
+from . import sampling
+from .bundle import LATENT_SHAPE, Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, write_npy
 from .plan import Plan, Sources, check_source_index, plan_augment, plan_generate, settings
@@ -108,26 +109,52 @@ def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.
     return to_onehot(probs.argmax(axis=-1))
 
 
-def _open_graphs(bundle: Bundle, provider: str, threads: Optional[int]) -> tuple:
-    """The bundle's four sessions, checked against the format: encoder and decoder
-    runners, generator and core sessions, and the generator's provider."""
-    opened = {}
-    for role, p in (("encoder", bundle.encoder_path), ("decoder", bundle.decoder_path),
-                    ("generator", bundle.generator_path), ("core", bundle.core_path)):
-        opened[role] = create_session_info(p, provider=provider, threads=threads)
-    encoder = GraphRunner(*opened["encoder"], input_name=bundle.encoder_io[0], output_name=bundle.encoder_io[1])
-    decoder = GraphRunner(*opened["decoder"], input_name=bundle.decoder_io[0], output_name=bundle.decoder_io[1])
-    for runner, want, p in ((encoder, bundle.latents.shape[1:], bundle.encoder_path),
-                            (decoder, MAP_SHAPE, bundle.decoder_path)):
-        got = runner.item_shape
-        if len(got) != len(want) or any(g not in (-1, w) for g, w in zip(got, want)):
-            raise BundleError(f"{p}: output shape (batch, {', '.join(map(str, got))}) is not (batch, {', '.join(map(str, want))})")
-    for role, p, names in (("generator", bundle.generator_path, ("source", "seed", "row0", "strength")),
-                           ("core", bundle.core_path, ("latent", "sigma", "outline", "seed", "row", "attempt"))):
-        have = [i.name for i in opened[role][0].get_inputs()]
-        if sorted(have) != sorted(names):
-            raise BundleError(f"{p}: inputs {', '.join(have)} are not the format's {', '.join(names)}")
-    return encoder, decoder, opened["generator"][0], opened["core"][0], opened["generator"][1]
+class _Lazy:
+    """A graph opened at its first use, once, however many threads ask at once.
+
+    Only ``generator.onnx`` is opened at load: it is what ``generate`` from
+    the bank runs and what decides the provider. The encoder, the decoder and
+    the core graph cost start-up time that a command not using them should not
+    pay; they open on the provider the generator really got, and their checks
+    against the format run then.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._value: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._make()
+        return self._value
+
+
+def _check_inputs(session: Any, path: Path, names: tuple[str, ...]) -> Any:
+    have = [i.name for i in session.get_inputs()]
+    if sorted(have) != sorted(names):
+        raise BundleError(f"{path}: inputs {', '.join(have)} are not the format's {', '.join(names)}")
+    return session
+
+
+def _runner(bundle: Bundle, role: str, provider: str, threads: Optional[int]) -> GraphRunner:
+    """The encoder or decoder of ``bundle`` as a runner, its output shape checked."""
+    path, (input_name, output_name), want = (
+        (bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE) if role == "encoder"
+        else (bundle.decoder_path, bundle.decoder_io, MAP_SHAPE)
+    )
+    runner = GraphRunner(*create_session_info(path, provider=provider, threads=threads),
+                         input_name=input_name, output_name=output_name)
+    got = runner.item_shape
+    if len(got) != len(want) or any(g not in (-1, w) for g, w in zip(got, want)):
+        raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not (batch, {', '.join(map(str, want))})")
+    return runner
+
+
+GENERATOR_INPUTS = ("source", "seed", "row0", "strength")
+CORE_INPUTS = ("latent", "sigma", "outline", "seed", "row", "attempt")
 
 
 def _as_latents(latents: Any, shape: tuple) -> np.ndarray:
@@ -162,15 +189,17 @@ class WaferGenerator:
     (any case) or index.
     """
 
-    def __init__(self, bundle: Bundle, encoder: GraphRunner, decoder: GraphRunner, generator: Any, core: Any,
-                 info: SessionInfo) -> None:
+    def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
+        """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
         self.bundle = bundle
-        self.encoder = encoder
-        self.decoder = decoder
-        self.generator_session = generator  # generator.onnx
-        self.core_session = core  # generator_core.onnx
-        self._graphs = _Graphs(generator, core, bundle.latent_std)
-        self._info = info
+        session, self._info = create_session_info(bundle.generator_path, provider=provider, threads=threads)
+        self.generator_session = _check_inputs(session, bundle.generator_path, GENERATOR_INPUTS)  # generator.onnx
+        on = self._info.actual  # the graphs opened later run where the generator really runs
+        self._encoder = _Lazy(lambda: _runner(bundle, "encoder", on, threads))
+        self._decoder = _Lazy(lambda: _runner(bundle, "decoder", on, threads))
+        self._core = _Lazy(lambda: _check_inputs(
+            create_session_info(bundle.core_path, provider=on, threads=threads)[0], bundle.core_path, CORE_INPUTS))
+        self._graphs = _Graphs(self.generator_session, self._core, bundle.latent_std)
         self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
         self._class_rows = tuple(np.flatnonzero(bundle.labels == c) for c in range(len(bundle.classes)))
 
@@ -186,12 +215,28 @@ class WaferGenerator:
         """Load and verify a bundle (the default one when ``path`` is None).
 
         ``provider``: ``"auto"`` (CUDA when a session really gets it, else the
-        CPU), ``"cpu"`` or ``"cuda"`` (a :class:`~edge_infer.errors.ProviderError`
-        where CUDA does not work). ``threads``: onnxruntime intra-op threads
-        per session; None keeps onnxruntime's default.
+        CPU), ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"`` (a
+        :class:`~edge_infer.errors.ProviderError` where it does not really
+        run). ``threads``: onnxruntime intra-op threads per session; None
+        keeps onnxruntime's default. The encoder, decoder and core graphs open
+        at their first use (see :class:`_Lazy`).
         """
-        bundle = load_bundle(path, verify=verify)
-        return cls(bundle, *_open_graphs(bundle, provider, threads))
+        return cls(load_bundle(path, verify=verify), provider, threads)
+
+    @property
+    def encoder(self) -> GraphRunner:
+        """``encoder.onnx`` as a runner (opened at first use)."""
+        return self._encoder()
+
+    @property
+    def decoder(self) -> GraphRunner:
+        """``decoder.onnx`` as a runner (opened at first use)."""
+        return self._decoder()
+
+    @property
+    def core_session(self) -> Any:
+        """``generator_core.onnx``'s session (opened at first use)."""
+        return self._core()
 
     # ------------------------------------------------------------ properties
 
@@ -223,7 +268,7 @@ class WaferGenerator:
         (boolean ``(N, 26, 26)`` or ``(26, 26)``, True = off-wafer), with that
         outline locked in. ``raw=True``: the decoder's probabilities.
         """
-        probs = self.decoder.run(_as_latents(latents, self.bundle.latents.shape[1:]), chunk=BLOCK_ROWS)
+        probs = self.decoder.run(_as_latents(latents, LATENT_SHAPE), chunk=BLOCK_ROWS)
         return _finish(probs, raw, None if outlines is None else np.asarray(outlines, dtype=bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
@@ -318,7 +363,9 @@ class WaferGenerator:
         if source_offset and not uniform:
             raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
         src = self._source_set(maps, labels, None, require_labels=True)
-        counts = recipes.variant_counts(k if uniform else per_source, src.labels.shape[0])  # one per source (recipes)
+        from .recipes import variant_counts  # only augment needs the recipes
+
+        counts = variant_counts(k if uniform else per_source, src.labels.shape[0])  # one per source (recipes)
         _need_memory(int(counts.sum()))
         opts = settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
         plan = plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
@@ -415,7 +462,7 @@ class _Graphs(NamedTuple):
     """The two generator sessions and the bank's latent std (σ of relative noise)."""
 
     generator: Any  # generator.onnx
-    core: Any  # generator_core.onnx
+    core: Callable[[], Any]  # generator_core.onnx, opened at its first use
     std: np.ndarray
 
 
@@ -450,8 +497,8 @@ def _draw(graphs: _Graphs, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -
         "attempt": attempts.astype(np.int64),
     }
     if opts.outline_lock and not opts.raw:
-        return graphs.core.run(["maps"], feeds)[0]
-    probs = graphs.core.run(["probs"], feeds)[0]
+        return graphs.core().run(["maps"], feeds)[0]
+    probs = graphs.core().run(["probs"], feeds)[0]
     return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
 
 

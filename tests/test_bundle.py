@@ -166,18 +166,24 @@ def test_a_bank_holding_pickles_is_refused(bundle_copy):
 def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy):
     from edge_infer import WaferGenerator
 
+    maps = np.load(bundle_copy / "latent_bank.npz")["outlines"][:1]  # any die states will do
+    states = np.where(maps, 0, 1).astype(np.int64)
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"]["input"] = "pixels"
     _write_manifest(bundle_copy, m)
+    gen = WaferGenerator.load(bundle_copy, provider="cpu")  # the encoder opens at its first use
     with pytest.raises(BundleError, match=r"encoder\.onnx: graph has no input named 'pixels'"):
-        WaferGenerator.load(bundle_copy, provider="cpu")
+        gen.encode(states)
     # encoder and decoder swapped (names fixed up so only the shapes are wrong)
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"].update(file="decoder.onnx", input="latent", output="wafer")
     m["graphs"]["decoder"].update(file="encoder.onnx", input="wafer", output="latent")
     _write_manifest(bundle_copy, m)
-    with pytest.raises(BundleError, match="output shape"):
-        WaferGenerator.load(bundle_copy, provider="cpu")
+    gen = WaferGenerator.load(bundle_copy, provider="cpu")
+    with pytest.raises(BundleError, match=r"decoder\.onnx: output shape"):
+        gen.encode(states)
+    with pytest.raises(BundleError, match=r"encoder\.onnx: output shape"):
+        gen.decode(np.zeros((1, 64, 3, 3), np.float32))
     # the two generator graphs swapped: their inputs are not the format's
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"].update(file="encoder.onnx", input="wafer", output="latent")
@@ -186,3 +192,34 @@ def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy):
     _write_manifest(bundle_copy, m)
     with pytest.raises(BundleError, match=r"generator_core\.onnx: inputs .* are not the format's source, seed, row0, strength"):
         WaferGenerator.load(bundle_copy, provider="cpu")
+    m["graphs"]["generator"]["file"] = "generator.onnx"  # only the core graph wrong: refused at its first use
+    _write_manifest(bundle_copy, m)
+    gen = WaferGenerator.load(bundle_copy, provider="cpu")
+    with pytest.raises(BundleError, match=r"generator\.onnx: inputs .* are not the format's latent, sigma"):
+        gen.generate("Loc", 3, seed=0, method="mix")
+
+
+def test_only_the_generator_graph_opens_at_load(bundle_copy):
+    """Generating from the bank never opens the encoder, decoder or core graph
+    (start-up a CLI run should not pay for); each opens once, on first use."""
+    import threading
+
+    from edge_infer import WaferGenerator
+
+    for name in ("encoder.onnx", "decoder.onnx", "generator_core.onnx"):
+        (bundle_copy / name).write_bytes(b"not a graph")
+    gen = WaferGenerator.load(bundle_copy, provider="cpu", verify=False)
+    assert gen.generate("Loc", 5, seed=0).maps.shape == (5, 26, 26, 3)
+    with pytest.raises(BundleError, match=r"encoder\.onnx: onnxruntime cannot load this graph"):
+        gen.encode(np.ones((26, 26), np.int64))
+    with pytest.raises(BundleError, match=r"generator_core\.onnx: onnxruntime cannot load this graph"):
+        gen.generate("Loc", 5, seed=0, method="mix")
+
+    gen = WaferGenerator.load(provider="cpu")
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(gen.decoder)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and all(r is got[0] for r in got)
