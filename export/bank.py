@@ -48,12 +48,16 @@ def build_bank(latents: np.ndarray, labels: np.ndarray, maps: np.ndarray) -> "di
 
 
 def bank_bytes(bank: "dict[str, np.ndarray]") -> bytes:
-    """The ``.npz`` bytes of ``bank``: ``np.load``-able, no pickles, no timestamps."""
+    """The ``.npz`` bytes of ``bank``: ``np.load``-able, no pickles, no timestamps.
+
+    Stored, not deflated: float latents barely compress, while inflating
+    them cost every bundle load (so every CLI run) time at start-up.
+    """
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
         for key in BANK_KEYS:
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             member = io.BytesIO()
             np.lib.format.write_array(member, np.ascontiguousarray(bank[key]), allow_pickle=False)
