@@ -1,4 +1,4 @@
-"""PNG pictures of wafer maps: grids of maps with labels and a legend (pillow).
+"""PNG pictures of wafer maps: grids of maps with labels and a legend (drawn with pillow).
 
 One fixed three-colour die palette, :data:`PALETTE`, is used in every figure
 (and in the README), so a colour means the same die state everywhere. Colours
@@ -8,6 +8,8 @@ to keep the off-wafer area quiet (light grey).
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -119,8 +121,33 @@ def render_grid(
     return img
 
 
+def png_bytes(image: Union["PIL.Image.Image", np.ndarray]) -> bytes:  # noqa: F821
+    """The PNG file of an RGB picture (a pillow image or uint8 ``(H, W, 3)``).
+
+    Written here, not by pillow's ``Image.save``: that first loads pillow's
+    BMP, GIF, JPEG and PPM plugins too, a cost every ``generate`` would pay at
+    start-up for formats it never writes. The file is plain 8-bit truecolour,
+    each row "Up"-filtered (rows of a flat-colour picture repeat, so they
+    compress to almost nothing); any PNG reader opens it.
+    """
+    rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") and image.mode != "RGB" else image)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected RGB uint8 pixels (H, W, 3), not {rgb.dtype} {rgb.shape}")
+    h, w, _ = rgb.shape
+    rows = rgb.reshape(h, w * 3)
+    up = np.diff(rows, axis=0, prepend=np.zeros((1, w * 3), np.uint8))  # uint8: modulo 256, as PNG wants
+    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)  # 2 = the "Up" filter
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, filtered, not interlaced
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
+
+
 def save_png(image: "PIL.Image.Image", path: Union[str, Path], *, force: bool = False) -> Path:  # noqa: F821
     """Write ``image`` as PNG at ``path``, atomically (never a half-written file)."""
+    data = png_bytes(image)
     with atomic_path(path, force=force) as tmp:
-        image.save(tmp, format="PNG")
+        tmp.write_bytes(data)
     return Path(path)

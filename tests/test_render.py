@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edge_infer.errors import OutputError
-from edge_infer.render import DIE_PX, GAP_PX, MARGIN, PALETTE, map_pixels, render_grid, save_png
+from edge_infer.render import DIE_PX, GAP_PX, MARGIN, PALETTE, map_pixels, png_bytes, render_grid, save_png
 from edge_infer.wafer import to_onehot
 
 SIDE = 26 * (DIE_PX + GAP_PX) - GAP_PX
@@ -61,6 +61,24 @@ def test_save_png_opens_and_refuses_to_overwrite(tmp_path):
     save_png(render_grid([[_states(3)]]), path, force=True)
     assert path.read_bytes() != before
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary left
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (200, 333)])
+def test_png_bytes_decode_to_the_same_pixels(shape):
+    """Our PNG writer (pillow's would load four other format plugins first):
+    pillow reads back exactly the pixels, for random ones and for a grid."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    grid = render_grid([[_states(1), _states(2)]], col_labels=["one", "two"], title="t")
+    for image in (pixels, Image.fromarray(pixels), grid, grid.convert("L")):
+        import io
+
+        with Image.open(io.BytesIO(png_bytes(image))) as back:
+            assert back.format == "PNG" and back.mode == "RGB"
+            want = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
+            assert np.array_equal(np.asarray(back), want)
+    with pytest.raises(ValueError, match="RGB uint8"):
+        png_bytes(np.zeros((4, 4), np.uint8))
 
 
 def test_save_png_into_an_unwritable_place(tmp_path):

@@ -273,8 +273,9 @@ def say_generated(out: Path, n: int, picture_name: str) -> None:
 
 def png_writer(image: Any) -> "Callable[[Path], None]":
     """A :func:`write_all` writer saving a PIL image as PNG."""
+    from ..render import png_bytes
 
     def write(tmp: Path) -> None:
-        image.save(tmp, format="PNG")
+        tmp.write_bytes(png_bytes(image))
 
     return write
