@@ -45,7 +45,7 @@ mode is left as the course had it.
 from __future__ import annotations
 
 import math
-import secrets
+import os
 import sys
 from typing import Optional, Union
 
@@ -135,7 +135,7 @@ def check_seed(seed: SeedLike) -> int:
     contributes 63 bits of its generated state, spawn key included.
     """
     if seed is None:
-        return secrets.randbits(63)
+        return int.from_bytes(os.urandom(8), "little") >> 1  # 63 bits from the OS, as secrets would
     random = sys.modules.get("numpy.random")  # a caller with a SeedSequence has imported it
     if random is not None and isinstance(seed, random.SeedSequence):
         return int(seed.generate_state(1, np.uint64)[0]) >> 1
