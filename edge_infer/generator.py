@@ -286,12 +286,18 @@ class WaferGenerator:
         """The bank's own maps ``indices`` as the decoder sees them (outline-locked).
 
         The bundle stores no training map, so this is the closest picture of
-        a bank source: its latent decoded, with its outline locked in.
+        a bank source: its latent decoded, with its outline locked in. That is
+        the generator graph at zero noise (the exporter checks it against
+        ``decoder.onnx`` + the lock bit for bit), so a picture of a bank
+        generate needs no second graph.
         """
         idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
-        return self.decode(self.bundle.latents[idx], outlines=self.bundle.source_outlines(idx))
+        zero_noise = {"seed": np.zeros(1, np.int64), "row0": np.zeros(1, np.int64), "strength": np.zeros(1, np.float32)}
+        blocks = [self.generator_session.run(["maps"], {"source": idx[lo:lo + BLOCK_ROWS], **zero_noise})[0]
+                  for lo in range(0, idx.size, BLOCK_ROWS)]
+        return np.concatenate(blocks) if blocks else np.empty((0, *MAP_SHAPE), np.float32)
 
     # ------------------------------------------------------------ generation: plan → graph per block → sink
 

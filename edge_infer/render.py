@@ -28,6 +28,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 _COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
 BACKGROUND = (255, 255, 255)
 TEXT = (30, 30, 30)
+#: zlib effort for pictures: their flat colours leave little for more effort to find.
+PNG_LEVEL = 3
 DIE_PX = 6  # pixels per die
 GAP_PX = 1  # white line between dies, so single defective dies stay visible
 MARGIN = 12  # between maps and around the figure
@@ -142,7 +144,7 @@ def png_bytes(image: Union["PIL.Image.Image", np.ndarray]) -> bytes:  # noqa: F8
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, filtered, not interlaced
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), PNG_LEVEL)) + chunk(b"IEND", b"")
 
 
 def save_png(image: "PIL.Image.Image", path: Union[str, Path], *, force: bool = False) -> Path:  # noqa: F821

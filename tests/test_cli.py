@@ -244,12 +244,12 @@ def test_bad_noise_options_fail_before_any_model_loads(run, tmp_path, option, me
 
 
 def test_interrupt_while_writing_the_picture_leaves_no_output_at_all(run, tmp_path, monkeypatch):
-    from PIL import Image as PILImage
+    import edge_infer.render
 
-    def boom(self, *args, **kwargs):
+    def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(PILImage.Image, "save", boom)
+    monkeypatch.setattr(edge_infer.render, "png_bytes", boom)
     code, _, err = run("generate", "-c", "None", "-n", "3", "-o", str(tmp_path))
     assert code == 130 and "interrupted" in err
     assert list(tmp_path.iterdir()) == []  # not even the .npy files written before the picture

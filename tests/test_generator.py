@@ -189,6 +189,17 @@ def test_streaming_interrupted_leaves_nothing(gen, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_bank_maps_are_the_decoded_bank_latents_outline_locked(gen):
+    """bank_maps runs the generator graph at zero noise: it must be exactly
+    decoder.onnx + the outline lock on every bank latent, in any order."""
+    idx = np.concatenate([np.arange(gen.bundle.count), [7, 7, 0]])
+    want = gen.decode(gen.bundle.latents[idx], outlines=gen.bundle.source_outlines(idx))
+    np.testing.assert_array_equal(gen.bank_maps(idx), want)
+    assert gen.bank_maps([]).shape == (0, 26, 26, 3)
+    with pytest.raises(InputError, match="bank index out of range"):
+        gen.bank_maps([gen.bundle.count])
+
+
 def test_encode_decode_reconstruct(gen):
     maps = gen.bank_maps(np.arange(10))
     z = gen.encode(maps)
