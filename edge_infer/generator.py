@@ -223,6 +223,16 @@ class WaferGenerator:
         """
         return cls(load_bundle(path, verify=verify), provider, threads)
 
+    def open_graphs(self) -> "WaferGenerator":
+        """Open the encoder, decoder and core graphs now rather than at first use.
+
+        For a server that wants its first request as fast as the rest, and for
+        ``edge-infer info``, which checks every graph against the format.
+        Returns the generator.
+        """
+        self._encoder(), self._decoder(), self._core()
+        return self
+
     @property
     def encoder(self) -> GraphRunner:
         """``encoder.onnx`` as a runner (opened at first use)."""

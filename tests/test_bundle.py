@@ -163,7 +163,7 @@ def test_a_bank_holding_pickles_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
-def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy):
+def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy, capsys):
     from edge_infer import WaferGenerator
 
     maps = np.load(bundle_copy / "latent_bank.npz")["outlines"][:1]  # any die states will do
@@ -184,6 +184,14 @@ def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy):
         gen.encode(states)
     with pytest.raises(BundleError, match=r"encoder\.onnx: output shape"):
         gen.decode(np.zeros((1, 64, 3, 3), np.float32))
+    with pytest.raises(BundleError, match=r"decoder\.onnx: output shape"):
+        WaferGenerator.load(bundle_copy, provider="cpu").open_graphs()  # every graph, now
+    from edge_infer.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", "--model", str(bundle_copy), "--provider", "cpu"])
+    assert exit_info.value.code == 1  # `edge-infer info` opens and checks every graph
+    assert "decoder.onnx: output shape" in capsys.readouterr().err
     # the two generator graphs swapped: their inputs are not the format's
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"].update(file="encoder.onnx", input="wafer", output="latent")

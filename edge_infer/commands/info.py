@@ -20,13 +20,14 @@ def info(model: ModelOpt = None, provider: ProviderOpt = "auto") -> None:
     from ..generator import WaferGenerator
     from ..runtime import available_providers, clash, ort_distribution, ort_version
 
-    gen = WaferGenerator.load(model, provider=provider)
+    gen = WaferGenerator.load(model, provider=provider).open_graphs()  # every graph checked, not only the generator
     b = gen.bundle
     m = b.manifest
     prov = m.get("provenance", {}) if isinstance(m.get("provenance"), dict) else {}
     d = b.noise_defaults
     say(f"bundle: {m.get('name', '?')} at {b.path}")
-    say(f"  format version {m['format_version']}, created {m.get('created_utc', '?')}, verified (sha256 of every file)")
+    say(f"  format version {m['format_version']}, created {m.get('created_utc', '?')}, verified (sha256 of every file, "
+        "every graph opened and checked against the format)")
     say(f"  decoder variant: {m['graphs']['decoder'].get('variant', '?')}; trained {prov.get('epochs', '?')} epochs")
     say(f"  latent bank: {b.count} maps, latent {tuple(b.latents.shape[1:])}, {b.outlines.shape[0]} wafer outline(s)")
     say(f"  noise defaults: {d.mode} strength {d.strength:g}, method {d.method}, outline lock {'on' if d.outline_lock else 'off'}")
