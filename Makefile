@@ -9,7 +9,7 @@ PYTHON ?= python3
 DATA ?= ../shared/data/wafer.zip
 RUNTIME_VENV := .venv
 DEV_VENV := .venv-dev
-# onnxruntime-node for the Node.js conformance test (tests/test_node_conformance.py):
+# onnxruntime-node for the Node.js conformance test (tests/conformance/test_node_conformance.py):
 # pinned, and --ignore-scripts, whose install script would download a CUDA provider.
 NODE_DIR := .node
 NODE_ORT_VERSION := 1.30.0

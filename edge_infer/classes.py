@@ -10,7 +10,7 @@ from __future__ import annotations
 #: This is the one list of names: training, export, the manifest, the CLI and
 #: every picture read it. The order is the data's, not WM-811K's alphabetical
 #: list (which puts Near-full at 5): the maps show it (index 7 is nearly all
-#: defect, 6 thin lines, 5 scattered), and ``tests/test_class_names.py`` ties
+#: defect, 6 thin lines, 5 scattered), and ``tests/edge_infer/test_class_names.py`` ties
 #: each name to those figures. edge-infer 0.1 had 5, 6, 7 as Near-full,
 #: Random, Scratch.
 CLASS_NAMES = (

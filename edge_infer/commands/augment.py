@@ -32,7 +32,7 @@ from ._common import (
 from ._formats import FormatOpt
 
 PICTURE = "augment.png"
-# Names only (no numpy): --help stays instant. tests/test_recipes.py ties them to edge_infer.recipes.
+# Names only (no numpy): --help stays instant. tests/edge_infer/test_recipes.py ties them to edge_infer.recipes.
 RECIPE_NAMES = ("classic", "symmetries", "balanced", "balanced-copies", "symmetries+noise",
                 "symmetries+balanced-copies", "symmetries+balanced")
 DEFAULT_RECIPE_NAME = "symmetries"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import one_error_line as _one_error_line
+from conftest import REPO, one_error_line as _one_error_line
 from edge_infer.wafer import CLASS_NAMES, to_onehot, to_states
 
 
@@ -92,7 +92,7 @@ def test_unwritable_output_folder(run, tmp_path):
 def test_cuda_asked_for_but_absent(run, tmp_path):
     from edge_infer.runtime import create_session_info
 
-    _, info = create_session_info(Path(__file__).parents[1] / "models" / "wafer-cae" / "decoder.onnx")
+    _, info = create_session_info(REPO / "models" / "wafer-cae" / "decoder.onnx")
     if info.actual == "cuda":
         pytest.skip("CUDA works here")
     code, _, err = run("generate", "-c", "None", "-o", str(tmp_path), "--provider", "cuda")

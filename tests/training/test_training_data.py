@@ -19,7 +19,7 @@ from edge_infer.errors import DataFileError, InputError
 from edge_infer.wafer import to_onehot
 from training.data import load_training_data, split_indices, to_tensor
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 COURSE_DATA_SHA256 = "2564b21f89f6b634eae6aec7c7d86378a7fda3ec56344d33ffac9a13a16d5924"
 COURSE_LABEL_SHA256 = "5c8e13bb85864aa02676233077252e80f9f7a086800a99c81dcbb204b39a9933"
 

@@ -2,7 +2,7 @@
 
 `make test` installs the pinned onnxruntime-node into the ignored folder
 ``.node`` (``npm install --ignore-scripts``); the client is
-``tests/node/generate.mjs``, which reads nothing but the bundle's files.
+``tests/conformance/node/generate.mjs``, which reads nothing but the bundle's files.
 Skipped, saying why, where node or that folder is absent.
 """
 
@@ -19,8 +19,8 @@ import pytest
 
 from edge_infer import WaferGenerator
 
-REPO = Path(__file__).resolve().parents[1]
-CLIENT = REPO / "tests" / "node" / "generate.mjs"
+from conftest import REPO  # noqa: E402
+CLIENT = Path(__file__).parent / "node" / "generate.mjs"
 NODE_MODULES = Path(os.environ.get("EDGE_INFER_NODE_MODULES", REPO / ".node" / "node_modules"))
 
 

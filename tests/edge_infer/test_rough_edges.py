@@ -17,7 +17,7 @@ import pytest
 from edge_infer import runtime
 from edge_infer.errors import InputError, ProviderError
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 
 
 @pytest.fixture()

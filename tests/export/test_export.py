@@ -30,7 +30,7 @@ from export.build import export_bundle  # noqa: E402
 from export.manifest import manifest_hash  # noqa: E402
 from training.model import ConvAutoencoder  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO  # noqa: E402
 N_MAPS = 40
 ABSENT_CLASS = 1  # Donut: no synthetic map has it
 
