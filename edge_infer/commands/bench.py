@@ -52,14 +52,12 @@ def bench(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out file.")] = False,
 ) -> None:
     """Time encode, decode and generate (maps/s, p50/p99 latency) on this machine."""
-    import json
-
     from ..bench import format_table, parse_batches, run_bench
-    from ..errors import InputError, OutputError
-    from ..io import atomic_path
+    from ..errors import InputError
+    from ..io import atomic_path, check_targets, json_text
 
-    if out is not None and out.exists() and not force:
-        raise OutputError(f"{out} exists; use --force to replace it")
+    if out is not None:
+        check_targets([out], force=force)  # before minutes of measuring, not after
     if seconds <= 0:
         raise InputError(f"--seconds must be positive, not {seconds}")
     if io_binding not in ("on", "off", "both"):
@@ -69,7 +67,6 @@ def bench(
                        tasks=[t.strip() for t in tasks.split(",") if t.strip()], compare=compare or [], progress=tell)
     say(format_table(report))
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out, force=True) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_path(out, force=force) as tmp:
+            tmp.write_text(json_text(report, sort_keys=False))
         say(f"wrote {out}")
