@@ -198,10 +198,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "rounds": [{"onnxruntime": o, "pytorch": t} for o, t in zip(onnx_rounds, torch_rounds)],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from edge_infer.io import atomic_path
+    from edge_infer.io import atomic_path, json_text
 
     with atomic_path(args.out, force=True) as tmp_out:
-        tmp_out.write_text(json.dumps(report, indent=2) + "\n")
+        tmp_out.write_text(json_text(report, sort_keys=False))
     table = {**onnx_report, "results": onnx_rows + torch_rows, "ratios": {}}
     print(format_table(table))
     print()

@@ -18,7 +18,6 @@ baseline uses a seeded random initialisation (and says so in its output).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -119,7 +118,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               "settings": {"weights": source, "threads": threads, "seconds": args.seconds,
                            "load_average_before": before, "load_average_after": load_average()},
               "results": rows}
-    text = json.dumps(report, indent=2) + "\n"
+    from edge_infer.io import json_text
+
+    text = json_text(report, sort_keys=False)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         from edge_infer.io import atomic_path
