@@ -1,6 +1,6 @@
 """The reference classifier: a small CNN that names a wafer map's pattern class.
 
-It is the yardstick of :mod:`training.evaluate`: trained on real maps only, it
+It is the yardstick of :mod:`training.evaluation`: trained on real maps only, it
 says whether a generated map still shows its source's class (fidelity), and
 trained on real plus generated maps, whether augmentation helps (usefulness).
 So it must be cheap (seconds to tens of seconds on two CPU cores) and exactly

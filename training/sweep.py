@@ -2,11 +2,11 @@
 
 For each strength the runtime generates ``--per-source`` variants of every
 real map (method ``noise``, outline locked, fixed seed), and
-:mod:`training.evaluate` measures them with the out-of-fold reference
-classifiers. The course's absolute σ schedule is measured too, as one point.
-The default strength is then chosen by the rule in
-:func:`training.evaluate.choose_strength` and printed, the picture is
-written as a PNG and the figures as JSON beside it.
+:mod:`training.evaluation.quality` measures them with the out-of-fold
+reference classifiers (:mod:`training.evaluation.readers`). The course's
+absolute σ schedule is measured too, as one point. The default strength is
+then chosen by the rule in :func:`training.evaluation.rules.choose_strength`
+and printed, the picture is written as a PNG and the figures as JSON beside it.
 
 Run ``python -m training.sweep --help``.
 """
@@ -20,8 +20,16 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from edge_infer.errors import EdgeInferError
-from training import evaluate as ev
+from edge_infer.commands import handle_errors
+from edge_infer.errors import EdgeInferError, InputError
+from edge_infer.wafer import to_states
+# The evaluation's CLI options (module level: typer reads the annotations here).
+from training.evaluation.cli import DataOpt, LabelsOpt, ModelOpt, number_list, write_json
+from training.evaluation.folds import DEFAULT_FOLDS
+from training.evaluation.metrics import agreement, changed_share, source_rows
+from training.evaluation.quality import quality_metrics
+from training.evaluation.readers import out_of_fold_reader
+from training.evaluation.rules import DEFAULT_TOLERANCE, choose_strength, done_when
 
 DEFAULT_STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0)
 COURSE = "course"
@@ -76,47 +84,44 @@ def run_sweep(
     *,
     per_source: int = 5,
     seed: int = 0,
-    n_folds: int = ev.DEFAULT_FOLDS,
-    tolerance: float = ev.DEFAULT_TOLERANCE,
+    n_folds: int = DEFAULT_FOLDS,
+    tolerance: float = DEFAULT_TOLERANCE,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
     """Measure every strength and the course schedule; choose the default. JSON-ready dict."""
     y = np.asarray(labels).reshape(-1)
-    folds = ev.stratified_group_folds(ev.to_states(maps), y, n_folds, seed)
-    progress(f"reference classifiers: {n_folds} folds (cached per data and recipe)")
-    models = ev.fit_fold_models(maps, y, folds, seed=seed)
+    reader = out_of_fold_reader(maps, y, n_folds, seed, progress)
     recon = reconstruct(generator, maps)
-    real_pred = ev.out_of_fold_predict(models, maps, folds)
-    recon_pred = ev.out_of_fold_predict(models, recon, folds)
-    sources = ev.source_rows(len(maps) * per_source, len(maps), per_source)
+    real_pred = reader.read(maps)
+    recon_pred = reader.read(recon)
+    sources = source_rows(len(maps) * per_source, len(maps), per_source)
 
     def measure(strength: Union[float, str]) -> dict[str, Any]:
         progress(f"strength {strength}: generating {len(sources)} maps and measuring")
         gen = generate(generator, maps, y, strength, per_source=per_source, seed=seed)
-        rep = ev.quality_metrics(maps, y, gen, sources, recon, real_pred=real_pred,
-                                 recon_pred=recon_pred,
-                                 gen_pred=ev.out_of_fold_predict(models, gen, folds[sources]))
+        rep = quality_metrics(maps, y, gen, sources, recon, real_pred=real_pred,
+                              recon_pred=recon_pred, gen_pred=reader.read(gen, sources))
         row: dict[str, Any] = {"strength": strength}
         row.update({k: rep["overall"][k] for k in SUMMARY_KEYS})
-        row["targets"] = {k: t["pass"] for k, t in ev.done_when(rep["overall"], tolerance).items()}
+        row["targets"] = {k: t["pass"] for k, t in done_when(rep["overall"], tolerance).items()}
         row["fidelity_generated_per_class"] = {
             name: r["fidelity_generated"] for name, r in rep["per_class"].items()}
         return row
 
     points = [measure(s) for s in strengths]
     course = measure(COURSE)
-    recon_fid = ev.agreement(recon_pred, y)
-    chosen = ev.choose_strength([p["strength"] for p in points],
+    recon_fid = agreement(recon_pred, y)
+    chosen = choose_strength([p["strength"] for p in points],
                                 [p["fidelity_generated"] for p in points], recon_fid, tolerance)
     return {
         "rule": (f"the largest tested strength such that it and every smaller tested strength "
                  f"have fidelity >= reconstructions' fidelity - {100 * tolerance:g} points"),
         "tolerance": tolerance,
         "chosen_strength": chosen,
-        "fidelity_real": ev.agreement(real_pred, y),
+        "fidelity_real": agreement(real_pred, y),
         "fidelity_reconstruction": recon_fid,
-        "reconstruction_changed_vs_source": float(np.mean(ev.changed_share(
-            ev.to_states(recon), ev.to_states(maps), ev.to_states(maps)))),
+        "reconstruction_changed_vs_source": float(np.mean(changed_share(
+            to_states(recon), to_states(maps), to_states(maps)))),
         "per_source": per_source, "seed": seed, "folds": n_folds, "maps": int(len(maps)),
         "points": points,
         "course": course,
@@ -189,51 +194,46 @@ def plot_sweep(result: dict[str, Any], path: Path, *, force: bool = False) -> Pa
 def _app() -> Any:
     import typer
 
-    app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0])
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=__doc__.split("\n\n")[0])
 
     @app.command()
+    @handle_errors
     def main(
-        data: Path = typer.Option(..., "--data", help="Real maps: wafer.zip, a folder with data.npy + label.npy, or a .npy (with --labels)."),
+        data: DataOpt,
         out: Path = typer.Option(..., "--out", help="PNG to write; the figures go to the same name with .json."),
-        labels: Optional[Path] = typer.Option(None, "--labels", help="Labels .npy when --data is a .npy of maps."),
+        labels: LabelsOpt = None,
         strengths: str = typer.Option(",".join(f"{s:g}" for s in DEFAULT_STRENGTHS), "--strengths",
                                       help="Comma-separated relative strengths (> 0) to test."),
         per_source: int = typer.Option(5, "--per-source", min=1, help="Variants per real map."),
-        model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle folder (default: $EDGE_INFER_MODEL, else the packaged one)."),
-        tolerance: float = typer.Option(ev.DEFAULT_TOLERANCE, "--tolerance", min=0.0,
+        model: ModelOpt = None,
+        tolerance: float = typer.Option(DEFAULT_TOLERANCE, "--tolerance", min=0.0,
                                         help="Allowed fidelity drop below the reconstructions', as a share (0.03 = 3 points)."),
-        folds: int = typer.Option(ev.DEFAULT_FOLDS, "--folds", min=2),
+        folds: int = typer.Option(DEFAULT_FOLDS, "--folds", min=2),
         seed: int = typer.Option(0, "--seed"),
         force: bool = typer.Option(False, "--force", help="Overwrite the PNG and JSON."),
     ) -> None:
         """Sweep the noise strength, draw fidelity against diversity, choose the default."""
-        from edge_infer.errors import InputError
-        from edge_infer.io import check_targets, load_dataset, save_bytes
+        from edge_infer import WaferGenerator
+        from edge_infer.io import check_targets, load_dataset
+        from training.evaluation.report import describe_model
 
         def say(msg: str) -> None:
             typer.echo(msg, err=True)
 
-        try:
-            try:
-                values = [float(s) for s in strengths.split(",") if s.strip()]
-            except ValueError:
-                raise InputError(f"--strengths must be numbers separated by commas, not {strengths!r}") from None
-            if not values or min(values) <= 0:
-                raise InputError("--strengths must list at least one strength, all > 0")
-            json_path = out.with_suffix(".json")
-            check_targets([out, json_path], force=force)
-            real = load_dataset(data, labels, require_labels=True)
-            gen = ev.load_generator(model)
-            result = run_sweep(gen, real.maps, real.labels, sorted(values), per_source=per_source,
-                               seed=seed, n_folds=folds, tolerance=tolerance, progress=say)
-            result["inputs"] = {"data": str(data), "model": ev.describe_model(gen)}
-            typer.echo(format_sweep(result))
-            plot_sweep(result, out, force=force)
-            save_bytes(json_path, ev.dumps_report(result).encode(), force=force)
-            say(f"wrote {out} and {json_path}")
-        except EdgeInferError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        values = number_list(strengths, "--strengths")
+        if min(values) <= 0:
+            raise InputError("--strengths must list at least one strength, all > 0")
+        json_path = out.with_suffix(".json")
+        check_targets([out, json_path], force=force)
+        real = load_dataset(data, labels, require_labels=True)
+        gen = WaferGenerator.load(model)
+        result = run_sweep(gen, real.maps, real.labels, sorted(values), per_source=per_source,
+                           seed=seed, n_folds=folds, tolerance=tolerance, progress=say)
+        result["inputs"] = {"data": str(data), "model": describe_model(gen)}
+        typer.echo(format_sweep(result))
+        plot_sweep(result, out, force=force)
+        write_json(json_path, result, force=force)
+        say(f"wrote {out} and {json_path}")
 
     return app
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from edge_infer.errors import InputError
-from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, to_onehot
-from training import evaluate as ev
+from edge_infer.io import json_text
+from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, to_onehot, to_states
+from training.evaluation import cli, metrics, quality, readers, report, rules
+from training.evaluation.folds import stratified_group_folds
 
 
 def disc_states(n: int = 1, radius: float = 11.0) -> np.ndarray:
@@ -38,7 +40,7 @@ def test_validity_flags_broken_outline_and_non_onehot():
     gen[2, 12, 12] = [0, 1, 1]
     # map 3: a soft probability -> not one-hot
     gen[3, 12, 13] = [0, 0.4, 0.6]
-    v = ev.validity(gen, src)
+    v = metrics.validity(gen, src)
     assert v["valid"].tolist() == [True, False, False, False]
     assert v["outline"].tolist() == [True, False, True, True]
     assert v["onehot"].tolist() == [True, True, False, False]
@@ -50,7 +52,7 @@ def test_validity_flags_nan_and_wafer_grown_into_boundary():
     gen[0, 5, 5] = np.nan
     edge = np.argwhere(disc_states(1)[0] == NORMAL)[0]
     gen[1, edge[0], edge[1]] = [1, 0, 0]  # an in-wafer die made boundary
-    v = ev.validity(gen, src)
+    v = metrics.validity(gen, src)
     assert not v["onehot"][0]
     assert v["onehot"][1] and not v["outline"][1]
 
@@ -65,7 +67,7 @@ def test_changed_share_counts_only_in_wafer_dies():
     for r, c in inside[:7]:
         gen[0, r, c] = DEFECT
     gen[0, 0, 0] = DEFECT  # an off-wafer change is not counted as in-wafer diversity
-    share = ev.changed_share(gen, src, src)
+    share = metrics.changed_share(gen, src, src)
     assert share[0] == pytest.approx(7 / in_wafer_count(src))
 
 
@@ -77,39 +79,39 @@ def test_sibling_duplicates_and_real_copies():
     # source 0: a, b, a  -> rows 0 and 2 identical; source 1: b, c, a -> all distinct
     states = np.stack([a, b, a, b, c, a])
     sources = np.array([0, 0, 0, 1, 1, 1])
-    assert ev.sibling_duplicates(states, sources).tolist() == [True, False, True, False, False, False]
+    assert metrics.sibling_duplicates(states, sources).tolist() == [True, False, True, False, False, False]
     real = np.stack([c, base])  # 'a' equals base, which is real
-    assert ev.copies_of(states, real).tolist() == [True, False, True, False, True, True]
+    assert metrics.copies_of(states, real).tolist() == [True, False, True, False, True, True]
 
 
 def test_source_rows_inferred_and_checked():
-    assert ev.source_rows(6, 2).tolist() == [0, 0, 0, 1, 1, 1]
-    assert ev.source_rows(4, 2, per_source=2).tolist() == [0, 0, 1, 1]
+    assert metrics.source_rows(6, 2).tolist() == [0, 0, 0, 1, 1, 1]
+    assert metrics.source_rows(4, 2, per_source=2).tolist() == [0, 0, 1, 1]
     with pytest.raises(InputError, match="multiple"):
-        ev.source_rows(7, 2)
+        metrics.source_rows(7, 2)
     with pytest.raises(InputError, match="do not match"):
-        ev.source_rows(6, 2, per_source=2)
+        metrics.source_rows(6, 2, per_source=2)
 
 
 # ------------------------------------------------------------ classification
 
 
 def test_agreement_is_fidelity_of_fixed_predictions():
-    assert ev.agreement(np.array([0, 1, 2, 2]), np.array([[0], [1], [1], [2]])) == 0.75
+    assert metrics.agreement(np.array([0, 1, 2, 2]), np.array([[0], [1], [1], [2]])) == 0.75
     with pytest.raises(InputError):
-        ev.agreement(np.array([0, 1]), np.array([0]))
+        metrics.agreement(np.array([0, 1]), np.array([0]))
 
 
 def test_macro_f1_and_recall_match_hand_computation():
     y_true = np.array([0, 0, 0, 1, 1, 2])
     y_pred = np.array([0, 0, 1, 1, 2, 2])
     # class 0: tp2 fp0 fn1 -> F1 4/5; class 1: tp1 fp1 fn1 -> 1/2; class 2: tp1 fp1 fn0 -> 2/3
-    assert ev.macro_f1(y_true, y_pred, 4) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
-    recall = ev.per_class_recall(y_true, y_pred, 4)
+    assert metrics.macro_f1(y_true, y_pred) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    recall = metrics.per_class_recall(y_true, y_pred, 4)
     assert recall[:3] == pytest.approx([2 / 3, 1 / 2, 1.0])
     assert math.isnan(recall[3])  # class 3 never occurs: no recall, not 0
     # a class predicted but never true counts, with F1 0 (scikit-learn's convention)
-    assert ev.macro_f1(np.array([0, 0]), np.array([0, 1]), 2) == pytest.approx((2 / 3 + 0) / 2)
+    assert metrics.macro_f1(np.array([0, 0]), np.array([0, 1])) == pytest.approx((2 / 3 + 0) / 2)
 
 
 def test_folds_are_stratified_and_keep_copies_together():
@@ -118,20 +120,21 @@ def test_folds_are_stratified_and_keep_copies_together():
     labels = np.repeat([0, 1, 2], 20)
     states[5] = states[0]  # a copy inside class 0
     states[45] = states[1]  # a copy across classes (conflicting labels, as in the course data)
-    folds = ev.stratified_group_folds(states, labels, n_folds=4, seed=0)
+    folds = stratified_group_folds(states, labels, n_folds=4, seed=0)
     assert folds[5] == folds[0] and folds[45] == folds[1]
     for c in range(3):
         counts = np.bincount(folds[labels == c], minlength=4)
         assert counts.min() >= 4 and counts.max() <= 6
-    assert np.array_equal(folds, ev.stratified_group_folds(states, labels, n_folds=4, seed=0))
+    assert np.array_equal(folds, stratified_group_folds(states, labels, n_folds=4, seed=0))
 
 
 def test_single_map_class_lands_in_one_fold():
     states = np.random.default_rng(2).integers(0, 3, size=(11, 26, 26)).astype(np.uint8)
     labels = np.array([0] * 10 + [1])
-    folds = ev.stratified_group_folds(states, labels, n_folds=5)
+    folds = stratified_group_folds(states, labels, n_folds=5)
     assert len(np.unique(folds[labels == 0])) == 5
     assert np.bincount(folds, minlength=5).max() <= 3
+
 
 
 # ---------------------------------------------------------------- choice rule
@@ -140,29 +143,29 @@ def test_single_map_class_lands_in_one_fold():
 def test_choose_strength_takes_largest_within_tolerance():
     s = [0.1, 0.2, 0.5, 1.0]
     f = [0.80, 0.79, 0.775, 0.70]
-    assert ev.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.03) == 0.5
-    assert ev.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.015) == 0.2
-    assert ev.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.2) == 1.0
+    assert rules.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.03) == 0.5
+    assert rules.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.015) == 0.2
+    assert rules.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.2) == 1.0
 
 
 def test_choose_strength_stops_at_first_failure_and_ignores_order():
     # 0.5 fails; the lucky 1.0 beyond it must not be chosen; input order does not matter
     s = [1.0, 0.1, 0.5, 0.2]
     f = [0.79, 0.80, 0.60, 0.79]
-    assert ev.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.03) == 0.2
+    assert rules.choose_strength(s, f, reconstruction_fidelity=0.80, tolerance=0.03) == 0.2
     with pytest.raises(InputError, match="even strength 0.1"):
-        ev.choose_strength(s, [0.79, 0.5, 0.6, 0.79], reconstruction_fidelity=0.80)
+        rules.choose_strength(s, [0.79, 0.5, 0.6, 0.79], reconstruction_fidelity=0.80)
 
 
 def test_done_when_targets():
     good = {"valid": 1.0, "changed_vs_reconstruction": 0.05, "sibling_identical": 0.0,
             "fidelity_generated": 0.70, "fidelity_reconstruction": 0.72}
-    assert all(t["pass"] for t in ev.done_when(good).values())
+    assert all(t["pass"] for t in rules.done_when(good).values())
     bad = dict(good, valid=0.99, changed_vs_reconstruction=0.02, sibling_identical=0.001,
                fidelity_generated=0.68)
-    results = ev.done_when(bad)
+    results = rules.done_when(bad)
     assert len(results) == 4 and not any(t["pass"] for t in results.values())
-    assert "FAIL" in ev.format_done_when(results) and "PASS" in ev.format_done_when(ev.done_when(good))
+    assert "FAIL" in report.format_done_when(results) and "PASS" in report.format_done_when(rules.done_when(good))
 
 
 # ------------------------------------------------------------- whole report
@@ -185,7 +188,7 @@ def test_quality_metrics_on_hand_made_set():
         v2[r, c] = DEFECT
     v2[0, 0] = NORMAL
     gen = to_onehot(np.stack([real[0], v1, v2, v2]))
-    rep = ev.quality_metrics(to_onehot(real), labels, gen, np.array([0, 0, 1, 1]), to_onehot(recon),
+    rep = quality.quality_metrics(to_onehot(real), labels, gen, np.array([0, 0, 1, 1]), to_onehot(recon),
                              real_pred=np.array([0, 1]), recon_pred=np.array([0, 0]),
                              gen_pred=np.array([0, 1, 1, 1]))
     o = rep["overall"]
@@ -217,7 +220,7 @@ def test_evaluate_set_end_to_end_on_toy_data(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_INFER_EVAL_CACHE", str(tmp_path / "cache"))
     maps, labels = _toy_data()
     gen = np.repeat(maps, 2, axis=0)  # "generated" = exact copies of the sources
-    rep = ev.evaluate_set(maps, labels, gen, np.repeat(labels, 2, axis=0), maps, n_folds=2)
+    rep = quality.evaluate_set(maps, labels, gen, np.repeat(labels, 2, axis=0), maps, n_folds=2)
     o = rep["overall"]
     assert o["valid"] == 1.0 and o["copy_of_real"] == 1.0 and o["sibling_identical"] == 1.0
     assert o["changed_vs_reconstruction"] == 0.0
@@ -233,11 +236,11 @@ def test_evaluate_set_end_to_end_on_toy_data(tmp_path, monkeypatch):
     per_fold = use["macro_f1_per_fold"]
     assert use["macro_f1_gain_over_repeated"]["mean"] == pytest.approx(
         np.mean(np.subtract(per_fold["augmented"], per_fold["real_repeated"])))
-    text = ev.dumps_report(rep)
+    text = json_text(rep, sort_keys=False)
     assert json.loads(text)["counts"]["per_source"] == 2
-    assert "Center" in ev.format_quality(rep) and "macro-F1" in ev.format_usefulness(use)
+    assert "Center" in report.format_quality(rep) and "macro-F1" in report.format_usefulness(use)
     with pytest.raises(InputError, match="differ from their source"):
-        ev.evaluate_set(maps, labels, gen, 1 - np.repeat(labels, 2, axis=0), maps, n_folds=2,
+        quality.evaluate_set(maps, labels, gen, 1 - np.repeat(labels, 2, axis=0), maps, n_folds=2,
                         with_usefulness=False)
 
 
@@ -253,7 +256,7 @@ class FakeGenerator:
     def augment(self, per_source, *, maps, labels, seed, strength=None, mode=None, method="noise",
                 outline_lock=True):
         rng = np.random.default_rng(seed)
-        states = np.repeat(ev.to_states(maps), per_source, axis=0)
+        states = np.repeat(to_states(maps), per_source, axis=0)
         p = 0.02 if mode == "course" else 0.1 * strength
         flip = (states != BOUNDARY) & (rng.random(states.shape) < p)
         states[flip] = np.where(states[flip] == NORMAL, DEFECT, NORMAL)
@@ -269,7 +272,7 @@ def test_sweep_chooses_by_the_rule_and_draws(tmp_path, monkeypatch):
     maps, labels = _toy_data()
     res = sweep.run_sweep(FakeGenerator(), maps, labels, [0.1, 0.5, 5.0], per_source=3, n_folds=2)
     fids = [p["fidelity_generated"] for p in res["points"]]
-    assert res["chosen_strength"] == ev.choose_strength([0.1, 0.5, 5.0], fids,
+    assert res["chosen_strength"] == rules.choose_strength([0.1, 0.5, 5.0], fids,
                                                         res["fidelity_reconstruction"])
     diversity = [p["changed_vs_reconstruction"] for p in res["points"]]
     assert diversity == sorted(diversity) and diversity[-1] > 0.3
@@ -286,7 +289,7 @@ def test_evaluate_cli_reports_bad_input_without_traceback(tmp_path):
     np.save(tmp_path / "maps.npy", maps)
     np.save(tmp_path / "labels.npy", labels)
     runner = CliRunner()
-    result = runner.invoke(ev._app(), ["--data", str(tmp_path / "maps.npy"), "--labels",
+    result = runner.invoke(cli.app, ["quality", "--data", str(tmp_path / "maps.npy"), "--labels",
                                        str(tmp_path / "labels.npy"), "--generated", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert "error:" in result.output and "gen_data.npy" in result.output
@@ -295,20 +298,21 @@ def test_evaluate_cli_reports_bad_input_without_traceback(tmp_path):
 
 def test_sweep_speaks_the_runtime_api(bundle_dir):
     """The keyword contract with the real WaferGenerator: order, labels, course mode, reconstructions."""
+    from edge_infer import WaferGenerator
     from training import sweep
 
-    gen = ev.load_generator(bundle_dir)
+    gen = WaferGenerator.load(bundle_dir)
     maps, labels = _toy_data(2)
     relative = sweep.generate(gen, maps, labels, 0.5, per_source=3, seed=0)
     course = sweep.generate(gen, maps, labels, sweep.COURSE, per_source=3, seed=0)
     recon = sweep.reconstruct(gen, maps)
-    sources = ev.source_rows(len(relative), len(maps))
+    sources = metrics.source_rows(len(relative), len(maps))
     for out in (relative, course):
         assert out.shape == (12, 26, 26, 3)
-        assert ev.validity(out, maps[sources])["valid"].all()  # outline locked by default
-    assert ev.validity(recon, maps)["valid"].all()
+        assert metrics.validity(out, maps[sources])["valid"].all()  # outline locked by default
+    assert metrics.validity(recon, maps)["valid"].all()
     assert not np.array_equal(relative, course)
-    assert ev.describe_model(gen)["manifest_sha256"]
+    assert report.describe_model(gen)["manifest_sha256"]
 
 
 def test_sweep_cli_rejects_bad_strengths_without_traceback(tmp_path):
@@ -332,16 +336,16 @@ def test_usefulness_can_regenerate_from_training_folds_only(tmp_path, monkeypatc
     monkeypatch.setenv("EDGE_INFER_EVAL_CACHE", str(tmp_path / "cache"))
     maps, labels = _toy_data(8)
     y = labels.reshape(-1)
-    folds = ev.stratified_group_folds(ev.to_states(maps), y, 2)
-    models = ev.fit_fold_models(maps, y, folds)
+    folds = stratified_group_folds(to_states(maps), y, 2)
+    models = readers.fit_fold_models(maps, y, folds)
     seen = []
 
     def generate_fold(train):
         seen.append(train.copy())
         return maps[train], y[train]  # stand-in generator: copies of the training maps only
 
-    sources = ev.source_rows(len(maps), len(maps))
-    use = ev.usefulness(maps, y, maps, y, sources, folds, models, generate_fold=generate_fold)
+    sources = metrics.source_rows(len(maps), len(maps))
+    use = quality.usefulness(maps, y, maps, y, sources, folds, models, generate_fold=generate_fold)
     assert len(seen) == 2
     for f, train in enumerate(seen):
         assert np.array_equal(train, folds != f)  # never handed a held-out map

@@ -7,15 +7,32 @@ import json
 import numpy as np
 import pytest
 
+from edge_infer.io import json_text
 from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, to_onehot
 from training.evaluation import metrics, report
 from training.evaluation.protocol import ARMS, ARM_SETS, Arm, Protocol, resolve_arms, run_protocol
 
 
-def test_sklearn_metrics_match_the_project_conventions():
-    from training.evaluate import macro_f1 as own_f1
-    from training.evaluate import per_class_recall as own_recall
+def _hand_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """The project's convention, written out: mean 2tp / (2tp + fp + fn) over classes true or predicted."""
+    scores = []
+    for c in range(n_classes):
+        tp = int(((y_true == c) & (y_pred == c)).sum())
+        fp = int(((y_true != c) & (y_pred == c)).sum())
+        fn = int(((y_true == c) & (y_pred != c)).sum())
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
 
+
+def _hand_recall(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Recall per class, NaN for a class never true."""
+    return np.array([(y_pred[y_true == c] == c).mean() if (y_true == c).any() else np.nan
+                     for c in range(n_classes)])
+
+
+def test_sklearn_metrics_match_the_project_conventions():
+    own_f1, own_recall = _hand_macro_f1, _hand_recall
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 5, 200), rng.integers(0, 6, 200)
     y[y == 3] = 4  # a class never true but predicted, one never predicted
@@ -80,7 +97,7 @@ def test_report_pairs_gains_and_the_rule_picks_by_it():
     assert report.recommend(report.summarise(_rows(gains), arms))["recipe"] == "symmetries+balanced"
     table = report.format_table(summary)
     assert "| symmetries | " in table and "4/5" in table
-    assert json.loads(report.dumps({"x": float("nan"), "y": np.float32(1.5)})) == {"x": None, "y": 1.5}
+    assert json.loads(json_text({"x": float("nan"), "y": np.float32(1.5)})) == {"x": None, "y": 1.5}
 
 
 def _tiny_data(n: int = 48, share: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +195,8 @@ class _FlipGenerator:
 
 @pytest.mark.slow
 def test_two_reader_fidelity_and_the_rule(tmp_path, monkeypatch):
-    from training.evaluation.fidelity import format_fidelity, two_reader_fidelity
+    from training.evaluation.fidelity import two_reader_fidelity
+    from training.evaluation.report import format_fidelity
 
     monkeypatch.setenv("EDGE_INFER_EVAL_CACHE", str(tmp_path))
     maps, labels = _tiny_data(240, share=0.5)

@@ -1,13 +1,19 @@
-"""The evaluation of augmentation recipes, as its own small package.
+"""The evaluation: how good generated maps are, and which augmentation recipes help.
 
-* :mod:`.metrics` -- macro-F1, per-class recall (scikit-learn), paired statistics;
+One job per module:
+
+* :mod:`.metrics` -- plain functions: validity, dies changed, sibling and real
+  copies, agreement; macro-F1 and per-class recall (scikit-learn), paired statistics;
+* :mod:`.folds` -- the one fold split (stratified by class, identical maps together);
+* :mod:`.readers` -- the out-of-fold reference classifiers that judge fidelity;
+* :mod:`.rules` -- the default-strength rule and the done-when targets;
+* :mod:`.quality` -- one generated set: validity, fidelity, diversity, usefulness;
 * :mod:`.autoencoders` -- the autoencoder retrained per fold, exported and cached;
-* :mod:`.protocol` -- arms (recipes and their controls), the per-fold runs, cached results;
-* :mod:`.fidelity` -- fidelity of variants under two readers, and the strength rule;
-* :mod:`.report` -- paired gains, tables, the plot, the recommendation rule;
-* :mod:`.cli` -- ``python -m training.evaluation usefulness|fidelity``.
+* :mod:`.protocol` -- the usefulness protocol: arms (recipes and their controls), per-fold runs, cached results;
+* :mod:`.fidelity` -- fidelity of variants under two readers, per strength;
+* :mod:`.report` -- text tables, paired gains, the plot, the recommendation rule;
+* :mod:`.cli` -- ``python -m training.evaluation quality|usefulness|fidelity``.
 
-The quality metrics of one generated set (validity, diversity, one-reader
-fidelity) stay in :mod:`training.evaluate`, which other commands use.
+The noise sweep (``python -m training.sweep``) is built on these modules.
 scikit-learn, like torch, is a training dependency, never a runtime one.
 """

@@ -1,7 +1,7 @@
 """The usefulness protocol: does a recipe's training set give a better classifier?
 
 For each of 5 folds (stratified by class, identical maps kept together:
-:func:`training.evaluate.stratified_group_folds`):
+:func:`.folds.stratified_group_folds`):
 
 1. an autoencoder is trained on the fold's *training* maps only and exported
    to a bundle (:mod:`.autoencoders`; cached);
@@ -33,6 +33,7 @@ import numpy as np
 
 from edge_infer.recipes import RECIPES, Recipe, augment_recipe
 
+from .folds import DEFAULT_FOLDS, stratified_group_folds
 from .metrics import macro_f1, per_class_recall
 
 PROTOCOL_VERSION = "usefulness-v1"  # results of generating arms are also keyed by their generator
@@ -276,7 +277,7 @@ def arm_training_set(
 class Protocol:
     """Settings of one evaluation run (all part of every cache key)."""
 
-    folds: int = 5
+    folds: int = DEFAULT_FOLDS
     fold_seed: int = 0
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     steps: int = DEFAULT_STEPS
@@ -301,7 +302,6 @@ def run_protocol(
     """Every (fold, arm, seed) result: held-out macro-F1, per-class recall, counts, seconds."""
     from edge_infer.wafer import CLASS_NAMES, to_states
     from training.classifier import ClassifierConfig, predict, train_classifier
-    from training.evaluate import stratified_group_folds
 
     from .autoencoders import fold_autoencoder
 

@@ -1,8 +1,15 @@
-"""From per-(fold, arm, seed) results to the report: paired gains, the table, the plot, the rule."""
+"""Reports as text: the usefulness protocol's and one generated set's.
+
+* the protocol (:mod:`.protocol`): from per-(fold, arm, seed) results to paired
+  gains, the tables, the plot and the recommendation rule;
+* one generated set (:mod:`.quality`): the per-class quality table, the
+  usefulness table, the done-when lines, and which bundle made the maps.
+
+Every report is written as JSON by :func:`edge_infer.io.json_text`.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Optional, Sequence
 
@@ -193,16 +200,103 @@ def plot(summary: Sequence[dict], path: Any, title: str) -> None:
     fig.savefig(path, format="png")
 
 
-def dumps(obj: Any) -> str:
-    """JSON with NaN as null."""
-    def clean(o: Any) -> Any:
-        if isinstance(o, dict):
-            return {str(k): clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        if isinstance(o, float) and math.isnan(o):
-            return None
-        if isinstance(o, np.generic):
-            return clean(o.item())
-        return o
-    return json.dumps(clean(obj), indent=2) + "\n"
+# ------------------------------------------------------ one generated set
+
+def _pct(x: float) -> str:
+    return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
+
+
+QUALITY_COLUMNS = (
+    ("sources", "src"),
+    ("generated", "gen"),
+    ("valid", "valid"),
+    ("fidelity_real", "fid real"),
+    ("fidelity_reconstruction", "fid recon"),
+    ("fidelity_generated", "fid gen"),
+    ("changed_vs_reconstruction", "Δ recon"),
+    ("changed_vs_source", "Δ source"),
+    ("identical_to_reconstruction", "=recon"),
+    ("sibling_identical", "=sibling"),
+    ("copy_of_real", "=real"),
+)
+
+
+def format_quality(report: dict[str, Any]) -> str:
+    """The per-class quality table as fixed-width text."""
+    head = f"{'class':<10}" + "".join(f"{label:>10}" for _, label in QUALITY_COLUMNS)
+    lines = [head, "-" * len(head)]
+    items = list(report["per_class"].items()) + [("overall", report["overall"])]
+    for name, row in items:
+        cells = []
+        for key, _ in QUALITY_COLUMNS:
+            v = row.get(key)
+            cells.append(f"{v:>10d}" if isinstance(v, int) else f"{_pct(v):>10}")
+        lines.append(f"{name:<10}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def format_usefulness(use: dict[str, Any]) -> str:
+    """The usefulness table (mean ± std over folds) as fixed-width text."""
+    def ms(s: dict[str, Any]) -> str:
+        if math.isnan(s["mean"]):
+            return "-"
+        return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+
+    lines = [f"{'held-out real maps':<20}{'real only':>16}{'real repeated':>16}"
+             f"{'real+generated':>18}{'folds':>7}"]
+    lines.append("-" * len(lines[0]))
+    lines.append(f"{'macro-F1 (%)':<20}{ms(use['macro_f1_real']):>16}{ms(use['macro_f1_real_repeated']):>16}"
+                 f"{ms(use['macro_f1_augmented']):>18}{use['macro_f1_real']['folds']:>7}")
+    for name, s in use["recall_real"].items():
+        r = use["recall_real_repeated"][name]
+        a = use["recall_augmented"][name]
+        lines.append(f"{'recall ' + name:<20}{ms(s):>16}{ms(r):>16}{ms(a):>18}{s['folds']:>7}")
+    gain = use.get("macro_f1_gain_over_repeated")
+    if gain is not None and not math.isnan(gain["mean"]):
+        lines.append(f"macro-F1 gain of real+generated over real repeated, paired by fold: "
+                     f"{100 * gain['mean']:+.1f} ± {100 * gain['std']:.1f} points")
+    lines.append("(real repeated: the real training maps repeated to the augmented set's size, "
+                 "so as many training steps as real+generated)")
+    return "\n".join(lines)
+
+
+def format_done_when(targets: dict[str, dict[str, Any]]) -> str:
+    """One line per target: PASS/FAIL, the target, the figure (as a percentage)."""
+    return "\n".join(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {100 * t['value']:+.2f}%"
+                     if "fidelity" in name else
+                     f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {100 * t['value']:.2f}%"
+                     for name, t in targets.items())
+
+
+def describe_model(generator: Any) -> dict[str, Any]:
+    """Which bundle made the maps: folder, creation time, training epochs, manifest hash.
+
+    ``generator`` is the runtime's :class:`~edge_infer.WaferGenerator`; its
+    bundle's manifest is verified (its hash checked) when it is loaded, but
+    creation time, provenance and noise defaults are optional keys there.
+    """
+    bundle = generator.bundle
+    manifest = bundle.manifest
+    return {
+        "path": str(bundle.path),
+        "created_utc": manifest.get("created_utc"),
+        "epochs": (manifest.get("provenance") or {}).get("epochs"),
+        "manifest_sha256": manifest["manifest_sha256"],
+        "noise_defaults": dict(manifest.get("noise_defaults") or {}),
+    }
+
+
+# ------------------------------------------------------ two-reader fidelity
+
+
+def format_fidelity(report: dict) -> str:
+    """A Markdown table: fidelity under both readers per strength, against the reconstructions."""
+    lines = ["| maps | out-of-fold reader | Δ vs reconstructions | all-maps reader | Δ vs reconstructions |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name in ("real", "reconstruction"):
+        r = report[name]
+        lines.append(f"| {name} | {100 * r['out_of_fold']:.1f} % | | {100 * r['all_maps']:.1f} % | |")
+    for r in report["strengths"]:
+        lines.append(f"| strength {r['strength']:g} | {100 * r['out_of_fold']:.1f} % | {100 * r['delta_out_of_fold']:+.1f} | "
+                     f"{100 * r['all_maps']:.1f} % | {100 * r['delta_all_maps']:+.1f} |")
+    return "\n".join(lines)
