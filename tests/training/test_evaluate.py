@@ -137,6 +137,32 @@ def test_single_map_class_lands_in_one_fold():
 
 
 
+def test_folds_keep_the_rules_scikit_learns_split_keeps():
+    """The project's dealer and StratifiedGroupKFold (other folds, same rules): no group split,
+    every class with at least n_folds groups in every fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from training.evaluation.metrics import row_keys
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1, 2, 3], [40, 17, 6, 2])  # 3: fewer groups than folds
+    states = rng.integers(0, 3, size=(len(labels), 26, 26)).astype(np.uint8)
+    for a, b in ((1, 0), (2, 0), (20, 3), (41, 40), (60, 59)):  # groups of copies, within a class
+        states[a] = states[b]
+    _, group = np.unique(row_keys(states), return_inverse=True)
+    group = group.reshape(-1)
+    ours = stratified_group_folds(states, labels, n_folds=5, seed=0)
+    theirs = np.empty(len(labels), dtype=np.int64)
+    with pytest.warns(UserWarning):  # scikit-learn warns of the two-map class
+        split = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0).split(states, labels, group)
+        for f, (_, test) in enumerate(split):
+            theirs[test] = f
+    for folds in (ours, theirs):
+        assert all(len(np.unique(folds[group == g])) == 1 for g in np.unique(group))
+        for c in (0, 1, 2):  # each has >= 5 groups
+            assert len(np.unique(folds[labels == c])) == 5, c
+        assert np.bincount(folds, minlength=5).min() > 0
+
 # ---------------------------------------------------------------- choice rule
 
 

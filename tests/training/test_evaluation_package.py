@@ -208,3 +208,27 @@ def test_two_reader_fidelity_and_the_rule(tmp_path, monkeypatch):
     c = res["chosen"]
     assert c["both"] == min(c["out_of_fold"], c["all_maps"]) and c["both"] in (0.01, 0.05)
     assert "all-maps reader" in format_fidelity(res)
+
+
+def test_commands_refuse_bad_lists_with_one_error_line(tmp_path):
+    """Through the one entry-point wrapper: exit 1, one error line naming the option, nothing written."""
+    from typer.testing import CliRunner
+
+    from training.evaluation.cli import app
+
+    maps, labels = _tiny_data(8)
+    np.save(tmp_path / "maps.npy", maps)
+    np.save(tmp_path / "labels.npy", labels.reshape(-1, 1))
+    common = ["--data", str(tmp_path / "maps.npy"), "--labels", str(tmp_path / "labels.npy")]
+    cases = [
+        (["usefulness", *common, "--seeds", "0,x", "--out", str(tmp_path / "u.json")], "--seeds must be whole numbers"),
+        (["usefulness", *common, "--only-folds", ",", "--out", str(tmp_path / "u.json")], "--only-folds must list"),
+        (["fidelity", *common, "--strengths", "0.3,strong", "--out", str(tmp_path / "f.json")], "--strengths must be numbers"),
+    ]
+    for args, message in cases:
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 1, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and message in errors[0], res.output
+        assert "Traceback" not in res.output
+    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob("*.png"))
