@@ -84,7 +84,7 @@ def fold_autoencoder(
     say: Callable[[str], None] = lambda _m: None,
 ) -> FoldAutoencoder:
     """The bundle of an autoencoder trained on ``maps`` (cached under ``cache/autoencoders``)."""
-    from edge_infer.io import atomic_folder
+    from edge_infer.io import atomic_folder, json_text
     from edge_infer.recipes import all_symmetries
     from export.build import export_bundle
     from training.data import TrainingData
@@ -110,7 +110,7 @@ def fold_autoencoder(
                                 labels_path=None, sha256=key, labels_sha256=key)
             say(f"training a {variant} autoencoder on {len(maps)} maps ({recipe.epochs} epochs; cached)")
             metrics = train_run(data, tmp / "run", recipe, force=True)
-            (tmp / "done.json").write_text(json.dumps(metrics, indent=2, sort_keys=True, default=str))
+            (tmp / "done.json").write_text(json_text(metrics))
     # The bundle is exported per bundle format, from the cached run: a new export
     # code re-exports (seconds) without retraining.
     bundle = folder / f"bundle-format{FORMAT_VERSION}"

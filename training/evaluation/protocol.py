@@ -300,6 +300,7 @@ def run_protocol(
     compute: bool = True,
 ) -> list[dict]:
     """Every (fold, arm, seed) result: held-out macro-F1, per-class recall, counts, seconds."""
+    from edge_infer.io import json_text, save_bytes
     from edge_infer.wafer import CLASS_NAMES, to_states
     from training.classifier import ClassifierConfig, predict, train_classifier
 
@@ -367,6 +368,7 @@ def run_protocol(
                     "made": info, "seconds_generate": round(t_gen, 2),
                     "seconds_train": round(time.perf_counter() - t1, 2), "generator": ae_id,
                 }
-                path.write_text(json.dumps(row))
+                # Atomic: a run stopped mid-write leaves no broken cache file behind.
+                save_bytes(path, json_text(row, sort_keys=False).encode(), force=True)
                 rows.append({**row, "cached": False})
     return rows
