@@ -7,9 +7,10 @@ the two-reader fidelity and the noise sweep.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from .metrics import row_keys
+if TYPE_CHECKING:
+    import numpy as np
 
 #: How many folds the out-of-fold predictions and the usefulness tests use.
 DEFAULT_FOLDS = 5
@@ -32,6 +33,10 @@ def stratified_group_folds(
     docs/evaluation.md and the evidence for the default strength were
     measured on these folds, and the usefulness protocol costs hours to rerun.
     """
+    import numpy as np  # here, not at import: the CLI's --help reads DEFAULT_FOLDS only
+
+    from .metrics import row_keys
+
     labels = np.asarray(labels).reshape(-1)
     _, group = np.unique(row_keys(states), return_inverse=True)
     group = group.reshape(-1)
