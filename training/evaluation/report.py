@@ -11,7 +11,7 @@ Every report is written as JSON by :func:`edge_infer.io.json_text`.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from edge_infer.wafer import CLASS_NAMES
 
 from .metrics import paired_stats
 from .protocol import Arm
+
+if TYPE_CHECKING:
+    from edge_infer import WaferGenerator
 
 #: The recommendation rule's thresholds (see :func:`recommend`).
 MIN_POSITIVE_FOLDS = 4
@@ -202,6 +205,7 @@ def plot(summary: Sequence[dict], path: Any, title: str) -> None:
 
 # ------------------------------------------------------ one generated set
 
+
 def _pct(x: float) -> str:
     return "   -  " if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
 
@@ -268,7 +272,7 @@ def format_done_when(targets: dict[str, dict[str, Any]]) -> str:
                      for name, t in targets.items())
 
 
-def describe_model(generator: Any) -> dict[str, Any]:
+def describe_model(generator: WaferGenerator) -> dict[str, Any]:
     """Which bundle made the maps: folder, creation time, training epochs, manifest hash.
 
     ``generator`` is the runtime's :class:`~edge_infer.WaferGenerator`; its
