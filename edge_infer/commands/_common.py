@@ -148,6 +148,8 @@ def _remove_empty(folders: list[Path]) -> None:
     for folder in folders:
         try:
             folder.rmdir()  # only ever removes an empty folder
+        except FileNotFoundError:
+            continue  # never made (a file --out, or a folder the run did not reach)
         except OSError:
             return
 

@@ -132,9 +132,10 @@ def test_cli_writes_json_and_reports_errors(bundle_dir, tmp_path, capsys):
         main(args)
     assert again.value.code == 1 and "--force" in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
-        main(["bench", "--model", str(bundle_dir), "--batches", "0"])
+        main(["bench", "--model", str(bundle_dir), "--batches", "0", "--out", str(tmp_path / "new" / "sub" / "b.json")])
     err = capsys.readouterr().err
     assert bad.value.code == 1 and err.startswith("error:") and "Traceback" not in err
+    assert not (tmp_path / "new").exists()  # the folders a failed run made for its --out file are gone
 
 
 def test_bench_runs_in_the_torch_free_runtime(runtime_venv, tmp_path):
