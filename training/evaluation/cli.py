@@ -214,7 +214,7 @@ def usefulness(
                "classifier training when computed)")
     write_json(out, doc, force=force)
     report.plot(summary, png, f"{folds} folds × seeds {','.join(map(str, seed_list))} where run "
-                f"(runs per arm: JSON), {steps} steps each; autoencoder retrained per fold")
+                f"(runs per arm: JSON), {steps} steps each; autoencoder retrained per fold", force=force)
     _say(f"wrote {out} and {png}")
 
 

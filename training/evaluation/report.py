@@ -175,9 +175,14 @@ def format_recall(summary: Sequence[dict], classes: Sequence[str] = CLASS_NAMES)
     return "\n".join(lines)
 
 
-def plot(summary: Sequence[dict], path: Any, title: str) -> None:
-    """Gains over the real maps and over each arm's own control, mean ± std, one bar pair per arm."""
+def plot(summary: Sequence[dict], path: Any, title: str, *, force: bool = False) -> None:
+    """Gains over the real maps and over each arm's own control, mean ± std, one bar pair per arm.
+
+    Written atomically: an interrupted run never leaves a half-written picture.
+    """
     import matplotlib
+
+    from edge_infer.io import atomic_path
 
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
@@ -200,7 +205,8 @@ def plot(summary: Sequence[dict], path: Any, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    with atomic_path(path, force=force) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 # ------------------------------------------------------ one generated set
