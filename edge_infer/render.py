@@ -137,14 +137,16 @@ def png_bytes(image: Union["PIL.Image.Image", np.ndarray]) -> bytes:  # noqa: F8
         raise ValueError(f"expected RGB uint8 pixels (H, W, 3), not {rgb.dtype} {rgb.shape}")
     h, w, _ = rgb.shape
     rows = rgb.reshape(h, w * 3)
-    up = np.diff(rows, axis=0, prepend=np.zeros((1, w * 3), np.uint8))  # uint8: modulo 256, as PNG wants
-    raw = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)  # 2 = the "Up" filter
+    raw = np.empty((h, 1 + w * 3), np.uint8)  # each row: its filter byte, then the filtered bytes
+    raw[:, 0] = 2  # the "Up" filter: each byte minus the one above it, modulo 256 (uint8 arithmetic)
+    raw[:1, 1:] = rows[:1]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, filtered, not interlaced
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw.tobytes(), PNG_LEVEL)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, PNG_LEVEL)) + chunk(b"IEND", b"")
 
 
 def save_png(image: "PIL.Image.Image", path: Union[str, Path], *, force: bool = False) -> Path:  # noqa: F821
