@@ -27,7 +27,7 @@ from . import sampling
 from .bundle import LATENT_SHAPE, Bundle, load_bundle
 from .errors import BundleError, InputError, OutputError
 from .io import atomic_path, check_targets, write_npy
-from .plan import Plan, Sources, check_source_index, plan_augment, plan_generate, settings
+from .plan import Plan, Sources, check_count, check_source_index, plan_augment, plan_generate, settings
 from .runtime import GraphRunner, SessionInfo, create_session_info
 from .wafer import MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
@@ -81,14 +81,6 @@ class Streamed:
     count: int
     labels: np.ndarray  # int64 (N, 1)
     sources: np.ndarray  # int64 (N,)
-
-
-def _check_count(n: Any, what: str = "n") -> int:
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
-        raise InputError(f"{what} must be a whole number, not {n!r}")
-    if n < 1:
-        raise InputError(f"{what} must be at least 1, not {n}")
-    return int(n)
 
 
 def _need_memory(n: int) -> None:
@@ -339,7 +331,7 @@ class WaferGenerator:
         passed to the generator graph unchanged; None draws a fresh one. Same
         seed, same maps. ``progress(done, total)`` is called after each block.
         """
-        n = _check_count(n)
+        n = check_count(n)
         _need_memory(n)
         plan = self._plan(cls, n, seed, maps, labels, source_index, strength, method, mode, outline_lock, raw)
         return Generated(_collect(self._graphs, plan, progress), plan.labels, plan.sources)
@@ -373,7 +365,7 @@ class WaferGenerator:
         ``method="noise"``; ``"mix"`` pairs sources across the whole set).
         """
         uniform = not isinstance(per_source, (list, tuple, np.ndarray))
-        k = _check_count(per_source, "per_source") if uniform else 0
+        k = check_count(per_source, "per_source") if uniform else 0
         if isinstance(source_offset, (bool, np.bool_)) or not isinstance(source_offset, (int, np.integer)) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
         if source_offset and not uniform:
@@ -416,7 +408,7 @@ class WaferGenerator:
         and an interrupted run leaves no partial file. Same seed, same maps as
         :meth:`generate`. ``progress(done, total)`` is called after each block.
         """
-        n = _check_count(n)
+        n = check_count(n)
         out = Path(out_dir)
         data_path, label_path = out / DATA_FILE, out / LABEL_FILE
         check_targets([data_path, label_path], force=force)

@@ -126,6 +126,19 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
     return plan_rows(src, sources, variants, seed, opts, classes)
 
 
+def check_count(n: Any, what: str = "n") -> int:
+    """A count of maps (``n``, ``per_source``, ``-n``): a whole number, at least 1.
+
+    The one count rule, for the API and the CLI alike (the CLI calls it before
+    any model loads, naming its option).
+    """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise InputError(f"{what} must be a whole number, not {n!r}")
+    if n < 1:
+        raise InputError(f"{what} must be at least 1, not {n}")
+    return int(n)
+
+
 def check_source_index(source_index: Any, src: Sources, cls_index: Optional[int], classes: tuple[str, ...]) -> int:
     """A valid row of ``src`` whose class agrees with ``cls_index`` (when given)."""
     if isinstance(source_index, (bool, np.bool_)) or not isinstance(source_index, (int, np.integer)):

@@ -205,13 +205,6 @@ def out_of_memory(exc: MemoryError) -> str:
     return f"out of memory{asked}; ask for fewer maps at a time"
 
 
-def check_count(value: int, option: str) -> int:
-    """Reject 0 or negative counts before any model is loaded."""
-    if value < 1:
-        raise InputError(f"{option} must be at least 1, not {value}")
-    return value
-
-
 def provider_line(info: Any) -> str:
     """``provider: cpu (auto: no NVIDIA driver found, so CUDA was not tried)``."""
     return f"provider: {info.describe()}"

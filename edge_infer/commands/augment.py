@@ -20,7 +20,6 @@ from ._common import (
     ThreadsOpt,
     Progress,
     QuietOpt,
-    check_count,
     check_noise_options,
     handle_errors,
     png_writer,
@@ -131,10 +130,10 @@ def augment(
     from ..errors import InputError
     from ..generator import WaferGenerator
     from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, open_input
+    from ..plan import check_count
+    from ..recipes import resolve_recipe
     from ..render import render_grid
     from . import _formats
-
-    from ..recipes import resolve_recipe
 
     if per_source is not None:
         check_count(per_source, "--per-source")

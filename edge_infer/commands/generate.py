@@ -21,7 +21,6 @@ from ._common import (
     StrengthOpt,
     ThreadsOpt,
     Progress,
-    check_count,
     check_noise_options,
     handle_errors,
     provider_line,
@@ -105,6 +104,7 @@ def generate(
 
     from ..generator import WaferGenerator
     from ..io import check_targets
+    from ..plan import check_count
     from ..render import render_grid, save_png
     from ..wafer import resolve_class
     from . import _formats
