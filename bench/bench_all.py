@@ -154,11 +154,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     from edge_infer.bench import format_table, parse_batches, usable_cores
+    from training.run import CHECKPOINT
 
     batches = parse_batches(args.batches)
     threads = args.threads or usable_cores()
     checkpoint = args.checkpoint
-    if checkpoint is None and (DEFAULT_RUN / "checkpoint.pt").exists():
+    if checkpoint is None and (DEFAULT_RUN / CHECKPOINT).exists():
         checkpoint = DEFAULT_RUN
     rounds = max(1, args.rounds)
     common = ["--batches", ",".join(map(str, batches)), "--threads", str(threads),

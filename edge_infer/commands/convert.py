@@ -11,8 +11,6 @@ import typer
 from ._common import ForceOpt, OutOpt, Progress, handle_errors, say, tell, write_all
 
 G85_FILE = "maps.xml"
-DATA_FILE = "data.npy"
-LABEL_FILE = "label.npy"
 
 EPILOG = """\
 Examples:
@@ -123,10 +121,10 @@ def _to_npy(data: Path, labels: Optional[Path], out: Path, bin_map: Optional[str
     import numpy as np
 
     from ..g85 import g85_to_npy
-    from ..io import atomic_path, check_targets, iter_maps, npy_stream, open_input, write_npy
+    from ..io import DATA_NAME, LABEL_NAME, atomic_path, check_targets, iter_maps, npy_stream, open_input, write_npy
     from ..wafer import MAP_SHAPE, as_labels
 
-    data_out, label_out = out / DATA_FILE, out / LABEL_FILE
+    data_out, label_out = out / DATA_NAME, out / LABEL_NAME  # the course layout, which --data reads back
     check_targets([data_out, label_out], force=force)
     if not source_is_g85:
         # Streamed: a block of maps in memory, validated and written before the next is read.

@@ -84,25 +84,24 @@ def fold_autoencoder(
     say: Callable[[str], None] = lambda _m: None,
 ) -> FoldAutoencoder:
     """The bundle of an autoencoder trained on ``maps`` (cached under ``cache/autoencoders``)."""
-    from edge_infer.io import atomic_folder, json_text
+    from edge_infer.bundle import FORMAT_VERSION, MANIFEST, load_bundle
+    from edge_infer.io import DATA_NAME, LABEL_NAME, atomic_folder, json_text
     from edge_infer.recipes import all_symmetries
     from export.build import export_bundle
     from training.data import TrainingData
-    from training.run import train_run
-
-    from edge_infer.bundle import FORMAT_VERSION
+    from training.run import CHECKPOINT, train_run
 
     recipe = ae_recipe(variant, epochs)
     key = _key(maps, labels, recipe.as_dict(), variant)
     folder = Path(cache) / "autoencoders" / key[:20]
     done = folder / "done.json"
-    if not (done.exists() and (folder / "run" / "checkpoint.pt").exists()):
+    if not (done.exists() and (folder / "run" / CHECKPOINT).exists()):
         folder.parent.mkdir(parents=True, exist_ok=True)
         with atomic_folder(folder, force=True) as tmp:
             data_dir = tmp / "data"
             data_dir.mkdir()
-            np.save(data_dir / "data.npy", np.asarray(maps, dtype=np.float32))
-            np.save(data_dir / "label.npy", np.asarray(labels, dtype=np.int64).reshape(-1, 1))
+            np.save(data_dir / DATA_NAME, np.asarray(maps, dtype=np.float32))
+            np.save(data_dir / LABEL_NAME, np.asarray(labels, dtype=np.int64).reshape(-1, 1))
             sym = variant == "symmetries"
             train_maps = all_symmetries(maps) if sym else np.asarray(maps, dtype=np.float32)
             train_labels = np.repeat(np.asarray(labels).reshape(-1), 8 if sym else 1)
@@ -114,13 +113,13 @@ def fold_autoencoder(
     # The bundle is exported per bundle format, from the cached run: a new export
     # code re-exports (seconds) without retraining.
     bundle = folder / f"bundle-format{FORMAT_VERSION}"
-    if not (bundle / "manifest.json").exists():
+    if not (bundle / MANIFEST).exists():
         say(f"exporting the {variant} autoencoder of {len(maps)} maps (bundle format {FORMAT_VERSION}; cached)")
         # A looser parity tolerance than make model's 1e-5: a fold bundle is a
         # measuring instrument thrown away after the run, and one fold's fast
         # decoder was measured 1.09e-5 off PyTorch (far below what moves a die).
         export_bundle(folder / "run", bundle, data=folder / "data", tolerance=EXPORT_TOLERANCE, note=lambda _m: None)
-    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest = load_bundle(bundle).manifest  # verified, like any bundle the runtime reads
     graphs = {k: v for k, v in sorted(manifest["files"].items()) if k.endswith((".onnx", ".npz"))}
     identity = hashlib.sha256(json.dumps(graphs, sort_keys=True).encode()).hexdigest()
     return FoldAutoencoder(bundle, key, variant, json.loads(done.read_text()), identity)

@@ -199,16 +199,17 @@ def load_generated(folder: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     module's job, so a broken generated map must not stop the evaluation.
     """
     from edge_infer.errors import DataFileError
+    from edge_infer.generator import DATA_FILE, LABEL_FILE
     from edge_infer.io import load_npy
 
     folder = Path(folder)
-    data_file = folder / "gen_data.npy" if folder.is_dir() else folder
+    data_file = folder / DATA_FILE if folder.is_dir() else folder
     if not data_file.exists():
-        raise DataFileError(f"{data_file}: no such file (expected the augment output gen_data.npy)")
+        raise DataFileError(f"{data_file}: no such file (expected the augment output {DATA_FILE})")
     maps = load_npy(data_file)
     if maps.ndim != 4 or maps.shape[1:] != (26, 26, N_STATES):
         raise InputError(f"{data_file} has shape {maps.shape}; expected (N, 26, 26, 3)")
-    label_file = data_file.with_name("gen_label.npy")
+    label_file = data_file.with_name(LABEL_FILE)
     labels = load_npy(label_file) if label_file.exists() else None
     return maps.astype(np.float32), labels
 
