@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,6 @@ def test_help_and_version(run):
     code, out, _ = run("generate", "--help", model=False)
     assert code == 0 and "Examples" in out and "--source-index" in out
     code, out, _ = run("--version", model=False)
-    import tomllib
 
     from conftest import REPO
 
@@ -296,3 +296,25 @@ def test_augment_recipes_balance_and_symmetries(run, tmp_path, bundle_dir):
         code, _, err = run("augment", *data, *args, "-o", str(tmp_path / "bad"))
         assert code == 1 and words in _one_error_line(err), err
     assert not (tmp_path / "bad").exists()
+
+
+def test_console_script_is_main_then_a_frozen_heap(monkeypatch, capsys):
+    """`edge-infer` runs cli.console: main's exit code unchanged, and the heap
+    frozen on the way out (so the exit's last collection skips it)."""
+    import gc
+
+    from edge_infer import cli
+
+    ep = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["edge-infer"]
+    assert ep == "edge_infer.cli:console"
+    for argv, code in ((["edge-infer", "--version"], 0), (["edge-infer"], 2), (["edge-infer", "nope"], 1)):
+        monkeypatch.setattr(sys, "argv", argv)
+        before = gc.get_freeze_count()
+        try:
+            with pytest.raises(SystemExit) as exc:
+                cli.console()
+            assert exc.value.code == code
+            assert gc.get_freeze_count() > before
+        finally:
+            gc.unfreeze()  # this is the test process, not one about to exit
+    capsys.readouterr()
