@@ -214,9 +214,6 @@ def test_help_and_version(run):
     code, out, _ = run("generate", "--help", model=False)
     assert code == 0 and "Examples" in out and "--source-index" in out
     code, out, _ = run("--version", model=False)
-
-    from conftest import REPO
-
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert code == 0 and out.strip() == f"edge-infer {declared}"
 
