@@ -99,5 +99,10 @@ def build_manifest(*, name: str, created_utc: str, decoder_variant: str, bank_co
 
 
 def manifest_text(manifest: Mapping[str, Any]) -> str:
-    """How ``manifest.json`` is written: indented for people, keys in a stable order."""
+    """How ``manifest.json`` is written: indented for people, keys in a stable order.
+
+    Not :func:`edge_infer.io.json_text`: that turns NaN into null, which here
+    would write a manifest whose own hash no longer matches; a NaN must stop
+    the export instead (``allow_nan=False``).
+    """
     return json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
