@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge_infer.commands import handle_errors
+
 CHILD = r"""
 import sys, time
 import numpy as np
@@ -42,6 +44,7 @@ print(f"{root}: " + "; ".join(parts), flush=True)
 """
 
 
+@handle_errors
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkouts", nargs="+", type=Path)

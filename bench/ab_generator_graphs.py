@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_infer.bundle import load_bundle
 from edge_infer.runtime import create_session_info
+from edge_infer.commands import handle_errors
 
 
 def session(path, threads: int) -> Any:
@@ -27,6 +28,7 @@ def session(path, threads: int) -> Any:
     return create_session_info(path, provider="cpu", threads=threads)[0]
 
 
+@handle_errors
 def main() -> None:
     bundle = load_bundle(sys.argv[2] if len(sys.argv) > 2 else "models/wafer-cae")
     paths = {"decoder": bundle.decoder_path, "old": sys.argv[1], "new": bundle.generator_path}

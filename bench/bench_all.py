@@ -33,6 +33,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from edge_infer.commands import handle_errors
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO / "models" / "wafer-cae"
 DEFAULT_RUN = REPO / "runs" / "wafer-cae"
@@ -141,6 +143,7 @@ def _run(cmd: list[str]) -> None:
         sys.exit(1)
 
 
+@handle_errors
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_all", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default models/wafer-cae)")

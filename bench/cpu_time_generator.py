@@ -16,8 +16,10 @@ import time
 import numpy as np
 
 from edge_infer.runtime import create_session_info
+from edge_infer.commands import handle_errors
 
 
+@handle_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", nargs="?", default="models/wafer-cae")

@@ -26,6 +26,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edge_infer.runtime import create_session_info
+from edge_infer.commands import handle_errors
+from edge_infer.errors import InputError
 
 
 def session(path: str, threads: int, profile: bool = False, optimized: str | None = None) -> ort.InferenceSession:
@@ -82,6 +84,7 @@ def cpu_per_map(paths: list[str], batch: int, rounds: int, seconds: float) -> di
     return best
 
 
+@handle_errors
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("graphs", nargs="+")
@@ -91,6 +94,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=0.4, help="per round and graph")
     ap.add_argument("--threads", type=int, default=1, help="threads for the node profile")
     args = ap.parse_args()
+    missing = [p for p in args.graphs if not Path(p).is_file()]
+    if missing:  # before onnxruntime's profiler, which logs its own complaint about a graph it never loaded
+        raise InputError(f"no such graph: {', '.join(missing)}")
     for path in args.graphs:
         ops, nodes = node_profile(path, args.batch, args.runs, args.threads)
         total = sum(nodes.values())

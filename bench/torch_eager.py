@@ -26,6 +26,7 @@ import numpy as np
 
 from edge_infer.bundle import LATENT_SHAPE
 from edge_infer.bench import load_average, machine_info, measure, parse_batches
+from edge_infer.commands import handle_errors
 
 TASKS = ("encode", "decode", "generate")
 
@@ -92,6 +93,7 @@ def bench_torch(model: Any, latents: np.ndarray, batches: Sequence[int], threads
     return rows
 
 
+@handle_errors
 def main(argv: Optional[Sequence[str]] = None) -> None:
     import torch
 

@@ -155,7 +155,13 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Map user errors to ``error: <message>`` + exit 1, Ctrl-C to exit 130."""
+    """Map user errors to ``error: <message>`` + exit 1, Ctrl-C to exit 130.
+
+    The one entry-point wrapper: every ``edge-infer`` verb, ``python -m
+    training`` / ``export`` / ``training.evaluation``, and the argparse drivers
+    in ``bench/``. It exits with ``SystemExit``, which typer, click and plain
+    Python all pass through as the process's exit code.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -174,15 +180,15 @@ def handle_errors(func: F) -> F:
             except EdgeInferError as exc:
                 _close_bars()
                 tell(f"error: {exc}")
-                raise typer.Exit(1) from None
+                raise SystemExit(1) from None
             except KeyboardInterrupt:
                 _close_bars()
                 tell("interrupted")
-                raise typer.Exit(130) from None
+                raise SystemExit(130) from None
             except MemoryError as exc:
                 _close_bars()
                 tell(f"error: {out_of_memory(exc)}")
-                raise typer.Exit(1) from None
+                raise SystemExit(1) from None
             finally:
                 _close_bars()
                 if not ok:

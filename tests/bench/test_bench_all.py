@@ -46,3 +46,18 @@ def test_make_bench_keeps_each_rows_best_round():
     assert merged[("generate", 1)]["maps_per_s_best"] == 90
     assert merged[("generate", 1)]["latency_ms"]["p50"] == 0.15  # lowest p50 of any round
     assert rounds[0][1]["latency_ms"]["p50"] == 0.20  # inputs untouched
+
+
+@pytest.mark.parametrize("argv", [["-m", "bench.bench_all", "--batches", "0"],
+                                  ["-m", "bench.torch_eager", "--batches", "x"],
+                                  ["bench/profile_graphs.py", "/no/such.onnx"]])
+def test_drivers_report_bad_input_in_one_line(argv):
+    """The developer drivers go through the one entry-point wrapper too."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, one_error_line
+
+    r = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    one_error_line(r.stderr)
