@@ -440,7 +440,7 @@ def test_failure_keeps_existing_outputs(run, tmp_path):
 
 
 def test_ctrl_c_while_streaming_leaves_nothing(run, tmp_path, monkeypatch):
-    import edge_infer.g85 as g85
+    from edge_infer.g85 import reader as g85
 
     path = save_g85(tmp_path / "in.xml", _random_states(3000, seed=7), np.zeros(3000, int))
     real, seen = g85._Reader._finish, []

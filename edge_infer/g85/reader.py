@@ -1,23 +1,4 @@
-"""SEMI G85 XML wafer maps in and out: the format fab tools exchange maps in.
-
-Reading (:func:`iter_g85`) streams a file with the standard library's expat
-parser, one ``<Map>`` at a time, so memory holds one map however big the
-file is. The file is untrusted: any entity declaration (the "billion laughs"
-and external-entity attacks both need one) is refused as soon as the parser
-meets it, before anything is expanded, and nothing outside the file is ever
-fetched. Every problem becomes one :class:`G85Error` naming the file, the
-map and, where it applies, the row.
-
-Writing (:class:`G85Writer`, :func:`save_g85`) streams maps into one
-``<Maps>`` document, through :func:`edge_infer.io.atomic_path`, so a failed
-or interrupted write leaves nothing. Off-wafer dies are the ``NullBin``,
-normal dies a ``Pass`` bin, defects a ``Fail`` bin, and each map's class
-travels in the attributes ``ei:ClassIndex`` / ``ei:Class`` (namespace
-:data:`EI_NS`), so npy → G85 → npy gives back the same maps and labels.
-
-The mapping between G85 and die states, and the orientation rule, are
-documented in ``docs/g85.md``.
-"""
+"""Reading SEMI G85: one ``<Map>`` at a time from an untrusted file (see the package docstring)."""
 
 from __future__ import annotations
 
@@ -26,40 +7,18 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Optional, Union
 from xml.parsers import expat
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from .errors import DataFileError, InputError
-from .wafer import BOUNDARY, CLASS_NAMES, DEFECT, MAP_SIZE, N_STATES, NORMAL, ResizeNote, as_labels, as_states, resize_states
+from ..errors import InputError
+from ..wafer import BOUNDARY, CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, ResizeNote, as_labels, resize_states
+from .codes import BIN_TYPES, EI_NS, G85Error, PathLike, bin_type_key, format_code, parse_bin_map, parse_code
 
-N_CODES = N_STATES  # one bin code per die state
-
-PathLike = Union[str, "Path"]
-
-#: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
-FORMAT_REVISION = "SEMI G85 0703"
-#: The namespace of G85 elements, as in the standard's published example.
-SEMI_NS = "http://www.semi.org"
-#: The namespace of edge-infer's own attributes (the class label); G85 readers ignore it.
-EI_NS = "urn:edge-infer:g85"
-
-#: Bin types by the lower-case name users and files give; the value is what the writer puts in ``BinType``.
-BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
-_BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
-
-#: Writer defaults per bin type: (NullBin, pass bin, fail bin). Decimal/hex codes equal the die states.
-DEFAULT_BINS = {
-    "ascii": (".", "1", "X"),
-    "decimal": ("000", "001", "002"),
-    "hex": ("00", "01", "02"),
-    "integer2": ("0000", "0001", "0002"),
-}
 
 #: Largest side (rows or columns) a map may declare or have: 16384² dies is 256 MB of codes.
 MAX_SIDE = 16384
@@ -72,88 +31,6 @@ WRITE_BLOCK = 1024
 
 _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
-
-_STATE_WORDS = {
-    "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
-    "normal": NORMAL, "pass": NORMAL, "good": NORMAL, "1": NORMAL,
-    "defect": DEFECT, "fail": DEFECT, "bad": DEFECT, "2": DEFECT,
-}
-
-
-class G85Error(DataFileError):
-    """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
-
-
-# ---------------------------------------------------------------- bin codes
-
-
-def bin_type_key(name: str) -> str:
-    """The canonical key (``ascii``, ``decimal``, ``hex``, ``integer2``) of a ``BinType`` value, any case."""
-    key = str(name).strip().lower()
-    key = _BIN_TYPE_ALIASES.get(key, key)
-    if key not in BIN_TYPES:
-        raise InputError(f"unknown BinType {name!r}; G85 bin types are ASCII, Decimal, HexaDecimal (Hex), Integer2")
-    return key
-
-
-def parse_code(text: str, bin_type: str) -> int:
-    """A bin code as written (``"X"``, ``"007"``, ``"FF"``) to the integer edge-infer compares.
-
-    ASCII codes compare by character, the others by value, so ``"7"`` and
-    ``"007"`` are the same Decimal bin and ``"ff"`` and ``"FF"`` the same hex bin.
-    """
-    t = str(text)
-    if bin_type == "ascii":
-        if len(t) != 1:
-            raise InputError(f"ASCII bin code {text!r} must be exactly one character")
-        return ord(t)
-    t = t.strip()
-    if bin_type == "decimal":
-        if not (t.isascii() and t.isdigit() and len(t) <= 9):
-            raise InputError(f"Decimal bin code {text!r} is not a whole number of up to 9 digits")
-        return int(t)
-    width = 2 if bin_type == "hex" else 4
-    if not (0 < len(t) <= width and all(c in "0123456789abcdefABCDEF" for c in t)):
-        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} hex digits")
-    return int(t, 16)
-
-
-def format_code(key: int, bin_type: str) -> str:
-    """The inverse of :func:`parse_code`, in the form the writer uses."""
-    if bin_type == "ascii":
-        return chr(key)
-    if bin_type == "decimal":
-        return f"{key:03d}"
-    return f"{key:02X}" if bin_type == "hex" else f"{key:04X}"
-
-
-def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
-    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``.
-
-    States are ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail``
-    or 0/1/2. Codes are kept as written; they are read with each map's BinType.
-    """
-    if spec is None:
-        return {}
-    items: Iterable[tuple[str, Any]]
-    if isinstance(spec, str):
-        pairs = []
-        for part in (p for p in spec.split(",") if p.strip()):
-            if "=" not in part:
-                raise InputError(f"bin mapping {part.strip()!r} is not CODE=STATE (e.g. 7=defect)")
-            code, state = part.rsplit("=", 1)
-            pairs.append((code.strip() or code, state))
-        items = pairs
-    else:
-        items = spec.items()
-    out: dict[str, int] = {}
-    for code, state in items:
-        word = str(state).strip().lower()
-        if word not in _STATE_WORDS:
-            raise InputError(f"bin mapping {code}={state}: state must be boundary, normal or defect (or 0, 1, 2)")
-        out[str(code)] = _STATE_WORDS[word]
-    return out
-
 
 # ---------------------------------------------------------------- reading
 
@@ -704,8 +581,8 @@ def load_g85_dataset(
     Labels come from ``labels`` (a ``.npy``) when given, else from the maps'
     ``ei:ClassIndex``; ``sha256`` is the file's.
     """
-    from .io import Dataset, load_npy
-    from .wafer import to_onehot
+    from ..io import Dataset, load_npy
+    from ..wafer import to_onehot
 
     got = read_g85(source, bin_map=bin_map)
     lab, lab_sha = got.labels, (got.sha256 if got.labels is not None else None)
@@ -786,7 +663,7 @@ def g85_to_npy(
     """
     from numpy.lib import format as npy_format
 
-    from .wafer import to_onehot
+    from ..wafer import to_onehot
 
     def header(n: int) -> bytes:
         buf = io.BytesIO()
@@ -818,158 +695,3 @@ def g85_to_npy(
     _resize_note(col.sizes)
     return n, col.label_array()
 
-
-# ---------------------------------------------------------------- writing
-
-
-def check_bins(
-    bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None, fail_bin: Optional[str] = None
-) -> tuple[str, tuple[str, str, str]]:
-    """Validate the writer's bin options; return the bin type key and the three codes
-    (NullBin, pass, fail) as they will be written. Raises :class:`InputError`."""
-    key = bin_type_key(bin_type)
-    d_null, d_pass, d_fail = DEFAULT_BINS[key]
-    codes = _check_codes(key, null_bin or d_null, pass_bin or d_pass, fail_bin or d_fail)
-    null, ok, bad = (format_code(k, key) for k in codes)
-    return key, (null, ok, bad)
-
-
-def _check_codes(bin_type: str, null: str, passed: str, failed: str) -> tuple[int, int, int]:
-    keys = []
-    for what, code in (("NullBin", null), ("pass bin", passed), ("fail bin", failed)):
-        if bin_type == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
-            raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space and ] < & \" '")
-        key = parse_code(code, bin_type)
-        limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[bin_type]
-        if key > limit:
-            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[bin_type]}'s range (at most {format_code(limit, bin_type)})")
-        keys.append(key)
-    if len(set(keys)) != 3:
-        raise InputError(f"NullBin, pass bin and fail bin must be three different codes, not {null!r}, {passed!r}, {failed!r}")
-    return keys[0], keys[1], keys[2]
-
-
-class G85Writer:
-    """Writes maps into an open binary file as one ``<Maps>`` document, block by block.
-
-    ``write(maps, labels)`` takes any map form :func:`~edge_infer.wafer.as_states`
-    accepts; ``close()`` ends the document. Bin codes are strings as they
-    appear in the file (defaults: :data:`DEFAULT_BINS`). Every map is written
-    26×26, ``Orientation="0"`` (flat/notch at the bottom of the data) and
-    ``OriginLocation="2"`` (upper left: the first ``<Row>`` is the top row).
-    """
-
-    _ROW_OPEN = b"      <Row><![CDATA["
-    _ROW_CLOSE = b"]]></Row>\n"
-
-    def __init__(
-        self,
-        fh: IO[bytes],
-        *,
-        bin_type: str = "ascii",
-        null_bin: Optional[str] = None,
-        pass_bin: Optional[str] = None,
-        fail_bin: Optional[str] = None,
-        lot_id: str = "edge-infer",
-        classes: tuple[str, ...] = CLASS_NAMES,
-    ) -> None:
-        self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
-        # Decimal codes are separated by spaces, the fixed-width types are not
-        # (the usage every published example follows).
-        entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
-        self._width = len(entry[0])
-        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(N_CODES, self._width)
-        self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
-        self.fh = fh
-        self.lot_id = str(lot_id)
-        self.classes = tuple(classes)
-        self.count = 0
-        self._labelled: Optional[bool] = None
-        self._closed = False
-        null, ok, bad = codes
-        self._device = (
-            f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={quoteattr(null)} Rows="{MAP_SIZE}" '
-            f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={quoteattr(self.lot_id)} ProductId="edge-infer">\n'
-            f'    <Bin BinCode={quoteattr(ok)} BinQuality="Pass" BinCount="{{normal}}" BinDescription="normal die"/>\n'
-            f'    <Bin BinCode={quoteattr(bad)} BinQuality="Fail" BinCount="{{defect}}" BinDescription="defective die"/>\n'
-        )
-        fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
-
-    def _rows(self, states: np.ndarray) -> np.ndarray:
-        """Every ``<Row>`` line of a block at once: (n, 26, line length) bytes."""
-        n = states.shape[0]
-        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
-        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
-        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
-        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
-        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
-        return lines
-
-    def write(self, maps: Any, labels: Any = None) -> None:
-        """Append maps (one-hot, die states, or one map) with their labels (N or N×1 class indices, or None)."""
-        if self._closed:
-            raise InputError("this G85 writer is closed")
-        states = as_states(maps)
-        n = states.shape[0]
-        lab = None if labels is None else as_labels(labels, n, len(self.classes))[:, 0]
-        if self._labelled is None:
-            self._labelled = lab is not None
-        elif self._labelled != (lab is not None):
-            raise InputError("give labels for every block of maps or for none")
-        counts = np.stack([(states == s).sum(axis=(1, 2)) for s in range(N_CODES)], axis=1)
-        lines = self._rows(states)
-        parts = []
-        for i in range(n):
-            self.count += 1
-            ident = quoteattr(f"{self.lot_id}-{self.count:06d}")
-            label = ""
-            if lab is not None:
-                k = int(lab[i])
-                label = f' ei:ClassIndex="{k}" ei:Class={quoteattr(self.classes[k])}'
-            head = (
-                f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
-                f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
-                + self._device.format(normal=int(counts[i, NORMAL]), defect=int(counts[i, DEFECT]))
-                + f"    <Data MapName={ident} MapVersion=\"1\">\n"
-            )
-            parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
-        self.fh.write(b"".join(parts))
-
-    def close(self) -> None:
-        """End the document (idempotent)."""
-        if not self._closed:
-            self.fh.write(b"</Maps>\n")
-            self._closed = True
-
-
-def g85_writer(maps: Any, labels: Any = None, **options: Any) -> "Callable[[Path], None]":
-    """A :func:`edge_infer.commands._common.write_all` writer: ``maps`` (and
-    ``labels``) into a temporary path as G85. For blocks, use :func:`open_g85`."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            w = G85Writer(fh, **options)
-            w.write(maps, labels)
-            w.close()
-
-    return write
-
-
-def save_g85(path: PathLike, maps: Any, labels: Any = None, *, force: bool = False, **options: Any) -> Path:
-    """Write ``maps`` (and ``labels``) to ``path`` as one G85 document, atomically."""
-    from .io import atomic_path
-
-    with atomic_path(path, force=force) as tmp:
-        g85_writer(maps, labels, **options)(tmp)
-    return Path(path)
-
-
-@contextlib.contextmanager
-def open_g85(path: PathLike, *, force: bool = False, **options: Any) -> Iterator[G85Writer]:
-    """A :class:`G85Writer` on a temporary file that becomes ``path`` only if the block succeeds."""
-    from .io import atomic_path
-
-    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
-        w = G85Writer(fh, **options)
-        yield w
-        w.close()

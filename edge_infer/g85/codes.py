@@ -1,0 +1,142 @@
+"""SEMI G85 bin codes: the bin types, the codes edge-infer writes, the options users give, the file error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..errors import DataFileError, InputError
+from ..wafer import BOUNDARY, DEFECT, N_STATES, NORMAL
+
+N_CODES = N_STATES  # one bin code per die state
+
+PathLike = Union[str, "Path"]
+
+#: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
+FORMAT_REVISION = "SEMI G85 0703"
+#: The namespace of G85 elements, as in the standard's published example.
+SEMI_NS = "http://www.semi.org"
+#: The namespace of edge-infer's own attributes (the class label); G85 readers ignore it.
+EI_NS = "urn:edge-infer:g85"
+
+#: Bin types by the lower-case name users and files give; the value is what the writer puts in ``BinType``.
+BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
+_BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
+
+#: Writer defaults per bin type: (NullBin, pass bin, fail bin). Decimal/hex codes equal the die states.
+DEFAULT_BINS = {
+    "ascii": (".", "1", "X"),
+    "decimal": ("000", "001", "002"),
+    "hex": ("00", "01", "02"),
+    "integer2": ("0000", "0001", "0002"),
+}
+
+_STATE_WORDS = {
+    "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
+    "normal": NORMAL, "pass": NORMAL, "good": NORMAL, "1": NORMAL,
+    "defect": DEFECT, "fail": DEFECT, "bad": DEFECT, "2": DEFECT,
+}
+
+
+class G85Error(DataFileError):
+    """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
+
+
+# ---------------------------------------------------------------- bin codes
+
+
+def bin_type_key(name: str) -> str:
+    """The canonical key (``ascii``, ``decimal``, ``hex``, ``integer2``) of a ``BinType`` value, any case."""
+    key = str(name).strip().lower()
+    key = _BIN_TYPE_ALIASES.get(key, key)
+    if key not in BIN_TYPES:
+        raise InputError(f"unknown BinType {name!r}; G85 bin types are ASCII, Decimal, HexaDecimal (Hex), Integer2")
+    return key
+
+
+def parse_code(text: str, bin_type: str) -> int:
+    """A bin code as written (``"X"``, ``"007"``, ``"FF"``) to the integer edge-infer compares.
+
+    ASCII codes compare by character, the others by value, so ``"7"`` and
+    ``"007"`` are the same Decimal bin and ``"ff"`` and ``"FF"`` the same hex bin.
+    """
+    t = str(text)
+    if bin_type == "ascii":
+        if len(t) != 1:
+            raise InputError(f"ASCII bin code {text!r} must be exactly one character")
+        return ord(t)
+    t = t.strip()
+    if bin_type == "decimal":
+        if not (t.isascii() and t.isdigit() and len(t) <= 9):
+            raise InputError(f"Decimal bin code {text!r} is not a whole number of up to 9 digits")
+        return int(t)
+    width = 2 if bin_type == "hex" else 4
+    if not (0 < len(t) <= width and all(c in "0123456789abcdefABCDEF" for c in t)):
+        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} hex digits")
+    return int(t, 16)
+
+
+def format_code(key: int, bin_type: str) -> str:
+    """The inverse of :func:`parse_code`, in the form the writer uses."""
+    if bin_type == "ascii":
+        return chr(key)
+    if bin_type == "decimal":
+        return f"{key:03d}"
+    return f"{key:02X}" if bin_type == "hex" else f"{key:04X}"
+
+
+def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
+    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``.
+
+    States are ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail``
+    or 0/1/2. Codes are kept as written; they are read with each map's BinType.
+    """
+    if spec is None:
+        return {}
+    items: Iterable[tuple[str, Any]]
+    if isinstance(spec, str):
+        pairs = []
+        for part in (p for p in spec.split(",") if p.strip()):
+            if "=" not in part:
+                raise InputError(f"bin mapping {part.strip()!r} is not CODE=STATE (e.g. 7=defect)")
+            code, state = part.rsplit("=", 1)
+            pairs.append((code.strip() or code, state))
+        items = pairs
+    else:
+        items = spec.items()
+    out: dict[str, int] = {}
+    for code, state in items:
+        word = str(state).strip().lower()
+        if word not in _STATE_WORDS:
+            raise InputError(f"bin mapping {code}={state}: state must be boundary, normal or defect (or 0, 1, 2)")
+        out[str(code)] = _STATE_WORDS[word]
+    return out
+
+
+def check_bins(
+    bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None, fail_bin: Optional[str] = None
+) -> tuple[str, tuple[str, str, str]]:
+    """Validate the writer's bin options; return the bin type key and the three codes
+    (NullBin, pass, fail) as they will be written. Raises :class:`InputError`."""
+    key = bin_type_key(bin_type)
+    d_null, d_pass, d_fail = DEFAULT_BINS[key]
+    codes = _check_codes(key, null_bin or d_null, pass_bin or d_pass, fail_bin or d_fail)
+    null, ok, bad = (format_code(k, key) for k in codes)
+    return key, (null, ok, bad)
+
+
+def _check_codes(bin_type: str, null: str, passed: str, failed: str) -> tuple[int, int, int]:
+    keys = []
+    for what, code in (("NullBin", null), ("pass bin", passed), ("fail bin", failed)):
+        if bin_type == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
+            raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space and ] < & \" '")
+        key = parse_code(code, bin_type)
+        limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[bin_type]
+        if key > limit:
+            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[bin_type]}'s range (at most {format_code(limit, bin_type)})")
+        keys.append(key)
+    if len(set(keys)) != 3:
+        raise InputError(f"NullBin, pass bin and fail bin must be three different codes, not {null!r}, {passed!r}, {failed!r}")
+    return keys[0], keys[1], keys[2]
+

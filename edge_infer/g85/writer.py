@@ -1,0 +1,141 @@
+"""Writing SEMI G85: maps streamed into one ``<Maps>`` document, atomically (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Optional
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from ..errors import InputError
+from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
+from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, N_CODES, SEMI_NS, PathLike, check_bins
+
+
+class G85Writer:
+    """Writes maps into an open binary file as one ``<Maps>`` document, block by block.
+
+    ``write(maps, labels)`` takes any map form :func:`~edge_infer.wafer.as_states`
+    accepts; ``close()`` ends the document. Bin codes are strings as they
+    appear in the file (defaults: :data:`~edge_infer.g85.codes.DEFAULT_BINS`). Every map is written
+    26×26, ``Orientation="0"`` (flat/notch at the bottom of the data) and
+    ``OriginLocation="2"`` (upper left: the first ``<Row>`` is the top row).
+    """
+
+    _ROW_OPEN = b"      <Row><![CDATA["
+    _ROW_CLOSE = b"]]></Row>\n"
+
+    def __init__(
+        self,
+        fh: IO[bytes],
+        *,
+        bin_type: str = "ascii",
+        null_bin: Optional[str] = None,
+        pass_bin: Optional[str] = None,
+        fail_bin: Optional[str] = None,
+        lot_id: str = "edge-infer",
+        classes: tuple[str, ...] = CLASS_NAMES,
+    ) -> None:
+        self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
+        # Decimal codes are separated by spaces, the fixed-width types are not
+        # (the usage every published example follows).
+        entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
+        self._width = len(entry[0])
+        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(N_CODES, self._width)
+        self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
+        self.fh = fh
+        self.lot_id = str(lot_id)
+        self.classes = tuple(classes)
+        self.count = 0
+        self._labelled: Optional[bool] = None
+        self._closed = False
+        null, ok, bad = codes
+        self._device = (
+            f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={quoteattr(null)} Rows="{MAP_SIZE}" '
+            f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={quoteattr(self.lot_id)} ProductId="edge-infer">\n'
+            f'    <Bin BinCode={quoteattr(ok)} BinQuality="Pass" BinCount="{{normal}}" BinDescription="normal die"/>\n'
+            f'    <Bin BinCode={quoteattr(bad)} BinQuality="Fail" BinCount="{{defect}}" BinDescription="defective die"/>\n'
+        )
+        fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
+
+    def _rows(self, states: np.ndarray) -> np.ndarray:
+        """Every ``<Row>`` line of a block at once: (n, 26, line length) bytes."""
+        n = states.shape[0]
+        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
+        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
+        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
+        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
+        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
+        return lines
+
+    def write(self, maps: Any, labels: Any = None) -> None:
+        """Append maps (one-hot, die states, or one map) with their labels (N or N×1 class indices, or None)."""
+        if self._closed:
+            raise InputError("this G85 writer is closed")
+        states = as_states(maps)
+        n = states.shape[0]
+        lab = None if labels is None else as_labels(labels, n, len(self.classes))[:, 0]
+        if self._labelled is None:
+            self._labelled = lab is not None
+        elif self._labelled != (lab is not None):
+            raise InputError("give labels for every block of maps or for none")
+        counts = np.stack([(states == s).sum(axis=(1, 2)) for s in range(N_CODES)], axis=1)
+        lines = self._rows(states)
+        parts = []
+        for i in range(n):
+            self.count += 1
+            ident = quoteattr(f"{self.lot_id}-{self.count:06d}")
+            label = ""
+            if lab is not None:
+                k = int(lab[i])
+                label = f' ei:ClassIndex="{k}" ei:Class={quoteattr(self.classes[k])}'
+            head = (
+                f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
+                f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
+                + self._device.format(normal=int(counts[i, NORMAL]), defect=int(counts[i, DEFECT]))
+                + f"    <Data MapName={ident} MapVersion=\"1\">\n"
+            )
+            parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
+        self.fh.write(b"".join(parts))
+
+    def close(self) -> None:
+        """End the document (idempotent)."""
+        if not self._closed:
+            self.fh.write(b"</Maps>\n")
+            self._closed = True
+
+
+def g85_writer(maps: Any, labels: Any = None, **options: Any) -> "Callable[[Path], None]":
+    """A :func:`edge_infer.commands._common.write_all` writer: ``maps`` (and
+    ``labels``) into a temporary path as G85. For blocks, use :func:`open_g85`."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            w = G85Writer(fh, **options)
+            w.write(maps, labels)
+            w.close()
+
+    return write
+
+
+def save_g85(path: PathLike, maps: Any, labels: Any = None, *, force: bool = False, **options: Any) -> Path:
+    """Write ``maps`` (and ``labels``) to ``path`` as one G85 document, atomically."""
+    from ..io import atomic_path
+
+    with atomic_path(path, force=force) as tmp:
+        g85_writer(maps, labels, **options)(tmp)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def open_g85(path: PathLike, *, force: bool = False, **options: Any) -> Iterator[G85Writer]:
+    """A :class:`G85Writer` on a temporary file that becomes ``path`` only if the block succeeds."""
+    from ..io import atomic_path
+
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
+        w = G85Writer(fh, **options)
+        yield w
+        w.close()
