@@ -6,14 +6,12 @@ Plain functions returning plain dicts (JSON-ready), composed by the CLI verb
 
 Each measurement repeats one call (a batch) for about ``seconds`` and
 reports throughput (maps/s over the whole measurement) and per-call latency
-percentiles (p50, p99). ``decode`` and ``encode`` time the runtime's graph
-runner (:class:`edge_infer.runtime.GraphRunner`, output written into a
-preallocated buffer, as the generator does); ``generate`` times the public
-API end to end, :meth:`WaferGenerator.generate`, noise, decoder, argmax and
-outline lock included. Providers are only those a session *really* gets.
-
-Timings on a shared machine are noisy: the load average before and after is
-recorded with every run so a reader can tell.
+percentiles (p50, p99). ``decode`` and ``encode`` time the bundle's graphs,
+with a plain ``session.run`` (IO binding off) or with the output bound to a
+preallocated buffer (on: kept here until the GPU has measured whether it
+pays); ``generate`` times :meth:`WaferGenerator.generate` end to end.
+Providers are only those a session *really* gets. The load average before
+and after is recorded, so a reader can tell a shared machine's noise.
 """
 
 from __future__ import annotations
@@ -90,7 +88,7 @@ def load_average() -> Optional[list[float]]:
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, versions, GPUs."""
     from . import __version__
-    from .runtime import available_providers, ort_version
+    from .runtime import available_providers, ort
 
     return {
         "cpu": _cpu_model(),
@@ -101,7 +99,7 @@ def machine_info() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "onnxruntime": ort_version(),
+        "onnxruntime": ort().__version__,
         "providers_listed": available_providers(),
         "edge_infer": __version__,
     }
@@ -176,7 +174,7 @@ def working_providers(model_path: Union[str, Path], requested: str = "all") -> l
     ``tensorrt``, ``openvino``: only that one, and an explicit one that does
     not work raises :class:`~edge_infer.errors.ProviderError`.
     """
-    from .runtime import PROVIDERS, create_session_info, listed_short_names
+    from .runtime import EXECUTION_PROVIDERS, PROVIDERS, available_providers, open_session
 
     name = str(requested).strip().lower()
     if name not in ("all", *PROVIDERS):
@@ -184,14 +182,13 @@ def working_providers(model_path: Union[str, Path], requested: str = "all") -> l
     if name == "cpu":
         return ["cpu"]
     if name != "all":
-        _, info = create_session_info(model_path, provider=name)  # raises for an explicit one that does not work
+        _, info = open_session(model_path, provider=name)  # raises for an explicit one that does not work
         return [info.actual]
     found = ["cpu"]
-    for other in listed_short_names():
-        if other == "cpu":
-            continue
+    listed = set(available_providers())
+    for other in [n for n, ep in EXECUTION_PROVIDERS.items() if ep in listed and n != "cpu"]:
         try:
-            _, info = create_session_info(model_path, provider=other)
+            _, info = open_session(model_path, provider=other)
         except ProviderError:
             continue
         found.append(info.actual)
@@ -234,12 +231,8 @@ def _busiest_class(gen: Any) -> str:
 
 def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: Sequence[str] = TASKS,
                     label: str = "", io_binding: Sequence[str] = ("on",)) -> list[dict[str, Any]]:
-    """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`.
-
-    ``io_binding``: ``"on"`` times encode/decode writing into a preallocated
-    buffer (IO binding, as the generator does), ``"off"`` a plain
-    ``session.run`` that allocates its result; each gives its own rows.
-    """
+    """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`; ``io_binding``
+    ``"on"``/``"off"`` times encode/decode with and without (each gives its own rows)."""
     rows = []
     cls = _busiest_class(gen)
     variant = gen.bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", "unknown")
@@ -247,13 +240,14 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
         z = np.ascontiguousarray(gen.bundle.latents[np.arange(batch) % gen.bundle.count])
         for task in tasks:
             for binding in io_binding if task != "generate" else ("-",):
+                gpu = gen.provider in ("cuda", "tensorrt")
                 if task == "encode":
                     maps = _decoded_maps(gen, batch)
                     enc_out = np.empty((batch, *gen.bundle.latents.shape[1:]), dtype=np.float32) if binding == "on" else None
-                    call: Callable[[], Any] = lambda m=maps, o=enc_out: gen.encoder.run(m, out=o)  # noqa: E731
+                    call: Callable[[], Any] = lambda m=maps, o=enc_out: run_graph(gen.encoder_session, m, o, gpu)  # noqa: E731
                 elif task == "decode":
-                    dec_out = np.empty((batch, *gen.decoder.item_shape), dtype=np.float32) if binding == "on" else None
-                    call = lambda z=z, o=dec_out: gen.decoder.run(z, out=o)  # noqa: E731
+                    dec_out = np.empty((batch, 26, 26, 3), dtype=np.float32) if binding == "on" else None
+                    call = lambda z=z, o=dec_out: run_graph(gen.decoder_session, z, o, gpu)  # noqa: E731
                 elif task == "generate":
                     seeds = iter(range(10**9))
                     call = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
@@ -263,61 +257,44 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
                        "label": label, "provider": gen.provider, "batch": batch, "io_binding": binding}
                 row.update(measure(call, batch, seconds))
                 rows.append(row)
-            if task == "generate" and gen.provider == "cpu":
-                rows.extend(_generator_graph_rows(gen, cls, batch, seconds, label))
     return rows
 
 
-def _generator_graph_rows(gen: Any, cls: str, batch: int, seconds: float, label: str) -> list[dict[str, Any]]:
-    """``generator.onnx`` alone, three ways, to weigh what the generator does without.
+def run_graph(session: Any, x: np.ndarray, out: Optional[np.ndarray], on_gpu: bool) -> np.ndarray:
+    """One run of a one-input graph: plain ``session.run`` (``out`` None), or IO binding into ``out``."""
+    name_in, name_out = session.get_inputs()[0].name, session.get_outputs()[0].name
+    if out is None:
+        return session.run([name_out], {name_in: x})[0]
+    binding = session.io_binding()  # per call: bindings are not thread-safe
+    if on_gpu:  # input copied to the device once, output left there and copied back once
+        from .runtime import ort
 
-    ``graph``: plain ``session.run`` as the generator calls it (so ``generate``
-    minus this is the Python plan and call overhead); ``graph_iobind``: the
-    output bound to a preallocated buffer (IO binding); ``graph_1thread``: a
-    single-threaded session of the same graph (the twin session the
-    generator once kept for batch 1).
-    """
-    from .runtime import create_session_info
-
-    plan = gen.generate(cls, batch, seed=0)
-    feeds = {"source": plan.sources, "seed": np.array([0], np.int64), "row0": np.array([0], np.int64),
-             "strength": np.array([gen.bundle.noise_defaults.strength], np.float32)}
-    session = gen.generator_session
-    single, _ = create_session_info(gen.bundle.generator_path, provider="cpu", threads=1)
-    out = np.empty((batch, 26, 26, 3), dtype=np.float32)
-
-    def bound() -> None:
-        binding = session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, value)
-        binding.bind_output("maps", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+        binding.bind_ortvalue_input(name_in, ort().OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        binding.bind_output(name_out, "cuda", 0)
         session.run_with_iobinding(binding)
-
-    rows = []
-    for task, call in (("generate_graph", lambda: session.run(["maps"], feeds)),
-                       ("generate_graph_iobind", bound),
-                       ("generate_graph_1thread", lambda: single.run(["maps"], feeds))):
-        row = {"runtime": "onnxruntime", "task": task, "variant": "generator.onnx", "label": label,
-               "provider": "cpu", "batch": batch}
-        row.update(measure(call, batch, seconds))
-        rows.append(row)
-    return rows
+        out[...] = binding.copy_outputs_to_cpu()[0]
+        return out
+    binding.bind_cpu_input(name_in, x)
+    binding.bind_output(name_out, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+    session.run_with_iobinding(binding)
+    return out
 
 
 def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds: float, *, provider: str = "cpu",
                         threads: Optional[int] = None, variant: str = "", label: str = "") -> list[dict[str, Any]]:
     """``decode`` rows for a standalone decoder graph (e.g. the plain export), timed like the bundle's."""
-    from .runtime import GraphRunner
+    from .runtime import open_session
 
-    runner = GraphRunner.open(path, provider=provider, threads=threads)
+    session, info = open_session(path, provider=provider, threads=threads)
     rng = np.random.default_rng(0)
     rows = []
     for batch in batches:
         z = rng.standard_normal((batch, 64, 3, 3)).astype(np.float32)
-        out = np.empty((batch, *runner.item_shape), dtype=np.float32)
+        out = np.empty((batch, 26, 26, 3), dtype=np.float32)
         row = {"runtime": "onnxruntime", "task": "decode", "variant": variant or Path(path).stem, "label": label,
-               "provider": runner.actual, "batch": batch, "io_binding": "on"}
-        row.update(measure(lambda z=z, o=out: runner.run(z, out=o), batch, seconds))
+               "provider": info.actual, "batch": batch, "io_binding": "on"}
+        gpu = info.actual in ("cuda", "tensorrt")
+        row.update(measure(lambda z=z, o=out: run_graph(session, z, o, gpu), batch, seconds))
         rows.append(row)
     return rows
 

@@ -27,7 +27,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import BundleError
+from .errors import BundleError, DataFileError
+from .files import atomic_folder, check_folder_target
+from .npy import open_npy_member
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
@@ -45,6 +47,8 @@ MANIFEST = "manifest.json"
 ENV_VAR = "EDGE_INFER_MODEL"
 BUNDLE_NAME = "wafer-cae"
 LATENT_SHAPE = (64, 3, 3)
+#: The shipped manifest is about 50 KB; a larger one is not a manifest this code wrote.
+MAX_MANIFEST_BYTES = 4 << 20
 
 _REQUIRED_KEYS = ("format", "format_version", "classes", "graphs", "latent_bank", "latent_stats", "files")
 
@@ -135,9 +139,15 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if not mpath.exists():
         raise BundleError(f"{mpath}: missing; {folder} is not a complete bundle")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        with open(_inside(folder, MANIFEST), "rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, so not a manifest edge-infer wrote")
+        manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{mpath}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BundleError(f"{mpath}: not a manifest (its JSON is nested too deep)") from None
     except OSError as exc:
         raise BundleError(f"{mpath}: cannot read ({exc.strerror or exc})") from None
     if not isinstance(manifest, dict):
@@ -170,51 +180,61 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def _inside(folder: Path, name: str) -> Path:
+    """``folder/name`` if, links resolved, it is a regular file inside ``folder``: a bundle is one folder."""
+    p = folder / name
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise BundleError(f"{folder / MANIFEST}: file name {name!r} points outside the bundle")
+    try:
+        real = p.resolve(strict=True)
+        if not real.is_relative_to(folder.resolve()):
+            raise BundleError(f"{p}: a link to {real}, outside the bundle folder; a bundle's files live in its folder")
+        if not real.is_file():
+            raise BundleError(f"{p}: not a regular file")
+    except FileNotFoundError:
+        raise BundleError(f"{p}: missing from the bundle") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a link loop
+        raise BundleError(f"{p}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    return p
+
+
 def _verify_files(folder: Path, manifest: Mapping[str, Any]) -> None:
     files = manifest["files"]
     if not isinstance(files, dict):
         raise BundleError(f"{folder / MANIFEST}: 'files' must map file names to sha256")
     for name, expected in files.items():
-        p = folder / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise BundleError(f"{folder / MANIFEST}: file name {name!r} points outside the bundle")
-        if not p.is_file():
-            raise BundleError(f"{p}: missing from the bundle")
+        p = _inside(folder, str(name))
         if sha256_file(p) != expected:
             raise BundleError(f"{p}: sha256 differs from the manifest (the file was modified or truncated)")
 
 
 def _graph(folder: Path, manifest: Mapping[str, Any], role: str) -> tuple[Path, tuple[str, str]]:
+    """A graph's file (listed, so verified) and, for the encoder and decoder, its input and output names."""
     mpath = folder / MANIFEST
     try:
         g = manifest["graphs"][role]
-        fname, io_names = g["file"], (str(g["input"]), str(g["output"]))
-    except (KeyError, TypeError):
-        raise BundleError(f"{mpath}: graphs.{role} needs file, input and output") from None
-    if fname not in manifest["files"]:
-        raise BundleError(f"{mpath}: {fname} is not listed under files, so it cannot be verified")
-    return folder / fname, io_names
-
-
-def _graph_file(folder: Path, manifest: Mapping[str, Any], role: str) -> Path:
-    """A graph with several inputs and outputs (their names are the format's, not the manifest's)."""
-    mpath = folder / MANIFEST
-    try:
-        fname = manifest["graphs"][role]["file"]
-    except (KeyError, TypeError):
+        fname, io_names = g["file"], (str(g.get("input", "")), str(g.get("output", "")))
+    except (KeyError, TypeError, AttributeError):
         raise BundleError(f"{mpath}: graphs.{role} needs a file") from None
     if fname not in manifest["files"]:
         raise BundleError(f"{mpath}: {fname} is not listed under files, so it cannot be verified")
-    return folder / fname
+    return _inside(folder, fname), io_names
 
 
 def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dict[str, np.ndarray]:
+    # Each array's header is checked against its real size before it is read
+    # (edge_infer.npy): a broken bank is a broken bundle, never a huge allocation.
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            bank = {k: npz[k] for k in ("latents", "labels", "outline_ids", "outlines")}
-    except KeyError as exc:
-        raise BundleError(f"{path}: missing array {exc}") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        with zipfile.ZipFile(path) as zf:
+            members = {m.filename: m for m in zf.infolist()}
+        bank = {}
+        for key in ("latents", "labels", "outline_ids", "outlines"):
+            if f"{key}.npy" not in members:
+                raise BundleError(f"{path}: missing array {key!r}")
+            bank[key] = open_npy_member(path, members[f"{key}.npy"]).read()
+    except DataFileError as exc:
+        raise BundleError(f"{path}: not a readable latent bank ({exc})") from None
+    except (OSError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{path}: not a readable latent bank ({exc})") from None
     lat, lab, oid, outl = bank["latents"], bank["labels"], bank["outline_ids"], bank["outlines"]
     n = lab.shape[0] if lab.ndim == 1 else -1
@@ -281,8 +301,8 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         raise BundleError(f"{mpath}: classes must be a non-empty list of names")
     enc_path, enc_io = _graph(folder, manifest, "encoder")
     dec_path, dec_io = _graph(folder, manifest, "decoder")
-    gen_path = _graph_file(folder, manifest, "generator")
-    core_path = _graph_file(folder, manifest, "generator_core")
+    gen_path, _ = _graph(folder, manifest, "generator")
+    core_path, _ = _graph(folder, manifest, "generator_core")
     try:
         bank_name = manifest["latent_bank"]["file"]
         count = manifest["latent_bank"].get("count")
@@ -290,10 +310,7 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         raise BundleError(f"{mpath}: latent_bank needs a file") from None
     if bank_name not in manifest["files"]:
         raise BundleError(f"{mpath}: {bank_name} is not listed under files, so it cannot be verified")
-    for p in (enc_path, dec_path, gen_path, core_path, folder / bank_name):
-        if not p.is_file():
-            raise BundleError(f"{p}: missing from the bundle")
-    bank = _load_bank(folder / bank_name, len(classes), count)
+    bank = _load_bank(_inside(folder, bank_name), len(classes), count)
     try:
         std = np.asarray(manifest["latent_stats"]["overall"]["std"], dtype=np.float32)
     except (KeyError, TypeError, ValueError):
@@ -318,3 +335,19 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         latent_std=std,
         noise_defaults=_noise_defaults(manifest),
     )
+
+
+def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:
+    """Copy the verified ``bundle`` (its manifest and every file it lists) to the folder ``dest``.
+
+    For tools in other languages, which ship these files (``docs/other-languages.md``).
+    The folder appears only when complete; an existing bundle there is replaced only with ``force``.
+    """
+    import shutil
+
+    dest = Path(dest)
+    replace = check_folder_target(dest, force=force, marker=MANIFEST, what="a bundle")
+    with atomic_folder(dest, force=replace) as tmp:
+        for name in [MANIFEST, *bundle.manifest["files"]]:
+            shutil.copyfile(_inside(bundle.path, name), tmp / name)
+    return dest

@@ -33,5 +33,9 @@ class OutputError(EdgeInferError, OSError):
     """An output that cannot be written (unwritable, full, or already there)."""
 
 
+class Note(UserWarning):
+    """Something the user should know that is not a problem (the CLI prints ``note: ...``)."""
+
+
 class TooLargeError(DataFileError):
     """An input that would need more memory at once than the configured ceiling allows."""

@@ -1,54 +1,45 @@
-"""Files in and out: reading users' wafer data, writing outputs atomically.
+"""Reading users' wafer data: every input format, validated a block at a time (bounded memory).
 
-Reading never unpickles, checks every declared size against the file
-before reading (:mod:`edge_infer.npyread`), and hands maps on a validated
-block at a time (:func:`open_input`, :func:`iter_maps`), so an input of any
-size is read in bounded memory; :func:`load_dataset` reads a whole input
-when it fits under a ceiling (:func:`max_input_memory`). Every problem with
-a file becomes one :class:`DataFileError` naming that file.
-Writing goes to a temporary file in the target folder, then ``os.replace``:
-a reader never sees a half-written output, an interrupted run leaves none,
-and an existing file is only replaced when the caller says ``force``.
+Reading never unpickles and checks every declared size against the file
+before reading (:mod:`edge_infer.npy`). :func:`open_input` opens maps for
+streaming and reads their labels; :func:`iter_maps` hands the maps on a
+validated block at a time, so an input of any size is read in bounded memory;
+:func:`load_dataset` reads a whole input when it fits under a ceiling
+(:func:`max_input_memory`). Every problem with a file becomes one
+:class:`~edge_infer.errors.DataFileError` naming that file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import math
 import os
 import re
-import shutil
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Protocol, Union
 
 import numpy as np
 
-from .errors import DataFileError, InputError, OutputError, TooLargeError
-from .npyread import NpyArray, open_npy_file, open_npy_member
-from .wafer import CLASS_NAMES, MAP_SHAPE, N_STATES, ResizeNote, as_labels, as_maps
+from .errors import DataFileError, InputError, TooLargeError
+from .g85 import G85Error, G85Source, looks_like_g85
+from .npy import NpyArray, open_npy_file, open_npy_member
+from .wafer import CLASS_NAMES, MAP_BYTES, MAP_SHAPE, N_STATES, ResizeNote, as_labels, as_maps
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 DATA_NAME = "data.npy"
 LABEL_NAME = "label.npy"
-
 #: Maps validated and handed on at a time (the generator's block size too).
 BLOCK_MAPS = 4096
 #: Raw bytes read at a time at most, so maps of any size keep a block bounded.
 BLOCK_BYTES = 64 << 20
 #: Environment variable holding the ceiling on what one input may hold in memory at once.
 MAX_MEMORY_ENV = "EDGE_INFER_MAX_INPUT_MEMORY"
-#: The ceiling's default: what reading one input whole may take (maps as one-hot float32).
 DEFAULT_MAX_MEMORY = 2 << 30
-MAP_BYTES = int(np.prod(MAP_SHAPE)) * 4
-
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -189,14 +180,6 @@ def _zip_members(path: Path) -> dict[str, zipfile.ZipInfo]:
         raise DataFileError(f"{path}: cannot read the zip ({exc})") from None
 
 
-def _npy_file(path: Path) -> NpyArray:
-    if not path.exists():
-        raise DataFileError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataFileError(f"{path} is a folder, not a .npy file")
-    return open_npy_file(path)
-
-
 #: Reads an input's labels: ``(raw labels array, sha256 of their bytes)``; validated by the caller.
 LabelsReader = Callable[[], tuple[np.ndarray, str]]
 
@@ -211,7 +194,7 @@ def _npy_labels(array_of: Callable[[], NpyArray], max_memory: Optional[int]) -> 
     return read
 
 
-def _open_layout(p: Path, max_memory: Optional[int]) -> tuple[MapSource, Optional[LabelsReader]]:
+def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any = None) -> tuple[MapSource, Optional[LabelsReader]]:
     """The maps of ``p`` (headers checked, no map read) and a reader of its own labels, if it has any.
 
     The one place that knows the input layouts; another format (SEMI G85, say)
@@ -223,8 +206,8 @@ def _open_layout(p: Path, max_memory: Optional[int]) -> tuple[MapSource, Optiona
         if not (p / DATA_NAME).exists():
             raise DataFileError(f"{p} holds no {DATA_NAME}")
         lab = p / LABEL_NAME
-        labels = _npy_labels(lambda: _npy_file(lab), max_memory) if lab.exists() else None
-        return NpySource(_npy_file(p / DATA_NAME), max_memory=max_memory), labels
+        labels = _npy_labels(lambda: open_npy_file(lab), max_memory) if lab.exists() else None
+        return NpySource(open_npy_file(p / DATA_NAME), max_memory=max_memory), labels
     if zipfile.is_zipfile(p):
         members = _zip_members(p)
         if DATA_NAME not in members:
@@ -235,22 +218,16 @@ def _open_layout(p: Path, max_memory: Optional[int]) -> tuple[MapSource, Optiona
     if p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
     if _is_g85(p):
-        from .g85 import G85Source
-
-        g85 = G85Source(p)  # one validating pass: count, labels and sha256, then blocks
+        g85 = G85Source(p, bin_map=bin_map)  # one validating pass: count, labels and sha256, then blocks
         if g85.labels is None:
             return g85, None
         own = (g85.labels, g85.sha256 or "")
         return g85, lambda: own
-    return NpySource(_npy_file(p), max_memory=max_memory), None
+    return NpySource(open_npy_file(p), max_memory=max_memory), None
 
 
 def _is_g85(path: Path) -> bool:
-    if path.suffix.lower() == ".npy" or not path.is_file():
-        return False
-    from .g85 import looks_like_g85
-
-    return looks_like_g85(path)
+    return path.suffix.lower() != ".npy" and path.is_file() and looks_like_g85(path)
 
 
 def open_maps(data: PathLike, *, max_memory: Optional[int] = None) -> MapSource:
@@ -277,6 +254,7 @@ def open_input(
     *,
     require_labels: bool = False,
     max_memory: Optional[int] = None,
+    bin_map: Any = None,
 ) -> DataInput:
     """Open maps for streaming and read their labels (small: 8 bytes a map), validated.
 
@@ -286,14 +264,12 @@ def open_input(
     or inconsistent input.
     """
     p = Path(data)
-    maps, labels_of = _open_layout(p, max_memory)
+    maps, labels_of = _open_layout(p, max_memory, bin_map)
     if labels is not None:
         lp = Path(labels)
-        labels_of = _npy_labels(lambda: _npy_file(lp), max_memory)
+        labels_of = _npy_labels(lambda: open_npy_file(lp), max_memory)
     if labels_of is None and require_labels:
         if _is_g85(p):
-            from .g85 import G85Error
-
             raise G85Error(f"{p}: its maps carry no class (ei:ClassIndex); give a labels .npy (--labels)")
         raise DataFileError(f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file")
     lab = digest = None
@@ -457,10 +433,6 @@ def load_dataset(
     :func:`iter_maps`. Raises :class:`DataFileError` / :class:`InputError`
     with one clear message for a missing, broken or inconsistent input.
     """
-    if _is_g85(Path(data)):
-        from .g85 import load_g85_dataset
-
-        return load_g85_dataset(data, labels, require_labels=require_labels)
     inp = open_input(data, labels, require_labels=require_labels, max_memory=max_memory)
     maps = read_all(inp.maps, max_memory=max_memory)
     return Dataset(
@@ -474,249 +446,6 @@ def load_dataset(
 
 def load_npy(path: PathLike, *, max_memory: Optional[int] = None) -> np.ndarray:
     """Load a ``.npy`` file safely: no pickles, its size checked, one clear error for anything wrong."""
-    array = _npy_file(Path(path))
+    array = open_npy_file(Path(path))
     check_fits(array.data_bytes, str(path), max_memory=max_memory)
     return array.read()
-
-
-# ---------------------------------------------------------------- writing
-
-
-def ensure_writable_folder(folder: PathLike) -> None:
-    """Create ``folder`` if needed and check it can be written, or raise :class:`OutputError`."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {folder}: permission denied")
-
-
-def check_can_create(folder: PathLike) -> None:
-    """Check, creating nothing, that ``folder`` exists or could be created and written.
-
-    For pre-checks that run before any work: a refused or failed run must not
-    leave the folders it would have made behind.
-    """
-    folder = Path(folder)
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {probe}: permission denied")
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-safe copy: NaN and infinities become null, numpy scalars plain
-    numbers, tuples lists, anything else unknown its text (a path, a dtype).
-
-    The one rule for every JSON file the project writes (run folders, bundle
-    manifests' provenance, reports), so none of them holds ``NaN`` that
-    strict JSON readers refuse.
-    """
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)
-
-
-def json_text(obj: Any, *, sort_keys: bool = True) -> str:
-    """``obj`` as indented, strict JSON text (see :func:`jsonable`), newline-terminated."""
-    return json.dumps(jsonable(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
-
-
-def _placeholder_only(folder: Path) -> bool:
-    """Empty, or holding only hidden files such as ``.keep``."""
-    return all(child.name.startswith(".") and child.is_file() for child in folder.iterdir())
-
-
-def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str) -> bool:
-    """Refuse up front (before any work) a folder output that must not be replaced.
-
-    Refused: a file at that place; an existing folder without ``force``; and,
-    even with ``force``, a folder that is neither empty (hidden placeholders
-    aside) nor ``what`` (it holds no ``marker`` file), so ``--force`` can never
-    delete an arbitrary directory; a parent that cannot be written. Returns
-    whether :func:`atomic_folder` may replace what is there: with ``force``, or
-    an empty placeholder folder, which is filled without it.
-    """
-    out = Path(folder)
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise OutputError(f"{out} exists and is not a folder; give another --out")
-        if _placeholder_only(out):
-            check_can_create(out.parent)
-            return True
-        if not (out / marker).exists():
-            raise OutputError(f"{out} is a folder that is not {what}; refusing to replace it")
-        if not force:
-            raise OutputError(f"{out} already exists; use --force to replace it")
-    check_can_create(out.parent)
-    return force
-
-
-def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
-    """Refuse before writing anything if an output exists (without ``force``)
-    or its folder cannot be created or written, so a run fails up front
-    rather than after half its outputs."""
-    for path in paths:
-        p = Path(path)
-        if p.exists() and not force:
-            raise OutputError(f"{p} already exists; use --force to overwrite it")
-        if p.exists() and p.is_dir():
-            raise OutputError(f"{p} is a folder; cannot write a file there")
-        ensure_writable_folder(p.parent)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once at import: os.umask can only be read by setting it, which would
-# race with other threads creating files if done per write.
-_UMASK = _read_umask()
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it into place.
-
-    On any exception (KeyboardInterrupt included) the temporary file is
-    removed and ``path`` is left exactly as it was.
-    """
-    target = Path(path)
-    check_targets([target], force=force)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        # mkstemp makes the file 0600; give it the permissions any new file would get.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        if target.exists() and not force:
-            raise OutputError(f"{target} appeared while writing; use --force to overwrite it")
-        os.replace(tmp, target)
-    except OSError as exc:
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def write_npy(path: PathLike, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` as ``.npy``, never pickled (not atomic: write into :func:`atomic_path`)."""
-    with open(path, "wb") as fh:
-        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-
-
-@contextlib.contextmanager
-def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
-
-    The files in it are synced, the folder gets normal permissions, and an
-    existing ``path`` (only with ``force``) is moved aside first and removed
-    only once the new folder is in place: a rename is atomic, a tree delete is
-    not. On any exception (KeyboardInterrupt included) the temporary folder is
-    removed and ``path`` is left exactly as it was.
-    """
-    target = Path(path)
-    ensure_writable_folder(target.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None
-    try:
-        yield tmp
-        for child in tmp.iterdir():
-            if child.is_file():
-                with open(child, "rb") as fh:
-                    os.fsync(fh.fileno())
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
-        old: Optional[Path] = None
-        if target.exists():
-            if not force:
-                raise OutputError(f"{target} appeared while writing; use --force to replace it")
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, old / target.name)
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            if old is not None:  # put the previous folder back
-                os.replace(old / target.name, target)
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-        finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:
-    """Write ``payload`` to ``path``, atomically."""
-    with atomic_path(path, force=force) as tmp:
-        tmp.write_bytes(payload)
-    return Path(path)
-
-
-def check_free_space(folder: PathLike, need: int, what: str) -> None:
-    """Refuse up front (:class:`OutputError`) an output of ``need`` bytes the disk cannot hold."""
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return  # cannot tell: the write itself will say
-    if need > free:
-        raise OutputError(f"{what} need {need / 2**30:.2f} GiB in {folder}, which has {free / 2**30:.2f} GiB free")
-
-
-class NpyStream:
-    """A ``.npy`` written block after block: the header (shape known up front), then rows in order.
-
-    Plain sequential writes rather than a memory map: a memory map's dirty
-    pages count as the process's memory, written blocks are the page cache's.
-    Use on a temporary path from :func:`atomic_path`; :func:`npy_stream` checks
-    at the end that every declared row was written.
-    """
-
-    def __init__(self, fh: Any, shape: Sequence[int], dtype: Any = np.float32) -> None:
-        from numpy.lib import format as npy_format
-
-        self._fh = fh
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.rows = 0
-        header = {"descr": npy_format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
-        npy_format.write_array_header_1_0(fh, header)
-
-    def write(self, block: np.ndarray) -> None:
-        """Append ``block`` (rows of the declared item shape)."""
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        if tuple(block.shape[1:]) != self.shape[1:] or self.rows + block.shape[0] > self.shape[0]:
-            raise ValueError(f"block {block.shape} does not continue an array of shape {self.shape} at row {self.rows}")
-        self._fh.write(block.data)
-        self.rows += block.shape[0]
-
-
-@contextlib.contextmanager
-def npy_stream(path: PathLike, shape: Sequence[int], dtype: Any = np.float32) -> Iterator[NpyStream]:
-    """Write a ``.npy`` of ``shape`` to ``path`` block by block (not atomic: give it an :func:`atomic_path`)."""
-    with open(path, "wb") as fh:
-        stream = NpyStream(fh, shape, dtype)
-        yield stream
-        if stream.rows != stream.shape[0]:
-            raise ValueError(f"{path}: wrote {stream.rows} of {stream.shape[0]} rows")

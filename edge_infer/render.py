@@ -8,15 +8,13 @@ to keep the off-wafer area quiet (light grey).
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from .io import atomic_path
+from .files import atomic_path
 from .wafer import STATE_NAMES
 
 #: Die state → RGB: boundary (off-wafer) light grey, normal blue-grey, defect orange.
@@ -28,8 +26,6 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 _COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
 BACKGROUND = (255, 255, 255)
 TEXT = (30, 30, 30)
-#: zlib effort for pictures: their flat colours leave little for more effort to find.
-PNG_LEVEL = 3
 DIE_PX = 6  # pixels per die
 GAP_PX = 1  # white line between dies, so single defective dies stay visible
 MARGIN = 12  # between maps and around the figure
@@ -123,35 +119,8 @@ def render_grid(
     return img
 
 
-def png_bytes(image: Union["PIL.Image.Image", np.ndarray]) -> bytes:  # noqa: F821
-    """The PNG file of an RGB picture (a pillow image or uint8 ``(H, W, 3)``).
-
-    Written here, not by pillow's ``Image.save``: that first loads pillow's
-    BMP, GIF, JPEG and PPM plugins too, a cost every ``generate`` would pay at
-    start-up for formats it never writes. The file is plain 8-bit truecolour,
-    each row "Up"-filtered (rows of a flat-colour picture repeat, so they
-    compress to almost nothing); any PNG reader opens it.
-    """
-    rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") and image.mode != "RGB" else image)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected RGB uint8 pixels (H, W, 3), not {rgb.dtype} {rgb.shape}")
-    h, w, _ = rgb.shape
-    rows = rgb.reshape(h, w * 3)
-    raw = np.empty((h, 1 + w * 3), np.uint8)  # each row: its filter byte, then the filtered bytes
-    raw[:, 0] = 2  # the "Up" filter: each byte minus the one above it, modulo 256 (uint8 arithmetic)
-    raw[:1, 1:] = rows[:1]
-    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, filtered, not interlaced
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, PNG_LEVEL)) + chunk(b"IEND", b"")
-
-
 def save_png(image: "PIL.Image.Image", path: Union[str, Path], *, force: bool = False) -> Path:  # noqa: F821
     """Write ``image`` as PNG at ``path``, atomically (never a half-written file)."""
-    data = png_bytes(image)
     with atomic_path(path, force=force) as tmp:
-        tmp.write_bytes(data)
+        image.save(tmp, format="PNG")
     return Path(path)

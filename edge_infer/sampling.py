@@ -1,9 +1,10 @@
-"""Randomness rules of a request: seeds, source order, partners, σ, redraws. Pure numpy.
+"""The plan of a request: every per-row decision, made from the seed before any graph runs. Pure numpy.
 
-Nothing here runs a graph: :mod:`~edge_infer.plan` uses these rules to make
-every per-row decision from the seed, before any map exists; the noise itself
-is drawn inside the bundle's generator graphs (``docs/other-languages.md``
-defines it). All
+A :class:`Plan` says, for each output row, which source it comes from, its
+variant (for the course schedule), its mixing partner and weight, and the
+settings of the request; the generator then runs the bundle's graphs on it
+block by block. The noise itself is drawn inside the generator graphs
+(``docs/bundle-format.md`` defines it). All
 randomness, host or graph, comes from one counter-based function,
 :func:`draws`: value ``c`` of stream ``s`` for seed ``seed`` is
 
@@ -46,8 +47,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-from typing import Optional, Union
+import warnings
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -78,9 +79,8 @@ MIX_STREAM = PLAN_STREAM + 1
 #: Seeds are int64 (they are passed to the graphs unchanged).
 MAX_SEED = 2**63 - 1
 
-#: A seed as callers give it. ``numpy.random`` is named only as text: importing
-#: it costs start-up time and the graphs never need it.
-SeedLike = Union[None, int, "np.random.SeedSequence"]
+#: A seed as callers give it.
+SeedLike = Union[None, int, np.random.SeedSequence]
 
 
 class MixFallback(UserWarning):
@@ -90,9 +90,6 @@ class MixFallback(UserWarning):
 _MASK = (1 << 64) - 1
 _SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
 _M1, _M2 = np.uint64(MIX_M1), np.uint64(MIX_M2)
-# (c + 1)·γ for the first counters: most draws (a class's candidates) need no more.
-_STEPS = np.arange(1, 4097, dtype=np.uint64) * np.uint64(GAMMA)
-_STEPS.flags.writeable = False
 
 
 def splitmix64(x: "np.ndarray | np.uint64") -> np.ndarray:
@@ -119,8 +116,9 @@ def stream_key(seed: int, stream: int) -> int:
 
 def draws(seed: int, stream: int, count: int) -> np.ndarray:
     """Values ``0 … count-1`` of ``stream`` for ``seed``: uint64 ``(count,)`` (module docstring)."""
-    steps = _STEPS[:count] if count <= _STEPS.size else np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
-    return splitmix64(steps + np.uint64(stream_key(seed, stream)))
+    with np.errstate(over="ignore"):
+        steps = np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
+        return splitmix64(steps + np.uint64(stream_key(seed, stream)))
 
 
 def unit_floats(values: np.ndarray) -> np.ndarray:
@@ -135,9 +133,8 @@ def check_seed(seed: SeedLike) -> int:
     contributes 63 bits of its generated state, spawn key included.
     """
     if seed is None:
-        return int.from_bytes(os.urandom(8), "little") >> 1  # 63 bits from the OS, as secrets would
-    random = sys.modules.get("numpy.random")  # a caller with a SeedSequence has imported it
-    if random is not None and isinstance(seed, random.SeedSequence):
+        return int.from_bytes(os.urandom(8), "little") >> 1  # 63 bits from the OS
+    if isinstance(seed, np.random.SeedSequence):
         return int(seed.generate_state(1, np.uint64)[0]) >> 1
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be a whole number from 0 to 2**63-1, not {seed!r}")
@@ -177,9 +174,6 @@ def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[i
     if candidates.size == 0:
         raise InputError("no source maps to generate from")
     keys = draws(seed, PLAN_STREAM, candidates.size)
-    if n == 1:  # the smallest key: argmin, not a sort (same first row)
-        i = int(keys.argmin())
-        return candidates[i:i + 1].copy()
     order = candidates[keys.argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
 
@@ -279,3 +273,161 @@ def repeated_rows(keys: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
     if seen:
         repeated |= np.fromiter((int(k) in seen for k in keys), dtype=bool, count=n)
     return np.flatnonzero(repeated)
+
+
+# ---------------------------------------------------------------- the plan
+
+
+class Sources(NamedTuple):
+    """What a request generates from: the bank, or maps the caller gave (encoded)."""
+
+    latents: np.ndarray  # (M, 64, 3, 3) float32
+    labels: np.ndarray  # (M,) int64
+    outline_ids: np.ndarray  # (M,) int64 into outlines
+    outlines: np.ndarray  # (K, 26, 26) bool, True = off-wafer
+    bank: bool  # the bundle's own latent bank (generator.onnx takes its rows)
+
+
+class Settings(NamedTuple):
+    """A request's noise settings, checked, with the bundle's defaults filled in."""
+
+    method: str
+    mode: str
+    strength: float
+    outline_lock: bool
+    raw: bool
+
+
+class Plan(NamedTuple):
+    """Everything a request needs, decided before any graph runs; immutable."""
+
+    src: Sources
+    sources: np.ndarray  # (N,) int64 rows of src
+    variants: np.ndarray  # (N,) int64, for the course schedule
+    partners: Optional[np.ndarray]  # (N,) int64, for mix
+    weights: Optional[np.ndarray]  # (N,) float32, for mix
+    seed: int
+    settings: Settings
+    siblings: bool  # some source repeats: identical variants are redrawn
+    #: Index of row 0 within the whole request: noise and redraws are keyed by
+    #: that global row, so a request cut into calls (an input augmented block
+    #: by block) gives the maps of one call.
+    row0: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.sources.shape[0])
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int64 ``(N, 1)``, like ``label.npy``."""
+        return self.src.labels[self.sources].astype(np.int64).reshape(-1, 1)
+
+    @property
+    def bank_graph(self) -> bool:
+        """Whether ``generator.onnx`` covers the request (bank rows, relative noise, lock)."""
+        s = self.settings
+        return self.src.bank and self.partners is None and s.mode == "relative" and s.outline_lock and not s.raw
+
+
+def settings(defaults: Any, strength: Optional[float], method: Optional[str], mode: Optional[str],
+             outline_lock: Optional[bool], raw: bool) -> Settings:
+    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``."""
+    return Settings(
+        method=check_choice(method if method is not None else defaults.method, METHODS, "method"),
+        mode=check_choice(mode if mode is not None else defaults.mode, MODES, "noise mode"),
+        strength=check_strength(strength if strength is not None else defaults.strength),
+        outline_lock=bool(defaults.outline_lock if outline_lock is None else outline_lock),
+        raw=bool(raw),
+    )
+
+
+def plan_rows(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int, opts: Settings,
+              classes: tuple[str, ...]) -> Plan:
+    """The plan for given rows: mixing partners where asked, whether siblings can clash."""
+    partners = weights = None
+    if opts.method == "mix":
+        partners, weights, alone = choose_partners(sources, src.labels, src.outline_ids, seed)
+        if alone.any():
+            lonely = sorted({classes[c] for c in src.labels[sources[alone]]})
+            warnings.warn(
+                f"mix needs two source maps of a class; {', '.join(lonely)} has only one, "
+                "so its maps use noise alone",
+                MixFallback,
+                stacklevel=4,
+            )
+    repeats = np.unique(sources).size < sources.size
+    return Plan(src, sources, variants, partners, weights, seed, opts,
+                siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
+
+
+def plan_generate(src: Sources, candidates: np.ndarray, n: int, seed: int, opts: Settings,
+                  classes: tuple[str, ...], pin: Optional[int] = None) -> Plan:
+    """``n`` rows from ``candidates`` (a class's rows of ``src``) in the seeded order, cycled."""
+    sources = choose_sources(candidates, n, seed, pin=pin)
+    variants = np.arange(n, dtype=np.int64) % COURSE_VARIANTS
+    return plan_rows(src, sources, variants, seed, opts, classes)
+
+
+def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
+    """``per_source`` rows for every source, the k variants of source i at rows k·i … k·i+k−1.
+
+    ``per_source`` is one k for all, or one count per source (int64 array,
+    validated by :func:`edge_infer.recipes.variant_counts`): then the variants
+    of each source follow each other, numbered 0.. within their source.
+    """
+    m = src.labels.shape[0]
+    counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (m,))
+    sources = np.repeat(np.arange(m, dtype=np.int64), counts)
+    variants = np.arange(sources.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return plan_rows(src, sources, variants, seed, opts, classes)
+
+
+def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
+    """Variants of each of ``n_sources`` sources: one whole number k ≥ 1 for all,
+    or one count ≥ 0 per source (at least one map in all). int64 ``(n_sources,)``."""
+    if isinstance(per_source, (bool, np.bool_, float, str)) or (np.ndim(per_source) == 0 and not isinstance(per_source, (int, np.integer))):
+        raise InputError(f"per_source must be a whole number, not {per_source!r}")
+    if isinstance(per_source, (int, np.integer)):
+        if per_source < 1:
+            raise InputError(f"per_source must be at least 1, not {per_source}")
+        return np.full(n_sources, int(per_source), dtype=np.int64)
+    try:
+        raw = np.asarray(per_source)
+    except (TypeError, ValueError):
+        raise InputError(f"per_source must be a whole number or one count per source, not {per_source!r}") from None
+    if raw.ndim != 1 or raw.size != n_sources or (raw.size and raw.dtype.kind not in "iu"):
+        raise InputError(f"per_source counts must be {n_sources} whole numbers (one per source), got shape {raw.shape}")
+    counts = raw.astype(np.int64)
+    if (counts < 0).any() or counts.sum() < 1:
+        raise InputError("per_source counts must be ≥ 0 and make at least one map")
+    return counts
+
+
+def check_count(n: Any, what: str = "n") -> int:
+    """A count of maps (``n``, ``per_source``, ``-n``): a whole number, at least 1.
+
+    The one count rule, for the API and the CLI alike (the CLI calls it before
+    any model loads, naming its option).
+    """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise InputError(f"{what} must be a whole number, not {n!r}")
+    if n < 1:
+        raise InputError(f"{what} must be at least 1, not {n}")
+    return int(n)
+
+
+def check_source_index(source_index: Any, src: Sources, cls_index: Optional[int], classes: tuple[str, ...]) -> int:
+    """A valid row of ``src`` whose class agrees with ``cls_index`` (when given)."""
+    if isinstance(source_index, (bool, np.bool_)) or not isinstance(source_index, (int, np.integer)):
+        raise InputError(f"source index must be a whole number, not {source_index!r}")
+    count = src.labels.shape[0]
+    if not 0 <= source_index < count:
+        raise InputError(f"source index {source_index} is out of range 0..{count - 1}")
+    src_cls = int(src.labels[int(source_index)])
+    if cls_index is not None and src_cls != cls_index:
+        raise InputError(
+            f"source {int(source_index)} is class {classes[src_cls]}, not {classes[cls_index]}; "
+            "drop --class or pick a source of that class"
+        )
+    return int(source_index)

@@ -34,20 +34,26 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .classes import CLASS_NAMES  # re-exported: the one list of class names
-from .errors import InputError
+from .errors import InputError, Note
+
+#: WM-811K pattern classes in label-index order (the course ``label.npy``): the one
+#: list of names that training, export, the manifest, the CLI and every picture read.
+#: The order is the data's, not WM-811K's alphabetical list: the maps show it (index 7
+#: is nearly all defect, 6 thin lines, 5 scattered; ``tests/edge_infer/test_class_names.py``).
+CLASS_NAMES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Random", "Scratch", "Near-full", "None")
 
 BOUNDARY, NORMAL, DEFECT = 0, 1, 2
 STATE_NAMES = ("boundary", "normal", "defect")
 N_STATES = 3
 MAP_SIZE = 26
 MAP_SHAPE = (MAP_SIZE, MAP_SIZE, N_STATES)
+MAP_BYTES = MAP_SIZE * MAP_SIZE * N_STATES * 4  # one map as float32 one-hot
 
 
 ClassLike = Union[str, int, np.integer]
 
 
-class ResizeNote(UserWarning):
+class ResizeNote(Note):
     """Maps of another size were resized to 26×26 (nearest neighbour)."""
 
 
@@ -116,51 +122,17 @@ def outline(maps: np.ndarray) -> np.ndarray:
     return np.asarray(maps)[..., BOUNDARY] > 0.5
 
 
-# Rows of lock_outline's table, by code (bit 0: decoder prefers defect, bit 1:
-# off-wafer): in-wafer dies take the decoder's choice, off-wafer dies are boundary.
-_LOCK_TABLE = np.zeros((4, N_STATES), dtype=np.float32)
-_LOCK_TABLE[[0, 1, 2, 3], [NORMAL, DEFECT, BOUNDARY, BOUNDARY]] = 1
-_DIE_ROW = np.dtype((np.void, N_STATES * 4))  # one die's one-hot float32 row as a single item
-_LOCK_ROWS = _LOCK_TABLE.view(_DIE_ROW).reshape(4)
+def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+    """Decoder probabilities → one-hot maps with a fixed wafer outline.
 
-
-def lock_outline(
-    probs: np.ndarray,
-    boundary: np.ndarray,
-    out: Optional[np.ndarray] = None,
-    *,
-    work: Optional[np.ndarray] = None,
-) -> np.ndarray:
-    """Turn decoder probabilities into one-hot maps with a fixed wafer outline.
-
-    Dies in ``boundary`` (broadcast to ``probs[..., 0]``) become boundary; every
-    other die becomes normal or defect, whichever the decoder rates higher. So
-    the map keeps its source's outline exactly and only in-wafer dies are
-    generated. ``out``: a float32 array of ``probs``' shape to write the maps
-    into (e.g. rows of the caller's result, saving a copy); it may not overlap
-    ``probs``. ``work``: an optional bool array of ``probs.shape[:-1]`` for
-    the per-die codes (saves an allocation). Returns the maps (``out`` when given).
+    Dies in ``boundary`` (broadcast to ``probs[..., 0]``) become boundary;
+    every other die becomes normal or defect, whichever the decoder rates
+    higher. So a map keeps its source's outline exactly (the generator graphs
+    do the same inside the bundle).
     """
     probs = np.asarray(probs)
-    shape = probs.shape[:-1] + (N_STATES,)
-    boundary = np.asarray(boundary, dtype=bool)
-    if out is None:
-        out = np.empty(shape, dtype=np.float32)
-    elif out.shape != shape or out.dtype != np.float32:
-        raise InputError(f"out must be float32 of shape {shape}, not {out.dtype} {out.shape}")
-    # A 2-bit code per die (bit 0: decoder says defect, bit 1: off-wafer) and
-    # one table lookup that copies each die's 12-byte one-hot row into place:
-    # about half the time of writing the three channels one by one (a strided
-    # store per channel), and this runs on every generated map.
-    code = np.greater(probs[..., DEFECT], probs[..., NORMAL], out=work).view(np.uint8)
-    # boundary broadcasts here (one outline for many maps costs one small shift).
-    np.bitwise_or(code, np.left_shift(boundary.view(np.uint8), 1), out=code)
-    if out.flags.c_contiguous:
-        # mode="clip": codes are 0..3 by construction; "raise" would buffer and check each.
-        _LOCK_ROWS.take(code, out=out.view(_DIE_ROW).reshape(code.shape), mode="clip")
-    else:
-        out[...] = _LOCK_TABLE[code]
-    return out
+    states = np.where(probs[..., DEFECT] > probs[..., NORMAL], DEFECT, NORMAL)
+    return to_onehot(np.where(np.asarray(boundary, dtype=bool), BOUNDARY, states))
 
 
 def resize_states(states: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:

@@ -1,101 +1,66 @@
-"""What every ``edge-infer`` command shares: error handling, options, messages.
+"""What every ``edge-infer`` verb shares: the error wrapper, options, messages, progress, output folders and formats.
 
-* :func:`handle_errors` wraps a command: an :class:`~edge_infer.errors.EdgeInferError`
-  becomes ``error: <message>`` on stderr and exit 1 (no traceback), Ctrl-C
-  becomes ``interrupted`` and exit 130; warnings raised inside print as one
-  line each (``note: ...`` for a resize, ``warning: ...`` otherwise).
-* The ``*Opt`` aliases are the options several commands take, so they read
-  and behave the same everywhere.
-* :func:`say` (stdout: what was written) and :func:`tell` (stderr: progress,
-  provider, notes) keep results apart from chatter; :func:`Progress` makes
-  the stderr progress bar (:mod:`edge_infer.progress`).
-* A failed or interrupted command removes the ``--out`` folders it created
-  while they are still empty; a folder that existed before always stays.
-
-This module must stay light: the CLI imports it for ``--help``, which has to
-be instant, so numpy/onnxruntime are imported only inside functions.
+:func:`handle_errors` is the one entry-point wrapper of the project (the CLI's
+verbs, ``python -m training`` / ``export`` / ``training.evaluation``, the
+drivers in ``bench/``): an :class:`~edge_infer.errors.EdgeInferError` becomes
+``error: <message>`` and exit 1; Ctrl-C, SIGTERM and SIGHUP become one line and
+exit 128 + the signal; warnings print as ``note:``/``warning:`` lines. Files
+being written are removed on the way out (:mod:`edge_infer.files`), and so are
+the output folders the run created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
-from ..errors import EdgeInferError, InputError
+from ..errors import EdgeInferError, InputError, Note
+from ..files import atomic_files, check_targets, next_run_folder, write_npy
 
 F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("npy", "g85", "both")
+G85_FILE = "gen_maps.xml"
+#: Where a run writes when no --out is given: a new ``out/VERB-N`` each time.
+RUNS_ROOT = Path("out")
 
-# ---------------------------------------------------------------- shared options
-
-ModelOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--model",
-        "-m",
-        help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the bundle shipped with edge-infer.",
-        show_default=False,
-    ),
-]
-ProviderOpt = Annotated[
-    str,
-    typer.Option(
-        "--provider",
-        help="auto: CUDA if onnxruntime really gets a GPU, else the CPU (says why). cpu, cuda, tensorrt, openvino: "
-        "that one, or an error naming what is missing.",
-    ),
-]
-ThreadsOpt = Annotated[
-    Optional[int],
-    typer.Option("--threads", help="onnxruntime intra-op threads. Default: onnxruntime's choice (1 for a generate of up to 64 maps).", show_default=False),
-]
-SeedOpt = Annotated[
-    Optional[int],
-    typer.Option("--seed", "-s", help="Random seed: the same seed gives the same maps. Default: fresh randomness.", show_default=False),
-]
+ModelOpt = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", show_default=False,
+    help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the bundle shipped with edge-infer.")]
+ProviderOpt = Annotated[str, typer.Option(
+    "--provider", help="auto: CUDA if onnxruntime really gets a GPU, else the CPU (says why). cpu, cuda, tensorrt, "
+    "openvino: that one, or an error naming what is missing.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", show_default=False, help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
+SeedOpt = Annotated[Optional[int], typer.Option(
+    "--seed", "-s", show_default=False, help="Random seed: the same seed gives the same maps. Default: fresh randomness.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
-QuietOpt = Annotated[
-    bool,
-    typer.Option("--quiet", "-q", help="No progress bar or provider line on stderr (errors and warnings still show)."),
-]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if needed).")]
-StrengthOpt = Annotated[
-    Optional[float],
-    typer.Option(
-        "--strength",
-        help="Noise strength, relative to each latent channel's spread. Default: the bundle's.",
-        show_default=False,
-    ),
-]
-MethodOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--method",
-        help="noise: source latent + noise. mix: blend with another source of the class, then noise. Default: the bundle's.",
-        show_default=False,
-    ),
-]
-ModeOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        "--noise-mode",
-        help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).",
-        show_default=False,
-    ),
-]
-OutlineOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-outline-lock",
-        help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).",
-    ),
-]
-
-# ---------------------------------------------------------------- messages
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or provider line on stderr (errors still show).")]
+OutOpt = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", show_default=False,
+    help="Output folder (created if needed). Default: a new folder out/VERB-N for each run, so runs never collide.")]
+StrengthOpt = Annotated[Optional[float], typer.Option(
+    "--strength", show_default=False, help="Noise strength, relative to each latent channel's spread. Default: the bundle's.")]
+MethodOpt = Annotated[Optional[str], typer.Option(
+    "--method", show_default=False,
+    help="noise: source latent + noise. mix: blend with another source of the class, then noise. Default: the bundle's.")]
+ModeOpt = Annotated[Optional[str], typer.Option(
+    "--noise-mode", show_default=False,
+    help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).")]
+OutlineOpt = Annotated[bool, typer.Option(
+    "--no-outline-lock", help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml (SEMI G85 XML, "
+    "class in ei:ClassIndex). both.")]
 
 
 def say(message: str) -> None:
@@ -108,175 +73,202 @@ def tell(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    from ..wafer import ResizeNote
-
-    kind = "note" if issubclass(category, ResizeNote) else "warning"
-    tell(f"{kind}: {message}")
+# ---------------------------------------------------------------- the wrapper
 
 
-# Bars made during the current command, so an error or Ctrl-C ends their line first.
-_BARS: list[Any] = []
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the run is, so it unwinds like Ctrl-C (temporary files removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def Progress(what: str, *, quiet: bool = False) -> Any:  # noqa: N802 -- reads like the class it returns
-    """A :class:`~edge_infer.progress.ProgressBar` on stderr for this command (``quiet``: silent)."""
-    from ..progress import ProgressBar
-
-    bar = ProgressBar(what, quiet=quiet)
-    _BARS.append(bar)
-    return bar
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
 
 
-def _close_bars() -> None:
-    while _BARS:
-        _BARS.pop().close()
+_CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
+_BARS: list["Progress"] = []
 
 
-def _missing_folders(path: Any) -> list[Path]:
-    """``path`` and its parents that do not exist yet, deepest first."""
-    missing = []
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed run created, deepest first, where still empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()  # only ever removes an empty folder
-        except FileNotFoundError:
-            continue  # never made (a file --out, or a folder the run did not reach)
-        except OSError:
-            return
+def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+    tell(f"{'note' if issubclass(category, Note) else 'warning'}: {message}")
 
 
 def handle_errors(func: F) -> F:
-    """Map user errors to ``error: <message>`` + exit 1, Ctrl-C to exit 130.
-
-    The one entry-point wrapper: every ``edge-infer`` verb, ``python -m
-    training`` / ``export`` / ``training.evaluation``, and the argparse drivers
-    in ``bench/``. It exits with ``SystemExit``, which typer, click and plain
-    Python all pass through as the process's exit code.
-    """
+    """Run a command so every failure is one line and an exit code, and nothing half-made stays behind."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        # Folders this run would create for its --out: removed again if it fails
-        # while they are still empty (a folder that was already there stays).
-        out = kwargs.get("out")
-        created = _missing_folders(out) if isinstance(out, Path) else []
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)} if main else {}
+        del _CREATED[:]
         ok = False
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = _show_warning
-            try:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = _show_warning
                 result = func(*args, **kwargs)
-                ok = True
-                return result
-            except EdgeInferError as exc:
-                _close_bars()
-                tell(f"error: {exc}")
-                raise SystemExit(1) from None
-            except KeyboardInterrupt:
-                _close_bars()
-                tell("interrupted")
-                raise SystemExit(130) from None
-            except MemoryError as exc:
-                _close_bars()
-                tell(f"error: {out_of_memory(exc)}")
-                raise SystemExit(1) from None
-            finally:
-                _close_bars()
-                if not ok:
-                    _remove_empty(created)
+            ok = True
+            return result
+        except EdgeInferError as exc:
+            _end_bars()
+            tell(f"error: {exc}")
+            raise SystemExit(1) from None
+        except KeyboardInterrupt as exc:
+            _end_bars()
+            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+            tell({signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}.get(signum, "hangup (SIGHUP)"))
+            raise SystemExit(128 + signum) from None
+        except MemoryError as exc:
+            _end_bars()
+            tell(f"error: out of memory ({exc or 'an allocation failed'}); ask for fewer maps at a time")
+            raise SystemExit(1) from None
+        finally:
+            _end_bars()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            for folder in reversed(_CREATED if not ok else []):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only ever removes an empty folder
 
     return wrapper  # type: ignore[return-value]
 
 
-def out_of_memory(exc: MemoryError) -> str:
-    """What a real allocation failure asked for: numpy says how much, for which array.
-
-    Inputs never get here by lying: their sizes are checked before anything
-    is allocated for them (edge_infer.io), so this is a request that truly
-    did not fit.
-    """
-    detail = str(exc).strip()
-    if detail.startswith("Unable to allocate"):
-        detail = "could not allocate" + detail[len("Unable to allocate") :]
-    asked = f" ({detail})" if detail else ""
-    return f"out of memory{asked}; ask for fewer maps at a time"
-
-
-def provider_line(info: Any) -> str:
-    """``provider: cpu (auto: no NVIDIA driver found, so CUDA was not tried)``."""
-    return f"provider: {info.describe()}"
-
-
-def check_noise_options(strength: Optional[float], method: Optional[str], mode: Optional[str]) -> None:
-    """Reject a bad --strength / --method / --noise-mode before any model is loaded."""
-    from .. import sampling
-
-    if strength is not None:
-        sampling.check_strength(strength)
-    if method is not None:
-        sampling.check_choice(method, sampling.METHODS, "method")
-    if mode is not None:
-        sampling.check_choice(mode, sampling.MODES, "noise mode")
+def output_folder(out: Optional[Path], verb: str) -> Path:
+    """The folder a run writes into: ``out`` itself, or a new ``out/VERB-N``; both recorded so a
+    failed run removes what it created."""
+    if out is not None:
+        missing = []
+        p = Path(out)
+        while not p.exists() and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        _CREATED.extend(reversed(missing))
+        return Path(out)
+    while True:
+        folder = next_run_folder(RUNS_ROOT, verb)
+        created = not RUNS_ROOT.exists()
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue  # another run took that number a moment ago
+        except OSError as exc:
+            raise InputError(f"cannot create {folder}: {exc.strerror or exc}; give --out") from None
+        _CREATED.extend([RUNS_ROOT, folder] if created else [folder])
+        return folder
 
 
-def write_all(writers: "dict[Path, Callable[[Path], None]]", *, force: bool) -> None:
-    """Write several outputs as one step: each writer fills a temporary file,
-    and only when all have succeeded are they renamed into place, so an
-    error or Ctrl-C leaves none of them rather than some."""
-    import contextlib
-
-    from ..io import atomic_path
-
-    with contextlib.ExitStack() as stack:
-        temps = {path: stack.enter_context(atomic_path(path, force=force)) for path in writers}
-        for path, write in writers.items():
-            write(temps[path])
+# ---------------------------------------------------------------- progress
 
 
-def npy_writer(array: Any) -> "Callable[[Path], None]":
-    """A :func:`write_all` writer saving ``array`` as ``.npy`` (never pickled)."""
+class Progress:
+    """``progress(done, total)`` on stderr: nothing for a run under a second; a rich bar on a
+    terminal; a plain line every few seconds otherwise (a log, a pipe); nothing with ``quiet``."""
 
-    def write(tmp: Path) -> None:
-        from ..io import write_npy
+    def __init__(self, what: str, *, quiet: bool = False, delay: float = 1.0, every: float = 5.0) -> None:
+        self.what, self.quiet, self.delay, self.every = what, quiet, delay, every
+        self.start, self.last, self.bar, self.task = time.monotonic(), 0.0, None, None
+        _BARS.append(self)
 
-        write_npy(tmp, array)
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.quiet or now - self.start < self.delay:
+            return
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TimeRemainingColumn
 
-    return write
+                self.bar = Bar(f"{self.what}", BarColumn(), MofNCompleteColumn(), "maps", TimeRemainingColumn(),
+                               transient=False, console=_stderr_console())
+                self.bar.start()
+                self.task = self.bar.add_task(self.what, total=total)
+            self.bar.update(self.task, completed=done)
+        elif now - self.last >= self.every or done >= total:
+            self.last = now
+            rate = done / max(now - self.start, 1e-9)
+            tell(f"{self.what}: {done:,}/{total:,} maps ({100 * done / max(total, 1):.0f}%), {rate:,.0f} maps/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
-def save_generated(out: Path, maps: Any, labels: Any, picture: Any, picture_name: str, *, force: bool) -> None:
-    """``gen_data.npy``, ``gen_label.npy`` and the picture into ``out``, as one step."""
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _end_bars() -> None:
+    while _BARS:
+        _BARS.pop().close()
+
+
+# ---------------------------------------------------------------- map files
+
+
+def check_format(fmt: str) -> str:
+    key = fmt.strip().lower()
+    if key not in FORMATS:
+        raise InputError(f"--format must be npy, g85 or both, not {fmt!r}")
+    return key
+
+
+def map_files(out: Path, fmt: str) -> list[Path]:
+    """The map files a format writes into ``out``."""
     from ..generator import DATA_FILE, LABEL_FILE
 
-    write_all(
-        {out / DATA_FILE: npy_writer(maps), out / LABEL_FILE: npy_writer(labels), out / picture_name: png_writer(picture)},
-        force=force,
-    )
+    return ([out / DATA_FILE, out / LABEL_FILE] if fmt != "g85" else []) + ([out / G85_FILE] if fmt != "npy" else [])
 
 
-def say_generated(out: Path, n: int, picture_name: str) -> None:
-    """The lines telling where the generated maps, labels and picture are."""
-    from ..generator import DATA_FILE, LABEL_FILE
-
-    say(f"  {out / DATA_FILE}  ({n}, 26, 26, 3) float32 one-hot")
-    say(f"  {out / LABEL_FILE}  ({n}, 1) int64")
-    say(f"  {out / picture_name}")
+def say_maps(out: Path, n: int, fmt: str) -> None:
+    for path in map_files(out, fmt):
+        say(f"  {path}  " + {".xml": f"{n} <Map>s, SEMI G85 XML", "gen_label.npy": f"({n}, 1) int64"}.get(
+            path.suffix if path.suffix == ".xml" else path.name, f"({n}, 26, 26, 3) float32 one-hot"))
 
 
-def png_writer(image: Any) -> "Callable[[Path], None]":
-    """A :func:`write_all` writer saving a PIL image as PNG."""
-    from ..render import png_bytes
+class MapSink:
+    """Blocks of maps to every file of a format (labels, known up front, go beside them)."""
 
-    def write(tmp: Path) -> None:
-        tmp.write_bytes(png_bytes(image))
+    def __init__(self, npy: Any, g85: Any, labels: Any) -> None:
+        self.npy, self.g85, self.labels, self.rows = npy, g85, labels, 0
 
-    return write
+    def write(self, block: Any) -> None:
+        if self.npy is not None:
+            self.npy.write(block)
+        if self.g85 is not None:
+            self.g85.write(block, self.labels[self.rows:self.rows + len(block)])
+        self.rows += len(block)
+
+
+@contextlib.contextmanager
+def map_writer(out: Path, n: int, labels: Any, fmt: str, *, force: bool, extra: tuple = ()) -> Iterator[tuple]:
+    """``(sink, extra temporary paths)``: ``n`` maps written block by block in ``fmt``, and temporary
+    paths for ``extra`` files (a picture). Every file appears only if all of them are complete."""
+    from ..g85 import G85Writer
+    from ..npy import npy_writer
+    from ..wafer import MAP_SHAPE
+
+    files = map_files(out, fmt)
+    check_targets([*files, *extra], force=force)
+    with atomic_files([*files, *extra], force=force) as tmps, contextlib.ExitStack() as stack:
+        temp = dict(zip(files, tmps))
+        npy = g85 = None
+        if fmt != "g85":
+            write_npy(tmps[1], labels)
+            npy = stack.enter_context(npy_writer(tmps[0], (n, *MAP_SHAPE)))
+        if fmt != "npy":
+            g85 = G85Writer(stack.enter_context(open(temp[out / G85_FILE], "wb")), lot_id="edge-infer")
+        yield MapSink(npy, g85, labels), tmps[len(files):]
+        if g85 is not None:
+            g85.close()
+
+
+def write_maps(out: Path, maps: Any, labels: Any, fmt: str, picture: Any, picture_name: str, *, force: bool) -> None:
+    """Maps in memory, their labels and a picture into ``out``, as one step."""
+    with map_writer(out, len(maps), labels, fmt, force=force, extra=(out / picture_name,)) as (sink, (tmp_picture,)):
+        sink.write(maps)
+        picture.save(tmp_picture, format="PNG")

@@ -54,7 +54,7 @@ def bench(
     """Time encode, decode and generate (maps/s, p50/p99 latency) on this machine."""
     from ..bench import format_table, parse_batches, run_bench
     from ..errors import InputError
-    from ..io import atomic_path, check_targets, json_text
+    from ..files import atomic_path, check_targets, json_text
 
     if out is not None:
         check_targets([out], force=force)  # before minutes of measuring, not after

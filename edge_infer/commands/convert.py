@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ._common import ForceOpt, OutOpt, Progress, handle_errors, say, tell, write_all
+from ._common import ForceOpt, OutOpt, Progress, handle_errors, output_folder, say, tell
 
 G85_FILE = "maps.xml"
 
@@ -21,78 +20,53 @@ Examples:
   edge-infer convert --data fab_lot.xml --bin-map "7=defect,99=boundary" --out lot
   edge-infer convert --data maps.npy --labels labels.npy --to g85 --bin-type decimal
 
---to npy writes OUT/data.npy (N, 26, 26, 3) float32 one-hot and, when the maps
-carry classes, OUT/label.npy (N, 1) int64: the course layout. --to g85 writes
-OUT/maps.xml, one <Maps> document with one <Map> per wafer: off-wafer dies
-as the NullBin, normal dies a Pass bin, defects a Fail bin, the class in
+--to npy writes data.npy (N, 26, 26, 3) float32 one-hot and, when the maps
+carry classes, label.npy (N, 1) int64: the course layout. --to g85 writes
+maps.xml, one <Maps> document with one <Map> per wafer: off-wafer dies as the
+NullBin, normal dies a Pass bin, defects a Fail bin, the class in
 ei:ClassIndex. Reading G85: Pass bins are normal, Fail bins defects, the
 NullBin off-wafer, unless --bin-map says otherwise; maps of any size are
-resized to 26×26 (nearest neighbour). Format details: docs/g85.md.
+resized to 26×26 (nearest neighbour). Any size runs in bounded memory.
+Without --out each run writes a new folder out/convert-N.
 """
-
-
-@contextlib.contextmanager
-def _no_empty_folder(out: Path) -> Iterator[None]:
-    """Remove ``out`` again if this run created it and fails before filling it."""
-    existed = out.exists()
-    try:
-        yield
-    except BaseException:
-        if not existed:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only ever removes an empty folder
-        raise
 
 
 @handle_errors
 def convert(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data",
-            "-d",
-            help="Maps: a SEMI G85 .xml, a wafer.zip, a folder with data.npy (+ label.npy), or a .npy of maps (with --labels).",
-            show_default=False,
-        ),
-    ],
-    to: Annotated[
-        Optional[str],
-        typer.Option("--to", "-t", help="g85 or npy. Default: npy for G85 input, g85 for anything else.", show_default=False),
-    ] = None,
-    labels: Annotated[
-        Optional[Path],
-        typer.Option("--labels", "-l", help="A .npy of class indices, one per map in --data (overrides labels in the input).", show_default=False),
-    ] = None,
-    out: OutOpt = Path("out"),
-    bin_map: Annotated[
-        Optional[str],
-        typer.Option(
-            "--bin-map",
-            help="Reading G85: CODE=STATE pairs, e.g. '7=defect,99=boundary' (states: boundary, normal, defect). "
-            "Named codes take that state; the rest follow BinQuality (Pass normal, Fail defect) and NullBin (boundary).",
-            show_default=False,
-        ),
-    ] = None,
-    bin_type: Annotated[
-        str, typer.Option("--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")
-    ] = "ascii",
-    null_bin: Annotated[
-        Optional[str], typer.Option("--null-bin", help="Writing G85: code of off-wafer dies. Default: . (ascii), 000, 00, 0000.", show_default=False)
-    ] = None,
-    pass_bin: Annotated[
-        Optional[str], typer.Option("--pass-bin", help="Writing G85: code of normal dies. Default: 1 (ascii), 001, 01, 0001.", show_default=False)
-    ] = None,
-    fail_bin: Annotated[
-        Optional[str], typer.Option("--fail-bin", help="Writing G85: code of defective dies. Default: X (ascii), 002, 02, 0002.", show_default=False)
-    ] = None,
-    lot_id: Annotated[
-        Optional[str], typer.Option("--lot-id", help="Writing G85: the LotId, also the prefix of each SubstrateId. Default: the input's name.", show_default=False)
-    ] = None,
+    data: Annotated[Path, typer.Option(
+        "--data", "-d", show_default=False,
+        help="Maps: a SEMI G85 .xml, a wafer.zip, a folder with data.npy (+ label.npy), or a .npy of maps (with --labels).")],
+    to: Annotated[Optional[str], typer.Option(
+        "--to", "-t", show_default=False, help="g85 or npy. Default: npy for G85 input, g85 for anything else.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(
+        "--labels", "-l", show_default=False,
+        help="A .npy of class indices, one per map in --data (overrides labels in the input).")] = None,
+    out: OutOpt = None,
+    bin_map: Annotated[Optional[str], typer.Option(
+        "--bin-map", show_default=False,
+        help="Reading G85: CODE=STATE pairs, e.g. '7=defect,99=boundary' (states: boundary, normal, defect). Named "
+        "codes take that state; the rest follow BinQuality (Pass normal, Fail defect) and NullBin (boundary).")] = None,
+    bin_type: Annotated[str, typer.Option("--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")] = "ascii",
+    null_bin: Annotated[Optional[str], typer.Option(
+        "--null-bin", show_default=False,
+        help="Writing G85: code of off-wafer dies. Default: . (ascii), 000, 00, 0000.")] = None,
+    pass_bin: Annotated[Optional[str], typer.Option(
+        "--pass-bin", show_default=False, help="Writing G85: code of normal dies. Default: 1 (ascii), 001, 01, 0001.")] = None,
+    fail_bin: Annotated[Optional[str], typer.Option(
+        "--fail-bin", show_default=False,
+        help="Writing G85: code of defective dies. Default: X (ascii), 002, 02, 0002.")] = None,
+    lot_id: Annotated[Optional[str], typer.Option(
+        "--lot-id", show_default=False,
+        help="Writing G85: the LotId, also the prefix of each SubstrateId. Default: the input's name.")] = None,
     force: ForceOpt = False,
 ) -> None:
-    """Convert wafer maps between the course .npy layout and SEMI G85 XML."""
+    """Convert wafer maps between the course .npy layout and SEMI G85 XML (streamed: any size)."""
     from ..errors import DataFileError, InputError
-    from ..g85 import check_bins, looks_like_g85, parse_bin_map
+    from ..files import atomic_files, atomic_path, check_targets, write_npy
+    from ..g85 import G85Writer, check_bins, looks_like_g85, parse_bin_map
+    from ..io import DATA_NAME, LABEL_NAME, iter_maps, open_input
+    from ..npy import npy_writer
+    from ..wafer import MAP_SHAPE
 
     if not data.exists():
         raise DataFileError(f"{data}: no such file or folder")
@@ -100,96 +74,45 @@ def convert(
     target = (to or ("npy" if source_is_g85 else "g85")).strip().lower()
     if target not in ("g85", "npy"):
         raise InputError(f"--to must be g85 or npy, not {to!r}")
-    # Options that would do nothing are refused rather than silently ignored.
-    if bin_map is not None and not source_is_g85:
+    if bin_map is not None and not source_is_g85:  # options that would do nothing are refused, not ignored
         raise InputError(f"--bin-map says what a G85 file's bins mean; {data} is not a G85 file")
-    writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin, "--fail-bin": fail_bin, "--lot-id": lot_id}
+    writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin, "--fail-bin": fail_bin,
+               "--lot-id": lot_id}
     unused = [opt for opt, given in writing.items() if given and target != "g85"]
     if unused:
         raise InputError(f"{', '.join(unused)} shape(s) the G85 that --to g85 writes; this run writes npy")
-    parse_bin_map(bin_map)  # a bad mapping fails before anything is read
+    parse_bin_map(bin_map)
     if target == "g85":
-        check_bins(bin_type, null_bin, pass_bin, fail_bin)  # before anything is read
-    with _no_empty_folder(out):
-        if target == "npy":
-            _to_npy(data, labels, out, bin_map, source_is_g85, force)
-        else:
-            _to_g85(data, labels, out, bin_map, source_is_g85, force, bin_type, null_bin, pass_bin, fail_bin, lot_id)
-
-
-def _to_npy(data: Path, labels: Optional[Path], out: Path, bin_map: Optional[str], source_is_g85: bool, force: bool) -> None:
-    import numpy as np
-
-    from ..g85 import g85_to_npy
-    from ..io import DATA_NAME, LABEL_NAME, atomic_path, check_targets, iter_maps, npy_stream, open_input, write_npy
-    from ..wafer import MAP_SHAPE, as_labels
-
-    data_out, label_out = out / DATA_NAME, out / LABEL_NAME  # the course layout, which --data reads back
-    check_targets([data_out, label_out], force=force)
-    if not source_is_g85:
-        # Streamed: a block of maps in memory, validated and written before the next is read.
-        inp = open_input(data, labels)
-        n, lab = inp.maps.count, inp.labels
-        with contextlib.ExitStack() as stack:
-            if lab is not None:
-                write_npy(stack.enter_context(atomic_path(label_out, force=force)), lab)
-            tmp = stack.enter_context(atomic_path(data_out, force=force))
-            with npy_stream(tmp, (n, *MAP_SHAPE)) as sink:
-                for _, block in iter_maps(inp.maps, progress=Progress("convert")):
+        check_bins(bin_type, null_bin, pass_bin, fail_bin)
+    inp = open_input(data, labels, bin_map=bin_map)  # headers, sizes and labels checked: no map read yet
+    n, lab = inp.maps.count, inp.labels
+    folder = output_folder(out, "convert")
+    progress = Progress("convert")
+    if target == "npy":
+        data_out, label_out = folder / DATA_NAME, folder / LABEL_NAME  # the course layout, which --data reads back
+        check_targets([data_out, label_out], force=force)
+        with atomic_files([data_out] + ([label_out] if lab is not None else []), force=force) as tmps:
+            with npy_writer(tmps[0], (n, *MAP_SHAPE)) as sink:
+                for _, block in iter_maps(inp.maps, progress=progress):
                     sink.write(block)
-    else:
-        # Streamed: one block of maps in memory however large the file.
-        progress = Progress("convert")
-        with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(data_out, force=force))
-            n, lab = g85_to_npy(data, tmp, bin_map=bin_map, progress=progress)
-            if labels is not None:
-                from ..io import load_npy
-
-                lab = as_labels(load_npy(labels), n, name=f"labels for {data}")
             if lab is not None:
-                tmp_labels = stack.enter_context(atomic_path(label_out, force=force))
-                write_npy(tmp_labels, np.asarray(lab, dtype=np.int64))
+                write_npy(tmps[1], lab)
+        say(f"converted {n} map(s) from {data}")
+        say(f"  {data_out}  ({n}, 26, 26, 3) float32 one-hot")
+        if lab is not None:
+            say(f"  {label_out}  ({n}, 1) int64")
+        else:
+            if force and label_out.exists():  # a label.npy from before would not match these maps
+                label_out.unlink()
+                tell(f"note: removed the old {label_out}, which did not belong to these maps")
+            tell("note: the maps carry no classes, so no label.npy was written (give --labels to add them)")
+        return
+    path = folder / G85_FILE
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
+        writer = G85Writer(fh, bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin,
+                           lot_id=lot_id or data.stem)
+        for start, block in iter_maps(inp.maps, progress=progress):
+            writer.write(block, None if lab is None else lab[start:start + len(block)])
+        writer.close()
     say(f"converted {n} map(s) from {data}")
-    say(f"  {data_out}  ({n}, 26, 26, 3) float32 one-hot")
-    if lab is not None:
-        say(f"  {label_out}  ({n}, 1) int64")
-    else:
-        if label_out.exists():  # only with --force: a label.npy from before would not match these maps
-            label_out.unlink()
-            tell(f"note: removed the old {label_out}, which did not belong to these maps")
-        tell("note: the maps carry no classes, so no label.npy was written (give --labels to add them)")
-
-
-def _to_g85(
-    data: Path,
-    labels: Optional[Path],
-    out: Path,
-    bin_map: Optional[str],
-    source_is_g85: bool,
-    force: bool,
-    bin_type: str,
-    null_bin: Optional[str],
-    pass_bin: Optional[str],
-    fail_bin: Optional[str],
-    lot_id: Optional[str],
-) -> None:
-    from ..g85 import g85_writer, load_g85_dataset, open_g85
-    from ..io import check_targets, iter_maps, open_input
-
-    target = out / G85_FILE
-    check_targets([target], force=force)
-    options = dict(bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin, lot_id=lot_id or data.stem)
-    if source_is_g85:
-        ds = load_g85_dataset(data, labels, bin_map=bin_map)
-        write_all({target: g85_writer(ds.maps, ds.labels, **options)}, force=force)
-        n, lab = ds.maps.shape[0], ds.labels
-    else:
-        # Streamed: a block of maps in memory, validated and written before the next is read.
-        inp = open_input(data, labels)
-        n, lab = inp.maps.count, inp.labels
-        with open_g85(target, force=force, **options) as w:
-            for start, block in iter_maps(inp.maps, progress=Progress("convert")):
-                w.write(block, None if lab is None else lab[start : start + block.shape[0]])
-    say(f"converted {n} map(s) from {data}")
-    say(f"  {target}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if lab is not None else " (no classes: the input has no labels)"))
+    say(f"  {path}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if lab is not None else " (no classes: the input has no labels)"))

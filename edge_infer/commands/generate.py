@@ -5,43 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 
-from ..classes import CLASS_NAMES
-from ._common import (
-    ForceOpt,
-    MethodOpt,
-    ModelOpt,
-    ModeOpt,
-    OutlineOpt,
-    OutOpt,
-    ProviderOpt,
-    QuietOpt,
-    SeedOpt,
-    StrengthOpt,
-    ThreadsOpt,
-    Progress,
-    check_noise_options,
-    handle_errors,
-    provider_line,
-    say,
-    png_writer,
-    tell,
-    write_all,
-)
-from ._formats import FormatOpt
+from ..wafer import CLASS_NAMES
+from ._common import (ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress, ProviderOpt,
+                      QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, check_format, handle_errors, map_writer,
+                      output_folder, say, say_maps, tell)
 
-#: Above this many maps the CLI streams them to disk block by block (bounded memory).
-STREAM_THRESHOLD = 50_000
-#: Up to this many maps (and no --threads), one onnxruntime thread per session:
-#: such a run is all start-up, and a pool of intra-op threads (created, spun,
-#: joined for each of the bundle's sessions) costs more than it gives back. The
-#: same maps either way (the kernels do not depend on the thread count, tested).
-#: Measured on the generator graphs: generate -n 5 median 0.52 vs 0.82 s wall,
-#: 0.34 vs 0.52 s CPU (--threads 1 vs 2, 11 alternating runs, 2 loaded cores).
-SMALL_RUN = 64
-#: Generated maps shown in the picture.
-MAX_SHOWN = 10
+#: Maps drawn in the picture at most, in rows of WRAP.
+MAX_SHOWN, WRAP = 64, 8
 PICTURE = "generated.png"
 
 EPILOG = """\
@@ -52,37 +25,42 @@ Examples:
   edge-infer generate --class scratch -n 200 --seed 7 --out out/scratch
   edge-infer generate --source-index 17 -n 8 --method noise --strength 0.5
 
-Writes OUT/gen_data.npy (n, 26, 26, 3) float32 one-hot like data.npy,
-OUT/gen_label.npy (n, 1) int64, and OUT/generated.png (sources above, their
-generated maps below). With --format g85 (or both), OUT/gen_maps.xml holds
-the maps as SEMI G85 XML instead (or as well). Existing files are kept
-unless --force.
+Writes gen_data.npy (n, 26, 26, 3) float32 one-hot like data.npy,
+gen_label.npy (n, 1) int64, and generated.png (each source above its
+generated map; up to 64 maps, in rows of 8). With --format g85 (or both),
+gen_maps.xml holds the maps as SEMI G85 XML instead (or as well). Without
+--out each run writes a new folder out/generate-N; with --out, existing files
+are kept unless --force. Any n runs in bounded memory: maps are made and
+written 4096 at a time.
 """
+
+
+def picture(gen, maps: np.ndarray, sources: np.ndarray, class_name: str, n: int):
+    """Sources above their generated maps, up to MAX_SHOWN in rows of WRAP; the title says when capped."""
+    from ..render import render_grid
+
+    shown = min(n, MAX_SHOWN)
+    src = gen.bank_maps(sources[:shown])
+    rows, labels = [], []
+    for lo in range(0, shown, WRAP):
+        rows += [list(src[lo:lo + WRAP]), list(maps[lo:lo + WRAP])]
+        labels += [f"sources {lo}-{min(lo + WRAP, shown) - 1}", "generated"]
+    title = f"{class_name}: " + (f"the first {shown} of {n} generated maps" if shown < n else f"{n} generated map(s)")
+    return render_grid(rows, row_labels=labels, title=title + ", each below its source (reconstructed)")
 
 
 @handle_errors
 def generate(
-    cls: Annotated[
-        Optional[str],
-        typer.Option(
-            "--class",
-            "-c",
-            help="Class name (any case) or index: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES)) + ". "
-            "Optional with --source-index.",
-            show_default=False,
-        ),
-    ] = None,
+    cls: Annotated[Optional[str], typer.Option(
+        "--class", "-c", show_default=False,
+        help="Class name (any case) or index: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES))
+        + ". Optional with --source-index.")] = None,
     n: Annotated[int, typer.Option("-n", "--count", help="How many maps to generate.")] = 5,
-    out: OutOpt = Path("out"),
+    out: OutOpt = None,
     seed: SeedOpt = None,
-    source_index: Annotated[
-        Optional[int],
-        typer.Option(
-            "--source-index",
-            help="Generate every map from this one source: its row in the latent bank (= training data order).",
-            show_default=False,
-        ),
-    ] = None,
+    source_index: Annotated[Optional[int], typer.Option(
+        "--source-index", show_default=False,
+        help="Generate every map from this one source: its row in the latent bank (= training data order).")] = None,
     strength: StrengthOpt = None,
     method: MethodOpt = None,
     noise_mode: ModeOpt = None,
@@ -97,63 +75,36 @@ def generate(
     """Generate new wafer maps of one defect class.
 
     Each map is a source map's latent code from the bundle's latent bank plus
-    Gaussian noise, decoded by the ONNX decoder; the source's wafer outline is
-    kept exactly unless --no-outline-lock.
+    Gaussian noise, decoded by the bundle's generator graph; the source's wafer
+    outline is kept exactly unless --no-outline-lock.
     """
-    import numpy as np
-
     from ..generator import WaferGenerator
-    from ..io import check_targets
-    from ..plan import check_count
-    from ..render import render_grid, save_png
+    from ..sampling import check_count
     from ..wafer import resolve_class
-    from . import _formats
 
     check_count(n, "-n")
-    check_noise_options(strength, method, noise_mode)
-    fmt = _formats.check_format(fmt)
-    if threads is None and n <= SMALL_RUN:
-        threads = 1
-    gen = WaferGenerator.load(model, provider=provider, threads=threads)
+    fmt = check_format(fmt)
+    if cls is None and source_index is None:
+        from ..errors import InputError
+
+        raise InputError(f"give --class (one of: {', '.join(CLASS_NAMES)}) or --source-index")
     if cls is not None:
-        resolve_class(cls, gen.classes)  # a typo fails before anything else happens
-    check_targets([*_formats.targets(out, fmt), out / PICTURE], force=force)
+        resolve_class(cls)
+    gen = WaferGenerator.load(model, provider=provider, threads=threads)
+    options = dict(seed=seed, source_index=source_index, strength=strength, method=method, mode=noise_mode,
+                   outline_lock=not no_outline_lock)
+    made = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), **options)
+    folder = output_folder(out, "generate")
     if not quiet:
-        tell(provider_line(gen.provider_info))
-    options = dict(
-        seed=seed,
-        source_index=source_index,
-        strength=strength,
-        method=method,
-        mode=noise_mode,
-        outline_lock=not no_outline_lock,
-    )
-    result = None
-    if n > STREAM_THRESHOLD:
-        # --format g85: the .npy streams into a temporary folder, removed once it is G85.
-        with _formats.streamed_folder(out, fmt) as where:
-            streamed = gen.generate_to_files(cls, n, where, force=force, progress=Progress("generate", quiet=quiet),
-                                             **options)
-            shown = np.array(np.load(streamed.data_path, mmap_mode="r")[:MAX_SHOWN])
-            labels, sources = streamed.labels, streamed.sources
-            if fmt != "npy":
-                _formats.npy_to_g85(streamed.data_path, labels, out / _formats.G85_FILE, force=force)
-    else:
-        result = gen.generate(cls, n, progress=Progress("generate", quiet=quiet), **options)
-        shown, labels, sources = result.maps[:MAX_SHOWN], result.labels, result.sources
-    class_name = gen.classes[int(labels[0, 0])]
-    src = sources[:MAX_SHOWN]
-    picture = render_grid(
-        [list(gen.bank_maps(src)), list(np.asarray(shown))],
-        row_labels=["source (reconstructed)", "generated"],
-        col_labels=[f"#{i} from bank {s}" for i, s in enumerate(src)],
-        title=f"{class_name}: {min(n, MAX_SHOWN)} of {n} generated map(s) below their sources",
-    )
-    if result is None:  # streamed: the maps are on disk already
-        save_png(picture, out / PICTURE, force=force)
-    else:
-        write_all({**_formats.writers(out, result.maps, result.labels, fmt), out / PICTURE: png_writer(picture)}, force=force)
-    # set(), not np.unique: its first call imports numpy.ma, a measurable part of a small run's start-up.
-    say(f"generated {n} {class_name} map(s) from {len(set(sources.tolist()))} source(s)")
-    _formats.say_maps(out, n, fmt)
-    say(f"  {out / PICTURE}")
+        tell(f"provider: {gen.provider_info.describe()}")
+    shown = np.empty((min(n, MAX_SHOWN), 26, 26, 3), np.float32)
+    with map_writer(folder, n, made.labels, fmt, force=force, extra=(folder / PICTURE,)) as (sink, (tmp_picture,)):
+        for lo, block in made.blocks:
+            sink.write(block)
+            if lo < MAX_SHOWN:
+                shown[lo:lo + len(block)] = block[:MAX_SHOWN - lo]
+        class_name = gen.classes[int(made.labels[0, 0])]
+        picture(gen, shown, made.sources, class_name, n).save(tmp_picture, format="PNG")
+    say(f"generated {n} {class_name} map(s) from {np.unique(made.sources).size} source(s) into {folder}")
+    say_maps(folder, n, fmt)
+    say(f"  {folder / PICTURE}")

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from ._common import (
-    ForceOpt,
-    ModelOpt,
-    ProviderOpt,
-    ThreadsOpt,
-    Progress,
-    QuietOpt,
-    handle_errors,
-    png_writer,
-    provider_line,
-    say,
-    tell,
-)
+from ._common import ForceOpt, ModelOpt, Progress, ProviderOpt, QuietOpt, ThreadsOpt, handle_errors, output_folder, say, tell
 
-DATA_FILE = "reconstructed.npy"
-PICTURE = "reconstructed.png"
-MAX_SHOWN = 8
+DATA_FILE, PICTURE, MAX_SHOWN = "reconstructed.npy", "reconstructed.png", 8
 
 EPILOG = """\
 Examples:
@@ -35,91 +21,60 @@ Examples:
 MSE is the mean over all N×26×26×3 elements of the decoder's probabilities
 against the one-hot input; accuracy compares the most likely die state with
 the input's; defect recall is the share of defective dies reconstructed as
-defective. With --out, writes OUT/reconstructed.npy (one-hot, like data.npy)
-and OUT/reconstructed.png (inputs above, reconstructions below).
-
-Inputs of any size run in bounded memory: maps are read, checked and
-reconstructed a block at a time, and the output is written as it comes.
-A file whose header does not match its size is refused before reading.
+defective. With --out, writes reconstructed.npy (one-hot, like data.npy) and
+reconstructed.png (inputs above, reconstructions below). Inputs of any size
+run in bounded memory, a block of maps at a time.
 """
-
-
-def reconstruction_metrics(onehot: Any, probs: Any) -> dict[str, float]:
-    """MSE (probabilities vs one-hot), die-state accuracy and defect recall."""
-    from ..blocks import ReconstructionTally
-
-    tally = ReconstructionTally()
-    tally.add(onehot, probs)
-    return tally.metrics()
 
 
 @handle_errors
 def reconstruct(
-    data: Annotated[
-        Path,
-        typer.Option(
-            "--data",
-            "-d",
-            help="Maps: a wafer.zip, a folder with data.npy, a .npy of maps (one-hot or die states), or a SEMI G85 .xml.",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[
-        Optional[Path],
-        typer.Option("--out", "-o", help="Also write reconstructed.npy and reconstructed.png here.", show_default=False),
-    ] = None,
+    data: Annotated[Path, typer.Option(
+        "--data", "-d", show_default=False,
+        help="Maps: a wafer.zip, a folder with data.npy, a .npy of maps (one-hot or die states), or a SEMI G85 .xml.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", show_default=False, help="Also write reconstructed.npy and reconstructed.png here.")] = None,
     provider: ProviderOpt = "auto",
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Encode then decode maps and report how close the result is.
+    """Encode then decode maps and report how close the result is (bounded memory, any input size)."""
+    import numpy as np
 
-    Maps are read, validated and reconstructed a block at a time, and
-    reconstructed.npy is written as they come, so inputs of any size run in
-    bounded memory.
-    """
-    import contextlib
-
-    from ..blocks import reconstruct_blocks
-    from ..io import MAP_BYTES, atomic_path, check_free_space, check_start, check_targets, npy_stream, open_input
+    from ..files import atomic_files, check_free_space, check_targets
+    from ..generator import WaferGenerator, reconstruct_blocks
+    from ..io import check_start, open_input
+    from ..npy import npy_writer
     from ..render import render_grid
-    from ..wafer import MAP_SHAPE
+    from ..wafer import MAP_BYTES, MAP_SHAPE
 
     if out is not None:
         check_targets([out / DATA_FILE, out / PICTURE], force=force)
-    inp = open_input(data)  # headers and sizes checked: no map read yet
-    source = inp.maps
+    source = open_input(data).maps  # headers and sizes checked: no map read yet
     check_start(source)  # a broken start fails now, before a model loads
-    if out is not None:
-        check_free_space(out, source.count * MAP_BYTES, f"{source.count} reconstructed maps")
-    from ..generator import WaferGenerator
-
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     if not quiet:
-        tell(provider_line(gen.provider_info))
-    with contextlib.ExitStack() as stack:
-        sink = None
-        if out is not None:
-            tmp_data = stack.enter_context(atomic_path(out / DATA_FILE, force=force))
-            tmp_picture = stack.enter_context(atomic_path(out / PICTURE, force=force))
-            sink = stack.enter_context(npy_stream(tmp_data, (source.count, *MAP_SHAPE)))
-        result = reconstruct_blocks(gen, source, sink=sink, keep=MAX_SHOWN, progress=Progress("reconstruct", quiet=quiet))
-        if out is not None:
-            k = result.first_inputs.shape[0]
-            picture = render_grid(
-                [list(result.first_inputs), list(result.first_outputs)],
-                row_labels=["input", "reconstructed"],
-                col_labels=[f"map {i}" for i in range(k)],
-                title=f"reconstruction of the first {k} maps",
-            )
-            png_writer(picture)(tmp_picture)
-    metrics = result.metrics
-    say(f"maps: {result.count} from {inp.source}")
-    say(f"mse: {metrics['mse']:.6f}")
-    say(f"die-state accuracy: {100 * metrics['accuracy']:.2f} %")
-    say(f"defect recall: {100 * metrics['defect_recall']:.2f} %")
+        tell(f"provider: {gen.provider_info.describe()}")
+    progress = Progress("reconstruct", quiet=quiet)
+    if out is None:
+        result = reconstruct_blocks(gen, source, progress=progress)
+    else:
+        folder = output_folder(out, "reconstruct")
+        check_free_space(folder, source.count * MAP_BYTES, f"{source.count} reconstructed maps")
+        with atomic_files([folder / DATA_FILE, folder / PICTURE], force=force) as (tmp_data, tmp_picture):
+            with npy_writer(tmp_data, (source.count, *MAP_SHAPE)) as sink:
+                result = reconstruct_blocks(gen, source, sink=sink, keep=MAX_SHOWN, progress=progress)
+            firsts, recons = np.concatenate(result.first_inputs), np.concatenate(result.first_outputs)
+            render_grid([list(firsts), list(recons)], row_labels=["input", "reconstructed"],
+                        col_labels=[f"map {i}" for i in range(len(firsts))],
+                        title=f"reconstruction of the first {len(firsts)} maps").save(tmp_picture, format="PNG")
+    m = result.metrics
+    say(f"maps: {result.count} from {data}")
+    say(f"mse: {m['mse']:.6f}")
+    say(f"die-state accuracy: {100 * m['accuracy']:.2f} %")
+    say(f"defect recall: {100 * m['defect_recall']:.2f} %")
     if out is not None:
         say(f"  {out / DATA_FILE}  ({result.count}, 26, 26, 3) float32 one-hot")
         say(f"  {out / PICTURE}")

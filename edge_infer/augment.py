@@ -1,7 +1,7 @@
-"""Augmentation recipes: which maps ``augment`` makes from a set of sources. Pure numpy.
+"""Augmentation recipes: which maps ``augment`` makes from a set of sources.
 
-A recipe combines three ingredients, each measured on its own by the
-evaluation (``python -m training.evaluation``, docs/evaluation.md):
+A recipe combines three ingredients, each measured by the evaluation
+(``python -m training.evaluation``, docs/evaluation.md):
 
 * **symmetries** -- the 8 rotations/flips of every source (the dihedral
   group of the square). Wafer patterns have no preferred orientation, so a
@@ -19,16 +19,13 @@ evaluation (``python -m training.evaluation``, docs/evaluation.md):
 * **balance** -- top every class up to a target count (``"max"``: the
   largest class), with more variants from rare-class sources
   (:func:`balance_plan`); the top-up is made of noise variants
-  (``fill="noise"``) or of plain copies of the base maps (``fill="repeat"``:
-  what the evaluation uses as the control of balanced generation, and a
-  cheap way to hand a classifier a balanced training set).
+  (``fill="noise"``) or of plain copies of the base maps (``fill="repeat"``).
 
 Counts are of the training set *real + generated*: a class is balanced when
 its sources plus everything made from them reach the target.
 
 :func:`augment_recipe` runs a recipe through a
-:class:`~edge_infer.generator.WaferGenerator` (duck-typed: this module never
-imports onnxruntime). The output keeps the classic order where it can: all
+:class:`~edge_infer.generator.WaferGenerator`. The output keeps the classic order where it can: all
 maps made from source i are contiguous, in source order, and with the
 classic recipe (5 noise variants, nothing else) the k variants of source i
 are rows k·i … k·i+k−1 exactly as before.
@@ -37,13 +34,14 @@ are rows k·i … k·i+k−1 exactly as before.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
 import numpy as np
 
 from .errors import InputError
-from .wafer import BOUNDARY, CLASS_NAMES, MAP_SIZE, as_labels, as_maps, to_onehot, to_states
+from .generator import Generated, WaferGenerator
+from .wafer import BOUNDARY, MAP_SIZE, as_labels, as_maps, to_onehot, to_states
 
 #: The 8 symmetries of the square, by index: ``k % 4`` quarter turns
 #: (counter-clockwise, ``numpy.rot90``) after a left-right flip when ``k >= 4``.
@@ -54,27 +52,6 @@ N_SYMMETRIES = len(SYMMETRIES)
 FILLS: tuple[str, ...] = ("noise", "repeat")
 
 BalanceLike = Union[None, str, int]
-
-
-def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
-    """Variants of each of ``n_sources`` sources: one whole number k ≥ 1 for all,
-    or one count ≥ 0 per source (at least one map in all). int64 ``(n_sources,)``."""
-    if isinstance(per_source, (bool, np.bool_, float, str)) or (np.ndim(per_source) == 0 and not isinstance(per_source, (int, np.integer))):
-        raise InputError(f"per_source must be a whole number, not {per_source!r}")
-    if isinstance(per_source, (int, np.integer)):
-        if per_source < 1:
-            raise InputError(f"per_source must be at least 1, not {per_source}")
-        return np.full(n_sources, int(per_source), dtype=np.int64)
-    try:
-        raw = np.asarray(per_source)
-    except (TypeError, ValueError):
-        raise InputError(f"per_source must be a whole number or one count per source, not {per_source!r}") from None
-    if raw.ndim != 1 or raw.size != n_sources or (raw.size and raw.dtype.kind not in "iu"):
-        raise InputError(f"per_source counts must be {n_sources} whole numbers (one per source), got shape {raw.shape}")
-    counts = raw.astype(np.int64)
-    if (counts < 0).any() or counts.sum() < 1:
-        raise InputError("per_source counts must be ≥ 0 and make at least one map")
-    return counts
 
 
 # ------------------------------------------------------------ symmetries
@@ -236,20 +213,6 @@ class Recipe:
         """True when some maps come from the autoencoder (noise variants)."""
         return self.fill == "noise" and (self.per_source > 0 or self.balance is not None)
 
-    def control(self) -> Optional["Recipe"]:
-        """The same recipe with every noise variant replaced by a copy of its base map.
-
-        Same class mix, same base maps, no autoencoder content: the fair
-        control for what generation adds. None for a recipe that generates
-        nothing (its control is the real maps alone).
-        """
-        if not self.uses_generator:
-            return None
-        return replace(self, name=f"{self.name} (control)", fill="repeat", strength=None)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 #: Named recipes, as ``augment --recipe NAME`` offers them.
 RECIPES: dict[str, Recipe] = {
@@ -359,47 +322,19 @@ def plan(recipe: Recipe, labels: Any) -> Plan:
     return Plan(base_sources, base_symmetry, noise, copies)
 
 
-@dataclass(frozen=True)
-class Augmented:
-    """Maps made by a recipe, each with its provenance.
-
-    ``maps`` float32 ``(N, 26, 26, 3)`` one-hot; ``labels`` int64 ``(N, 1)``;
-    ``sources`` int64 ``(N,)`` (row of the source map); ``symmetry`` int64
-    ``(N,)`` (0..7, see :data:`SYMMETRIES`); ``kind`` ``(N,)`` str: ``"symmetry"``,
-    ``"noise"`` or ``"copy"``.
-    """
-
-    maps: np.ndarray
-    labels: np.ndarray
-    sources: np.ndarray
-    symmetry: np.ndarray
-    kind: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-def augment_recipe(
-    generator: Any,
-    recipe: Recipe,
-    maps: Any,
-    labels: Any,
-    *,
-    seed: Any = None,
-    strength: Optional[float] = None,
-    **augment_options: Any,
-) -> Augmented:
+def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
+                   strength: Optional[float] = None, **augment_options: Any) -> Generated:
     """Run ``recipe`` on source ``maps`` + ``labels`` with a ``WaferGenerator``.
 
     Noise variants come from ``generator.augment`` (per-base-map counts), so
     they are made exactly as ``augment`` makes them, seeded by ``seed``;
     ``strength`` overrides the recipe's, ``augment_options`` (``mode``,
     ``outline_lock``, ``progress``...) go to ``generator.augment``.
-    ``generator`` may be None for a recipe that generates nothing.
+    ``generator`` may be None for a recipe that generates nothing. Returns
+    the maps, their labels and ``sources`` (the row of each map's source).
     """
     onehot = as_maps(maps)
-    classes = CLASS_NAMES if generator is None else generator.classes
-    y = as_labels(labels, onehot.shape[0], len(classes))[:, 0]
+    y = as_labels(labels, onehot.shape[0])[:, 0]
     p = plan(recipe, y)
     if p.count == 0:
         raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
@@ -407,14 +342,12 @@ def augment_recipe(
         base = all_symmetries(onehot)
     else:
         base = onehot
-    parts_maps, parts_src, parts_sym, parts_kind, parts_order = [], [], [], [], []
+    parts_maps, parts_src, parts_order = [], [], []
     b_idx = np.arange(p.base_sources.size)
 
     def add(rows_of_base: np.ndarray, made: np.ndarray, kind: str, rank: int) -> None:
         parts_maps.append(made)
         parts_src.append(p.base_sources[rows_of_base])
-        parts_sym.append(p.base_symmetry[rows_of_base])
-        parts_kind.append(np.full(len(rows_of_base), kind))
         # Sort key: source, then base map, then kind (symmetry, noise, copy), then row.
         parts_order.append(np.stack([p.base_sources[rows_of_base], rows_of_base,
                                      np.full(len(rows_of_base), rank)], axis=1))
@@ -437,10 +370,5 @@ def augment_recipe(
     order_key = np.concatenate(parts_order)
     order = np.lexsort((np.arange(len(order_key)), order_key[:, 2], order_key[:, 1], order_key[:, 0]))
     src = np.concatenate(parts_src)[order]
-    return Augmented(
-        maps=np.concatenate(parts_maps)[order].astype(np.float32, copy=False),
-        labels=y[src].astype(np.int64).reshape(-1, 1),
-        sources=src,
-        symmetry=np.concatenate(parts_sym)[order],
-        kind=np.concatenate(parts_kind)[order],
-    )
+    return Generated(np.concatenate(parts_maps)[order].astype(np.float32, copy=False),
+                     y[src].astype(np.int64).reshape(-1, 1), src)

@@ -1,0 +1,262 @@
+"""Writing outputs: atomic files and folders, output checks, run folders, JSON.
+
+Every output is written to a hidden temporary file beside its target, named
+``.NAME.<random>.edge-infer-part``, and renamed into place only when
+complete: a reader never sees a half-written output, and an existing file is
+replaced only with ``force``. A run that is stopped (an error, Ctrl-C,
+SIGTERM, SIGHUP) removes its temporary files on the way out; one that is
+killed outright (SIGKILL) cannot, so the next write into that folder removes
+the ``*.edge-infer-part`` files it finds and says so with a :class:`Note`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .errors import Note, OutputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: Marks the temporary files and folders of this project, so a later run may remove stale ones.
+PART_SUFFIX = ".edge-infer-part"
+
+
+def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
+    return OutputError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+def remove_stale_parts(folder: PathLike) -> int:
+    """Remove ``*.edge-infer-part`` files and folders a killed run left in ``folder``; returns how many."""
+    try:
+        stale = [p for p in Path(folder).iterdir() if p.name.startswith(".") and p.name.endswith(PART_SUFFIX)]
+    except OSError:
+        return 0
+    for p in stale:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    if stale:
+        warnings.warn(f"removed {len(stale)} partial file(s) left in {folder} by an interrupted run", Note, stacklevel=3)
+    return len(stale)
+
+
+def ensure_folder(folder: PathLike) -> None:
+    """Create ``folder`` if needed and check it can be written, or raise :class:`OutputError`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _os_error("create folder", folder, exc) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {folder}: permission denied")
+
+
+def check_can_create(folder: PathLike) -> None:
+    """Check, creating nothing, that ``folder`` exists or could be created and written."""
+    folder = Path(folder)
+    probe = folder
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        ok = probe.is_dir()
+    except OSError as exc:
+        raise _os_error("use", folder, exc) from None
+    if not ok:
+        raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {probe}: permission denied")
+
+
+def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
+    """Refuse up front an output that exists (without ``force``), is a folder, or cannot be written."""
+    for path in paths:
+        p = Path(path)
+        try:
+            exists, is_dir = p.exists(), p.is_dir()
+        except OSError as exc:
+            raise _os_error("write", p, exc) from None
+        if exists and is_dir:
+            raise OutputError(f"{p} is a folder; cannot write a file there")
+        if exists and not force:
+            raise OutputError(f"{p} already exists; use --force to overwrite it")
+        check_can_create(p.parent)
+
+
+def check_free_space(folder: PathLike, need: int, what: str) -> None:
+    """Refuse up front an output of ``need`` bytes that the disk cannot hold."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return  # cannot tell: the write itself will say
+    if need > free:
+        raise OutputError(f"{what} need {need / 2**30:.2f} GiB in {folder}, which has {free / 2**30:.2f} GiB free")
+
+
+def next_run_folder(root: PathLike, verb: str) -> Path:
+    """``root/VERB-N`` with N one more than any such folder there: a run of its own, never a collision."""
+    taken = [0]
+    with contextlib.suppress(OSError):
+        for p in Path(root).iterdir():
+            head, _, tail = p.name.rpartition("-")
+            if head == verb and tail.isdigit():
+                taken.append(int(tail))
+    return Path(root) / f"{verb}-{max(taken) + 1}"
+
+
+_UMASK = os.umask(0)  # read once (it can only be read by setting it): racing threads would see 0
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it into place.
+
+    On any exception (Ctrl-C and the CLI's SIGTERM/SIGHUP included) the
+    temporary file is removed and ``path`` is left exactly as it was.
+    """
+    target = Path(path)
+    check_targets([target], force=force)
+    ensure_folder(target.parent)
+    remove_stale_parts(target.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=PART_SUFFIX, dir=target.parent)
+    except OSError as exc:
+        raise _os_error("write", target, exc) from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
+        if target.exists() and not force:
+            raise OutputError(f"{target} appeared while writing; use --force to overwrite it")
+        os.replace(tmp, target)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise _os_error("write", target, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_files(paths: Sequence[PathLike], *, force: bool = False) -> Iterator[list[Path]]:
+    """Temporary paths for several outputs, renamed into place only if all are written."""
+    with contextlib.ExitStack() as stack:
+        check_targets(paths, force=force)
+        yield [stack.enter_context(atomic_path(p, force=force)) for p in paths]
+
+
+def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str) -> bool:
+    """Refuse up front a folder output that must not be replaced.
+
+    Refused: a file at that place; an existing folder without ``force``; and,
+    even with ``force``, a folder that is neither empty (hidden placeholders
+    aside) nor ``what`` (no ``marker`` file in it), so ``--force`` never
+    deletes an arbitrary directory. Returns whether :func:`atomic_folder` may
+    replace what is there.
+    """
+    out = Path(folder)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise OutputError(f"{out} exists and is not a folder; give another --out")
+        if all(c.name.startswith(".") and c.is_file() for c in out.iterdir()):
+            check_can_create(out.parent)
+            return True
+        if not (out / marker).exists():
+            raise OutputError(f"{out} is a folder that is not {what}; refusing to replace it")
+        if not force:
+            raise OutputError(f"{out} already exists; use --force to replace it")
+    check_can_create(out.parent)
+    return force
+
+
+@contextlib.contextmanager
+def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
+
+    An existing ``path`` (only with ``force``) is moved aside first and
+    removed only once the new folder is in place. On any exception the
+    temporary folder is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    ensure_folder(target.parent)
+    remove_stale_parts(target.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name[:200]}.", suffix=PART_SUFFIX, dir=target.parent))
+    except OSError as exc:
+        raise _os_error("write to", target.parent, exc) from None
+    old: Optional[Path] = None
+    try:
+        yield tmp
+        for child in tmp.iterdir():
+            if child.is_file():
+                with open(child, "rb") as fh:
+                    os.fsync(fh.fileno())
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
+        if target.exists():
+            if not force:
+                raise OutputError(f"{target} appeared while writing; use --force to replace it")
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name[:200]}.old.", suffix=PART_SUFFIX, dir=target.parent))
+            os.replace(target, old / target.name)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            if old is not None:  # put the previous folder back
+                os.replace(old / target.name, target)
+            raise _os_error("write", target, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:
+    """Write ``payload`` to ``path``, atomically."""
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
+
+
+def write_npy(path: PathLike, array: np.ndarray) -> None:
+    """``array`` as ``.npy`` at ``path``, never pickled (not atomic: write into :func:`atomic_path`)."""
+    with open(path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become null, numpy scalars plain numbers,
+    tuples lists, anything else unknown its text. The one rule for every JSON file
+    the project writes, so none holds ``NaN``, which strict readers refuse."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def json_text(obj: Any, *, sort_keys: bool = True) -> str:
+    """``obj`` as indented, strict JSON text (see :func:`jsonable`), newline-terminated."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
