@@ -1,12 +1,13 @@
 """Writing outputs: atomic files and folders, output checks, run folders, JSON.
 
 Every output is written to a hidden temporary file beside its target, named
-``.NAME.<random>.edge-infer-part``, and renamed into place only when
+``.NAME.<pid>-<random>.edge-infer-part``, and renamed into place only when
 complete: a reader never sees a half-written output, and an existing file is
 replaced only with ``force``. A run that is stopped (an error, Ctrl-C,
 SIGTERM, SIGHUP) removes its temporary files on the way out; one that is
 killed outright (SIGKILL) cannot, so the next write into that folder removes
-the ``*.edge-infer-part`` files it finds and says so with a :class:`Note`.
+the ``*.edge-infer-part`` files of processes no longer alive and says so with
+a :class:`Note`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,33 @@ def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
     return OutputError(f"cannot {action} {path}: {exc.strerror or exc}")
 
 
-def remove_stale_parts(folder: PathLike) -> int:
-    """Remove ``*.edge-infer-part`` files and folders a killed run left in ``folder``; returns how many."""
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
-        stale = [p for p in Path(folder).iterdir() if p.name.startswith(".") and p.name.endswith(PART_SUFFIX)]
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _part_prefix(name: str) -> str:
+    """Temporary names carry the writer's process id, so only a dead process's parts count as stale."""
+    return f".{name[:200]}.{os.getpid()}-"
+
+
+def remove_stale_parts(folder: PathLike) -> int:
+    """Remove the ``*.edge-infer-part`` files and folders that runs no longer alive left in ``folder``
+    (a SIGKILL leaves them); returns how many."""
+    stale = []
+    try:
+        for p in Path(folder).iterdir():
+            if p.name.startswith(".") and p.name.endswith(PART_SUFFIX):
+                pid = p.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    stale.append(p)
     except OSError:
         return 0
     for p in stale:
@@ -131,7 +155,7 @@ def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
     ensure_folder(target.parent)
     remove_stale_parts(target.parent)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=PART_SUFFIX, dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=_part_prefix(target.name), suffix=PART_SUFFIX, dir=target.parent)
     except OSError as exc:
         raise _os_error("write", target, exc) from None
     os.close(fd)
@@ -197,7 +221,7 @@ def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
     ensure_folder(target.parent)
     remove_stale_parts(target.parent)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name[:200]}.", suffix=PART_SUFFIX, dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_part_prefix(target.name), suffix=PART_SUFFIX, dir=target.parent))
     except OSError as exc:
         raise _os_error("write to", target.parent, exc) from None
     old: Optional[Path] = None
@@ -211,7 +235,7 @@ def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
         if target.exists():
             if not force:
                 raise OutputError(f"{target} appeared while writing; use --force to replace it")
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name[:200]}.old.", suffix=PART_SUFFIX, dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=_part_prefix(target.name + ".old"), suffix=PART_SUFFIX, dir=target.parent))
             os.replace(target, old / target.name)
         try:
             os.replace(tmp, target)

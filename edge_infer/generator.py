@@ -113,8 +113,6 @@ def checked(maps: np.ndarray, graph: Path, *, onehot: bool) -> np.ndarray:
         raise BundleError(f"{graph}: the graph computed NaN or infinite values; this bundle is broken")
     if onehot and not (((maps == 0) | (maps == 1)).all() and (maps.sum(axis=-1) == 1).all()):
         raise BundleError(f"{graph}: the graph's maps are not one-hot; this bundle is broken")
-    if not onehot and ((maps < 0) | (maps > 1)).any():
-        raise BundleError(f"{graph}: the graph's probabilities are outside 0..1; this bundle is broken")
     return maps
 
 
