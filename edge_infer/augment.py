@@ -281,7 +281,7 @@ def resolve_recipe(
 
 
 @dataclass(frozen=True)
-class Plan:
+class BaseMaps:
     """What a recipe makes from M sources, before any map is made.
 
     * ``base_sources`` ``(B,)``: source row of each base map (each source
@@ -306,8 +306,8 @@ class Plan:
         return int(self.emit_base.sum() + self.noise.sum() + self.copies.sum())
 
 
-def plan(recipe: Recipe, labels: Any) -> Plan:
-    """The :class:`Plan` of ``recipe`` for sources of classes ``labels`` ``(M,)``."""
+def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
+    """The :class:`BaseMaps` of ``recipe`` for sources of classes ``labels`` ``(M,)``."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     m = len(y)
     reps = N_SYMMETRIES if recipe.symmetries else 1
@@ -319,7 +319,7 @@ def plan(recipe: Recipe, labels: Any) -> Plan:
         noise = noise + balance_plan(y[base_sources], recipe.balance, have=1 + noise)
     if recipe.fill == "repeat":
         noise, copies = copies, noise
-    return Plan(base_sources, base_symmetry, noise, copies)
+    return BaseMaps(base_sources, base_symmetry, noise, copies)
 
 
 def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
@@ -335,7 +335,7 @@ def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: An
     """
     onehot = as_maps(maps)
     y = as_labels(labels, onehot.shape[0])[:, 0]
-    p = plan(recipe, y)
+    p = base_maps(recipe, y)
     if p.count == 0:
         raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
     if recipe.symmetries:

@@ -25,20 +25,17 @@ import numpy as np
 from . import sampling
 from .bundle import LATENT_SHAPE, Bundle, load_bundle
 from .errors import BundleError, InputError, TooLargeError
-from .files import atomic_files, check_free_space, check_targets, write_npy
-from .io import ArraySource, DataInput, MapSource, iter_maps, read_all
+from .files import PathLike, atomic_files, check_free_space, check_targets, write_npy
+from .io import BLOCK_ROWS, ArraySource, DataInput, MapSource, iter_maps, read_all
 from .npy import npy_writer
 from .runtime import SessionInfo, open_session
 from .sampling import Plan, Sources, check_count
 from .wafer import DEFECT, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
-PathLike = Union[str, Path]
-Progress = Callable[[int, int], None]
+ProgressFn = Callable[[int, int], None]
 
 #: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
-#: Rows per graph run: the unit of streaming and of progress (bounds memory).
-BLOCK_ROWS = 4096
 DATA_FILE, LABEL_FILE = "gen_data.npy", "gen_label.npy"
 GENERATOR_INPUTS = ("source", "seed", "row0", "strength")
 CORE_INPUTS = ("latent", "sigma", "outline", "seed", "row", "attempt")
@@ -215,7 +212,7 @@ class WaferGenerator:
     def generate(self, cls: Optional[ClassLike], n: int = 1, *, seed: sampling.SeedLike = None, maps: Any = None,
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
                  method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
-                 raw: bool = False, progress: Optional[Progress] = None) -> Generated:
+                 raw: bool = False, progress: Optional[ProgressFn] = None) -> Generated:
         """Generate ``n`` new maps of class ``cls`` (name, any case, or index).
 
         Sources: the bundle's latent bank, or ``maps`` (with ``labels``; without
@@ -236,7 +233,7 @@ class WaferGenerator:
             out[lo:lo + len(block)] = block
         return Generated(out, made.labels, made.sources)
 
-    def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[Progress] = None,
+    def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
                         **options: Any) -> Blocks:
         """:meth:`generate`'s maps (same options, same maps) as they are made, 4096 at a time, for
         a caller that streams them somewhere: labels and sources up front, then ``(first row, maps)``
@@ -245,7 +242,7 @@ class WaferGenerator:
         return Blocks(plan.labels, plan.sources, self._blocks(plan, progress))
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
-                          progress: Optional[Progress] = None, **options: Any) -> Streamed:
+                          progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
         """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``.
 
         One block (4096 maps) is held in memory; both files appear only when complete.
@@ -265,7 +262,7 @@ class WaferGenerator:
     def augment(self, per_source: Union[int, Sequence[int]] = 5, *, maps: Any = None, labels: Any = None,
                 seed: sampling.SeedLike = None, strength: Optional[float] = None, method: Optional[str] = None,
                 mode: Optional[str] = None, outline_lock: Optional[bool] = None, raw: bool = False,
-                progress: Optional[Progress] = None, source_offset: int = 0) -> Generated:
+                progress: Optional[ProgressFn] = None, source_offset: int = 0) -> Generated:
         """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
 
         The k variants of source i are rows ``k·i … k·i+k−1``, each with its
@@ -390,7 +387,7 @@ class WaferGenerator:
         maps = maps.reshape(rows.size, r, *MAP_SHAPE)
         return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
 
-    def _blocks(self, plan: Plan, progress: Optional[Progress]) -> Iterator[tuple[int, np.ndarray]]:
+    def _blocks(self, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
         """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
         seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
         for lo in range(0, plan.n, BLOCK_ROWS):
@@ -463,7 +460,7 @@ def reconstruction_metrics(onehot: Any, probs: Any) -> dict[str, float]:
 
 
 def reconstruct_blocks(gen: WaferGenerator, maps: Union[MapSource, Any], *, sink: Any = None, keep: int = 8,
-                       progress: Optional[Progress] = None) -> Reconstruction:
+                       progress: Optional[ProgressFn] = None) -> Reconstruction:
     """Reconstruct every map of ``maps`` (a :class:`~edge_infer.io.MapSource` or an array) a block at a time;
     the one-hot reconstructions go to ``sink`` (``.write(block)``) if given, the metrics cover every map."""
     source = maps if hasattr(maps, "raw_blocks") else ArraySource(as_maps(maps))
@@ -482,7 +479,7 @@ def reconstruct_blocks(gen: WaferGenerator, maps: Union[MapSource, Any], *, sink
 
 
 def augment_blocks(gen: WaferGenerator, per_source: int, inp: DataInput, *, sink: Any, shown: int = 5,
-                   progress: Optional[Progress] = None, **options: Any) -> dict[int, tuple[int, np.ndarray, np.ndarray]]:
+                   progress: Optional[ProgressFn] = None, **options: Any) -> dict[int, tuple[int, np.ndarray, np.ndarray]]:
     """``per_source`` new maps for every map of ``inp``, written to ``sink`` in order, a block of sources at a time.
 
     Equal to ``gen.augment(per_source, maps=all maps, labels=...)``. ``method="mix"``
@@ -505,9 +502,7 @@ def augment_blocks(gen: WaferGenerator, per_source: int, inp: DataInput, *, sink
                 raise TooLargeError(f"method mix pairs sources across the whole input, so it reads it whole: {exc}") from None
             yield 0, maps, gen.augment(k, maps=maps, labels=labels, **options)
             return
-        # Blocks start on a multiple of 128 sources: the graphs' noise is keyed by global row either way.
-        rows = max(128, (BLOCK_ROWS // k) // 128 * 128)
-        for start, maps in iter_maps(inp.maps, rows=rows):
+        for start, maps in iter_maps(inp.maps, rows=max(1, BLOCK_ROWS // k)):  # noise is keyed by global row
             yield start, maps, gen.augment(k, maps=maps, labels=labels[start:start + len(maps)], source_offset=start,
                                            **options)
 

@@ -20,21 +20,20 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, Protocol
 
 import numpy as np
 
 from .errors import DataFileError, InputError, TooLargeError
 from .g85 import G85Error, G85Source, looks_like_g85
+from .files import PathLike
 from .npy import NpyArray, open_npy_file, open_npy_member
 from .wafer import CLASS_NAMES, MAP_BYTES, MAP_SHAPE, N_STATES, ResizeNote, as_labels, as_maps
 
-PathLike = Union[str, "os.PathLike[str]"]
-
 DATA_NAME = "data.npy"
 LABEL_NAME = "label.npy"
-#: Maps validated and handed on at a time (the generator's block size too).
-BLOCK_MAPS = 4096
+#: Maps validated and handed on at a time, and generated per graph run (bounds memory).
+BLOCK_ROWS = 4096
 #: Raw bytes read at a time at most, so maps of any size keep a block bounded.
 BLOCK_BYTES = 64 << 20
 #: Environment variable holding the ceiling on what one input may hold in memory at once.
@@ -295,7 +294,7 @@ def _first_bad_label(raw: np.ndarray) -> str:
     return f"; the first is map {int(hits[0])} (label {flat[hits[0]]})" if hits.size else ""
 
 
-def block_rows(source: MapSource, rows: int = BLOCK_MAPS) -> int:
+def block_rows(source: MapSource, rows: int = BLOCK_ROWS) -> int:
     """Maps per block for ``source``: ``rows``, fewer for maps big enough to pass :data:`BLOCK_BYTES`."""
     return max(1, min(int(rows), BLOCK_BYTES // max(source.map_bytes, 1)))
 
@@ -303,7 +302,7 @@ def block_rows(source: MapSource, rows: int = BLOCK_MAPS) -> int:
 def iter_maps(
     source: MapSource,
     *,
-    rows: int = BLOCK_MAPS,
+    rows: int = BLOCK_ROWS,
     hash: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
