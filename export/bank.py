@@ -96,6 +96,16 @@ def latent_stats(latents: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     return {"overall": channel_stats(latents), "per_class": per_class}
 
 
+def class_rows(labels: np.ndarray, classes: Sequence[str] = CLASS_NAMES) -> "dict[str, list[int]]":
+    """Each class's bank rows, in bank order, every class named (empty where it has none).
+
+    Written to the manifest so a client in any language finds a class's rows
+    without reading the ``.npz`` (docs/bundle-format.md).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    return {name: [int(i) for i in np.flatnonzero(labels == index)] for index, name in enumerate(classes)}
+
+
 def class_counts(labels: np.ndarray, classes: Sequence[str] = CLASS_NAMES) -> "dict[str, int]":
     """Maps per class, every class named (0 where it has none)."""
     counts = np.bincount(np.asarray(labels).reshape(-1), minlength=len(classes))

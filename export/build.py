@@ -251,6 +251,7 @@ def export_bundle(
             decoder_variant=graphs.variant,
             bank_count=len(checked.latents),
             class_counts=bank_mod.class_counts(label_ids),
+            class_rows=bank_mod.class_rows(label_ids),
             latent_stats=stats,
             provenance=_provenance(checkpoint, graphs, checked, hashes, len(maps), tolerance),
             files={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},

@@ -8,7 +8,7 @@ key, so an edited manifest is caught like an edited graph.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 # The reader (edge_infer.bundle) owns the format: its name, version, file name
@@ -73,7 +73,7 @@ def graph_entries(decoder_variant: str) -> dict:
 
 
 def build_manifest(*, name: str, created_utc: str, decoder_variant: str, bank_count: int,
-                   class_counts: Mapping[str, int], latent_stats: Mapping[str, Any],
+                   class_counts: Mapping[str, int], class_rows: Mapping[str, Sequence[int]], latent_stats: Mapping[str, Any],
                    provenance: Mapping[str, Any], files: Mapping[str, str]) -> "dict[str, Any]":
     """The complete manifest dict, ``manifest_sha256`` included."""
     from training.model import LATENT_SHAPE
@@ -89,6 +89,7 @@ def build_manifest(*, name: str, created_utc: str, decoder_variant: str, bank_co
         "graphs": graph_entries(decoder_variant),
         "latent_bank": {"file": "latent_bank.npz", "count": int(bank_count)},
         "class_counts": dict(class_counts),
+        "class_rows": {name: [int(i) for i in rows] for name, rows in class_rows.items()},
         "latent_stats": latent_stats,
         "noise_defaults": noise_defaults(),
         "provenance": dict(provenance),

@@ -192,6 +192,40 @@ def test_manifest_hashes_classes_counts_and_stats(workspace):
     assert (out / "metrics.json").read_text() == '{"train_mse": 0.25}\n'  # copied from the run
 
 
+def _class_rows_match_the_bank(bundle: Path) -> None:
+    manifest = _manifest(bundle)
+    with np.load(bundle / "latent_bank.npz", allow_pickle=False) as npz:
+        labels = npz["labels"]
+    rows = manifest["class_rows"]
+    assert list(rows) == manifest["classes"]  # every class, in label order
+    for index, name in enumerate(manifest["classes"]):
+        assert rows[name] == np.flatnonzero(labels == index).tolist(), name  # bank order
+        assert len(rows[name]) == manifest["class_counts"][name]
+    assert sum(manifest["class_counts"].values()) == sum(map(len, rows.values())) == manifest["latent_bank"]["count"]
+    assert sorted(i for r in rows.values() for i in r) == list(range(len(labels)))
+
+
+def test_manifest_names_each_class_rows_of_the_bank(workspace):
+    _class_rows_match_the_bank(workspace["out"])
+    assert _manifest(workspace["out"])["class_rows"][CLASS_NAMES[ABSENT_CLASS]] == []
+
+
+def test_committed_manifest_names_each_class_rows_and_the_graphs_tensors(bundle_dir):
+    """What a client in another language reads instead of the .npz and the graphs themselves."""
+    _class_rows_match_the_bank(bundle_dir)
+    manifest = _manifest(bundle_dir)
+    onnx_types = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(bool)": "bool"}
+    for role in ("generator", "generator_core"):
+        entry = manifest["graphs"][role]
+        session = _session(bundle_dir / entry["file"])
+        for declared, actual in ((entry["inputs"], session.get_inputs()), (entry["outputs"], session.get_outputs())):
+            assert list(declared) == [t.name for t in actual], role
+            for t in actual:
+                dtype, shape = declared[t.name]
+                assert dtype == onnx_types[t.type] and len(shape) == len(t.shape), (role, t.name)
+                assert [d for d in shape if isinstance(d, int)] == [d for d in t.shape if isinstance(d, int)]
+
+
 def test_bank_holds_encoder_latents_labels_and_outlines(workspace):
     out, maps = workspace["out"], workspace["maps"]
     with np.load(out / "latent_bank.npz", allow_pickle=False) as npz:
