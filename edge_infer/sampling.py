@@ -356,7 +356,7 @@ def plan_rows(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
                 MixFallback,
                 stacklevel=4,
             )
-    repeats = np.unique(sources).size < sources.size
+    repeats = len(set(sources.tolist())) < sources.size
     return Plan(src, sources, variants, partners, weights, seed, opts,
                 siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
 

@@ -105,6 +105,6 @@ def generate(
                 shown[lo:lo + len(block)] = block[:MAX_SHOWN - lo]
         class_name = gen.classes[int(made.labels[0, 0])]
         picture(gen, shown, made.sources, class_name, n).save(tmp_picture, format="PNG")
-    say(f"generated {n} {class_name} map(s) from {np.unique(made.sources).size} source(s) into {folder}")
+    say(f"generated {n} {class_name} map(s) from {len(set(made.sources.tolist()))} source(s) into {folder}")
     say_maps(folder, n, fmt)
     say(f"  {folder / PICTURE}")
