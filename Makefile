@@ -1,5 +1,5 @@
 # edge-infer: every environment this project needs is made here, from nothing.
-#   make demo   runtime only (.venv, no torch), generates 5 maps
+#   make demo   runtime only (.venv: edge-infer[cpu], no torch), generates 5 maps
 #   make test   development env (.venv-dev: runtime + train + dev), onnxruntime-node (.node) and every test
 #   make model  retrain + export models/wafer-cae from ../shared/data/wafer.zip
 #   make bench  onnxruntime vs PyTorch eager throughput, JSON out
@@ -20,16 +20,15 @@ RUNTIME_SRC := pyproject.toml $(shell find edge_infer models/wafer-cae -type f -
 # The runtime env is a plain (non-editable) install, as a user gets it; it is
 # rebuilt whenever the package or the default bundle changes.
 $(RUNTIME_VENV)/.stamp: $(RUNTIME_SRC)
-	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(PYTHON) -m venv --clear $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(RUNTIME_VENV)/bin/python -m pip install --quiet .
-	$(RUNTIME_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps .
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet '.[cpu]'
 	touch $@
 
 $(DEV_VENV)/.stamp: pyproject.toml
-	$(PYTHON) -m venv $(DEV_VENV)
+	$(PYTHON) -m venv --clear $(DEV_VENV)
 	$(DEV_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEV_VENV)/bin/python -m pip install --quiet -e '.[train,dev]'
+	$(DEV_VENV)/bin/python -m pip install --quiet -e '.[cpu,train,dev]'
 	touch $@
 
 demo: $(RUNTIME_VENV)/.stamp

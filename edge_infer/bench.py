@@ -40,49 +40,12 @@ BENCH_FORMAT_VERSION = 1
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _cpu_flags() -> list[str]:
-    """The SIMD extensions that decide which onnxruntime kernels run."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
-    return [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
-
-
-def _gpu_names() -> list[str]:
-    try:
-        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [ln.strip() for ln in done.stdout.splitlines() if ln.strip()] if done.returncode == 0 else []
-
-
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_average() -> Optional[list[float]]:
     """1, 5 and 15 minute load averages, or None where the OS has none."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def machine_info() -> dict[str, Any]:
@@ -90,19 +53,20 @@ def machine_info() -> dict[str, Any]:
     from . import __version__
     from .runtime import available_providers, ort
 
-    return {
-        "cpu": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cores": usable_cores(),
-        "gpus": _gpu_names(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "onnxruntime": ort().__version__,
-        "providers_listed": available_providers(),
-        "edge_infer": __version__,
-    }
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.lower().startswith("model name")),
+                 platform.processor() or platform.machine())
+    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+        gpus = [ln.strip() for ln in smi.stdout.splitlines() if ln.strip()] if smi.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        gpus = []
+    return {"cpu": model, "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
+            "logical_cpus": os.cpu_count(), "usable_cores": usable_cores(), "gpus": gpus, "os": platform.platform(),
+            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort().__version__,
+            "providers_listed": available_providers(), "edge_infer": __version__}
 
 
 # ---------------------------------------------------------------- timing
@@ -368,42 +332,7 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
         "results": results,
         "parity": parity,
     }
-    report["ratios"] = ratios(results)
     return report
-
-
-# ---------------------------------------------------------------- reading results
-
-
-def find(results: Iterable[dict[str, Any]], **match: Any) -> Optional[dict[str, Any]]:
-    """The first row whose fields equal ``match`` (e.g. task="decode", batch=1024)."""
-    return next((r for r in results if all(r.get(k) == v for k, v in match.items())), None)
-
-
-def _best(row: dict[str, Any]) -> float:
-    return float(row.get("maps_per_s_best", row["maps_per_s"]))
-
-
-def ratios(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Decoder/encoder throughput per provider and batch, and fast/compared decoder speed-ups.
-
-    From each measurement's best slice (``maps_per_s_best``), the figure least
-    disturbed by other processes.
-    """
-    out: dict[str, Any] = {}
-    for r in results:
-        if r["task"] != "decode" or r.get("label") == "compare" or r.get("io_binding") == "off":
-            continue
-        enc = next((e for e in results if e["task"] == "encode" and e["provider"] == r["provider"]
-                    and e["batch"] == r["batch"] and e.get("io_binding") != "off"), None)
-        if enc:
-            out[f"decode_over_encode[{r['provider']},{r['batch']}]"] = round(_best(r) / _best(enc), 3)
-        for c in results:
-            if (c.get("label") == "compare" and c["provider"] == r["provider"] and c["batch"] == r["batch"]
-                    and c.get("io_binding") != "off"):
-                key = f"decode_{r['variant']}_over_{c['variant']}[{r['provider']},{r['batch']}]"
-                out[key] = round(_best(r) / _best(c), 3)
-    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -426,7 +355,4 @@ def format_table(report: dict[str, Any]) -> str:
     for p in report.get("parity", []):
         lines.append(f"die states {p['provider']} vs {p['against']}: {p['maps_differ']} of {p['maps']} maps differ "
                      f"({p['dies_differ']} dies); largest probability difference {p['max_abs_probability_diff']:.2e}")
-    if report.get("ratios"):
-        lines.append("")
-        lines += [f"{k}: {v:g}" for k, v in report["ratios"].items()]
     return "\n".join(lines)

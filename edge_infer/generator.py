@@ -1,19 +1,15 @@
 """``WaferGenerator``: a request's plan → one bundle graph run per block → a sink.
 
-A request is first *planned* (:mod:`~edge_infer.sampling`, pure numpy): which
-source each row comes from, its variant, its mixing partner. Each block of
-rows is then one run of a bundle graph, which draws the seeded noise, decodes
-and locks the source's outline: ``generator.onnx`` for bank rows with the
-default noise, ``generator_core.onnx`` for everything else (given maps,
-``mix``, the course schedule, sibling redraws, raw probabilities). Blocks go to
-a *sink*: the result array, or a ``.npy`` streamed to disk. What a graph
-returns is checked before it leaves (finite; one-hot where one-hot is
-promised): a bundle is code from elsewhere. The graphs' contract is
-``docs/bundle-format.md``.
+A request is first planned (:mod:`~edge_infer.sampling`): which source each
+row comes from, its variant, its mixing partner. Each block of rows is then
+one run of a bundle graph, which draws the seeded noise, decodes and locks the
+source's outline: ``generator.onnx`` for bank rows with the default noise,
+``generator_core.onnx`` for the rest. Blocks go to a sink: the result array,
+or a file written as they come. What a graph returns is checked before it
+leaves (finite; one-hot where promised): a bundle is code from elsewhere.
 
-Thread safety: a generator holds only immutable state (a verified bundle with
-read-only arrays, onnxruntime sessions whose ``run`` is thread-safe), so one
-instance may serve many threads, and a seed gives the same maps in any thread.
+A generator holds only immutable state (read-only arrays, onnxruntime
+sessions whose ``run`` is thread-safe): one instance may serve many threads.
 """
 
 from __future__ import annotations
@@ -50,14 +46,9 @@ CORE_INPUTS = ("latent", "sigma", "outline", "seed", "row", "attempt")
 
 @dataclass(frozen=True)
 class Generated:
-    """Generated maps and where each came from.
-
-    ``maps``: float32 ``(N, 26, 26, 3)`` one-hot like ``data.npy`` (the
-    decoder's probabilities with ``raw=True``); ``labels``: int64 ``(N, 1)``;
-    ``sources``: int64 ``(N,)``, the row of the source set (the latent bank in
-    training-data order, or the maps given) each map came from.
-    ``np.asarray(result)`` is ``result.maps``.
-    """
+    """Maps float32 ``(N, 26, 26, 3)`` one-hot (probabilities with ``raw=True``), labels int64 ``(N, 1)``,
+    and ``sources`` int64 ``(N,)``: each map's row in the source set (the bank, or the maps given).
+    ``np.asarray(result)`` is ``result.maps``."""
 
     maps: np.ndarray
     labels: np.ndarray
@@ -193,12 +184,8 @@ class WaferGenerator:
         return checked(self._run1(self.decoder_session, b.decoder_path, b.decoder_io, latents), b.decoder_path, onehot=False)
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
-        """Maps float32 ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)`` (or one latent).
-
-        One-hot by the decoder's most likely die state, or, with ``outlines``
-        (boolean ``(N, 26, 26)`` or ``(26, 26)``, True = off-wafer), with that
-        outline locked in. ``raw=True``: the decoder's probabilities.
-        """
+        """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
+        ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
         try:
             z = np.asarray(latents, dtype=np.float32)
         except (TypeError, ValueError) as exc:
@@ -211,21 +198,13 @@ class WaferGenerator:
         return _finish(self._decode(z), raw, outlines)
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
-        """Encoder then decoder: float32 ``(N, 26, 26, 3)``.
-
-        One-hot by plain argmax (the honest reconstruction) unless
-        ``outline_lock`` keeps each input's own outline; ``raw=True``: the
-        decoder's probabilities.
-        """
+        """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
+        ``outline_lock``; ``raw=True``: the decoder's probabilities."""
         onehot = as_maps(maps)
         return _finish(self._decode(self.encode(onehot)), raw, outline(onehot) if outline_lock else None)
 
     def bank_maps(self, indices: Any) -> np.ndarray:
-        """The bank's own maps ``indices`` as the decoder draws them, outline locked.
-
-        The bundle stores no training map, so this is the closest picture of a
-        bank source: its latent decoded, with its outline locked in.
-        """
+        """Bank maps ``indices`` as the decoder draws them, outline locked (the bundle holds no training map)."""
         idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")

@@ -27,7 +27,7 @@ naming how many and the first (the CLI prints it as ``warning: ...``).
 
 from __future__ import annotations
 
-import functools
+import difflib
 import warnings
 from collections.abc import Sequence
 from typing import Optional, Union
@@ -61,22 +61,6 @@ class NotWaferWarning(UserWarning):
     """Some of the maps given do not look like wafer maps (see :func:`wafer_shape_problems`)."""
 
 
-@functools.lru_cache(maxsize=64)
-def _lowered_names(classes: tuple[str, ...]) -> dict[str, int]:
-    # Cached per class tuple: resolve_class runs on every generate call, and the
-    # returned dict is only read, never changed, so sharing it across threads is safe.
-    return {name.lower(): i for i, name in enumerate(classes)}
-
-
-def _did_you_mean(text: str, classes: Sequence[str]) -> str:
-    """`` (did you mean 'Scratch'?)`` for a near miss of a class name, else ""."""
-    import difflib  # only on the error path
-
-    lowered = {name.lower(): name for name in classes}
-    close = difflib.get_close_matches(text.lower().replace("_", "-").replace(" ", "-"), list(lowered), n=1, cutoff=0.6)
-    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
-
-
 def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
     """Return the index of ``cls``, given by name (any case) or index.
 
@@ -88,21 +72,18 @@ def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
     if isinstance(cls, (int, np.integer)):
         index = int(cls)
     elif isinstance(cls, str):
-        text = cls.strip()
-        lowered = _lowered_names(tuple(classes))
+        text, lowered = cls.strip(), {name.lower(): name for name in classes}
         if text.lower() in lowered:
-            return lowered[text.lower()]
-        if text.lstrip("-").isdigit():
-            index = int(text)
-        else:
-            raise InputError(f"unknown class {cls!r}{_did_you_mean(text, classes)}; valid classes: {', '.join(classes)}")
+            return list(lowered).index(text.lower())
+        if not text.lstrip("-").isdigit():
+            close = difflib.get_close_matches(text.lower().replace("_", "-").replace(" ", "-"), list(lowered), 1, 0.6)
+            hint = f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+            raise InputError(f"unknown class {cls!r}{hint}; valid classes: {', '.join(classes)}")
+        index = int(text)
     else:
         raise InputError(f"class must be a name or an index, not {type(cls).__name__}")
     if not 0 <= index < len(classes):
-        raise InputError(
-            f"class index {index} is out of range 0..{len(classes) - 1}; "
-            f"valid classes: {', '.join(classes)}"
-        )
+        raise InputError(f"class index {index} is out of range 0..{len(classes) - 1}; valid classes: {', '.join(classes)}")
     return index
 
 

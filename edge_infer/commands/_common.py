@@ -125,6 +125,11 @@ def handle_errors(func: F) -> F:
             _end_bars()
             tell(f"error: out of memory ({exc or 'an allocation failed'}); ask for fewer maps at a time")
             raise SystemExit(1) from None
+        except OSError as exc:  # the OS refusing a path (too long, a link loop, no permission), wherever it was met
+            _end_bars()
+            name = str(exc.filename or "")
+            tell(f"error: {exc.strerror or exc}" + (f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""))
+            raise SystemExit(1) from None
         finally:
             _end_bars()
             for s, handler in old.items():
