@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from edge_infer.bundle import load_bundle
-from edge_infer.runtime import create_session_info
+from edge_infer.runtime import open_session
 from edge_infer.commands import handle_errors
 
 
 def session(path, threads: int) -> Any:
     """A CPU session opened the way the runtime opens its graphs."""
-    return create_session_info(path, provider="cpu", threads=threads)[0]
+    return open_session(path, provider="cpu", threads=threads)[0]
 
 
 @handle_errors

@@ -202,7 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "rounds": [{"onnxruntime": o, "pytorch": t} for o, t in zip(onnx_rounds, torch_rounds)],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from edge_infer.io import atomic_path, json_text
+    from edge_infer.files import atomic_path, json_text
 
     with atomic_path(args.out, force=True) as tmp_out:
         tmp_out.write_text(json_text(report, sort_keys=False))

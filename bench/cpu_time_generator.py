@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from edge_infer.runtime import create_session_info
+from edge_infer.runtime import open_session
 from edge_infer.commands import handle_errors
 
 
@@ -29,8 +29,8 @@ def main() -> None:
     from edge_infer.bundle import load_bundle
 
     b = load_bundle(args.bundle)
-    gen = create_session_info(b.generator_path, provider="cpu", threads=1)[0]
-    dec = create_session_info(b.decoder_path, provider="cpu", threads=1)[0]
+    gen = open_session(b.generator_path, provider="cpu", threads=1)[0]
+    dec = open_session(b.decoder_path, provider="cpu", threads=1)[0]
     src = np.arange(args.batch, dtype=np.int64) % b.count
     feeds = {"source": src, "seed": np.array([1], np.int64), "row0": np.array([0], np.int64),
              "strength": np.array([b.noise_defaults.strength], np.float32)}

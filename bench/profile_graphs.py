@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge_infer.runtime import create_session_info
+from edge_infer.runtime import open_session
 from edge_infer.commands import handle_errors
 from edge_infer.errors import InputError
 
@@ -37,7 +37,7 @@ def session(path: str, threads: int, profile: bool = False, optimized: str | Non
         options.update(enable_profiling=True, profile_file_prefix=os.path.join(tempfile.gettempdir(), "edge-infer-profile"))
     if optimized:
         options["optimized_model_filepath"] = optimized
-    return create_session_info(path, provider="cpu", threads=threads, options=options)[0]
+    return open_session(path, provider="cpu", threads=threads, options=options)[0]
 
 
 def example_input(s: ort.InferenceSession, batch: int) -> tuple[str, np.ndarray]:

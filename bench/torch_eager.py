@@ -120,12 +120,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               "settings": {"weights": source, "threads": threads, "seconds": args.seconds,
                            "load_average_before": before, "load_average_after": load_average()},
               "results": rows}
-    from edge_infer.io import json_text
+    from edge_infer.files import json_text
 
     text = json_text(report, sort_keys=False)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        from edge_infer.io import atomic_path
+        from edge_infer.files import atomic_path
 
         with atomic_path(args.out, force=True) as tmp:
             tmp.write_text(text)

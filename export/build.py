@@ -21,7 +21,8 @@ import numpy as np
 
 from edge_infer.bundle import MANIFEST, sha256_file
 from edge_infer.errors import DataFileError, EdgeInferError, InputError
-from edge_infer.io import atomic_folder, check_folder_target, json_text, jsonable, load_dataset
+from edge_infer.files import atomic_folder, check_folder_target, json_text, jsonable
+from edge_infer.io import load_dataset
 
 from . import bank as bank_mod
 from . import manifest as manifest_mod

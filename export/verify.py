@@ -33,9 +33,9 @@ def cpu_session(model: "bytes | str | Path", threads: int = 1) -> Any:
     One intra-op thread by default: small graphs on a shared machine, and
     results independent of how many cores happen to be free.
     """
-    from edge_infer.runtime import create_session_info
+    from edge_infer.runtime import open_session
 
-    return create_session_info(model, provider="cpu", threads=threads)[0]
+    return open_session(model, provider="cpu", threads=threads)[0]
 
 
 def run(session: Any, array: np.ndarray) -> np.ndarray:

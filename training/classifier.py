@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge_infer.io import atomic_path
+from edge_infer.files import atomic_path
 from edge_infer.wafer import CLASS_NAMES, N_STATES
 
 

@@ -19,7 +19,7 @@ import platform
 from pathlib import Path
 from typing import Callable, Optional
 
-from edge_infer.io import atomic_folder, check_folder_target, json_text, jsonable
+from edge_infer.files import atomic_folder, check_folder_target, json_text, jsonable
 
 from .data import TrainingData, split_indices, to_tensor
 

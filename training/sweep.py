@@ -156,7 +156,7 @@ def plot_sweep(result: dict[str, Any], path: Path, *, force: bool = False) -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edge_infer.io import atomic_path
+    from edge_infer.files import atomic_path
 
     pts = result["points"]
     x = [100 * p["changed_vs_reconstruction"] for p in pts]
@@ -214,7 +214,8 @@ def _app() -> Any:
     ) -> None:
         """Sweep the noise strength, draw fidelity against diversity, choose the default."""
         from edge_infer import WaferGenerator
-        from edge_infer.io import check_targets, load_dataset
+        from edge_infer.files import check_targets
+        from edge_infer.io import load_dataset
         from training.evaluation.report import describe_model
 
         def say(msg: str) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_infer.errors import InputError
-from edge_infer.io import json_text
+from edge_infer.files import json_text
 from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, to_onehot, to_states
 from training.evaluation import cli, metrics, quality, readers, report, rules
 from training.evaluation.folds import stratified_group_folds

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from edge_infer.io import json_text
+from edge_infer.files import json_text
 from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, to_onehot
 from training.evaluation import metrics, report
-from training.evaluation.protocol import ARMS, ARM_SETS, Arm, Protocol, resolve_arms, run_protocol
+from training.evaluation.protocol import (ARMS, ARM_SETS, Arm, Protocol, arm_training_set, control_recipe, resolve_arms,
+                                         run_protocol)
 
 
 def _hand_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -98,6 +99,28 @@ def test_report_pairs_gains_and_the_rule_picks_by_it():
     table = report.format_table(summary)
     assert "| symmetries | " in table and "4/5" in table
     assert json.loads(json_text({"x": float("nan"), "y": np.float32(1.5)})) == {"x": None, "y": 1.5}
+
+
+def test_a_generating_recipes_control_repeats_its_base_maps():
+    from dataclasses import replace
+
+    from edge_infer.augment import RECIPES
+
+    r = replace(RECIPES["symmetries+balanced"], strength=0.7)
+    c = control_recipe(r)
+    assert r.uses_generator and c.fill == "repeat" and not c.uses_generator and c.strength is None
+    assert (c.symmetries, c.per_source, c.balance) == (r.symmetries, r.per_source, r.balance)
+    assert control_recipe(RECIPES["symmetries"]) is None  # generates nothing: its control is the real maps
+
+
+def test_arm_training_set_counts_what_it_made_by_kind():
+    """Real maps first, then the recipe's; the counts per kind add up to the maps made (no autoencoder needed)."""
+    maps, labels = _tiny_data(12)  # 9 of class 0, 3 of class 8
+    x, y, info = arm_training_set(ARMS["symmetries+balanced-copies"], maps, labels, None, seed=0)
+    assert info == {"real": 12, "symmetry": 7 * 12, "noise": 0, "copy": 8 * (9 - 3), "made": 7 * 12 + 8 * 6}
+    assert len(x) == len(y) == 12 + info["made"]
+    np.testing.assert_array_equal(x[:12], maps)
+    assert np.bincount(y, minlength=9)[[0, 8]].tolist() == [8 * 9, 8 * 9]  # balanced at 8 × the larger class
 
 
 def _tiny_data(n: int = 48, share: float = 0.75) -> tuple[np.ndarray, np.ndarray]:

@@ -85,8 +85,9 @@ def fold_autoencoder(
 ) -> FoldAutoencoder:
     """The bundle of an autoencoder trained on ``maps`` (cached under ``cache/autoencoders``)."""
     from edge_infer.bundle import FORMAT_VERSION, MANIFEST, load_bundle
-    from edge_infer.io import DATA_NAME, LABEL_NAME, atomic_folder, json_text
-    from edge_infer.recipes import all_symmetries
+    from edge_infer.augment import all_symmetries
+    from edge_infer.files import atomic_folder, json_text
+    from edge_infer.io import DATA_NAME, LABEL_NAME
     from export.build import export_bundle
     from training.data import TrainingData
     from training.run import CHECKPOINT, train_run

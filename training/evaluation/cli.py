@@ -2,8 +2,8 @@
 
 Every command is wrapped in :func:`edge_infer.commands.handle_errors` (errors
 as one ``error:`` line and exit 1, Ctrl-C exit 130), checks its outputs
-before any work (:func:`edge_infer.io.check_targets`) and writes JSON with
-:func:`edge_infer.io.json_text`.
+before any work (:func:`edge_infer.files.check_targets`) and writes JSON with
+:func:`edge_infer.files.json_text`.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def number_list(text: str, option: str, kind: Callable[[str], float] = float, wh
 
 
 def write_json(path: Path, doc: dict, *, force: bool) -> None:
-    """A report as JSON (:func:`edge_infer.io.json_text`), atomically, in the order it was built."""
-    from edge_infer.io import json_text, save_bytes
+    """A report as JSON (:func:`edge_infer.files.json_text`), atomically, in the order it was built."""
+    from edge_infer.files import json_text, save_bytes
 
     save_bytes(path, json_text(doc, sort_keys=False).encode(), force=force)
 
@@ -99,7 +99,8 @@ def quality(
     import numpy as np
 
     from edge_infer import WaferGenerator
-    from edge_infer.io import check_targets, load_dataset
+    from edge_infer.files import check_targets
+    from edge_infer.io import load_dataset
 
     from . import report
     from .metrics import source_rows
@@ -161,7 +162,8 @@ def usefulness(
     force: bool = typer.Option(False, "--force", help="Overwrite --out and --plot."),
 ) -> None:
     """Train a classifier on each arm's training set, per fold and seed, and report paired gains."""
-    from edge_infer.io import check_targets, load_dataset
+    from edge_infer.files import check_targets
+    from edge_infer.io import load_dataset
 
     from . import report
     from .protocol import Protocol, resolve_arms, run_protocol
@@ -231,7 +233,8 @@ def fidelity(
 ) -> None:
     """Fidelity of variants per strength under two readers (out-of-fold, all-maps), and the strength the rule picks."""
     from edge_infer import WaferGenerator
-    from edge_infer.io import check_targets, load_dataset
+    from edge_infer.files import check_targets
+    from edge_infer.io import load_dataset
 
     from .fidelity import two_reader_fidelity
     from .report import format_fidelity

@@ -7,7 +7,7 @@ For each of 5 folds (stratified by class, identical maps kept together:
    to a bundle (:mod:`.autoencoders`; cached);
 2. every arm builds its training set from those training maps: the real maps
    alone, or real + what a recipe makes from them through that fold's
-   bundle, with the runtime's own ``augment`` (:func:`edge_infer.recipes.augment_recipe`);
+   bundle, with the runtime's own ``augment`` (:func:`edge_infer.augment.augment_recipe`);
 3. the reference classifier (:mod:`training.classifier`) is trained on it for
    the **same number of optimiser steps** in every arm, with several seeds,
    and scored on the fold's held-out real maps (macro-F1, per-class recall).
@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_infer.recipes import RECIPES, Recipe, augment_recipe
+from edge_infer.augment import RECIPES, Recipe, augment_recipe, plan
 
 from .folds import DEFAULT_FOLDS, stratified_group_folds
 from .metrics import macro_f1, per_class_recall
@@ -61,7 +61,7 @@ NOISE_SHAPES = ("channel", "class", "delta")
 class Arm:
     """One way to build a training set from a fold's real training maps.
 
-    * ``recipe``: a :class:`~edge_infer.recipes.Recipe` (None: real maps only);
+    * ``recipe``: a :class:`~edge_infer.augment.Recipe` (None: real maps only);
     * ``method``: ``"recipe"`` (the runtime's augment), or ``"class-gaussian"``
       (``per_source`` latents per source drawn from a diagonal Gaussian fitted
       to its class's latents, decoded with the source's outline);
@@ -81,7 +81,7 @@ class Arm:
 
     def spec(self) -> dict:
         d = asdict(self)
-        d["recipe"] = None if self.recipe is None else self.recipe.as_dict()
+        d["recipe"] = None if self.recipe is None else asdict(self.recipe)
         d.pop("label")
         d.pop("control")
         return d
@@ -89,6 +89,18 @@ class Arm:
     @property
     def needs_autoencoder(self) -> bool:
         return self.method != "recipe" or (self.recipe is not None and self.recipe.uses_generator)
+
+
+def control_recipe(recipe: Recipe) -> Optional[Recipe]:
+    """The same recipe with every noise variant replaced by a copy of its base map.
+
+    Same class mix, same base maps, no autoencoder content: the fair control
+    for what generation adds. None for a recipe that generates nothing (its
+    control is the real maps alone).
+    """
+    if not recipe.uses_generator:
+        return None
+    return replace(recipe, name=f"{recipe.name} (control)", fill="repeat", strength=None)
 
 
 R = RECIPES
@@ -207,7 +219,7 @@ def _class_noise_generator(gen: Any, maps: np.ndarray, labels: np.ndarray) -> An
 
         def augment(self, counts, *, maps, labels, seed, strength, **kw):
             from edge_infer.generator import Generated
-            from edge_infer.recipes import variant_counts
+            from edge_infer.sampling import variant_counts
             from edge_infer.wafer import outline
 
             lab = np.asarray(labels).reshape(-1)
@@ -265,7 +277,9 @@ def arm_training_set(
         strength = arm.recipe.strength if arm.recipe.strength is not None else PROTOCOL_STRENGTH
         res = augment_recipe(g, arm.recipe, maps, y, seed=seed, strength=strength)
         gx, gy = res.maps, res.labels.reshape(-1)
-        info.update({k: int((res.kind == k).sum()) for k in ("symmetry", "noise", "copy")})
+        # What each made map is, from the recipe's plan (the maps come in its order, not labelled).
+        p = plan(arm.recipe, y)
+        info.update({"symmetry": int(p.emit_base.sum()), "noise": int(p.noise.sum()), "copy": int(p.copies.sum())})
     info["made"] = int(len(gy))
     return np.concatenate([maps, gx]).astype(np.float32), np.concatenate([y, gy]), info
 
@@ -300,7 +314,7 @@ def run_protocol(
     compute: bool = True,
 ) -> list[dict]:
     """Every (fold, arm, seed) result: held-out macro-F1, per-class recall, counts, seconds."""
-    from edge_infer.io import json_text, save_bytes
+    from edge_infer.files import json_text, save_bytes
     from edge_infer.wafer import CLASS_NAMES, to_states
     from training.classifier import ClassifierConfig, predict, train_classifier
 

@@ -5,12 +5,13 @@
 * one generated set (:mod:`.quality`): the per-class quality table, the
   usefulness table, the done-when lines, and which bundle made the maps.
 
-Every report is written as JSON by :func:`edge_infer.io.json_text`.
+Every report is written as JSON by :func:`edge_infer.files.json_text`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
@@ -62,7 +63,7 @@ def summarise(rows: Sequence[dict], arms: Sequence[Arm], classes: Sequence[str] 
                       for i, c in enumerate(classes)}
         entry: dict[str, Any] = {
             "arm": arm.name, "label": arm.label, "control": arm.control,
-            "recipe": None if arm.recipe is None else arm.recipe.as_dict(),
+            "recipe": None if arm.recipe is None else asdict(arm.recipe),
             "method": arm.method, "noise": arm.noise, "autoencoder": arm.ae,
             "runs": len(mine), "macro_f1": f1, "recall": recall,
             "train_maps": float(np.mean([sum(r["train_counts"]) for r in mine])),
@@ -182,7 +183,7 @@ def plot(summary: Sequence[dict], path: Any, title: str, *, force: bool = False)
     """
     import matplotlib
 
-    from edge_infer.io import atomic_path
+    from edge_infer.files import atomic_path
 
     matplotlib.use("Agg", force=True)
     from matplotlib.figure import Figure
