@@ -250,8 +250,8 @@ class WaferGenerator:
         out = Path(out_dir)
         paths = [out / DATA_FILE, out / LABEL_FILE]
         check_targets(paths, force=force)
+        check_free_space(out, check_count(n) * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
         made = self.generate_blocks(cls, n, progress=progress, **options)
-        check_free_space(out, n * (MAP_BYTES + 8), f"{n} maps")
         with atomic_files(paths, force=force) as (tmp_data, tmp_label):
             with npy_writer(tmp_data, (n, *MAP_SHAPE)) as sink:
                 for _, block in made.blocks:

@@ -30,6 +30,7 @@ import io
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -54,6 +55,7 @@ NO_RUNTIME = ('no onnxruntime is installed; install edge-infer with a runtime: p
               '(CPU) or pip install "edge-infer[gpu]" (NVIDIA GPU)')
 #: onnxruntime's pip distributions; each installs the same ``onnxruntime`` package.
 _DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino", "onnxruntime-directml")
+_LOG_LOCK = threading.Lock()  # onnxruntime's default logger is process-wide
 _DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/usr/lib/wsl/lib/libcuda.so.1")
 
 
@@ -65,6 +67,7 @@ def ort() -> Any:
         import onnxruntime
     except ImportError:
         raise EdgeInferError(NO_RUNTIME) from None
+    onnxruntime.set_default_logger_severity(3)  # errors only: warnings are ours to give, in one line
     return onnxruntime
 
 
@@ -221,10 +224,15 @@ def open_session(
         with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
             rt.preload_dlls()
     try:
-        # onnxruntime print()s provider fallbacks to stdout, which holds the user's results.
-        with contextlib.redirect_stdout(io.StringIO()):
-            session = rt.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
-                                          providers=providers)
+        # onnxruntime print()s provider fallbacks to stdout, which holds the user's results, and logs a GPU
+        # provider that cannot load (expected on many machines) as errors: we say why in one line instead.
+        with _LOG_LOCK, contextlib.redirect_stdout(io.StringIO()):
+            rt.set_default_logger_severity(4 if wanted != CPU else 3)
+            try:
+                session = rt.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
+                                              providers=providers)
+            finally:
+                rt.set_default_logger_severity(3)
     except Exception as exc:  # onnxruntime raises its own exception types
         if not isinstance(model, bytes) and not Path(model).exists():
             raise BundleError(f"{where}: no such file") from None

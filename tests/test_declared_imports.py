@@ -65,11 +65,7 @@ def _providers(module: str) -> set[str]:
     return dists
 
 
-@pytest.mark.parametrize("package", [
-    pytest.param(p, marks=pytest.mark.xfail(
-        strict=True, reason="edge_infer/commands/_common.py imports rich (the progress bar), which pyproject.toml "
-        "does not declare: it arrives only through typer")) if p == "edge_infer" else p
-    for p in sorted(SCOPES)])
+@pytest.mark.parametrize("package", sorted(SCOPES))
 def test_every_import_is_declared(package):
     declared = _declared()
     allowed = set().union(*(declared[s] for s in SCOPES[package]))

@@ -123,7 +123,7 @@ def handle_errors(func: F) -> F:
             raise SystemExit(128 + signum) from None
         except MemoryError as exc:
             _end_bars()
-            tell(f"error: out of memory ({exc or 'an allocation failed'}); ask for fewer maps at a time")
+            tell(f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time")
             raise SystemExit(1) from None
         except OSError as exc:  # the OS refusing a path (too long, a link loop, no permission), wherever it was met
             _end_bars()

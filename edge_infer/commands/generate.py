@@ -9,8 +9,8 @@ import numpy as np
 import typer
 
 from ..wafer import CLASS_NAMES
-from ._common import (ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress, ProviderOpt,
-                      QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, check_format, handle_errors, map_writer,
+from ._common import (RUNS_ROOT, ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress,
+                      ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, check_format, handle_errors, map_writer,
                       output_folder, say, say_maps, tell)
 
 #: Maps drawn in the picture at most, in rows of WRAP.
@@ -78,8 +78,10 @@ def generate(
     Gaussian noise, decoded by the bundle's generator graph; the source's wafer
     outline is kept exactly unless --no-outline-lock.
     """
+    from ..files import check_free_space
     from ..generator import WaferGenerator
     from ..sampling import check_count
+    from ..wafer import MAP_BYTES
     from ..wafer import resolve_class
 
     check_count(n, "-n")
@@ -91,6 +93,7 @@ def generate(
     if cls is not None:
         resolve_class(cls)
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
+    check_free_space(out or RUNS_ROOT, n * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
     options = dict(seed=seed, source_index=source_index, strength=strength, method=method, mode=noise_mode,
                    outline_lock=not no_outline_lock)
     made = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), **options)

@@ -223,8 +223,6 @@ def test_help_and_version(run):
     assert code == 0 and out.strip() == f"edge-infer {declared}"
 
 
-@pytest.mark.xfail(strict=True, reason="edge_infer 0.3: generate_blocks plans all n rows before any size check, so "
-                   "-n 10**13 ends in MemoryError ('error: out of memory (); ...'), without the size or free space")
 def test_absurd_n_is_refused_with_the_size_it_needs(run, tmp_path):
     code, _, err = run("generate", "-c", "None", "-n", str(10**13), "-o", str(tmp_path))
     assert code == 1 and "GiB" in _one_error_line(err) and "free" in err

@@ -151,8 +151,6 @@ def test_a_driver_without_cuda_libraries_names_the_missing_library(decoder_path,
             runtime.open_session(decoder_path, provider=explicit)
 
 
-@pytest.mark.xfail(strict=True, reason="edge_infer 0.3 open_session no longer lowers onnxruntime's default logger "
-                   "around a GPU session: its [E:onnxruntime...] / [W:onnxruntime...] lines reach stderr")
 def test_a_driver_without_cuda_libraries_prints_nothing_of_onnxruntimes_own(decoder_path, monkeypatch, capfd):
     _driver_without_cuda_libraries(decoder_path, monkeypatch)
     capfd.readouterr()

@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from edge_infer.augment import RECIPES, Recipe, augment_recipe, plan
+from edge_infer.augment import RECIPES, Recipe, augment_recipe, base_maps
 
 from .folds import DEFAULT_FOLDS, stratified_group_folds
 from .metrics import macro_f1, per_class_recall
@@ -278,7 +278,7 @@ def arm_training_set(
         res = augment_recipe(g, arm.recipe, maps, y, seed=seed, strength=strength)
         gx, gy = res.maps, res.labels.reshape(-1)
         # What each made map is, from the recipe's plan (the maps come in its order, not labelled).
-        p = plan(arm.recipe, y)
+        p = base_maps(arm.recipe, y)
         info.update({"symmetry": int(p.emit_base.sum()), "noise": int(p.noise.sum()), "copy": int(p.copies.sum())})
     info["made"] = int(len(gy))
     return np.concatenate([maps, gx]).astype(np.float32), np.concatenate([y, gy]), info
