@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Optional
 
 import typer
 
-from ._common import ForceOpt, OutOpt, Progress, handle_errors, say, tell, write_all
+from ._common import ForceOpt, OutOpt, Progress, handle_errors, say, tell
+
+if TYPE_CHECKING:
+    from ..g85 import G85Source
 
 G85_FILE = "maps.xml"
 
@@ -120,36 +123,30 @@ def convert(
 def _to_npy(data: Path, labels: Optional[Path], out: Path, bin_map: Optional[str], source_is_g85: bool, force: bool) -> None:
     import numpy as np
 
-    from ..g85 import g85_to_npy
-    from ..io import DATA_NAME, LABEL_NAME, atomic_path, check_targets, iter_maps, npy_stream, open_input, write_npy
+    from ..g85 import G85Source
+    from ..io import DATA_NAME, LABEL_NAME, atomic_path, check_targets, iter_maps, load_npy, npy_stream, open_input, write_npy
     from ..wafer import MAP_SHAPE, as_labels
 
     data_out, label_out = out / DATA_NAME, out / LABEL_NAME  # the course layout, which --data reads back
     check_targets([data_out, label_out], force=force)
-    if not source_is_g85:
-        # Streamed: a block of maps in memory, validated and written before the next is read.
-        inp = open_input(data, labels)
-        n, lab = inp.maps.count, inp.labels
-        with contextlib.ExitStack() as stack:
-            if lab is not None:
-                write_npy(stack.enter_context(atomic_path(label_out, force=force)), lab)
-            tmp = stack.enter_context(atomic_path(data_out, force=force))
-            with npy_stream(tmp, (n, *MAP_SHAPE)) as sink:
-                for _, block in iter_maps(inp.maps, progress=Progress("convert")):
-                    sink.write(block)
+    # Streamed: a block of maps in memory, validated and written before the next is read.
+    if source_is_g85:  # stand-in for the rewritten convert: g85.g85_to_npy is gone
+        src = G85Source(data, bin_map=bin_map)  # one validating pass: count and labels
+        n, lab = src.count, src.labels
+        if labels is not None:
+            lab = as_labels(load_npy(labels), n, name=f"labels for {data}")
+        blocks = _g85_blocks(src)
     else:
-        # Streamed: one block of maps in memory however large the file.
-        progress = Progress("convert")
-        with contextlib.ExitStack() as stack:
-            tmp = stack.enter_context(atomic_path(data_out, force=force))
-            n, lab = g85_to_npy(data, tmp, bin_map=bin_map, progress=progress)
-            if labels is not None:
-                from ..io import load_npy
-
-                lab = as_labels(load_npy(labels), n, name=f"labels for {data}")
-            if lab is not None:
-                tmp_labels = stack.enter_context(atomic_path(label_out, force=force))
-                write_npy(tmp_labels, np.asarray(lab, dtype=np.int64))
+        opened = open_input(data, labels)
+        n, lab = opened.maps.count, opened.labels
+        blocks = (block for _, block in iter_maps(opened.maps, progress=Progress("convert")))
+    with contextlib.ExitStack() as stack:
+        if lab is not None:
+            write_npy(stack.enter_context(atomic_path(label_out, force=force)), np.asarray(lab, dtype=np.int64))
+        tmp = stack.enter_context(atomic_path(data_out, force=force))
+        with npy_stream(tmp, (n, *MAP_SHAPE)) as sink:
+            for block in blocks:
+                sink.write(block)
     say(f"converted {n} map(s) from {data}")
     say(f"  {data_out}  ({n}, 26, 26, 3) float32 one-hot")
     if lab is not None:
@@ -159,6 +156,29 @@ def _to_npy(data: Path, labels: Optional[Path], out: Path, bin_map: Optional[str
             label_out.unlink()
             tell(f"note: removed the old {label_out}, which did not belong to these maps")
         tell("note: the maps carry no classes, so no label.npy was written (give --labels to add them)")
+
+
+def _g85_blocks(src: "G85Source") -> "Iterator[Any]":
+    """One-hot 26×26 blocks of a G85 file as read (a conversion: no wafer rule), one resize note."""
+    import warnings
+
+    import numpy as np
+
+    from ..g85 import G85Error
+    from ..wafer import MAP_SIZE, ResizeNote, resize_states, to_onehot
+
+    progress, done, sizes = Progress("convert"), 0, set()
+    for block in src.raw_blocks(1024):
+        for m in block:
+            if min(m.shape) < 2:
+                raise G85Error(f"{src.where}: a map is {m.shape[0]}×{m.shape[1]} dies; too small to be a wafer")
+        sizes.update(m.shape for m in block if m.shape != (MAP_SIZE, MAP_SIZE))
+        yield to_onehot(np.stack([m if m.shape == (MAP_SIZE, MAP_SIZE) else resize_states(m) for m in block]))
+        done += len(block)
+        progress(done, src.count)
+    if sizes:
+        found = ", ".join(f"{h}×{w}" for h, w in sorted(sizes))
+        warnings.warn(f"resized the {found} map(s) to {MAP_SIZE}×{MAP_SIZE} dies (nearest neighbour on die states)", ResizeNote)
 
 
 def _to_g85(
@@ -174,22 +194,24 @@ def _to_g85(
     fail_bin: Optional[str],
     lot_id: Optional[str],
 ) -> None:
-    from ..g85 import g85_writer, load_g85_dataset, open_g85
-    from ..io import check_targets, iter_maps, open_input
+    from ..g85 import G85Source, open_g85
+    from ..io import check_targets, iter_maps, load_npy, open_input
+    from ..wafer import as_labels
 
     target = out / G85_FILE
     check_targets([target], force=force)
     options = dict(bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin, lot_id=lot_id or data.stem)
-    if source_is_g85:
-        ds = load_g85_dataset(data, labels, bin_map=bin_map)
-        write_all({target: g85_writer(ds.maps, ds.labels, **options)}, force=force)
-        n, lab = ds.maps.shape[0], ds.labels
+    if source_is_g85:  # stand-in for the rewritten convert: g85.load_g85_dataset is gone
+        maps = G85Source(data, bin_map=bin_map)
+        n, lab = maps.count, maps.labels
+        if labels is not None:
+            lab = as_labels(load_npy(labels), n, name=f"labels for {data}")
     else:
-        # Streamed: a block of maps in memory, validated and written before the next is read.
         inp = open_input(data, labels)
-        n, lab = inp.maps.count, inp.labels
-        with open_g85(target, force=force, **options) as w:
-            for start, block in iter_maps(inp.maps, progress=Progress("convert")):
-                w.write(block, None if lab is None else lab[start : start + block.shape[0]])
+        maps, n, lab = inp.maps, inp.maps.count, inp.labels
+    # Streamed: a block of maps in memory, validated and written before the next is read.
+    with open_g85(target, force=force, **options) as w:
+        for start, block in iter_maps(maps, progress=Progress("convert")):
+            w.write(block, None if lab is None else lab[start : start + block.shape[0]])
     say(f"converted {n} map(s) from {data}")
     say(f"  {target}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if lab is not None else " (no classes: the input has no labels)"))
