@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import DataFileError, InputError
-from ..wafer import BOUNDARY, DEFECT, N_STATES, NORMAL
+from ..wafer import BOUNDARY, DEFECT, NORMAL
 
-N_CODES = N_STATES  # one bin code per die state
-
-PathLike = Union[str, "Path"]
+PathLike = Union[str, Path]
 
 #: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
 FORMAT_REVISION = "SEMI G85 0703"
@@ -41,9 +39,6 @@ _STATE_WORDS = {
 
 class G85Error(DataFileError):
     """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
-
-
-# ---------------------------------------------------------------- bin codes
 
 
 def bin_type_key(name: str) -> str:
