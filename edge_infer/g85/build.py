@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..wafer import BOUNDARY, DEFECT, NORMAL
 from .codes import BIN_TYPES, EI_NS, G85Error, bin_type_key, format_code, parse_code
+from .parser import FIELD_LIMIT, KIB, local
 
 #: Codes below this are counted and mapped through a table; larger ones (rare Unicode ASCII-type codes) sort.
 LUT_LIMIT = 1 << 17
@@ -238,32 +239,37 @@ class MapBuilder:
         self.where, self.bin_map, self.classes, self.max_side = where, bin_map, classes, max_side
         self.ready: list[G85Map] = []
         self.map: Optional[_Map] = None
-        self.n_maps, self.saw_root, self.line = 0, False, 0
+        self.n_maps, self.saw_root = 0, False
+        self.line: Callable[[], int] = lambda: 0  # the parser's current line
+        self.stack: list[str] = []  # open elements, local lower-case names
         self.row: Optional[list[str]] = None  # text of the <Row> being read
         self.row_len = self.row_limit = 0
+        self.loose = 0  # characters of text outside a <Row> since the last tag
         self._explicit: dict[str, dict[int, int]] = {}  # the --bin-map codes, by BinType
 
-    def fail(self, message: str, line: Optional[int] = None, *, row: Optional[int] = None) -> G85Error:
+    def fail(self, message: str, *, row: Optional[int] = None) -> G85Error:
         """The error for ``message``, naming the file, the map and the row being read, and the line."""
         where = self.where
         if self.map is not None:
             where += f": map {self.map.map_id!r}" + ("" if row is None else f", row {row}")
-        return G85Error(f"{where}: {message} (line {self.line if line is None else line})")
+        return G85Error(f"{where}: {message} (line {self.line()})")
 
-    def start(self, tag: str, parent: Optional[str], attrs: dict[str, str], line: int) -> bool:
-        """An element opens; True for a ``<Row>``, whose text is wanted."""
-        self.line, m = line, self.map
-        if parent is None:
-            if tag not in ("maps", "map"):
-                raise G85Error(f"{self.where}: the document's root is <{tag}>, not <Maps> or <Map>; not a SEMI G85 map file")
-            self.saw_root = True
-        if tag == "map":
-            if m is not None:
-                raise self.fail("a <Map> inside another <Map>")
-            self.map = _Map(self.n_maps, attrs, self.fail, self.max_side)
-            self.n_maps += 1
-        elif m is None:
-            pass
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        tag = name.rsplit("}", 1)[-1].lower()
+        parent = self.stack[-1] if self.stack else None
+        self.stack.append(tag)
+        self.loose, m = 0, self.map
+        if m is None or tag == "map":
+            self._start_map(name, tag, parent, attrs)
+        elif tag == "row" and parent == "data":
+            r = len(m.row_parts) + 1
+            if m.rows is not None and r > m.rows:
+                raise self.fail(f"has more <Row>s than its Rows={m.rows}", row=r)
+            if r > self.max_side:
+                raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=r)
+            self.row, self.row_len = [], 0
+            # Room for the codes, spaces between them and indentation; more is not a row.
+            self.row_limit = (m.columns if m.columns is not None else self.max_side) * 6 + 4096
         elif tag == "device":
             m.set_device(_plain(attrs))
         elif tag == "bin" and parent == "device":
@@ -274,28 +280,32 @@ class MapBuilder:
             if m.data:
                 raise self.fail("has more than one <Data>")
             m.data = True
-        elif tag == "row" and parent == "data":
-            r = len(m.row_parts) + 1
-            if m.rows is not None and r > m.rows:
-                raise self.fail(f"has more <Row>s than its Rows={m.rows}", row=r)
-            if r > self.max_side:
-                raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=r)
-            self.row, self.row_len = [], 0
-            # Room for the codes, spaces between them and indentation; more is not a row.
-            self.row_limit = (m.columns if m.columns is not None else self.max_side) * 6 + 4096
-            return True
-        return False
 
-    def text(self, data: str, line: int) -> None:
-        if self.row is None or self.map is None:
+    def _start_map(self, name: str, tag: str, parent: Optional[str], attrs: dict[str, str]) -> None:
+        if parent is None:
+            if tag not in ("maps", "map"):
+                raise G85Error(f"{self.where}: the document's root is <{local(name)}>, not <Maps> or <Map>; not a SEMI G85 map file")
+            self.saw_root = True
+        if tag == "map":
+            if self.map is not None:
+                raise self.fail("a <Map> inside another <Map>")
+            self.map = _Map(self.n_maps, attrs, self.fail, self.max_side)
+            self.n_maps += 1
+
+    def text(self, data: str) -> None:
+        if self.row is None:
+            self.loose += len(data)
+            if self.loose > FIELD_LIMIT:
+                raise self.fail(f"more than {KIB} of text outside a <Row>, the most edge-infer reads")
             return
         self.row_len += len(data)
         if self.row_len > self.row_limit:
-            raise self.fail(f"a <Row> of more than {self.row_limit} characters", line, row=len(self.map.row_parts) + 1)
+            raise self.fail(f"a <Row> of more than {self.row_limit} characters", row=len(self.map.row_parts) + 1)  # type: ignore[union-attr]
         self.row.append(data)
 
-    def end(self, tag: str, line: int) -> None:
-        self.line, m = line, self.map
+    def end(self, name: str) -> None:
+        tag, m = self.stack.pop(), self.map
+        self.loose = 0
         if m is not None and tag == "row" and self.row is not None:
             text, self.row = "".join(self.row), None
             m.add_row(text)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol
+from typing import Any
 from xml.parsers import expat
 
 from .codes import G85Error
@@ -13,7 +13,7 @@ FIELD_LIMIT = 64 * 1024
 #: Bytes read from the file at a time.
 CHUNK = 1 << 16
 
-_KIB = f"{FIELD_LIMIT // 1024} KiB"
+KIB = f"{FIELD_LIMIT // 1024} KiB"
 
 
 def local(name: str) -> str:
@@ -21,31 +21,16 @@ def local(name: str) -> str:
     return name.rsplit("}", 1)[-1]
 
 
-class Handler(Protocol):
-    """What :class:`Parser` hands elements and text to (:class:`~edge_infer.g85.build.MapBuilder`)."""
-
-    def start(self, tag: str, parent: Optional[str], attrs: dict[str, str], line: int) -> bool:
-        """An element opens (``tag`` local, lower case); True when its text is wanted (a ``<Row>``)."""
-
-    def text(self, data: str, line: int) -> None:
-        """Text inside a wanted element."""
-
-    def end(self, tag: str, line: int) -> None:
-        """An element closes."""
-
-    def fail(self, message: str, line: int) -> G85Error:
-        """The error for ``message`` at ``line``, naming what is being read."""
-
-
 class Parser:
-    """Feeds bytes to expat; refuses entities, attribute defaults and oversized fields as soon as they are met."""
+    """Feeds bytes to expat; refuses entities, attribute defaults and oversized fields as soon as they are met.
 
-    def __init__(self, where: str, handler: Handler) -> None:
-        self.where = where
-        self.handler = handler
-        self.stack: list[tuple[str, bool]] = []  # (tag, text wanted) of the open elements
-        self.loose = 0  # characters of unwanted text since the last tag
-        self.fed = 0
+    ``handler`` (a :class:`~edge_infer.g85.build.MapBuilder`) gets expat's ``start(name, attrs)``,
+    ``text(data)`` and ``end(name)`` (names as ``namespace}local``), reads the current line from
+    ``handler.line()``, and makes the errors: ``fail(message)``.
+    """
+
+    def __init__(self, where: str, handler: Any) -> None:
+        self.where, self.handler, self.fed = where, handler, 0
         p = expat.ParserCreate(namespace_separator="}")
         # Refuse the attacks at the door: an entity must be declared before it
         # can be expanded, and nothing is fetched from outside the file.
@@ -56,9 +41,10 @@ class Parser:
         p.AttlistDeclHandler = self._refuse_attlist
         p.CommentHandler = self._comment
         p.StartElementHandler = self._start
-        p.EndElementHandler = self._end
-        p.CharacterDataHandler = self._text
+        p.EndElementHandler = handler.end
+        p.CharacterDataHandler = handler.text
         p.buffer_text = True
+        handler.line = lambda: p.CurrentLineNumber
         self.p = p
 
     def _refuse_entity(self, name: str) -> None:
@@ -78,34 +64,16 @@ class Parser:
 
     def _comment(self, data: str) -> None:
         if len(data) > FIELD_LIMIT:
-            raise self.handler.fail(f"a comment longer than {_KIB}, the most edge-infer reads outside a <Row>", self.p.CurrentLineNumber)
+            raise self.handler.fail(f"a comment longer than {KIB}, the most edge-infer reads outside a <Row>")
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
-        line = self.p.CurrentLineNumber
-        if sum(map(len, attrs.values())) > FIELD_LIMIT:
+        if attrs and sum(map(len, attrs.values())) > FIELD_LIMIT:
             longest = max(attrs, key=lambda k: len(attrs[k]))
             raise self.handler.fail(
-                f"<{local(name)}> has attributes longer than {_KIB} ({local(longest)} alone is {len(attrs[longest]):,} characters), "
-                "the most edge-infer reads outside a <Row>",
-                line,
+                f"<{local(name)}> has attributes longer than {KIB} ({local(longest)} alone is {len(attrs[longest]):,} characters), "
+                "the most edge-infer reads outside a <Row>"
             )
-        self.loose = 0
-        tag = local(name).lower()
-        parent = self.stack[-1] if self.stack else None
-        wanted = self.handler.start(tag, parent and parent[0], attrs, line)
-        self.stack.append((tag, wanted or (parent is not None and parent[1])))
-
-    def _text(self, data: str) -> None:
-        if self.stack and self.stack[-1][1]:
-            self.handler.text(data, self.p.CurrentLineNumber)
-            return
-        self.loose += len(data)
-        if self.loose > FIELD_LIMIT:
-            raise self.handler.fail(f"more than {_KIB} of text outside a <Row>, the most edge-infer reads", self.p.CurrentLineNumber)
-
-    def _end(self, name: str) -> None:
-        self.loose = 0
-        self.handler.end(self.stack.pop()[0], self.p.CurrentLineNumber)
+        self.handler.start(name, attrs)
 
     def feed(self, chunk: bytes, final: bool = False) -> None:
         """Parse the next bytes (``final``: the file ends here); handlers run as elements end."""
@@ -118,7 +86,4 @@ class Parser:
         # expat hands a tag over only once it is complete, so a 50 MB attribute would
         # be buffered (and rescanned) whole; the unfinished token starts at CurrentByteIndex.
         if self.fed - max(self.p.CurrentByteIndex, 0) > FIELD_LIMIT:
-            raise self.handler.fail(
-                f"a tag, comment or declaration runs on for more than {_KIB}, the most edge-infer reads outside a <Row>",
-                self.p.CurrentLineNumber,
-            )
+            raise self.handler.fail(f"a tag, comment or declaration runs on for more than {KIB}, the most edge-infer reads outside a <Row>")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import warnings
 from collections.abc import Iterator, Mapping
@@ -44,7 +43,6 @@ def iter_g85(
     classes: tuple[str, ...] = CLASS_NAMES,
     max_side: int = MAX_SIDE,
     digest: Optional[Any] = None,
-    progress: Optional[Any] = None,
 ) -> Iterator[G85Map]:
     """Yield the maps of a G85 XML file (a path or a binary file) one by one, as read.
 
@@ -52,17 +50,12 @@ def iter_g85(
     NullBin → boundary); ``bin_map`` (``"7=defect,99=boundary"`` or a dict)
     overrides that for the codes it names. Maps keep their own size.
     ``digest``: a hashlib object fed every byte read (the file's sha256 for free).
-    ``progress(bytes_read, file_size)`` is called after every chunk of a file.
     Raises :class:`G85Error` at the first problem, naming the map and row.
     """
     builder = MapBuilder("", parse_bin_map(bin_map), tuple(classes), max_side)
     fh, where, owned = _open(source)
     builder.where = where
     parser = Parser(where, builder)
-    size = 0
-    if owned:
-        with contextlib.suppress(OSError):
-            size = Path(where).stat().st_size
     try:
         while True:
             try:
@@ -72,8 +65,6 @@ def iter_g85(
             if digest is not None:
                 digest.update(chunk)
             parser.feed(chunk, final=not chunk)
-            if progress is not None and size:
-                progress(parser.fed, size)
             done, builder.ready = builder.ready, []
             yield from done
             if not chunk:
@@ -99,27 +90,20 @@ def looks_like_g85(path: PathLike) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
-class _Labels:
-    """Each map's class, checked to be there on every map or on none."""
+class _Labels(list):
+    """Each map's class (None where it carries none), checked to be there on every map or on none."""
 
-    def __init__(self, where: str) -> None:
-        self.where, self.first, self.labels = where, "", []  # type: ignore[var-annotated]
-
-    def add(self, m: G85Map) -> None:
-        if not self.labels:
+    def add(self, m: G85Map, where: str) -> None:
+        if not self:
             self.first = m.map_id
-        elif (self.labels[0] is None) != (m.label is None):
+        elif (self[0] is None) != (m.label is None):
             lacking, having = (m.map_id, self.first) if m.label is None else (self.first, m.map_id)
-            raise G85Error(
-                f"{self.where}: map {lacking!r} carries no class (ei:ClassIndex) while map {having!r} does; label every map or none"
-            )
-        self.labels.append(m.label)
+            raise G85Error(f"{where}: map {lacking!r} carries no class (ei:ClassIndex) while map {having!r} does; label every map or none")
+        self.append(m.label)
 
     def array(self) -> Optional[np.ndarray]:
         """int64 (N, 1), or None when the maps carry no class."""
-        if not self.labels or self.labels[0] is None:
-            return None
-        return np.asarray(self.labels, dtype=np.int64).reshape(-1, 1)
+        return np.array(self, dtype=np.int64).reshape(-1, 1) if self and self[0] is not None else None
 
 
 @dataclass(frozen=True)
@@ -134,10 +118,10 @@ class G85Contents:
 
 def read_g85(source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> G85Contents:
     """All maps of a G85 file, brought to 26×26 die states (one :class:`ResizeNote` for the file)."""
-    digest, labels = hashlib.sha256(), _Labels(str(source))
+    digest, labels = hashlib.sha256(), _Labels()
     states, ids, sizes = [], [], {}  # type: ignore[var-annotated]
     for m in iter_g85(source, bin_map=bin_map, classes=classes, digest=digest):
-        labels.add(m)
+        labels.add(m, str(source))
         ids.append(m.map_id)
         h, w = m.states.shape
         if (h, w) != (MAP_SIZE, MAP_SIZE):
@@ -157,24 +141,18 @@ def read_g85(source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ..
 
 
 class G85Source:
-    """A G85 file as a source of map blocks: ``where``, ``count``, ``map_bytes``,
-    ``sha256``, ``labels`` and ``raw_blocks(rows)``, for readers that need the
-    count and labels before the maps (a G85 file has them only once read).
-
-    So opening it reads the whole file once, keeping only labels (8 bytes a
-    map): every map is validated before any is handed on, and memory stays
-    one map. ``raw_blocks`` reads it again, ``rows`` maps at a time, as die
-    states at the file's size (a list when sizes differ).
-    """
+    """A G85 file as a source of map blocks (``where``, ``count``, ``map_bytes``, ``sha256``, ``labels``,
+    ``raw_blocks``) for readers that need the count and labels before the maps. Opening it reads
+    and validates every map, keeping only labels (8 bytes a map); ``raw_blocks`` reads it again."""
 
     def __init__(self, source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> None:
         self.path, self.where = Path(source), str(source)
         self._options = dict(bin_map=bin_map, classes=tuple(classes))
-        labels, digest, largest = _Labels(self.where), hashlib.sha256(), 0
+        labels, digest, largest = _Labels(), hashlib.sha256(), 0
         for m in iter_g85(self.path, digest=digest, **self._options):  # type: ignore[arg-type]
-            labels.add(m)
+            labels.add(m, self.where)
             largest = max(largest, m.states.size)
-        self.count = len(labels.labels)
+        self.count = len(labels)
         #: Bytes of the largest map as read (uint8 die states).
         self.map_bytes = largest
         self.labels: Optional[np.ndarray] = labels.array()

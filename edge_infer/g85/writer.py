@@ -47,10 +47,9 @@ class G85Writer:
         self._width = len(entry[0])
         self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(len(codes), self._width)
         self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
-        self.fh = fh
-        self.lot_id = str(lot_id)
-        self.classes = tuple(classes)
-        self.count = 0
+        self.fh, self.lot_id, self.classes, self.count = fh, str(lot_id), tuple(classes), 0
+        if len(self.lot_id) > 256:  # it is in every map's attributes, which readers cap
+            raise InputError(f"lot id of {len(self.lot_id)} characters; at most 256")
         self._labelled: Optional[bool] = None
         self._closed = False
         null, ok, bad = codes

@@ -129,6 +129,7 @@ def test_writer_streams_blocks_into_one_document(tmp_path):
         (dict(bin_type="decimal", fail_bin="256"), "range"),
         (dict(bin_type="hex", pass_bin="1FF"), "hex digits"),
         (dict(bin_type="base64"), "unknown BinType"),
+        (dict(lot_id="L" * 300), "at most 256"),
     ],
 )
 def test_bad_writer_codes_are_refused(run, tmp_path, opts, message):
