@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import DataFileError, InputError
-from ..wafer import BOUNDARY, DEFECT, N_STATES, NORMAL
+from ..wafer import BOUNDARY, DEFECT, NORMAL
 
-N_CODES = N_STATES  # one bin code per die state
-
-PathLike = Union[str, "Path"]
+PathLike = Union[str, Path]
 
 #: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
 FORMAT_REVISION = "SEMI G85 0703"
@@ -25,12 +23,7 @@ BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "inte
 _BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
 
 #: Writer defaults per bin type: (NullBin, pass bin, fail bin). Decimal/hex codes equal the die states.
-DEFAULT_BINS = {
-    "ascii": (".", "1", "X"),
-    "decimal": ("000", "001", "002"),
-    "hex": ("00", "01", "02"),
-    "integer2": ("0000", "0001", "0002"),
-}
+DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"), "integer2": ("0000", "0001", "0002")}
 
 _STATE_WORDS = {
     "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
@@ -43,13 +36,9 @@ class G85Error(DataFileError):
     """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
 
 
-# ---------------------------------------------------------------- bin codes
-
-
 def bin_type_key(name: str) -> str:
     """The canonical key (``ascii``, ``decimal``, ``hex``, ``integer2``) of a ``BinType`` value, any case."""
-    key = str(name).strip().lower()
-    key = _BIN_TYPE_ALIASES.get(key, key)
+    key = _BIN_TYPE_ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
     if key not in BIN_TYPES:
         raise InputError(f"unknown BinType {name!r}; G85 bin types are ASCII, Decimal, HexaDecimal (Hex), Integer2")
     return key
@@ -87,26 +76,19 @@ def format_code(key: int, bin_type: str) -> str:
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
-    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``.
-
-    States are ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail``
-    or 0/1/2. Codes are kept as written; they are read with each map's BinType.
-    """
+    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``. States are
+    ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail`` or 0/1/2; codes are kept as
+    written and read with each map's BinType."""
     if spec is None:
         return {}
-    items: Iterable[tuple[str, Any]]
     if isinstance(spec, str):
-        pairs = []
-        for part in (p for p in spec.split(",") if p.strip()):
+        parts = [p for p in spec.split(",") if p.strip()]
+        for part in parts:
             if "=" not in part:
                 raise InputError(f"bin mapping {part.strip()!r} is not CODE=STATE (e.g. 7=defect)")
-            code, state = part.rsplit("=", 1)
-            pairs.append((code.strip() or code, state))
-        items = pairs
-    else:
-        items = spec.items()
+        spec = {(code.strip() or code): state for code, state in (p.rsplit("=", 1) for p in parts)}
     out: dict[str, int] = {}
-    for code, state in items:
+    for code, state in spec.items():
         word = str(state).strip().lower()
         if word not in _STATE_WORDS:
             raise InputError(f"bin mapping {code}={state}: state must be boundary, normal or defect (or 0, 1, 2)")
@@ -120,23 +102,16 @@ def check_bins(
     """Validate the writer's bin options; return the bin type key and the three codes
     (NullBin, pass, fail) as they will be written. Raises :class:`InputError`."""
     key = bin_type_key(bin_type)
-    d_null, d_pass, d_fail = DEFAULT_BINS[key]
-    codes = _check_codes(key, null_bin or d_null, pass_bin or d_pass, fail_bin or d_fail)
-    null, ok, bad = (format_code(k, key) for k in codes)
-    return key, (null, ok, bad)
-
-
-def _check_codes(bin_type: str, null: str, passed: str, failed: str) -> tuple[int, int, int]:
+    given = [code or default for code, default in zip((null_bin, pass_bin, fail_bin), DEFAULT_BINS[key])]
+    limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[key]
     keys = []
-    for what, code in (("NullBin", null), ("pass bin", passed), ("fail bin", failed)):
-        if bin_type == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
+    for what, code in zip(("NullBin", "pass bin", "fail bin"), given):
+        if key == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
             raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space and ] < & \" '")
-        key = parse_code(code, bin_type)
-        limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[bin_type]
-        if key > limit:
-            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[bin_type]}'s range (at most {format_code(limit, bin_type)})")
-        keys.append(key)
+        keys.append(parse_code(code, key))
+        if keys[-1] > limit:
+            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[key]}'s range (at most {format_code(limit, key)})")
     if len(set(keys)) != 3:
-        raise InputError(f"NullBin, pass bin and fail bin must be three different codes, not {null!r}, {passed!r}, {failed!r}")
-    return keys[0], keys[1], keys[2]
-
+        raise InputError(f"NullBin, pass bin and fail bin must be three different codes, not {', '.join(map(repr, given))}")
+    null, ok, bad = (format_code(k, key) for k in keys)
+    return key, (null, ok, bad)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Optional
 from xml.sax.saxutils import quoteattr
@@ -11,8 +11,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from ..errors import InputError
+from ..files import atomic_path
 from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
-from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, N_CODES, SEMI_NS, PathLike, check_bins
+from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, PathLike, check_bins
 
 
 class G85Writer:
@@ -44,12 +45,11 @@ class G85Writer:
         # (the usage every published example follows).
         entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
         self._width = len(entry[0])
-        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(N_CODES, self._width)
+        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(len(codes), self._width)
         self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
-        self.fh = fh
-        self.lot_id = str(lot_id)
-        self.classes = tuple(classes)
-        self.count = 0
+        self.fh, self.lot_id, self.classes, self.count = fh, str(lot_id), tuple(classes), 0
+        if len(self.lot_id) > 256:  # it is in every map's attributes, which readers cap
+            raise InputError(f"lot id of {len(self.lot_id)} characters; at most 256")
         self._labelled: Optional[bool] = None
         self._closed = False
         null, ok, bad = codes
@@ -82,7 +82,7 @@ class G85Writer:
             self._labelled = lab is not None
         elif self._labelled != (lab is not None):
             raise InputError("give labels for every block of maps or for none")
-        counts = np.stack([(states == s).sum(axis=(1, 2)) for s in range(N_CODES)], axis=1)
+        counts = {s: (states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT)}
         lines = self._rows(states)
         parts = []
         for i in range(n):
@@ -95,7 +95,7 @@ class G85Writer:
             head = (
                 f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
                 f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
-                + self._device.format(normal=int(counts[i, NORMAL]), defect=int(counts[i, DEFECT]))
+                + self._device.format(normal=int(counts[NORMAL][i]), defect=int(counts[DEFECT][i]))
                 + f"    <Data MapName={ident} MapVersion=\"1\">\n"
             )
             parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
@@ -108,33 +108,16 @@ class G85Writer:
             self._closed = True
 
 
-def g85_writer(maps: Any, labels: Any = None, **options: Any) -> "Callable[[Path], None]":
-    """A :func:`edge_infer.commands._common.write_all` writer: ``maps`` (and
-    ``labels``) into a temporary path as G85. For blocks, use :func:`open_g85`."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            w = G85Writer(fh, **options)
-            w.write(maps, labels)
-            w.close()
-
-    return write
-
-
 def save_g85(path: PathLike, maps: Any, labels: Any = None, *, force: bool = False, **options: Any) -> Path:
     """Write ``maps`` (and ``labels``) to ``path`` as one G85 document, atomically."""
-    from ..io import atomic_path
-
-    with atomic_path(path, force=force) as tmp:
-        g85_writer(maps, labels, **options)(tmp)
+    with open_g85(path, force=force, **options) as w:
+        w.write(maps, labels)
     return Path(path)
 
 
 @contextlib.contextmanager
 def open_g85(path: PathLike, *, force: bool = False, **options: Any) -> Iterator[G85Writer]:
     """A :class:`G85Writer` on a temporary file that becomes ``path`` only if the block succeeds."""
-    from ..io import atomic_path
-
     with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
         w = G85Writer(fh, **options)
         yield w

@@ -129,6 +129,7 @@ def test_writer_streams_blocks_into_one_document(tmp_path):
         (dict(bin_type="decimal", fail_bin="256"), "range"),
         (dict(bin_type="hex", pass_bin="1FF"), "hex digits"),
         (dict(bin_type="base64"), "unknown BinType"),
+        (dict(lot_id="L" * 300), "at most 256"),
     ],
 )
 def test_bad_writer_codes_are_refused(run, tmp_path, opts, message):
@@ -265,7 +266,8 @@ def test_foreign_52x52_decimal_with_several_fail_bins(run, tmp_path):
     np.testing.assert_array_equal(m.states, states)  # the die states its bins mean, at 52×52
     code, out, err = run("convert", "--data", str(path), "--out", str(tmp_path / "o"))
     assert code == 0, err
-    assert "note: resized 1 map(s) (52×52: 1) to 26×26" in err
+    (note,) = [line for line in err.splitlines() if line.startswith("note: resized")]
+    assert "52×52" in note and "to 26×26" in note
     assert "no label.npy" in err
     np.testing.assert_array_equal(np.load(tmp_path / "o" / "data.npy"), to_onehot(resize_states(states))[None])
     assert not (tmp_path / "o" / "label.npy").exists()
@@ -440,20 +442,22 @@ def test_failure_keeps_existing_outputs(run, tmp_path):
 
 
 def test_ctrl_c_while_streaming_leaves_nothing(run, tmp_path, monkeypatch):
-    from edge_infer.g85 import reader as g85
+    from edge_infer.g85 import build
 
     path = save_g85(tmp_path / "in.xml", _random_states(3000, seed=7), np.zeros(3000, int))
-    real, seen = g85._Reader._finish, []
+    real, interrupted = build._Map.finish, []
 
-    def finish(self, m):
-        seen.append(1)
-        if len(seen) == 2500:  # after the first 1024-map block is on disk
+    def finish(self, *args):
+        # Interrupted once over a megabyte of maps is on disk: a partial output exists to be removed.
+        written = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file() and f != path)
+        if written > 1_000_000 and not interrupted:
+            interrupted.append(1)
             raise KeyboardInterrupt
-        return real(self, m)
+        return real(self, *args)
 
-    monkeypatch.setattr(g85._Reader, "_finish", finish)
+    monkeypatch.setattr(build._Map, "finish", finish)
     code, _, err = run("convert", "--data", str(path), "--out", str(tmp_path / "o"))
-    assert code == 130 and "interrupted" in err
+    assert interrupted and code == 130 and "interrupted" in err
     assert not (tmp_path / "o").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.xml"]
 
@@ -499,6 +503,10 @@ HOSTILE = {
         "declares the XML entity 'p'",
     ),
     "undeclared entity": ('<Maps><Map SubstrateId="&nope;"/></Maps>', "undefined entity"),
+    "attribute defaults": (
+        '<?xml version="1.0"?><!DOCTYPE Maps [<!ATTLIST Bin Pad CDATA "padding">]><Maps/>',
+        "declares attributes for <Bin> in its DOCTYPE",
+    ),
 }
 
 
@@ -550,6 +558,44 @@ def test_an_endless_row_is_cut_short(tmp_path):
     with pytest.raises(G85Error, match="a <Row> of more than"):
         list(iter_g85(src))
     assert src.read_so_far < 1_000_000
+
+
+def test_a_50_mb_attribute_is_refused_at_its_line_after_little_reading(run, tmp_path):
+    """expat buffers a tag until it ends; the reader stops a tag still open 64 KiB after it began."""
+    from edge_infer.g85 import FIELD_LIMIT
+
+    head = b'<?xml version="1.0"?>\n<Maps>\n <Map SubstrateId="W1" Note="'
+    body = b'">' + GOOD.split('<Map SubstrateId="W1">', 1)[1].encode()
+    src = _CountingReader(head + b"a" * 50_000_000 + body)
+    with pytest.raises(G85Error, match=r"^G85 stream: a tag, comment or declaration runs on for more than 64 KiB.* \(line 3\)$"):
+        list(iter_g85(src))
+    assert FIELD_LIMIT == 64 * 1024 and src.read_so_far <= 3 * FIELD_LIMIT
+    path = tmp_path / "f.xml"
+    path.write_bytes(src.getvalue())
+    del src
+    code, _, err = run("convert", "--data", str(path), "--out", str(tmp_path / "o"))
+    assert code == 1 and "more than 64 KiB" in _one_error_line(err) and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('SubstrateId="W2"', f'SubstrateId="W2" Note="{"n" * 70_000}"', "<Map> has attributes longer than 64 KiB (Note alone is 70,000 characters)"),
+        ("<Data>", f"{'x' * 70_000}<Data>", "map 'W2': more than 64 KiB of text outside a <Row>"),
+        ("<Data>", f"<!--{'c' * 70_000}-->\n<Data>", "map 'W2': a comment longer than 64 KiB"),
+        ("<Data>", f"<!--{'c' * 300_000}-->\n<Data>", "map 'W2': a tag, comment or declaration runs on for more than 64 KiB"),
+    ],
+    ids=["attribute", "text", "comment", "long comment"],
+)
+def test_fields_outside_rows_are_capped_at_64_kib(tmp_path, old, new, message):
+    i = GOOD.rindex(old)  # in map W2: <Map> on line 10, <Data> on line 14
+    path = _write(tmp_path, GOOD[:i] + new + GOOD[i + len(old) :])
+    with pytest.raises(G85Error) as exc:
+        list(iter_g85(path))
+    assert str(exc.value).startswith(f"{path}: ") and message in str(exc.value)
+    assert str(exc.value).endswith("(line 10)" if "Note" in new else "(line 14)")
+    ok = GOOD[:i] + old.replace("<Data>", f"<!-- {'c' * 60_000} --><Data>") + GOOD[i + len(old) :]
+    assert [m.map_id for m in iter_g85(_write(tmp_path, ok.replace('SubstrateId="W1"', f'SubstrateId="W1" Note="{"n" * 60_000}"'), "ok.xml"))] == ["W1", "W2"]
 
 
 # ---------------------------------------------------------------- as a user, in the torch-free runtime
