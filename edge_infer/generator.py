@@ -166,7 +166,8 @@ class WaferGenerator:
         """A one-input graph over ``x`` in blocks."""
         parts = [session.run([names[1]], {names[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})[0]
                  for i in range(0, x.shape[0], BLOCK_ROWS)]
-        out = np.concatenate(parts) if len(parts) != 1 else parts[0]
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else \
+            np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
         if not np.isfinite(out).all():
             raise BundleError(f"{path}: the graph computed NaN or infinite values; this bundle is broken")
         return out

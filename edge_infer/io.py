@@ -305,6 +305,7 @@ def iter_maps(
     rows: int = BLOCK_ROWS,
     hash: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
+    wafer_rule: bool = True,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time.
 
@@ -323,7 +324,7 @@ def iter_maps(
             if resized:
                 warnings.simplefilter("always", ResizeNote)
             try:
-                maps = as_maps(raw, name=f"maps in {source.where}")
+                maps = as_maps(raw, name=f"maps in {source.where}", wafer_rule=wafer_rule)
             except InputError as exc:
                 raise _first_bad_map(raw, done, source.where) or exc from None
         # Only ResizeNote is folded into one note; other warnings (NotWaferWarning) pass on as they came.

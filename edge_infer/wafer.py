@@ -282,7 +282,7 @@ def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
     )
 
 
-def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
+def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
     """Validate any accepted map form and return die states uint8 ``(N, 26, 26)``.
 
     Accepts one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map in
@@ -292,7 +292,8 @@ def as_states(maps: object, *, name: str = "maps") -> np.ndarray:
     Raises :class:`InputError` with one clear message for anything else.
     """
     states = _as_states(maps, name)
-    check_wafer_shape(states, name)
+    if wafer_rule:
+        check_wafer_shape(states, name)
     return states
 
 
@@ -351,9 +352,10 @@ def _list_of_maps(maps: Union[list, tuple], name: str) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
-def as_maps(maps: object, *, name: str = "maps") -> np.ndarray:
-    """Validate any accepted map form and return one-hot float32 ``(N, 26, 26, 3)``."""
-    return to_onehot(as_states(maps, name=name))
+def as_maps(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
+    """Validate any accepted map form and return one-hot float32 ``(N, 26, 26, 3)`` (``wafer_rule=False``:
+    without the wafer rule, for a conversion that carries maps as they are)."""
+    return to_onehot(as_states(maps, name=name, wafer_rule=wafer_rule))
 
 
 def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name: str = "labels") -> np.ndarray:

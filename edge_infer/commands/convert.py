@@ -92,8 +92,8 @@ def convert(
         data_out, label_out = folder / DATA_NAME, folder / LABEL_NAME  # the course layout, which --data reads back
         check_targets([data_out, label_out], force=force)
         with atomic_files([data_out] + ([label_out] if lab is not None else []), force=force) as tmps:
-            with npy_writer(tmps[0], (n, *MAP_SHAPE)) as sink:
-                for _, block in iter_maps(inp.maps, progress=progress):
+            with npy_writer(tmps[0], (n, *MAP_SHAPE)) as sink:  # G85 as it is: a conversion judges no wafer shape
+                for _, block in iter_maps(inp.maps, progress=progress, wafer_rule=not source_is_g85):
                     sink.write(block)
             if lab is not None:
                 write_npy(tmps[1], lab)
