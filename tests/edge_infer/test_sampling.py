@@ -202,3 +202,12 @@ def test_source_index_checks():
         check_source_index(6, _src(), None, CLASSES)
     with pytest.raises(InputError, match="whole number"):
         check_source_index(True, _src(), None, CLASSES)
+
+
+def test_variant_counts():
+    np.testing.assert_array_equal(S.variant_counts(2, 3), [2, 2, 2])
+    np.testing.assert_array_equal(S.variant_counts([0, 1, 3], 3), [0, 1, 3])
+    for bad, match in ((0, "at least 1"), (2.0, "whole number"), ([1, 2], "one per source"),
+                       ([0, 0, 0], "at least one"), ([1, -1, 1], "≥ 0")):
+        with pytest.raises(InputError, match=match):
+            S.variant_counts(bad, 3)
