@@ -1,4 +1,4 @@
-"""Reading users' data safely and writing outputs atomically."""
+"""Reading users' data safely (edge_infer.io) and writing outputs atomically (edge_infer.files)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
-from edge_infer.io import atomic_path, check_targets, load_dataset, load_npy, write_npy
+from edge_infer.files import atomic_folder, atomic_path, check_targets, write_npy
+from edge_infer.io import load_dataset, load_npy
+from edge_infer.wafer import to_onehot
 
 
 def save_npy(path, array, force=False):
     """How the runtime writes an output array: write_npy into an atomic_path."""
     with atomic_path(path, force=force) as tmp:
         write_npy(tmp, array)
-from edge_infer.wafer import to_onehot
 
 
 def _maps(n=6, seed=0):
@@ -172,7 +173,7 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
     """A write that fails with ENOSPC (disk full) mid-way: OutputError, old file kept, no temporary left."""
     import errno
 
-    import edge_infer.io as eio
+    import edge_infer.files as ef
 
     target = tmp_path / "gen_data.npy"
     save_npy(target, np.arange(4))
@@ -181,7 +182,7 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
         fh.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(eio.np, "save", full)
+    monkeypatch.setattr(ef.np, "save", full)
     with pytest.raises(OutputError, match="No space left on device"):
         save_npy(target, np.arange(9), force=True)
     monkeypatch.undo()
@@ -190,8 +191,6 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
 
 
 def test_atomic_folder_replaces_only_on_success(tmp_path):
-    from edge_infer.io import atomic_folder
-
     target = tmp_path / "run"
     with atomic_folder(target) as tmp:
         (tmp / "a.txt").write_text("first")
