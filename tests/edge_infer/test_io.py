@@ -207,3 +207,48 @@ def test_atomic_folder_replaces_only_on_success(tmp_path):
         (tmp / "a.txt").write_text("second")
     assert (target / "a.txt").read_text() == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["run"], "no temporaries or old copies left"
+
+
+def test_atomic_files_are_all_or_none(tmp_path):
+    from edge_infer.files import atomic_files
+
+    a, b = tmp_path / "gen_data.npy", tmp_path / "gen_label.npy"
+    with pytest.raises(RuntimeError):
+        with atomic_files([a, b]) as (ta, tb):
+            ta.write_bytes(b"maps")
+            tb.write_bytes(b"labels")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    b.write_bytes(b"old labels")
+    with pytest.raises(OutputError, match="gen_label.npy already exists"):  # refused before anything is written
+        with atomic_files([a, b]):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_label.npy"]
+    with atomic_files([a, b], force=True) as (ta, tb):
+        ta.write_bytes(b"maps")
+        tb.write_bytes(b"labels")
+    assert (a.read_bytes(), b.read_bytes()) == (b"maps", b"labels")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_data.npy", "gen_label.npy"]
+
+
+def test_temporary_files_name_their_writer_and_only_dead_writers_parts_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from edge_infer.errors import Note
+    from edge_infer.files import PART_SUFFIX
+
+    target = tmp_path / "gen_data.npy"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".gen_data.npy.{os.getpid()}-")
+        assert tmp.name.endswith(".edge-infer-part") and PART_SUFFIX == ".edge-infer-part"
+        tmp.write_bytes(b"x")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".gen_label.npy.{int(dead.stdout)}-abc123{PART_SUFFIX}"  # a SIGKILLed run's leftover
+    live = tmp_path / f".other.npy.{os.getpid()}-def456{PART_SUFFIX}"  # a run still writing (this one)
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    with pytest.warns(Note, match="removed 1 partial file"):
+        save_npy(tmp_path / "gen_label.npy", np.arange(2))
+    assert not stale.exists() and live.exists()
