@@ -210,3 +210,57 @@ def test_a_broken_graph_is_refused_at_load(bundle_copy):
             WaferGenerator.load(bundle_copy, provider="cpu", verify=False)
         (bundle_copy / name).write_bytes(good)
     assert WaferGenerator.load(bundle_copy, provider="cpu", verify=False).generate("Loc", 5, seed=0).maps.shape == (5, 26, 26, 3)
+
+
+def test_an_oversized_or_too_deeply_nested_manifest_is_refused(bundle_copy):
+    from edge_infer.bundle import MAX_MANIFEST_BYTES
+
+    m = _manifest(bundle_copy)
+    m["padding"] = "x" * MAX_MANIFEST_BYTES
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"manifest\.json: larger than 4 MiB"):
+        load_bundle(bundle_copy)
+    (bundle_copy / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)  # 400 kB
+    with pytest.raises(BundleError, match=r"manifest\.json: not a manifest \(its JSON is nested too deep\)"):
+        load_bundle(bundle_copy)
+
+
+def test_bundle_files_must_be_regular_files_inside_the_folder(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.copy(bundle_copy / "decoder.onnx", outside)
+    (bundle_copy / "decoder.onnx").unlink()
+    (bundle_copy / "decoder.onnx").symlink_to(outside)  # same bytes, so the sha256 still matches
+    with pytest.raises(BundleError, match=r"decoder\.onnx: a link to .*outside the bundle folder"):
+        load_bundle(bundle_copy)
+    shutil.copy(outside, bundle_copy / "real-decoder.onnx")
+    (bundle_copy / "decoder.onnx").unlink()
+    (bundle_copy / "decoder.onnx").symlink_to("real-decoder.onnx")  # a link inside the folder is followed
+    assert load_bundle(bundle_copy).decoder_path.name == "decoder.onnx"
+    m = _manifest(bundle_copy)
+    m["files"]["../elsewhere.onnx"] = m["files"]["decoder.onnx"]
+    m["manifest_sha256"] = manifest_hash(m)  # signed, so only the name is wrong
+    _write_manifest(bundle_copy, m, rehash=False)
+    with pytest.raises(BundleError, match=r"'\.\./elsewhere\.onnx' points outside the bundle"):
+        load_bundle(bundle_copy)
+
+
+def test_a_bank_whose_header_lies_is_refused_even_when_signed(bundle_copy):
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    bank = dict(np.load(bundle_copy / "latent_bank.npz"))
+    latents = np.ascontiguousarray(bank.pop("latents"))
+    head = io.BytesIO()
+    npy_format.write_array_header_1_0(head, {"descr": npy_format.dtype_to_descr(latents.dtype), "fortran_order": False,
+                                             "shape": (2 * latents.shape[0], *latents.shape[1:])})  # twice the rows held
+    with zipfile.ZipFile(bundle_copy / "latent_bank.npz", "w") as zf:
+        for key, value in bank.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            zf.writestr(f"{key}.npy", buf.getvalue())
+        zf.writestr("latents.npy", head.getvalue() + latents.tobytes())
+    _write_manifest(bundle_copy, _manifest(bundle_copy))
+    with pytest.raises(BundleError, match=r"latent_bank\.npz: not a readable latent bank .*header declares"):
+        load_bundle(bundle_copy)
