@@ -408,3 +408,41 @@ def test_sibling_redraw_follows_its_documented_definition(gen):
         kept.append(m)
         np.testing.assert_array_equal(res.maps[r], m)
     assert redrawn > 0  # the case is one where redraws matter
+
+
+def test_a_graph_computing_nan_or_non_one_hot_maps_is_a_bundle_error_naming_it(gen, monkeypatch):
+    from edge_infer.errors import BundleError
+
+    class Wrapped:
+        """A session whose outputs are spoiled by ``spoil`` (a bundle is code from elsewhere)."""
+
+        def __init__(self, session, spoil):
+            self.session, self.spoil = session, spoil
+
+        def run(self, names, feeds):
+            return [self.spoil(out) for out in self.session.run(names, feeds)]
+
+        def __getattr__(self, name):
+            return getattr(self.session, name)
+
+    def nan(out):
+        out = out.copy()
+        out[0, 3, 3, 0] = np.nan
+        return out
+
+    def half(out):
+        return out * 0.5
+
+    latents = gen.bundle.latents[:4]
+    monkeypatch.setattr(gen, "decoder_session", Wrapped(gen.decoder_session, nan))
+    with pytest.raises(BundleError, match=r"decoder\.onnx: the graph computed NaN or infinite values"):
+        gen.decode(latents)
+    monkeypatch.undo()
+    monkeypatch.setattr(gen, "generator_session", Wrapped(gen.generator_session, half))
+    with pytest.raises(BundleError, match=r"generator\.onnx: the graph's maps are not one-hot"):
+        gen.generate("Loc", 3, seed=0)
+    monkeypatch.setattr(gen, "core_session", Wrapped(gen.core_session, nan))
+    with pytest.raises(BundleError, match=r"generator_core\.onnx: the graph computed NaN"):
+        gen.generate("Loc", 3, seed=0, method="mix")
+    monkeypatch.undo()
+    assert _is_onehot(gen.generate("Loc", 3, seed=0).maps)  # the real graphs again
