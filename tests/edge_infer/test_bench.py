@@ -50,19 +50,20 @@ def test_providers_listed_only_when_they_really_work(bundle_dir, monkeypatch):
         def __init__(self, actual):
             self.actual = actual
 
-    monkeypatch.setattr(runtime, "listed_short_names", lambda: ["cpu", "cuda", "tensorrt", "openvino"])
+    monkeypatch.setattr(runtime, "available_providers", lambda: [runtime.EXECUTION_PROVIDERS[n] for n in
+                                                                 ("cpu", "cuda", "tensorrt", "openvino")])
 
     def only_openvino(path, provider):
         if provider != "openvino":
             raise ProviderError(f"no {provider} here")
         return None, Info("openvino")
 
-    monkeypatch.setattr(runtime, "create_session_info", only_openvino)
+    monkeypatch.setattr(runtime, "open_session", only_openvino)
     assert bench.working_providers("x.onnx", "all") == ["cpu", "openvino"]
-    monkeypatch.setattr(runtime, "create_session_info", lambda path, provider: (None, Info(provider)))
+    monkeypatch.setattr(runtime, "open_session", lambda path, provider: (None, Info(provider)))
     assert bench.working_providers("x.onnx", "all") == ["cpu", "cuda", "tensorrt", "openvino"]
     with pytest.raises(ProviderError):
-        monkeypatch.setattr(runtime, "create_session_info", only_openvino)
+        monkeypatch.setattr(runtime, "open_session", only_openvino)
         bench.working_providers("x.onnx", "cuda")
     with pytest.raises(ProviderError):
         bench.working_providers("x.onnx", "cuda")
@@ -78,8 +79,7 @@ def report(bundle_dir):
 
 def test_run_bench_rows(report, bundle_dir):
     main = [r for r in report["results"] if r["label"] != "compare"]
-    graph = ("generate_graph", "generate_graph_iobind", "generate_graph_1thread")  # after each generate row
-    assert [(r["task"], r["batch"]) for r in main] == [(t, b) for b in (1, 5) for t in (*bench.TASKS, *graph)]
+    assert [(r["task"], r["batch"]) for r in main] == [(t, b) for b in (1, 5) for t in bench.TASKS]
     for r in report["results"]:
         assert r["provider"] == "cpu" and r["threads"] == 1 and r["runtime"] == "onnxruntime"
         assert r["calls"] >= 5 and r["maps_per_s"] > 0
@@ -124,9 +124,7 @@ def test_cli_writes_json_and_reports_errors(bundle_dir, tmp_path, capsys):
         main(args)
     assert ok.value.code == 0
     data = json.loads(out.read_text())
-    assert [(r["task"], r["batch"]) for r in data["results"]] == [("decode", 2), ("generate", 2), ("generate_graph", 2),
-                                                                    ("generate_graph_iobind", 2),
-                                                                    ("generate_graph_1thread", 2)]
+    assert [(r["task"], r["batch"]) for r in data["results"]] == [("decode", 2), ("generate", 2)]
     assert "generate" in capsys.readouterr().out
     with pytest.raises(SystemExit) as again:  # no silent overwrite
         main(args)
@@ -154,8 +152,7 @@ def test_bench_runs_in_the_torch_free_runtime(runtime_venv, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     tasks, providers, torch_loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    graph = ["generate_graph", "generate_graph_1thread", "generate_graph_iobind"]
-    assert tasks == ["decode", "encode", "generate", *graph] and providers[0] == "cpu" and torch_loaded is False
+    assert tasks == ["decode", "encode", "generate"] and providers[0] == "cpu" and torch_loaded is False
     out = tmp_path / "b.json"
     done = subprocess.run([str(runtime_venv / "bin" / "edge-infer"), "bench", "--batches", "1", "--seconds", "0.02",
                            "--tasks", "decode", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,

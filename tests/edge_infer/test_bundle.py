@@ -164,28 +164,21 @@ def test_a_bank_holding_pickles_is_refused(bundle_copy):
 
 
 def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy, capsys):
+    """Every graph opens at load and is checked there: a wrong one is refused before any map is made."""
     from edge_infer import WaferGenerator
 
-    maps = np.load(bundle_copy / "latent_bank.npz")["outlines"][:1]  # any die states will do
-    states = np.where(maps, 0, 1).astype(np.int64)
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"]["input"] = "pixels"
     _write_manifest(bundle_copy, m)
-    gen = WaferGenerator.load(bundle_copy, provider="cpu")  # the encoder opens at its first use
-    with pytest.raises(BundleError, match=r"encoder\.onnx: graph has no input named 'pixels'"):
-        gen.encode(states)
+    with pytest.raises(BundleError, match=r"encoder\.onnx: has no input 'pixels' and output 'latent'"):
+        WaferGenerator.load(bundle_copy, provider="cpu")
     # encoder and decoder swapped (names fixed up so only the shapes are wrong)
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"].update(file="decoder.onnx", input="latent", output="wafer")
     m["graphs"]["decoder"].update(file="encoder.onnx", input="wafer", output="latent")
     _write_manifest(bundle_copy, m)
-    gen = WaferGenerator.load(bundle_copy, provider="cpu")
-    with pytest.raises(BundleError, match=r"decoder\.onnx: output shape"):
-        gen.encode(states)
-    with pytest.raises(BundleError, match=r"encoder\.onnx: output shape"):
-        gen.decode(np.zeros((1, 64, 3, 3), np.float32))
-    with pytest.raises(BundleError, match=r"decoder\.onnx: output shape"):
-        WaferGenerator.load(bundle_copy, provider="cpu").open_graphs()  # every graph, now
+    with pytest.raises(BundleError, match=r"decoder\.onnx: output shape \(batch, 26, 26, 3\) is not \(batch, 64, 3, 3\)"):
+        WaferGenerator.load(bundle_copy, provider="cpu")
     from edge_infer.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
@@ -200,34 +193,74 @@ def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy, ca
     _write_manifest(bundle_copy, m)
     with pytest.raises(BundleError, match=r"generator_core\.onnx: inputs .* are not the format's source, seed, row0, strength"):
         WaferGenerator.load(bundle_copy, provider="cpu")
-    m["graphs"]["generator"]["file"] = "generator.onnx"  # only the core graph wrong: refused at its first use
+    m["graphs"]["generator"]["file"] = "generator.onnx"  # only the core graph wrong: refused at load too
     _write_manifest(bundle_copy, m)
-    gen = WaferGenerator.load(bundle_copy, provider="cpu")
     with pytest.raises(BundleError, match=r"generator\.onnx: inputs .* are not the format's latent, sigma"):
-        gen.generate("Loc", 3, seed=0, method="mix")
+        WaferGenerator.load(bundle_copy, provider="cpu")
 
 
-def test_only_the_generator_graph_opens_at_load(bundle_copy):
-    """Generating from the bank never opens the encoder, decoder or core graph
-    (start-up a CLI run should not pay for); each opens once, on first use."""
-    import threading
-
+def test_a_broken_graph_is_refused_at_load(bundle_copy):
+    """Not only the generator graph: a broken encoder, decoder or core graph is refused by load itself."""
     from edge_infer import WaferGenerator
 
     for name in ("encoder.onnx", "decoder.onnx", "generator_core.onnx"):
+        good = (bundle_copy / name).read_bytes()
         (bundle_copy / name).write_bytes(b"not a graph")
-    gen = WaferGenerator.load(bundle_copy, provider="cpu", verify=False)
-    assert gen.generate("Loc", 5, seed=0).maps.shape == (5, 26, 26, 3)
-    with pytest.raises(BundleError, match=r"encoder\.onnx: onnxruntime cannot load this graph"):
-        gen.encode(np.ones((26, 26), np.int64))
-    with pytest.raises(BundleError, match=r"generator_core\.onnx: onnxruntime cannot load this graph"):
-        gen.generate("Loc", 5, seed=0, method="mix")
+        with pytest.raises(BundleError, match=rf"{name.replace('.', r'[.]')}: onnxruntime cannot load this graph"):
+            WaferGenerator.load(bundle_copy, provider="cpu", verify=False)
+        (bundle_copy / name).write_bytes(good)
+    assert WaferGenerator.load(bundle_copy, provider="cpu", verify=False).generate("Loc", 5, seed=0).maps.shape == (5, 26, 26, 3)
 
-    gen = WaferGenerator.load(provider="cpu")
-    got = []
-    threads = [threading.Thread(target=lambda: got.append(gen.decoder)) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(got) == 8 and all(r is got[0] for r in got)
+
+def test_an_oversized_or_too_deeply_nested_manifest_is_refused(bundle_copy):
+    from edge_infer.bundle import MAX_MANIFEST_BYTES
+
+    m = _manifest(bundle_copy)
+    m["padding"] = "x" * MAX_MANIFEST_BYTES
+    (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match=r"manifest\.json: larger than 4 MiB"):
+        load_bundle(bundle_copy)
+    (bundle_copy / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)  # 400 kB
+    with pytest.raises(BundleError, match=r"manifest\.json: not a manifest \(its JSON is nested too deep\)"):
+        load_bundle(bundle_copy)
+
+
+def test_bundle_files_must_be_regular_files_inside_the_folder(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.copy(bundle_copy / "decoder.onnx", outside)
+    (bundle_copy / "decoder.onnx").unlink()
+    (bundle_copy / "decoder.onnx").symlink_to(outside)  # same bytes, so the sha256 still matches
+    with pytest.raises(BundleError, match=r"decoder\.onnx: a link to .*outside the bundle folder"):
+        load_bundle(bundle_copy)
+    shutil.copy(outside, bundle_copy / "real-decoder.onnx")
+    (bundle_copy / "decoder.onnx").unlink()
+    (bundle_copy / "decoder.onnx").symlink_to("real-decoder.onnx")  # a link inside the folder is followed
+    assert load_bundle(bundle_copy).decoder_path.name == "decoder.onnx"
+    m = _manifest(bundle_copy)
+    m["files"]["../elsewhere.onnx"] = m["files"]["decoder.onnx"]
+    m["manifest_sha256"] = manifest_hash(m)  # signed, so only the name is wrong
+    _write_manifest(bundle_copy, m, rehash=False)
+    with pytest.raises(BundleError, match=r"'\.\./elsewhere\.onnx' points outside the bundle"):
+        load_bundle(bundle_copy)
+
+
+def test_a_bank_whose_header_lies_is_refused_even_when_signed(bundle_copy):
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    bank = dict(np.load(bundle_copy / "latent_bank.npz"))
+    latents = np.ascontiguousarray(bank.pop("latents"))
+    head = io.BytesIO()
+    npy_format.write_array_header_1_0(head, {"descr": npy_format.dtype_to_descr(latents.dtype), "fortran_order": False,
+                                             "shape": (2 * latents.shape[0], *latents.shape[1:])})  # twice the rows held
+    with zipfile.ZipFile(bundle_copy / "latent_bank.npz", "w") as zf:
+        for key, value in bank.items():
+            buf = io.BytesIO()
+            np.save(buf, value)
+            zf.writestr(f"{key}.npy", buf.getvalue())
+        zf.writestr("latents.npy", head.getvalue() + latents.tobytes())
+    _write_manifest(bundle_copy, _manifest(bundle_copy))
+    with pytest.raises(BundleError, match=r"latent_bank\.npz: not a readable latent bank .*header declares"):
+        load_bundle(bundle_copy)

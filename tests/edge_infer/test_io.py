@@ -1,4 +1,4 @@
-"""Reading users' data safely and writing outputs atomically."""
+"""Reading users' data safely (edge_infer.io) and writing outputs atomically (edge_infer.files)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_infer.errors import DataFileError, EdgeInferError, InputError, OutputError
-from edge_infer.io import atomic_path, check_targets, load_dataset, load_npy, write_npy
+from edge_infer.files import atomic_folder, atomic_path, check_targets, write_npy
+from edge_infer.io import load_dataset, load_npy
+from edge_infer.wafer import to_onehot
 
 
 def save_npy(path, array, force=False):
     """How the runtime writes an output array: write_npy into an atomic_path."""
     with atomic_path(path, force=force) as tmp:
         write_npy(tmp, array)
-from edge_infer.wafer import to_onehot
 
 
 def _maps(n=6, seed=0):
@@ -172,7 +173,7 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
     """A write that fails with ENOSPC (disk full) mid-way: OutputError, old file kept, no temporary left."""
     import errno
 
-    import edge_infer.io as eio
+    import edge_infer.files as ef
 
     target = tmp_path / "gen_data.npy"
     save_npy(target, np.arange(4))
@@ -181,7 +182,7 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
         fh.write(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(eio.np, "save", full)
+    monkeypatch.setattr(ef.np, "save", full)
     with pytest.raises(OutputError, match="No space left on device"):
         save_npy(target, np.arange(9), force=True)
     monkeypatch.undo()
@@ -190,8 +191,6 @@ def test_full_disk_is_one_clear_error_and_loses_nothing(tmp_path, monkeypatch):
 
 
 def test_atomic_folder_replaces_only_on_success(tmp_path):
-    from edge_infer.io import atomic_folder
-
     target = tmp_path / "run"
     with atomic_folder(target) as tmp:
         (tmp / "a.txt").write_text("first")
@@ -208,3 +207,48 @@ def test_atomic_folder_replaces_only_on_success(tmp_path):
         (tmp / "a.txt").write_text("second")
     assert (target / "a.txt").read_text() == "second"
     assert [p.name for p in tmp_path.iterdir()] == ["run"], "no temporaries or old copies left"
+
+
+def test_atomic_files_are_all_or_none(tmp_path):
+    from edge_infer.files import atomic_files
+
+    a, b = tmp_path / "gen_data.npy", tmp_path / "gen_label.npy"
+    with pytest.raises(RuntimeError):
+        with atomic_files([a, b]) as (ta, tb):
+            ta.write_bytes(b"maps")
+            tb.write_bytes(b"labels")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    b.write_bytes(b"old labels")
+    with pytest.raises(OutputError, match="gen_label.npy already exists"):  # refused before anything is written
+        with atomic_files([a, b]):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_label.npy"]
+    with atomic_files([a, b], force=True) as (ta, tb):
+        ta.write_bytes(b"maps")
+        tb.write_bytes(b"labels")
+    assert (a.read_bytes(), b.read_bytes()) == (b"maps", b"labels")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen_data.npy", "gen_label.npy"]
+
+
+def test_temporary_files_name_their_writer_and_only_dead_writers_parts_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from edge_infer.errors import Note
+    from edge_infer.files import PART_SUFFIX
+
+    target = tmp_path / "gen_data.npy"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".gen_data.npy.{os.getpid()}-")
+        assert tmp.name.endswith(".edge-infer-part") and PART_SUFFIX == ".edge-infer-part"
+        tmp.write_bytes(b"x")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".gen_label.npy.{int(dead.stdout)}-abc123{PART_SUFFIX}"  # a SIGKILLed run's leftover
+    live = tmp_path / f".other.npy.{os.getpid()}-def456{PART_SUFFIX}"  # a run still writing (this one)
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    with pytest.warns(Note, match="removed 1 partial file"):
+        save_npy(tmp_path / "gen_label.npy", np.arange(2))
+    assert not stale.exists() and live.exists()

@@ -1,4 +1,5 @@
-"""Block-wise consumption: streamed results equal the in-memory calls on the whole input."""
+"""Block-wise consumption (edge_infer.generator.reconstruct_blocks / augment_blocks, the CLI): streamed results
+equal the in-memory calls on the whole input."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 
 import edge_infer.io as eio
 from edge_infer import WaferGenerator
-from edge_infer.blocks import augment_to_files, encode_to_file, reconstruct_blocks, reconstruct_to_file
 from edge_infer.cli import main
-from edge_infer.commands.reconstruct import reconstruction_metrics
-from edge_infer.errors import InputError
-from edge_infer.io import open_input
+from edge_infer.errors import InputError, TooLargeError
+from edge_infer.generator import augment_blocks, reconstruct_blocks, reconstruction_metrics
+from edge_infer.io import open_input, open_maps
+from edge_infer.npy import npy_writer
+from edge_infer.wafer import MAP_SHAPE
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +27,13 @@ def gen(bundle_dir):
 def small_blocks(monkeypatch):
     """Blocks of 300 one-hot float32 maps (so the 1281 course maps take 5 blocks; 150 as float64 from a file)."""
     monkeypatch.setattr(eio, "BLOCK_BYTES", 300 * 26 * 26 * 3 * 4)
+
+
+def _reconstruct_to(gen, data, path, **kw):
+    """Reconstruct every map of ``data`` (a path) into the .npy ``path``, a block at a time."""
+    source = open_maps(data)
+    with npy_writer(path, (source.count, *MAP_SHAPE)) as sink:
+        return reconstruct_blocks(gen, source, sink=sink, **kw)
 
 
 def _cli(capsys, *args):
@@ -39,13 +48,14 @@ def test_reconstruct_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small
     whole = gen.reconstruct(wafer_data.maps, raw=True)
     expected = reconstruction_metrics(wafer_data.maps, whole)
     done = []
-    result = reconstruct_to_file(gen, wafer_zip, tmp_path / "r.npy", progress=lambda d, t: done.append((d, t)))
+    result = _reconstruct_to(gen, wafer_zip, tmp_path / "r.npy", progress=lambda d, t: done.append((d, t)))
     assert done == [(300, 1281), (600, 1281), (900, 1281), (1200, 1281), (1281, 1281)]
     np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), gen.reconstruct(wafer_data.maps))
     assert result.count == 1281
     for key, value in expected.items():
         assert result.metrics[key] == pytest.approx(value, rel=1e-9)
-    np.testing.assert_array_equal(result.first_inputs, wafer_data.maps[:8])
+    np.testing.assert_array_equal(np.concatenate(result.first_inputs), wafer_data.maps[:8])
+    np.testing.assert_array_equal(np.concatenate(result.first_outputs), gen.reconstruct(wafer_data.maps[:8]))
 
 
 def test_files_stream_in_either_order(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
@@ -56,9 +66,11 @@ def test_files_stream_in_either_order(gen, wafer_zip, wafer_data, small_blocks, 
         (tmp_path / "data.npy").write_bytes(zf.read("data.npy"))
     np.save(tmp_path / "c.npy", np.ascontiguousarray(wafer_data.maps))
     for name in ("data.npy", "c.npy"):
-        source = eio.open_maps(tmp_path / name)
-        assert source.count == 1281 and getattr(source, "_whole", None) is None, "streamed, not read whole"
-        result = reconstruct_to_file(gen, tmp_path / name, tmp_path / f"r-{name}")
+        # streamed, not read whole: opens under a 1 MiB ceiling (the float64 file is 20 MiB)
+        assert eio.open_maps(tmp_path / name, max_memory=1 << 20).count == 1281
+        with pytest.raises(TooLargeError, match="ceiling"):
+            eio.load_npy(tmp_path / name, max_memory=1 << 20)
+        result = _reconstruct_to(gen, tmp_path / name, tmp_path / f"r-{name}")
         assert result.count == 1281
         np.testing.assert_array_equal(np.load(tmp_path / f"r-{name}"), gen.reconstruct(wafer_data.maps))
 
@@ -76,10 +88,18 @@ def test_reconstruct_cli_streams_the_same_figures_and_files(gen, bundle_dir, waf
 @pytest.mark.parametrize("k, options", [(3, {}), (2, {"mode": "course"}), (1, {"outline_lock": False})])
 def test_augment_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path, k, options):
     whole = gen.augment(k, maps=wafer_data.maps, labels=wafer_data.labels, seed=11, **options)
-    result = augment_to_files(gen, k, wafer_zip, tmp_path, seed=11, **options)
+    inp = open_input(wafer_zip, require_labels=True)
+    done = []
+    with npy_writer(tmp_path / "gen_data.npy", (1281 * k, *MAP_SHAPE)) as sink:  # refuses fewer or more rows
+        examples = augment_blocks(gen, k, inp, sink=sink, seed=11, progress=lambda d, t: done.append((d, t)), **options)
     np.testing.assert_array_equal(np.load(tmp_path / "gen_data.npy"), whole.maps)
-    np.testing.assert_array_equal(np.load(tmp_path / "gen_label.npy"), whole.labels)
-    assert result.count == 1281 * k and sorted(result.examples) == sorted(set(wafer_data.labels[:, 0].tolist()))
+    np.testing.assert_array_equal(np.repeat(inp.labels, k, axis=0), whole.labels)
+    assert len(done) > 1 and done[-1] == (1281 * k, 1281 * k)  # in blocks
+    assert sorted(examples) == sorted(set(wafer_data.labels[:, 0].tolist()))
+    for c, (row, source, made) in examples.items():  # each class: its first source and its first variants
+        assert row == int(np.flatnonzero(wafer_data.labels[:, 0] == c)[0])
+        np.testing.assert_array_equal(source, wafer_data.maps[row])
+        np.testing.assert_array_equal(made, whole.maps[k * row:k * row + min(k, 5)])
 
 
 def test_augment_cli_streams_the_in_memory_result(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
@@ -88,7 +108,7 @@ def test_augment_cli_streams_the_in_memory_result(gen, bundle_dir, wafer_zip, wa
     whole = gen.augment(2, maps=wafer_data.maps, labels=wafer_data.labels, seed=3)
     np.testing.assert_array_equal(np.load(tmp_path / "gen_data.npy"), whole.maps)
     np.testing.assert_array_equal(np.load(tmp_path / "gen_label.npy"), whole.labels)
-    assert "generated 2562 maps" in out and (tmp_path / "augment.png").exists()
+    assert "recipe classic: made 2562 maps from 1281 source maps" in out and (tmp_path / "augment.png").exists()
     # mix pairs sources across the whole input: read whole, same result as the in-memory call
     code, out, err = _cli(
         capsys, "augment", "--data", str(wafer_zip), "-k", "2", "--seed", "3", "--method", "mix",
@@ -105,17 +125,12 @@ def test_augment_cli_streams_the_in_memory_result(gen, bundle_dir, wafer_zip, wa
 def test_source_offset_numbers_rows_as_one_call(gen, wafer_data):
     maps, labels = wafer_data.maps[:400], wafer_data.labels[:400]
     whole = gen.augment(4, maps=maps, labels=labels, seed=5)
-    # 130 sources × 4 = 520 rows: calls that start inside a noise stream of 128 rows
+    # 130 sources × 4 = 520 rows a call: calls that start at rows 520 and 1040, on no round boundary
     parts = [gen.augment(4, maps=maps[s : s + 130], labels=labels[s : s + 130], seed=5, source_offset=s) for s in range(0, 400, 130)]
     np.testing.assert_array_equal(np.concatenate([p.maps for p in parts]), whole.maps)
     np.testing.assert_array_equal(np.concatenate([p.sources for p in parts]), whole.sources)
     with pytest.raises(InputError, match="mix"):
         gen.augment(2, maps=wafer_data.maps[:10], labels=wafer_data.labels[:10], method="mix", source_offset=10)
-
-
-def test_encode_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
-    assert encode_to_file(gen, wafer_zip, tmp_path / "z.npy") == 1281
-    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), gen.encode(wafer_data.maps))
 
 
 def test_a_bad_map_late_in_the_input_leaves_no_output(gen, bundle_dir, wafer_data, small_blocks, tmp_path, capsys):
@@ -138,8 +153,10 @@ def test_a_bad_map_late_in_the_input_leaves_no_output(gen, bundle_dir, wafer_dat
 
 def test_reconstruct_blocks_accepts_arrays(gen, wafer_data):
     result = reconstruct_blocks(gen, wafer_data.maps[:10], keep=3)
-    assert result.count == 10 and result.first_outputs.shape == (3, 26, 26, 3)
-    np.testing.assert_array_equal(result.first_outputs, gen.reconstruct(wafer_data.maps[:3]))
+    assert result.count == 10 and np.concatenate(result.first_outputs).shape == (3, 26, 26, 3)
+    np.testing.assert_array_equal(np.concatenate(result.first_outputs), gen.reconstruct(wafer_data.maps[:3]))
+    assert result.metrics == pytest.approx(reconstruction_metrics(wafer_data.maps[:10],
+                                                                  gen.reconstruct(wafer_data.maps[:10], raw=True)))
 
 
 def test_streamed_inputs_and_labels_come_from_every_layout(wafer_zip, tmp_path):
@@ -149,19 +166,20 @@ def test_streamed_inputs_and_labels_come_from_every_layout(wafer_zip, tmp_path):
 
 
 def test_out_of_memory_says_how_much_was_asked(bundle_dir, tmp_path, capsys, monkeypatch):
-    import edge_infer.blocks as blocks
+    import edge_infer.generator as generator
 
     def too_big(*a, **k):
         np.empty((10**7, 26, 26, 3, 1000), dtype=np.float32)  # 74 TiB: numpy refuses it, and says so
 
-    monkeypatch.setattr(blocks, "iter_maps", too_big)
+    monkeypatch.setattr(generator, "iter_maps", too_big)
     yy, xx = np.mgrid[:26, :26]
     wafer = ((yy - 12.5) ** 2 + (xx - 12.5) ** 2 <= 12.5**2).astype(np.uint8)  # a disc: passes the wafer rule
     np.save(tmp_path / "m.npy", np.stack([wafer, wafer]))
     code, _, err = _cli(capsys, "reconstruct", "--data", str(tmp_path / "m.npy"), "--model", str(bundle_dir))
     assert code == 1
     line = [ln for ln in err.splitlines() if ln.startswith("error:")][0]
-    assert line.startswith("error: out of memory (could not allocate") and "TiB" in line and "(10000000, 26, 26, 3, 1000)" in line
+    assert line.startswith("error: out of memory (") and line.endswith("ask for fewer maps at a time")
+    assert "73.8 TiB" in line and "(10000000, 26, 26, 3, 1000)" in line  # what was asked, as numpy says it
 
 
 def test_augment_streams_g85_too(gen, bundle_dir, tmp_path, capsys, monkeypatch):

@@ -1,11 +1,13 @@
-"""Augmentation recipes (edge_infer.recipes): symmetries keep the outline, balance plans, augment counts."""
+"""Augmentation recipes (edge_infer.augment): symmetries keep the outline, balance plans, augment counts."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from edge_infer import recipes as R
+from edge_infer import augment as R
 from edge_infer.errors import InputError
 from edge_infer.wafer import BOUNDARY, DEFECT, NORMAL, outline, to_onehot, to_states
 
@@ -84,10 +86,12 @@ def test_plan_counts_for_each_named_recipe():
     assert cop.noise.sum() == 0
 
 
-def test_control_replaces_noise_by_copies():
+def test_copies_for_variants_need_no_generator():
     r = R.RECIPES["symmetries+balanced"]
-    assert r.uses_generator and r.control().fill == "repeat" and not r.control().uses_generator
-    assert R.RECIPES["symmetries"].control() is None
+    assert r.uses_generator and not replace(r, fill="repeat").uses_generator
+    assert not R.RECIPES["symmetries"].uses_generator and not R.RECIPES["balanced-copies"].uses_generator
+    with pytest.raises(InputError, match="fill must be one of"):
+        replace(r, fill="paste")
     with pytest.raises(InputError, match="makes nothing"):
         R.Recipe("empty")
 
@@ -99,15 +103,6 @@ def test_resolve_recipe_keeps_classic_per_source():
     assert r.symmetries and r.balance == "max" and r.name == "balanced+options"
     with pytest.raises(InputError, match="unknown recipe"):
         R.resolve_recipe("sideways")
-
-
-def test_variant_counts():
-    np.testing.assert_array_equal(R.variant_counts(2, 3), [2, 2, 2])
-    np.testing.assert_array_equal(R.variant_counts([0, 1, 3], 3), [0, 1, 3])
-    for bad, match in ((0, "at least 1"), (2.0, "whole number"), ([1, 2], "one per source"),
-                       ([0, 0, 0], "at least one"), ([1, -1, 1], "≥ 0")):
-        with pytest.raises(InputError, match=match):
-            R.variant_counts(bad, 3)
 
 
 def test_generator_augment_with_counts_per_source(bundle_dir):
@@ -137,15 +132,15 @@ def test_augment_recipe_through_the_runtime(bundle_dir):
     assert totals[8] == totals[1] == 48  # 6 None × 8 symmetries; the one Donut topped up to it
     assert (np.diff(res.sources) >= 0).all()  # everything from source i on consecutive rows
     np.testing.assert_array_equal(outline(res.maps), outline(maps)[res.sources])
-    assert set(res.kind.tolist()) == {"symmetry", "noise"}
-    assert (res.kind[res.labels[:, 0] == 8] == "symmetry").all()  # the largest class needs no variants
+    # The largest class needs no variants: its rows are the 7 other symmetries of each source, nothing else.
+    none_rows = res.labels[:, 0] == 8
+    syms = R.all_symmetries(maps[:6])
+    np.testing.assert_array_equal(res.maps[none_rows], syms[np.arange(48) % 8 != 0])
+    # The Donut: its 7 other symmetries once each, and 40 noise variants (none of them a symmetry of it).
+    donut = to_states(res.maps[res.labels[:, 0] == 1])
+    same = (donut[:, None] == to_states(R.all_symmetries(maps[6:]))[None]).all(axis=(2, 3))  # (47, 8)
+    assert same[:, 1:].sum(axis=0).tolist() == [1] * 7 and same.sum(axis=1).tolist().count(0) == 40
     copies = R.augment_recipe(None, R.RECIPES["symmetries+balanced-copies"], maps, labels)
     np.testing.assert_array_equal(copies.labels, res.labels)
     with pytest.raises(InputError, match="needs a generator"):
         R.augment_recipe(None, R.RECIPES["balanced"], maps, labels)
-
-
-def test_command_lists_the_recipes_of_the_module():
-    from edge_infer.commands.augment import DEFAULT_RECIPE_NAME, RECIPE_NAMES
-
-    assert RECIPE_NAMES == tuple(R.RECIPES) and DEFAULT_RECIPE_NAME == R.DEFAULT_RECIPE
