@@ -74,14 +74,14 @@ def test_balance_plan_reaches_target_with_more_per_rare_source():
 
 def test_plan_counts_for_each_named_recipe():
     labels = np.array([0, 0, 0, 0, 1])
-    classic = R.plan(R.RECIPES["classic"], labels)
+    classic = R.base_maps(R.RECIPES["classic"], labels)
     assert classic.count == 25 and classic.noise.tolist() == [5] * 5
-    sym = R.plan(R.RECIPES["symmetries"], labels)
+    sym = R.base_maps(R.RECIPES["symmetries"], labels)
     assert sym.count == 35 and sym.base_sources.size == 40
-    bal = R.plan(R.RECIPES["symmetries+balanced"], labels)
+    bal = R.base_maps(R.RECIPES["symmetries+balanced"], labels)
     y = labels[bal.base_sources]
     assert np.bincount(y, weights=1 + bal.noise).tolist() == [32, 32] and bal.copies.sum() == 0
-    cop = R.plan(R.RECIPES["symmetries+balanced-copies"], labels)
+    cop = R.base_maps(R.RECIPES["symmetries+balanced-copies"], labels)
     np.testing.assert_array_equal(cop.copies, bal.noise)
     assert cop.noise.sum() == 0
 

@@ -199,8 +199,6 @@ def test_bank_maps_are_the_decoded_bank_latents_outline_locked(gen):
         gen.bank_maps([gen.bundle.count])
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="generator._run1 concatenates an empty list for 0 rows (bug reported to the lead)")
 def test_no_bank_maps_and_no_latents_decode_to_no_maps(gen):
     assert gen.bank_maps([]).shape == (0, 26, 26, 3)
     assert gen.decode(np.zeros((0, 64, 3, 3), np.float32)).shape == (0, 26, 26, 3)
