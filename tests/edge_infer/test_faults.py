@@ -125,11 +125,18 @@ def tree(folder: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- signals
 
 
-@pytest.fixture()
-def earlier_output(tmp_path) -> dict[str, bytes]:
-    """A finished run's outputs in tmp/earlier, which no later run may touch."""
-    r = edge_infer("generate", "--class", "None", "-n", "5", "--seed", "1", "--out", "earlier", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("finished")
+    r = edge_infer("generate", "--class", "None", "-n", "5", "--seed", "1", "--out", "earlier", cwd=folder)
     assert r.returncode == 0, r.stderr
+    return folder / "earlier"
+
+
+@pytest.fixture()
+def earlier_output(tmp_path, finished_run) -> dict[str, bytes]:
+    """A finished run's outputs in tmp/earlier, which no later run may touch."""
+    shutil.copytree(finished_run, tmp_path / "earlier")
     return tree(tmp_path / "earlier")
 
 
@@ -161,12 +168,13 @@ def test_a_signal_during_a_forced_rewrite_keeps_the_old_outputs(tmp_path, earlie
 
 
 @pytest.fixture()
-def big_npy(tmp_path, wafer_data) -> Path:
+def big_npy(tmp_path, wafer_data):
     """~200k maps (the course data tiled) as die states uint8: 136 MB, 400 MB as G85."""
     path = tmp_path / "big.npy"
     states = wafer_data.maps.argmax(axis=-1).astype(np.uint8)
     np.save(path, np.tile(states, (157, 1, 1)))
-    return path
+    yield path
+    path.unlink()  # pytest keeps the last runs' temporary folders: not 136 MB each
 
 
 @pytest.mark.slow
@@ -290,14 +298,17 @@ def test_a_140_mb_manifest_is_refused_before_it_is_parsed(tmp_path, bundle_copy)
             fh.write(chunk)
         fh.write(b"0.5]}")
     assert mpath.stat().st_size > 140_000_000
-    for args in (["info", "--model", str(bundle_copy)],
-                 ["generate", "--class", "Loc", "-n", "5", "--model", str(bundle_copy), "--out", "o"]):
-        r = measured(*args, cwd=tmp_path)
-        assert r["rc"] == 1
-        line = one_error_line(r["err"])
-        assert "manifest.json" in line and "larger than 4 MiB" in line, line
-        assert r["peak_mb"] < 1024
-    assert not (tmp_path / "o").exists()
+    try:
+        for args in (["info", "--model", str(bundle_copy)],
+                     ["generate", "--class", "Loc", "-n", "5", "--model", str(bundle_copy), "--out", "o"]):
+            r = measured(*args, cwd=tmp_path)
+            assert r["rc"] == 1
+            line = one_error_line(r["err"])
+            assert "manifest.json" in line and "larger than 4 MiB" in line, line
+            assert r["peak_mb"] < 1024
+        assert not (tmp_path / "o").exists()
+    finally:
+        mpath.unlink()  # not 140 MB in each of the temporary folders pytest keeps
 
 
 @pytest.mark.parametrize("target, name", [("generator.onnx", "generator.onnx"), ("/etc/passwd", "decoder.onnx")],

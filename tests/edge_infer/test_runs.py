@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,26 @@ def test_runs_without_out_each_get_a_folder_of_their_own(tmp_path):
     assert tree(tmp_path / "out" / "generate-1") == first
     assert np.load(tmp_path / "out" / "generate-2" / "gen_data.npy").shape == (5, 26, 26, 3)
     assert np.load(tmp_path / "out" / "augment-1" / "gen_label.npy").shape[1] == 1
+
+
+@pytest.mark.parametrize("what", ["file", pytest.param("dangling-link", marks=pytest.mark.xfail(
+    strict=True, reason="known bug: output_folder takes mkdir's FileExistsError for a taken number and loops"))])
+def test_an_out_that_is_not_a_folder_is_one_error_not_a_hang(tmp_path, wafer_zip, what):
+    """``out`` a plain file, or a link to nothing: one error line (the 8 s limit only guards a hang:
+    the run takes about a second)."""
+    if what == "file":
+        (tmp_path / "out").write_text("mine\n")
+    else:
+        # Known bug: commands/_common.py output_folder() catches FileExistsError from
+        # mkdir(parents=True) (which a dangling link raises) as "number taken" and loops forever.
+        (tmp_path / "out").symlink_to("nowhere")
+    try:
+        r = edge_infer("convert", "--data", str(wafer_zip), cwd=tmp_path, timeout=8)
+    except subprocess.TimeoutExpired:
+        pytest.fail("edge-infer convert without --out still running after 8 s: it hangs")
+    assert r.returncode == 1
+    assert "out" in one_error_line(r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_a_misuse_is_exactly_one_stderr_line_and_creates_nothing(tmp_path):
@@ -128,12 +149,12 @@ def test_info_json_is_one_json_object_for_scripts(tmp_path):
 @pytest.mark.slow
 def test_the_picture_shows_every_map_asked_for_up_to_the_cap(tmp_path):
     """generated.png is a grid of rows of 8 (each source above its map): it widens up to 8 maps,
-    grows a row pair per 8 more up to 64, and stops growing there. (Only the label column's
+    grows a row pair per 8 more up to 64, and shows no more than 64. (Only the label column's
     width may vary a little with its text, "sources 56-63".)"""
     from PIL import Image
 
     size = {}
-    for n in (1, 8, 16, 64, 65):
+    for n in (1, 8, 16, 65):
         r = edge_infer("generate", "--class", "Loc", "-n", str(n), "--seed", "0", "--out", f"n{n}", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         with Image.open(tmp_path / f"n{n}" / "generated.png") as im:
@@ -142,11 +163,10 @@ def test_the_picture_shows_every_map_asked_for_up_to_the_cap(tmp_path):
     height = {n: h for n, (w, h) in size.items()}
     tile = (width[8] - width[1]) / 7  # one more map in a row
     assert tile > 50, size
-    assert all(abs(width[n] - width[8]) < tile / 2 for n in (16, 64, 65)), size  # never more than 8 in a row
+    assert all(abs(width[n] - width[8]) < tile / 2 for n in (16, 65)), size  # never more than 8 in a row
     row_pair = height[16] - height[8]  # 16 maps: a second row of 8 below the first
     assert row_pair > tile, size
-    assert height[64] == height[8] + 7 * row_pair, size
-    assert height[65] == height[64], size
+    assert height[65] == height[8] + 7 * row_pair, size  # 64 maps in 8 rows of 8, and no more
 
 
 @pytest.mark.parametrize("verb", ["augment", "convert", "reconstruct"])
