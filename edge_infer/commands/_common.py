@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import threading
@@ -24,7 +25,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 
-from ..errors import EdgeInferError, InputError, Note
+from ..errors import EdgeInferError, InputError, Note, OutputError
 from ..files import atomic_files, check_targets, next_run_folder, write_npy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -147,22 +148,25 @@ def output_folder(out: Optional[Path], verb: str) -> Path:
     if out is not None:
         missing = []
         p = Path(out)
-        while not p.exists() and p != p.parent:
+        while not os.path.lexists(p) and p != p.parent:
             missing.append(p)
             p = p.parent
         _CREATED.extend(reversed(missing))
         return Path(out)
-    while True:
+    for _ in range(1000):
         folder = next_run_folder(RUNS_ROOT, verb)
-        created = not RUNS_ROOT.exists()
+        created = not os.path.lexists(RUNS_ROOT)
         try:
             folder.mkdir(parents=True)
         except FileExistsError:
-            continue  # another run took that number a moment ago
+            if folder.is_dir():
+                continue  # another run took that number a moment ago
+            raise OutputError(f"cannot create {folder}: {RUNS_ROOT} is not a folder; give --out") from None
         except OSError as exc:
-            raise InputError(f"cannot create {folder}: {exc.strerror or exc}; give --out") from None
+            raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; give --out") from None
         _CREATED.extend([RUNS_ROOT, folder] if created else [folder])
         return folder
+    raise OutputError(f"cannot find a free run folder in {RUNS_ROOT} (can it be listed?); give --out")
 
 
 # ---------------------------------------------------------------- progress
