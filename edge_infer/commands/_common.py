@@ -1,8 +1,7 @@
 """What every ``edge-infer`` verb shares: the error wrapper, options, output lines, progress, run folders, map files.
 
-:func:`handle_errors` is the project's one entry-point wrapper (the CLI's verbs, ``python -m training`` /
-``export`` / ``training.evaluation``, the drivers in ``bench/``), so every tool fails the same way: one line,
-an exit code, nothing half-made left behind.
+:func:`handle_errors` also wraps ``python -m training`` / ``export`` / ``training.evaluation`` and the drivers in
+``bench/``, so every tool of the project fails the same way.
 """
 
 from __future__ import annotations
@@ -51,12 +50,14 @@ StrengthOpt = Annotated[Optional[float], typer.Option(
     help="Noise strength, relative to each latent channel's spread. Default: the bundle's.")]
 MethodOpt = Annotated[Optional[str], typer.Option(
     "--method", show_default=False,
-    help="noise: source latent + noise. mix: blend with another source of the class, then noise. Default: the bundle's.")]
+    help="noise: source latent + noise. mix: blend with another source of the class, then noise. "
+    "Default: the bundle's.")]
 ModeOpt = Annotated[Optional[str], typer.Option(
     "--noise-mode", show_default=False,
     help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).")]
 OutlineOpt = Annotated[bool, typer.Option(
-    "--no-outline-lock", help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).")]
+    "--no-outline-lock",
+    help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).")]
 FormatOpt = Annotated[str, typer.Option(
     "--format", help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml (SEMI G85 XML, "
     "class in ei:ClassIndex). both.")]

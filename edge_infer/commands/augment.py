@@ -23,18 +23,10 @@ Examples:
   edge-infer augment --data ../shared/data/wafer.zip --per-source 5 --seed 0
   edge-infer augment --data my_maps.npy --labels my_labels.npy --out out/mine
 
-Writes gen_data.npy (M, 26, 26, 3) float32 one-hot and gen_label.npy (M, 1)
-int64, everything made from source i on consecutive rows, in source order
-(-k K: the k variants of source i at rows k·i … k·i+k−1), and augment.png:
-one row per class, a source and the first maps made from it. With --format
-g85 (or both), gen_maps.xml holds the maps as SEMI G85 XML instead (or as
-well). --data also reads SEMI G85 XML. Without --out each run writes a new
-folder out/augment-N.
-
--k K alone on --data of any size runs in bounded memory, a block of sources
-at a time (--method mix pairs sources across the whole input, and the other
-recipes rotate and balance it, so they read the input whole, up to
-$EDGE_INFER_MAX_INPUT_MEMORY, default 2G).
+The maps made from source i are on consecutive rows, in source order (-k K:
+rows k·i … k·i+k−1); augment.png shows, per class, a source and the first maps
+made from it. -k K alone streams --data of any size; the other recipes (and
+--method mix) read it whole, up to $EDGE_INFER_MAX_INPUT_MEMORY (default 2G).
 
 \b
 Recipes:
@@ -118,7 +110,8 @@ def augment(
     if per_source is not None:
         check_count(per_source, "--per-source")
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
-    given = [o for o, v in (("--strength", strength), ("--method", method), ("--noise-mode", noise_mode)) if v is not None]
+    noise_options = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
+    given = [option for option, value in noise_options.items() if value is not None]
     if given and not plan.uses_generator:
         raise InputError(f"recipe {plan.name} makes no noise variants, so {', '.join(given)} would do nothing; "
                          "add -k K (noise variants per map) or choose a recipe that generates")

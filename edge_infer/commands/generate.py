@@ -25,13 +25,9 @@ Examples:
   edge-infer generate --class scratch -n 200 --seed 7 --out out/scratch
   edge-infer generate --source-index 17 -n 8 --method noise --strength 0.5
 
-Writes gen_data.npy (n, 26, 26, 3) float32 one-hot like data.npy,
-gen_label.npy (n, 1) int64, and generated.png (each source above its
-generated map; up to 64 maps, in rows of 8). With --format g85 (or both),
-gen_maps.xml holds the maps as SEMI G85 XML instead (or as well). Without
---out each run writes a new folder out/generate-N; with --out, existing files
-are kept unless --force. Any n runs in bounded memory: maps are made and
-written 4096 at a time.
+generated.png shows each source above its generated map (up to 64 maps, in
+rows of 8). Any n runs in bounded memory: maps are made and written 4096 at
+a time.
 """
 
 
