@@ -1,10 +1,8 @@
 """The ``edge-infer`` command line: a thin typer layer over the Python API.
 
-Each verb is a function in :mod:`edge_infer.commands` wrapped in
-:func:`~edge_infer.commands.handle_errors`; its docstring is its help and its
-module's ``EPILOG`` its examples. Usage errors (an unknown option, a bad
-number) print as one ``error:`` line, exit 1; a bare ``edge-infer`` shows the
-help and exits 2, as click does.
+Each verb is a function in :mod:`edge_infer.commands` wrapped in :func:`~edge_infer.commands.handle_errors`;
+its docstring is its help and its module's ``EPILOG`` its examples. Usage errors (an unknown option, a bad
+number) print as one ``error:`` line and exit 1; a bare ``edge-infer`` shows the help and exits 2, as click does.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ app = typer.Typer(name="edge-infer", help=HELP, add_completion=False, no_args_is
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 for module in (generate, augment, reconstruct, convert, info, bench):
-    verb = module.__name__.rsplit(".", 1)[1]
+    verb = module.__name__.rsplit(".", 1)[1]  # each module holds the function of its name
     app.command(name=verb, epilog=module.EPILOG)(getattr(module, verb))
 app.add_typer(bundle.app, name="bundle")
 
@@ -55,18 +53,18 @@ def _root(version: bool = typer.Option(False, "--version", help="Show the versio
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Console entry point (``edge-infer``): run the app, one line per error."""
-    args = list(argv) if argv is not None else sys.argv[1:]
+    """Console entry point (``edge-infer``): run the app; a usage error is one line, like any other error."""
     try:
-        code = app(args=args, prog_name="edge-infer", standalone_mode=False)
+        code = app(args=list(argv if argv is not None else sys.argv[1:]), prog_name="edge-infer",
+                   standalone_mode=False)
     except typer.TyperException as exc:  # click's usage errors, as typer re-exports them
-        if type(exc).__name__ == "NoArgsIsHelpError":  # no public name: a bare verb shows its help, exit 2
-            exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError":  # typer's vendored click gives it no public name
+            exc.show()  # a bare verb shows its help, exit 2
             sys.exit(2)
         hint = f" (see: {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
         print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
         sys.exit(1)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a verb (while typer parses)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,12 +1,7 @@
-"""What every ``edge-infer`` verb shares: the error wrapper, options, messages, progress, output folders and formats.
+"""What every ``edge-infer`` verb shares: the error wrapper, options, output lines, progress, run folders, map files.
 
-:func:`handle_errors` is the one entry-point wrapper of the project (the CLI's
-verbs, ``python -m training`` / ``export`` / ``training.evaluation``, the
-drivers in ``bench/``): an :class:`~edge_infer.errors.EdgeInferError` becomes
-``error: <message>`` and exit 1; Ctrl-C, SIGTERM and SIGHUP become one line and
-exit 128 + the signal; warnings print as ``note:``/``warning:`` lines. Files
-being written are removed on the way out (:mod:`edge_infer.files`), and so are
-the output folders the run created.
+:func:`handle_errors` also wraps ``python -m training`` / ``export`` / ``training.evaluation`` and the drivers in
+``bench/``, so every tool of the project fails the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +24,6 @@ from ..errors import EdgeInferError, InputError, Note, OutputError
 from ..files import atomic_files, check_targets, next_run_folder, write_npy
 
 F = TypeVar("F", bound=Callable[..., Any])
-FORMATS = ("npy", "g85", "both")
 G85_FILE = "gen_maps.xml"
 #: Where a run writes when no --out is given: a new ``out/VERB-N`` each time.
 RUNS_ROOT = Path("out")
@@ -43,29 +37,34 @@ ProviderOpt = Annotated[str, typer.Option(
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     "--threads", show_default=False, help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
 SeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", "-s", show_default=False, help="Random seed: the same seed gives the same maps. Default: fresh randomness.")]
+    "--seed", "-s", show_default=False,
+    help="Random seed: the same seed gives the same maps. Default: fresh randomness.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or provider line on stderr (errors still show).")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress or provider line on stderr (errors still show).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", "-o", show_default=False,
     help="Output folder (created if needed). Default: a new folder out/VERB-N for each run, so runs never collide.")]
 StrengthOpt = Annotated[Optional[float], typer.Option(
-    "--strength", show_default=False, help="Noise strength, relative to each latent channel's spread. Default: the bundle's.")]
+    "--strength", show_default=False,
+    help="Noise strength, relative to each latent channel's spread. Default: the bundle's.")]
 MethodOpt = Annotated[Optional[str], typer.Option(
     "--method", show_default=False,
-    help="noise: source latent + noise. mix: blend with another source of the class, then noise. Default: the bundle's.")]
+    help="noise: source latent + noise. mix: blend with another source of the class, then noise. "
+    "Default: the bundle's.")]
 ModeOpt = Annotated[Optional[str], typer.Option(
     "--noise-mode", show_default=False,
     help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).")]
 OutlineOpt = Annotated[bool, typer.Option(
-    "--no-outline-lock", help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).")]
+    "--no-outline-lock",
+    help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).")]
 FormatOpt = Annotated[str, typer.Option(
     "--format", help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml (SEMI G85 XML, "
     "class in ei:ClassIndex). both.")]
 
 
 def say(message: str) -> None:
-    """A result line (what was written, a figure): stdout."""
+    """A result line (what was written, a figure): stdout, so scripts can read it."""
     print(message, flush=True)
 
 
@@ -90,19 +89,45 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 _CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
-_BARS: list["Progress"] = []
+_BARS: list["Progress"] = []  # bars to end before an error line, so the line is not drawn over
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
     tell(f"{'note' if issubclass(category, Note) else 'warning'}: {message}")
 
 
+def _failure(exc: BaseException) -> tuple[str, int]:
+    """The one line and the exit code for a failure :func:`handle_errors` catches."""
+    if isinstance(exc, EdgeInferError):
+        return f"error: {exc}", 1
+    if isinstance(exc, KeyboardInterrupt):  # exit 128 + the signal, as shells report it
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        names = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hangup (SIGHUP)"}
+        return names[signum], 128 + signum
+    if isinstance(exc, MemoryError):
+        return f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time", 1
+    # An OSError: the OS refusing a path (too long, a link loop, no permission), wherever it was met.
+    line = f"error: {exc.strerror or exc}"  # type: ignore[attr-defined]
+    name = str(exc.filename or "")  # type: ignore[attr-defined]
+    if len(name) > 100:
+        line += f": {name[:100]}…"
+    elif name:
+        line += f": {name}"
+    return line, 1
+
+
 def handle_errors(func: F) -> F:
-    """Run a command so every failure is one line and an exit code, and nothing half-made stays behind."""
+    """Run a command so every failure is one line and an exit code, and nothing half-made stays behind.
+
+    An :class:`~edge_infer.errors.EdgeInferError`, an OSError or a MemoryError prints ``error: …`` and
+    exits 1; Ctrl-C, SIGTERM and SIGHUP print one line and exit 128 + the signal; warnings print as
+    ``note:``/``warning:`` lines. Files being written are removed on the way out (:mod:`edge_infer.files`),
+    and so are the output folders a failed run created.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        main = threading.current_thread() is threading.main_thread()
+        main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
         old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)} if main else {}
         del _CREATED[:]
         ok = False
@@ -113,38 +138,28 @@ def handle_errors(func: F) -> F:
                 result = func(*args, **kwargs)
             ok = True
             return result
-        except EdgeInferError as exc:
+        except (EdgeInferError, KeyboardInterrupt, MemoryError, OSError) as exc:
             _end_bars()
-            tell(f"error: {exc}")
-            raise SystemExit(1) from None
-        except KeyboardInterrupt as exc:
-            _end_bars()
-            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-            tell({signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)"}.get(signum, "hangup (SIGHUP)"))
-            raise SystemExit(128 + signum) from None
-        except MemoryError as exc:
-            _end_bars()
-            tell(f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time")
-            raise SystemExit(1) from None
-        except OSError as exc:  # the OS refusing a path (too long, a link loop, no permission), wherever it was met
-            _end_bars()
-            name = str(exc.filename or "")
-            tell(f"error: {exc.strerror or exc}" + (f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""))
-            raise SystemExit(1) from None
+            line, code = _failure(exc)
+            tell(line)
+            raise SystemExit(code) from None
         finally:
             _end_bars()
             for s, handler in old.items():
                 signal.signal(s, handler)
-            for folder in reversed(_CREATED if not ok else []):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only ever removes an empty folder
+            if not ok:
+                for folder in reversed(_CREATED):
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()  # only ever removes an empty folder
 
     return wrapper  # type: ignore[return-value]
 
 
 def output_folder(out: Optional[Path], verb: str) -> Path:
-    """The folder a run writes into: ``out`` itself, or a new ``out/VERB-N``; both recorded so a
-    failed run removes what it created."""
+    """The folder a run writes into: ``out`` itself, or a new ``out/VERB-N``.
+
+    The folders this creates are recorded, so a failed run removes them again.
+    """
     if out is not None:
         missing = []
         p = Path(out)
@@ -187,10 +202,11 @@ class Progress:
             return
         if sys.stderr.isatty():
             if self.bar is None:
+                from rich.console import Console
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TimeRemainingColumn
 
-                self.bar = Bar(f"{self.what}", BarColumn(), MofNCompleteColumn(), "maps", TimeRemainingColumn(),
-                               transient=False, console=_stderr_console())
+                self.bar = Bar(self.what, BarColumn(), MofNCompleteColumn(), "maps", TimeRemainingColumn(),
+                               transient=False, console=Console(stderr=True))
                 self.bar.start()
                 self.task = self.bar.add_task(self.what, total=total)
             self.bar.update(self.task, completed=done)
@@ -205,12 +221,6 @@ class Progress:
             self.bar = None
 
 
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
 def _end_bars() -> None:
     while _BARS:
         _BARS.pop().close()
@@ -220,27 +230,27 @@ def _end_bars() -> None:
 
 
 def check_format(fmt: str) -> str:
+    """``--format`` as a key: npy, g85 or both."""
     key = fmt.strip().lower()
-    if key not in FORMATS:
+    if key not in ("npy", "g85", "both"):
         raise InputError(f"--format must be npy, g85 or both, not {fmt!r}")
     return key
 
 
 def map_files(out: Path, fmt: str) -> list[Path]:
-    """The map files a format writes into ``out``."""
+    """The map files a format writes into ``out``: npy first (maps, labels), then G85."""
     from ..generator import DATA_FILE, LABEL_FILE
 
-    return ([out / DATA_FILE, out / LABEL_FILE] if fmt != "g85" else []) + ([out / G85_FILE] if fmt != "npy" else [])
-
-
-def say_maps(out: Path, n: int, fmt: str) -> None:
-    for path in map_files(out, fmt):
-        say(f"  {path}  " + {".xml": f"{n} <Map>s, SEMI G85 XML", "gen_label.npy": f"({n}, 1) int64"}.get(
-            path.suffix if path.suffix == ".xml" else path.name, f"({n}, 26, 26, 3) float32 one-hot"))
+    files = []
+    if fmt != "g85":
+        files += [out / DATA_FILE, out / LABEL_FILE]
+    if fmt != "npy":
+        files.append(out / G85_FILE)
+    return files
 
 
 class MapSink:
-    """Blocks of maps to every file of a format (labels, known up front, go beside them)."""
+    """Blocks of maps, in order, to every file of a format; the labels, known up front, go beside them."""
 
     def __init__(self, npy: Any, g85: Any, labels: Any) -> None:
         self.npy, self.g85, self.labels, self.rows = npy, g85, labels, 0
@@ -254,30 +264,36 @@ class MapSink:
 
 
 @contextlib.contextmanager
-def map_writer(out: Path, n: int, labels: Any, fmt: str, *, force: bool, extra: tuple = ()) -> Iterator[tuple]:
-    """``(sink, extra temporary paths)``: ``n`` maps written block by block in ``fmt``, and temporary
-    paths for ``extra`` files (a picture). Every file appears only if all of them are complete."""
+def map_writer(out: Path, labels: Any, fmt: str, picture: str, *, force: bool) -> Iterator[tuple[MapSink, Path]]:
+    """``(sink, temporary picture path)`` for the maps of ``labels``, written block by block in ``fmt``.
+
+    Every file, the picture included, appears only if all of them are complete: a failed or
+    interrupted run leaves none of them.
+    """
     from ..g85 import G85Writer
     from ..npy import npy_writer
     from ..wafer import MAP_SHAPE
 
     files = map_files(out, fmt)
-    check_targets([*files, *extra], force=force)
-    with atomic_files([*files, *extra], force=force) as tmps, contextlib.ExitStack() as stack:
-        temp = dict(zip(files, tmps))
+    check_targets([*files, out / picture], force=force)
+    with atomic_files([*files, out / picture], force=force) as tmps, contextlib.ExitStack() as stack:
         npy = g85 = None
         if fmt != "g85":
             write_npy(tmps[1], labels)
-            npy = stack.enter_context(npy_writer(tmps[0], (n, *MAP_SHAPE)))
+            npy = stack.enter_context(npy_writer(tmps[0], (len(labels), *MAP_SHAPE)))
         if fmt != "npy":
-            g85 = G85Writer(stack.enter_context(open(temp[out / G85_FILE], "wb")), lot_id="edge-infer")
-        yield MapSink(npy, g85, labels), tmps[len(files):]
+            g85 = G85Writer(stack.enter_context(open(tmps[len(files) - 1], "wb")), lot_id="edge-infer")
+        yield MapSink(npy, g85, labels), tmps[-1]
         if g85 is not None:
             g85.close()
 
 
-def write_maps(out: Path, maps: Any, labels: Any, fmt: str, picture: Any, picture_name: str, *, force: bool) -> None:
-    """Maps in memory, their labels and a picture into ``out``, as one step."""
-    with map_writer(out, len(maps), labels, fmt, force=force, extra=(out / picture_name,)) as (sink, (tmp_picture,)):
-        sink.write(maps)
-        picture.save(tmp_picture, format="PNG")
+def say_maps(out: Path, n: int, fmt: str, picture: str) -> None:
+    """The result lines for what :func:`map_writer` wrote: each file, and what it holds."""
+    from ..generator import DATA_FILE, LABEL_FILE
+
+    holds = {DATA_FILE: f"({n}, 26, 26, 3) float32 one-hot", LABEL_FILE: f"({n}, 1) int64",
+             G85_FILE: f"{n} <Map>s, SEMI G85 XML"}
+    for path in map_files(out, fmt):
+        say(f"  {path}  {holds[path.name]}")
+    say(f"  {out / picture}")

@@ -11,7 +11,7 @@ import typer
 from ..augment import DEFAULT_RECIPE, RECIPES
 from ._common import (ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress, ProviderOpt,
                       QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, check_format, handle_errors, map_writer,
-                      output_folder, say, say_maps, tell, write_maps)
+                      output_folder, say, say_maps, tell)
 
 PICTURE = "augment.png"
 
@@ -23,18 +23,10 @@ Examples:
   edge-infer augment --data ../shared/data/wafer.zip --per-source 5 --seed 0
   edge-infer augment --data my_maps.npy --labels my_labels.npy --out out/mine
 
-Writes gen_data.npy (M, 26, 26, 3) float32 one-hot and gen_label.npy (M, 1)
-int64, everything made from source i on consecutive rows, in source order
-(-k K: the k variants of source i at rows k·i … k·i+k−1), and augment.png:
-one row per class, a source and the first maps made from it. With --format
-g85 (or both), gen_maps.xml holds the maps as SEMI G85 XML instead (or as
-well). --data also reads SEMI G85 XML. Without --out each run writes a new
-folder out/augment-N.
-
--k K alone on --data of any size runs in bounded memory, a block of sources
-at a time (--method mix pairs sources across the whole input, and the other
-recipes rotate and balance it, so they read the input whole, up to
-$EDGE_INFER_MAX_INPUT_MEMORY, default 2G).
+The maps made from source i are on consecutive rows, in source order (-k K:
+rows k·i … k·i+k−1); augment.png shows, per class, a source and the first maps
+made from it. -k K alone streams --data of any size; the other recipes (and
+--method mix) read it whole, up to $EDGE_INFER_MAX_INPUT_MEMORY (default 2G).
 
 \b
 Recipes:
@@ -49,20 +41,23 @@ Recipes:
 """
 
 
-def picture(classes, maps, labels, sources, source_maps, title: str, first_word: str):
-    """One row per class: its first source, then up to 5 maps made from it."""
+def first_examples(result, source_map, shown: int) -> dict:
+    """Per class of ``result``, its first source: ``(source row, source map, the first maps made from it)``."""
+    examples = {}
+    for c in np.unique(result.labels[:, 0]):
+        i = int(result.sources[np.flatnonzero(result.labels[:, 0] == c)[0]])
+        examples[int(c)] = (i, source_map(i), result.maps[result.sources == i][:shown])
+    return examples
+
+
+def picture(classes, examples: dict, shown: int, recipe: str, first_word: str):
+    """One row per class: its first source, then up to ``shown`` maps made from it."""
     from ..render import render_grid
 
-    shown = int(min(5, np.bincount(sources).max()))
-    rows, names = [], []
-    for c, name in enumerate(classes):
-        hits = np.flatnonzero(labels[:, 0] == c)
-        if hits.size:
-            i = int(sources[hits[0]])
-            rows.append([source_maps(i), *maps[sources == i][:shown]])
-            names.append(f"{name} (source {i})")
+    rows = [[src, *made] for _, src, made in (examples[c] for c in sorted(examples))]
+    names = [f"{classes[c]} (source {examples[c][0]})" for c in sorted(examples)]
     return render_grid(rows, row_labels=names, col_labels=[first_word, *[f"made {j + 1}" for j in range(shown)]],
-                       title=title)
+                       title=f"recipe {recipe}: the first maps made from one source of each class")
 
 
 @handle_errors
@@ -106,16 +101,17 @@ def augment(
     """
     from ..augment import augment_recipe, resolve_recipe
     from ..errors import InputError, TooLargeError
+    from ..files import check_free_space
     from ..generator import WaferGenerator, augment_blocks
     from ..io import check_start, open_input, read_all
     from ..sampling import check_count, settings
-    from ..files import check_free_space
     from ..wafer import MAP_BYTES
 
     if per_source is not None:
         check_count(per_source, "--per-source")
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
-    given = [o for o, v in (("--strength", strength), ("--method", method), ("--noise-mode", noise_mode)) if v is not None]
+    noise_options = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
+    given = [option for option, value in noise_options.items() if value is not None]
     if given and not plan.uses_generator:
         raise InputError(f"recipe {plan.name} makes no noise variants, so {', '.join(given)} would do nothing; "
                          "add -k K (noise variants per map) or choose a recipe that generates")
@@ -135,42 +131,44 @@ def augment(
     progress = Progress("augment", quiet=quiet)
     first_word = "source" if inp is not None else "source (reconstructed)"
     classic = not plan.symmetries and plan.balance is None and plan.fill == "noise"
-    if classic and inp is not None:  # block by block, bounded memory
-        k = plan.per_source
-        n = inp.maps.count * k
-        check_free_space(folder, n * (MAP_BYTES + 8), f"{n} generated maps")
-        out_labels = np.repeat(inp.labels[:, 0], k).reshape(-1, 1)
-        with map_writer(folder, n, out_labels, fmt, force=force, extra=(folder / PICTURE,)) as (sink, (tmp_picture,)):
-            examples = augment_blocks(gen, k, inp, sink=sink, progress=progress, **options)
-            rows = [[src, *made] for _, src, made in (examples[c] for c in sorted(examples))]
-            names = [f"{gen.classes[c]} (source {examples[c][0]})" for c in sorted(examples)]
-            from ..render import render_grid
 
-            render_grid(rows, row_labels=names, col_labels=[first_word, *[f"made {j + 1}" for j in range(min(k, 5))]],
-                        title=f"recipe {plan.name}: the first maps made from one source of each class",
-                        ).save(tmp_picture, format="PNG")
-        sources_count = inp.maps.count
-    elif classic:  # the bank's latents themselves
-        result = gen.augment(plan.per_source, progress=progress, **options)
-        n, sources_count = len(result), gen.bundle.count
-        image = picture(gen.classes, result.maps, result.labels, result.sources, lambda i: gen.bank_maps([i])[0],
-                        f"recipe {plan.name}: the first maps made from one source of each class", first_word)
-        write_maps(folder, result.maps, result.labels, fmt, image, PICTURE, force=force)
+    if classic and inp is not None:
+        # The one recipe that can stream: k variants of each source, a block of sources at a time (bounded memory).
+        k = plan.per_source
+        n, sources_count = inp.maps.count * k, inp.maps.count
+        check_free_space(folder, n * (MAP_BYTES + 8), f"{n} generated maps")
+        with map_writer(folder, np.repeat(inp.labels, k, axis=0), fmt, PICTURE, force=force) as (sink, tmp_picture):
+            examples = augment_blocks(gen, k, inp, sink=sink, progress=progress, **options)
+            picture(gen.classes, examples, min(k, 5), plan.name, first_word).save(tmp_picture, format="PNG")
     else:
-        if inp is None:  # the bank, as the decoder draws it (outline locked)
-            maps, src_labels = gen.bank_maps(np.arange(gen.bundle.count)), gen.bundle.labels
+        # Everything else is made in memory: from the bank's latents themselves (classic), or from maps
+        # (other recipes rotate and balance the whole set, so they read the input whole).
+        if classic:
+            result = gen.augment(plan.per_source, progress=progress, **options)
+            sources_count = gen.bundle.count
+
+            def source_map(i):
+                return gen.bank_maps([i])[0]
         else:
-            try:
-                maps = read_all(inp.maps)
-            except TooLargeError as exc:
-                raise TooLargeError(f"recipe {plan.name} reads the input whole: {exc}") from None
-            src_labels = inp.labels
-        result = augment_recipe(gen, plan, maps, src_labels, progress=progress, **options)
-        n, sources_count = len(result), int(np.unique(result.sources).size)
-        image = picture(gen.classes, result.maps, result.labels, result.sources, lambda i: maps[i],
-                        f"recipe {plan.name}: the first maps made from one source of each class", first_word)
-        write_maps(folder, result.maps, result.labels, fmt, image, PICTURE, force=force)
+            if inp is None:  # the bank, as the decoder draws it (outline locked)
+                maps, src_labels = gen.bank_maps(np.arange(gen.bundle.count)), gen.bundle.labels
+            else:
+                try:
+                    maps = read_all(inp.maps)
+                except TooLargeError as exc:
+                    raise TooLargeError(f"recipe {plan.name} reads the input whole: {exc}") from None
+                src_labels = inp.labels
+            result = augment_recipe(gen, plan, maps, src_labels, progress=progress, **options)
+            sources_count = int(np.unique(result.sources).size)
+
+            def source_map(i):
+                return maps[i]
+        n = len(result)
+        shown = int(min(5, np.bincount(result.sources).max()))
+        examples = first_examples(result, source_map, shown)
+        with map_writer(folder, result.labels, fmt, PICTURE, force=force) as (sink, tmp_picture):
+            sink.write(result.maps)
+            picture(gen.classes, examples, shown, plan.name, first_word).save(tmp_picture, format="PNG")
     say(f"recipe {plan.name}: made {n} maps from {sources_count} source maps into {folder}, "
         "those of source i on consecutive rows")
-    say_maps(folder, n, fmt)
-    say(f"  {folder / PICTURE}")
+    say_maps(folder, n, fmt, PICTURE)

@@ -12,12 +12,10 @@ from ._common import ModelOpt, handle_errors, say, tell
 EPILOG = """\
 Examples:
 
+\b
   edge-infer bench
-
   edge-infer bench --threads 2 --seconds 2 --out bench.json
-
   edge-infer bench --provider cuda --batches 1,1024,65536 --io-binding both
-
   edge-infer bench --compare other-bundle/ --compare decoder_plain.onnx
 """
 
@@ -26,29 +24,24 @@ Examples:
 def bench(
     model: ModelOpt = None,
     batches: Annotated[str, typer.Option("--batches", help="Comma-separated batch sizes.")] = "1,64,1024",
-    provider: Annotated[
-        str, typer.Option("--provider", help="all: the CPU and every other provider of this onnxruntime (cuda, tensorrt, "
-                                              "openvino) that really runs here, with die-state parity against the CPU. "
-                                              "auto, cpu, cuda, tensorrt, openvino: only that (an explicit one that does not work is an error).")
-    ] = "all",
-    io_binding: Annotated[
-        str, typer.Option("--io-binding", help="encode/decode timed with outputs bound to a preallocated buffer (on), "
-                                                "with plain session.run (off), or both.")
-    ] = "on",
-    threads: Annotated[
-        Optional[int],
-        typer.Option("--threads", help="onnxruntime intra-op threads. Default: the cores this process may use.", show_default=False),
-    ] = None,
+    provider: Annotated[str, typer.Option(
+        "--provider", help="all: the CPU and every other provider of this onnxruntime (cuda, tensorrt, openvino) that "
+        "really runs here, with die-state parity against the CPU. auto, cpu, cuda, tensorrt, openvino: only that "
+        "(an explicit one that does not work is an error).")] = "all",
+    io_binding: Annotated[str, typer.Option(
+        "--io-binding", help="encode/decode timed with outputs bound to a preallocated buffer (on), with plain "
+        "session.run (off), or both.")] = "on",
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", show_default=False,
+        help="onnxruntime intra-op threads. Default: the cores this process may use.")] = None,
     seconds: Annotated[float, typer.Option("--seconds", help="About how long each measurement runs.")] = 1.0,
-    tasks: Annotated[str, typer.Option("--tasks", help="Comma-separated: encode, decode, generate.")] = "encode,decode,generate",
-    compare: Annotated[
-        Optional[list[Path]],
-        typer.Option("--compare", help="Another decoder to time too: a bundle folder or a decoder .onnx (repeatable).",
-                     show_default=False),
-    ] = None,
-    out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Also write the results as JSON to this file.", show_default=False)
-    ] = None,
+    tasks: Annotated[str, typer.Option(
+        "--tasks", help="Comma-separated: encode, decode, generate.")] = "encode,decode,generate",
+    compare: Annotated[Optional[list[Path]], typer.Option(
+        "--compare", show_default=False,
+        help="Another decoder to time too: a bundle folder or a decoder .onnx (repeatable).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", show_default=False, help="Also write the results as JSON to this file.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out file.")] = False,
 ) -> None:
     """Time encode, decode and generate (maps/s, p50/p99 latency) on this machine."""

@@ -19,10 +19,8 @@ Examples:
   edge-infer bundle export my-tool/model
   edge-infer bundle export my-tool/model --model models/wafer-cae --force
 
-The folder then holds manifest.json (classes, each class's bank rows, the
-default strength, the graphs' inputs and outputs), generator.onnx,
-generator_core.onnx, encoder.onnx, decoder.onnx and latent_bank.npz: what a
-C#, C++, Java or JavaScript tool needs to generate exactly the maps the
+The folder then holds manifest.json, the four .onnx graphs and latent_bank.npz:
+what a C#, C++, Java or JavaScript tool needs to generate exactly the maps the
 Python API does.
 """
 
@@ -30,8 +28,8 @@ Python API does.
 @app.command("export", epilog=EPILOG)
 @handle_errors
 def export(
-    dest: Annotated[Path, typer.Argument(help="Folder to write the bundle into (created; must not exist unless --force).",
-                                         show_default=False)],
+    dest: Annotated[Path, typer.Argument(
+        show_default=False, help="Folder to write the bundle into (created; must not exist unless --force).")],
     model: ModelOpt = None,
     force: ForceOpt = False,
 ) -> None:

@@ -18,16 +18,12 @@ Examples:
   edge-infer convert --data ../shared/data/wafer.zip --to g85 --out g
   edge-infer convert --data g/maps.xml --to npy --out back
   edge-infer convert --data fab_lot.xml --bin-map "7=defect,99=boundary" --out lot
-  edge-infer convert --data maps.npy --labels labels.npy --to g85 --bin-type decimal
 
 --to npy writes data.npy (N, 26, 26, 3) float32 one-hot and, when the maps
 carry classes, label.npy (N, 1) int64: the course layout. --to g85 writes
-maps.xml, one <Maps> document with one <Map> per wafer: off-wafer dies as the
-NullBin, normal dies a Pass bin, defects a Fail bin, the class in
-ei:ClassIndex. Reading G85: Pass bins are normal, Fail bins defects, the
-NullBin off-wafer, unless --bin-map says otherwise; maps of any size are
-resized to 26×26 (nearest neighbour). Any size runs in bounded memory.
-Without --out each run writes a new folder out/convert-N.
+maps.xml, one <Map> per wafer: off-wafer dies as the NullBin, normal dies a
+Pass bin, defects a Fail bin, the class in ei:ClassIndex. G85 maps of any size
+are resized to 26×26 (nearest neighbour). Any input size runs in bounded memory.
 """
 
 
@@ -35,9 +31,11 @@ Without --out each run writes a new folder out/convert-N.
 def convert(
     data: Annotated[Path, typer.Option(
         "--data", "-d", show_default=False,
-        help="Maps: a SEMI G85 .xml, a wafer.zip, a folder with data.npy (+ label.npy), or a .npy of maps (with --labels).")],
+        help="Maps: a SEMI G85 .xml, a wafer.zip, a folder with data.npy (+ label.npy), or a .npy of maps "
+        "(with --labels).")],
     to: Annotated[Optional[str], typer.Option(
-        "--to", "-t", show_default=False, help="g85 or npy. Default: npy for G85 input, g85 for anything else.")] = None,
+        "--to", "-t", show_default=False,
+        help="g85 or npy. Default: npy for G85 input, g85 for anything else.")] = None,
     labels: Annotated[Optional[Path], typer.Option(
         "--labels", "-l", show_default=False,
         help="A .npy of class indices, one per map in --data (overrides labels in the input).")] = None,
@@ -46,12 +44,14 @@ def convert(
         "--bin-map", show_default=False,
         help="Reading G85: CODE=STATE pairs, e.g. '7=defect,99=boundary' (states: boundary, normal, defect). Named "
         "codes take that state; the rest follow BinQuality (Pass normal, Fail defect) and NullBin (boundary).")] = None,
-    bin_type: Annotated[str, typer.Option("--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")] = "ascii",
+    bin_type: Annotated[str, typer.Option(
+        "--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")] = "ascii",
     null_bin: Annotated[Optional[str], typer.Option(
         "--null-bin", show_default=False,
         help="Writing G85: code of off-wafer dies. Default: . (ascii), 000, 00, 0000.")] = None,
     pass_bin: Annotated[Optional[str], typer.Option(
-        "--pass-bin", show_default=False, help="Writing G85: code of normal dies. Default: 1 (ascii), 001, 01, 0001.")] = None,
+        "--pass-bin", show_default=False,
+        help="Writing G85: code of normal dies. Default: 1 (ascii), 001, 01, 0001.")] = None,
     fail_bin: Annotated[Optional[str], typer.Option(
         "--fail-bin", show_default=False,
         help="Writing G85: code of defective dies. Default: X (ascii), 002, 02, 0002.")] = None,
@@ -76,8 +76,8 @@ def convert(
         raise InputError(f"--to must be g85 or npy, not {to!r}")
     if bin_map is not None and not source_is_g85:  # options that would do nothing are refused, not ignored
         raise InputError(f"--bin-map says what a G85 file's bins mean; {data} is not a G85 file")
-    writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin, "--fail-bin": fail_bin,
-               "--lot-id": lot_id}
+    writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin,
+               "--fail-bin": fail_bin, "--lot-id": lot_id}
     unused = [opt for opt, given in writing.items() if given and target != "g85"]
     if unused:
         raise InputError(f"{', '.join(unused)} shape(s) the G85 that --to g85 writes; this run writes npy")
@@ -115,4 +115,5 @@ def convert(
             writer.write(block, None if lab is None else lab[start:start + len(block)])
         writer.close()
     say(f"converted {n} map(s) from {data}")
-    say(f"  {path}  {n} <Map>s, 26×26, {bin_type} bins" + ("" if lab is not None else " (no classes: the input has no labels)"))
+    say(f"  {path}  {n} <Map>s, 26×26, {bin_type} bins"
+        + ("" if lab is not None else " (no classes: the input has no labels)"))

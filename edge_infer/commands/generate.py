@@ -25,13 +25,9 @@ Examples:
   edge-infer generate --class scratch -n 200 --seed 7 --out out/scratch
   edge-infer generate --source-index 17 -n 8 --method noise --strength 0.5
 
-Writes gen_data.npy (n, 26, 26, 3) float32 one-hot like data.npy,
-gen_label.npy (n, 1) int64, and generated.png (each source above its
-generated map; up to 64 maps, in rows of 8). With --format g85 (or both),
-gen_maps.xml holds the maps as SEMI G85 XML instead (or as well). Without
---out each run writes a new folder out/generate-N; with --out, existing files
-are kept unless --force. Any n runs in bounded memory: maps are made and
-written 4096 at a time.
+generated.png shows each source above its generated map (up to 64 maps, in
+rows of 8). Any n runs in bounded memory: maps are made and written 4096 at
+a time.
 """
 
 
@@ -40,7 +36,7 @@ def picture(gen, maps: np.ndarray, sources: np.ndarray, class_name: str, n: int)
     from ..render import render_grid
 
     shown = min(n, MAX_SHOWN)
-    src = gen.bank_maps(sources[:shown])
+    src = gen.bank_maps(sources[:shown])  # the bundle holds latents only: a source is drawn as the decoder sees it
     rows, labels = [], []
     for lo in range(0, shown, WRAP):
         rows += [list(src[lo:lo + WRAP]), list(maps[lo:lo + WRAP])]
@@ -78,36 +74,32 @@ def generate(
     Gaussian noise, decoded by the bundle's generator graph; the source's wafer
     outline is kept exactly unless --no-outline-lock.
     """
+    from ..errors import InputError
     from ..files import check_free_space
     from ..generator import WaferGenerator
     from ..sampling import check_count
-    from ..wafer import MAP_BYTES
-    from ..wafer import resolve_class
+    from ..wafer import MAP_BYTES, resolve_class
 
     check_count(n, "-n")
     fmt = check_format(fmt)
     if cls is None and source_index is None:
-        from ..errors import InputError
-
         raise InputError(f"give --class (one of: {', '.join(CLASS_NAMES)}) or --source-index")
     if cls is not None:
-        resolve_class(cls)
+        resolve_class(cls)  # a bad class fails before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_free_space(out or RUNS_ROOT, n * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
-    options = dict(seed=seed, source_index=source_index, strength=strength, method=method, mode=noise_mode,
-                   outline_lock=not no_outline_lock)
-    made = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), **options)
+    made = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), seed=seed, source_index=source_index,
+                               strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
     folder = output_folder(out, "generate")
     if not quiet:
         tell(f"provider: {gen.provider_info.describe()}")
-    shown = np.empty((min(n, MAX_SHOWN), 26, 26, 3), np.float32)
-    with map_writer(folder, n, made.labels, fmt, force=force, extra=(folder / PICTURE,)) as (sink, (tmp_picture,)):
+    class_name = gen.classes[int(made.labels[0, 0])]
+    shown = np.empty((min(n, MAX_SHOWN), 26, 26, 3), np.float32)  # the first maps, kept for the picture
+    with map_writer(folder, made.labels, fmt, PICTURE, force=force) as (sink, tmp_picture):
         for lo, block in made.blocks:
             sink.write(block)
             if lo < MAX_SHOWN:
                 shown[lo:lo + len(block)] = block[:MAX_SHOWN - lo]
-        class_name = gen.classes[int(made.labels[0, 0])]
         picture(gen, shown, made.sources, class_name, n).save(tmp_picture, format="PNG")
     say(f"generated {n} {class_name} map(s) from {len(set(made.sources.tolist()))} source(s) into {folder}")
-    say_maps(folder, n, fmt)
-    say(f"  {folder / PICTURE}")
+    say_maps(folder, n, fmt, PICTURE)

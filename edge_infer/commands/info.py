@@ -23,7 +23,8 @@ Works without onnxruntime too (then it says which extra to install).
 
 @handle_errors
 def info(model: ModelOpt = None, provider: ProviderOpt = "auto",
-         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for scripts.")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for scripts.")] = False,
+         ) -> None:
     """Show the bundle (verified), its classes, and what onnxruntime runs it on."""
     from ..bundle import load_bundle
     from ..errors import EdgeInferError
@@ -57,7 +58,8 @@ def info(model: ModelOpt = None, provider: ProviderOpt = "auto",
         say(f"  format version {report['format_version']}, created {report['created_utc'] or '?'}, verified "
             "(sha256 of every file, every graph opened and checked against the format)")
         say(f"  graphs: {', '.join(report['graphs'].values())}")
-        say(f"  latent bank: {b.count} maps, latent {tuple(b.latents.shape[1:])}, {b.outlines.shape[0]} wafer outline(s)")
+        say(f"  latent bank: {b.count} maps, latent {tuple(b.latents.shape[1:])}, "
+            f"{b.outlines.shape[0]} wafer outline(s)")
         say(f"  noise defaults: {d.mode} strength {d.strength:g}, method {d.method}, "
             f"outline lock {'on' if d.outline_lock else 'off'}")
         say("classes (index name: maps in the bank):")

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import ForceOpt, ModelOpt, Progress, ProviderOpt, QuietOpt, ThreadsOpt, handle_errors, output_folder, say, tell
+from ._common import (ForceOpt, ModelOpt, Progress, ProviderOpt, QuietOpt, ThreadsOpt, handle_errors, output_folder,
+                      say, tell)
 
 DATA_FILE, PICTURE, MAX_SHOWN = "reconstructed.npy", "reconstructed.png", 8
 
@@ -21,9 +22,7 @@ Examples:
 MSE is the mean over all N×26×26×3 elements of the decoder's probabilities
 against the one-hot input; accuracy compares the most likely die state with
 the input's; defect recall is the share of defective dies reconstructed as
-defective. With --out, writes reconstructed.npy (one-hot, like data.npy) and
-reconstructed.png (inputs above, reconstructions below). Inputs of any size
-run in bounded memory, a block of maps at a time.
+defective. reconstructed.png shows the first inputs above their reconstructions.
 """
 
 
