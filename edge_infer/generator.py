@@ -14,9 +14,8 @@ sessions whose ``run`` is thread-safe): one instance may serve many threads.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Union
 
@@ -24,13 +23,12 @@ import numpy as np
 
 from . import sampling
 from .bundle import LATENT_SHAPE, Bundle, load_bundle
-from .errors import BundleError, InputError, TooLargeError
+from .errors import BundleError, InputError
 from .files import PathLike, atomic_files, check_free_space, check_targets, write_npy
-from .io import BLOCK_ROWS, ArraySource, DataInput, MapSource, iter_maps, read_all
 from .npy import npy_writer
 from .runtime import SessionInfo, open_session
 from .sampling import Plan, Sources, check_count
-from .wafer import DEFECT, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
+from .wafer import BLOCK_ROWS, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
 
 ProgressFn = Callable[[int, int], None]
 
@@ -104,6 +102,44 @@ def checked(maps: np.ndarray, graph: Path, *, onehot: bool) -> np.ndarray:
     return maps
 
 
+def _open_one_io(path: Path, names: tuple[str, str], shape: tuple, provider: str, threads: Optional[int]) -> Any:
+    """The encoder or decoder: its input and output named as the manifest says, the output's shape the format's."""
+    session = _open(path, provider, threads)[0]
+    outputs = {o.name: o for o in session.get_outputs()}
+    if names[0] not in [i.name for i in session.get_inputs()] or names[1] not in outputs:
+        raise BundleError(f"{path}: has no input {names[0]!r} and output {names[1]!r}, as the manifest says")
+    got = tuple(d if isinstance(d, int) else -1 for d in outputs[names[1]].shape[1:])
+    if len(got) != len(shape) or any(g not in (-1, w) for g, w in zip(got, shape)):
+        raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not "
+                          f"(batch, {', '.join(map(str, shape))})")
+    return session
+
+
+def _run_one_io(session: Any, path: Path, names: tuple[str, str], x: np.ndarray) -> np.ndarray:
+    """The encoder or decoder over ``x``, a block at a time; its output checked finite."""
+    parts = [session.run([names[1]], {names[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})[0]
+             for i in range(0, x.shape[0], BLOCK_ROWS)]
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else \
+        np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
+    if not np.isfinite(out).all():
+        raise BundleError(f"{path}: the graph computed NaN or infinite values; this bundle is broken")
+    return out
+
+
+def _as_latents(latents: Any) -> np.ndarray:
+    """Latents ``(N, 64, 3, 3)`` float32 (one latent becomes a batch of one), finite."""
+    try:
+        z = np.asarray(latents, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"latents cannot be read as numbers: {exc}") from None
+    z = z[None] if z.shape == LATENT_SHAPE else z
+    if z.ndim != 4 or tuple(z.shape[1:]) != LATENT_SHAPE:
+        raise InputError(f"latents have shape {z.shape}; expected (N, 64, 3, 3)")
+    if not np.isfinite(z).all():
+        raise InputError("latents contain NaN or infinite values")
+    return z
+
+
 class WaferGenerator:
     """Generate, encode, decode and reconstruct wafer maps with a verified bundle.
 
@@ -120,22 +156,12 @@ class WaferGenerator:
         self.generator_session, self.provider_info = _open(bundle.generator_path, provider, threads, GENERATOR_INPUTS)
         on = self.provider_info.actual  # the other graphs run where the generator really runs
         self.core_session = _open(bundle.core_path, on, threads, CORE_INPUTS)[0]
-        self.encoder_session = self._one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
-        self.decoder_session = self._one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
+        self.encoder_session = _open_one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
+        self.decoder_session = _open_one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
+        self.graphs = Graphs(self.generator_session, self.core_session, bundle.generator_path, bundle.core_path,
+                             bundle.latent_std)
         self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
         self._class_rows = tuple(np.flatnonzero(bundle.labels == c) for c in range(len(bundle.classes)))
-
-    @staticmethod
-    def _one_io(path: Path, names: tuple[str, str], shape: tuple, provider: str, threads: Optional[int]) -> Any:
-        session = _open(path, provider, threads)[0]
-        outputs = {o.name: o for o in session.get_outputs()}
-        if names[0] not in [i.name for i in session.get_inputs()] or names[1] not in outputs:
-            raise BundleError(f"{path}: has no input {names[0]!r} and output {names[1]!r}, as the manifest says")
-        got = tuple(d if isinstance(d, int) else -1 for d in outputs[names[1]].shape[1:])
-        if len(got) != len(shape) or any(g not in (-1, w) for g, w in zip(got, shape)):
-            raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not "
-                              f"(batch, {', '.join(map(str, shape))})")
-        return session
 
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
@@ -162,38 +188,19 @@ class WaferGenerator:
 
     # ------------------------------------------------------------ encode / decode
 
-    def _run1(self, session: Any, path: Path, names: tuple[str, str], x: np.ndarray) -> np.ndarray:
-        """A one-input graph over ``x`` in blocks."""
-        parts = [session.run([names[1]], {names[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})[0]
-                 for i in range(0, x.shape[0], BLOCK_ROWS)]
-        out = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else \
-            np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
-        if not np.isfinite(out).all():
-            raise BundleError(f"{path}: the graph computed NaN or infinite values; this bundle is broken")
-        return out
-
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
         b = self.bundle
-        return self._run1(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
+        return _run_one_io(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
         b = self.bundle
-        return checked(self._run1(self.decoder_session, b.decoder_path, b.decoder_io, latents), b.decoder_path, onehot=False)
+        return checked(_run_one_io(self.decoder_session, b.decoder_path, b.decoder_io, latents), b.decoder_path, onehot=False)
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
         ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
-        try:
-            z = np.asarray(latents, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"latents cannot be read as numbers: {exc}") from None
-        z = z[None] if z.shape == LATENT_SHAPE else z
-        if z.ndim != 4 or tuple(z.shape[1:]) != LATENT_SHAPE:
-            raise InputError(f"latents have shape {z.shape}; expected (N, 64, 3, 3)")
-        if not np.isfinite(z).all():
-            raise InputError("latents contain NaN or infinite values")
-        return _finish(self._decode(z), raw, outlines)
+        return _finish(self._decode(_as_latents(latents)), raw, outlines)
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
         """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
@@ -240,7 +247,7 @@ class WaferGenerator:
         a caller that streams them somewhere: labels and sources up front, then ``(first row, maps)``
         blocks. Everything is checked before the first block is made."""
         plan = self._plan(cls, check_count(n), **options)
-        return Blocks(plan.labels, plan.sources, self._blocks(plan, progress))
+        return Blocks(plan.labels, plan.sources, plan_blocks(self.graphs, plan, progress))
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
                           progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
@@ -289,7 +296,7 @@ class WaferGenerator:
                 raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
             plan = plan._replace(row0=int(source_offset) * k)
         out = np.empty((plan.n, *MAP_SHAPE), dtype=np.float32)
-        for lo, block in self._blocks(plan, progress):
+        for lo, block in plan_blocks(self.graphs, plan, progress):
             out[lo:lo + len(block)] = block
         return Generated(out, plan.labels, plan.sources + int(source_offset))
 
@@ -330,76 +337,6 @@ class WaferGenerator:
             lab = as_labels(labels, m, len(self.classes))[:, 0]
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
-    def _block(self, plan: Plan, lo: int, hi: int) -> np.ndarray:
-        """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
-        if plan.bank_graph:
-            feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
-                     "row0": np.array([plan.row0 + lo], np.int64), "strength": np.array([plan.settings.strength], np.float32)}
-            return checked(self.generator_session.run(["maps"], feeds)[0], self.bundle.generator_path, onehot=True)
-        return self._draw(plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
-
-    def _draw(self, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
-        """Maps of request ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
-        src, sources, opts = plan.src, plan.sources[rows], plan.settings
-        latent = src.latents[sources]
-        if plan.partners is not None and plan.weights is not None:
-            latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
-        sigma = sampling.noise_sigma(opts.mode, opts.strength, self.bundle.latent_std, plan.variants[rows])
-        if attempts.any():
-            sigma = sampling.redraw_sigma(sigma, attempts[:, None])
-        feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
-                 "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
-                 "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}
-        where = self.bundle.core_path
-        if opts.outline_lock and not opts.raw:
-            return checked(self.core_session.run(["maps"], feeds)[0], where, onehot=True)
-        probs = checked(self.core_session.run(["probs"], feeds)[0], where, onehot=False)
-        return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
-
-    def _redraw_siblings(self, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
-        """Replace, in row order, each map equal to an earlier map of its source.
-
-        Row r keeps the first of its draws (attempt 0, then redraws 1 …
-        MAX_REDRAWS) that differs from every kept map of an earlier row with the
-        same source; after MAX_REDRAWS clashes the last is kept. ``seen``: the
-        sibling keys of the rows before ``lo`` (updated).
-        """
-        keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
-        clashing = sampling.repeated_rows(keys, seen)
-        if clashing.size == 0:
-            seen.update(keys.tolist())
-            return
-        redraws = self._redraws(plan, lo, lo + clashing)  # every clashing row's redraws in one run
-        for i, key in enumerate(keys.tolist()):
-            if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
-                cand_maps, cand_keys = redraws.get(i) or self._redraws(plan, lo, np.array([lo + i]))[i]
-                for k in range(sampling.MAX_REDRAWS):
-                    if cand_keys[k] not in seen or k == sampling.MAX_REDRAWS - 1:
-                        break
-                maps[i], key = cand_maps[k], cand_keys[k]
-            seen.add(key)
-
-    def _redraws(self, plan: Plan, lo: int, rows: np.ndarray) -> dict:
-        """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
-        r = sampling.MAX_REDRAWS
-        all_rows = np.repeat(rows, r)
-        maps = self._draw(plan, all_rows, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
-        keys = sampling.sibling_keys(plan.sources[all_rows], maps).reshape(rows.size, r)
-        maps = maps.reshape(rows.size, r, *MAP_SHAPE)
-        return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
-
-    def _blocks(self, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
-        seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
-        for lo in range(0, plan.n, BLOCK_ROWS):
-            hi = min(lo + BLOCK_ROWS, plan.n)
-            maps = self._block(plan, lo, hi)
-            if plan.siblings:
-                self._redraw_siblings(plan, lo, maps, seen)
-            yield lo, maps
-            if progress is not None:
-                progress(hi, plan.n)
-
 
 def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.ndarray:
     """Decoder probabilities as decode/reconstruct return them: raw, outline-locked, or argmax."""
@@ -410,111 +347,85 @@ def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.
     return to_onehot(probs.argmax(axis=-1))
 
 
-# ---------------------------------------------------------------- inputs of any size, a block at a time
+# ---------------------------------------------------------------- one graph run per block
 
 
-@dataclass
-class Reconstruction:
-    """Metrics of every map reconstructed (sums kept in float64), and the first maps for a picture.
+class Graphs(NamedTuple):
+    """What the block runs need of a generator: its two generation sessions and the bank's latent std."""
 
-    MSE: mean over all N×26×26×3 elements of (probabilities − one-hot)²;
-    accuracy: share of dies whose most likely state is the input's; defect
-    recall: share of defective dies reconstructed as defective.
+    generator: Any
+    core: Any
+    generator_path: Path
+    core_path: Path
+    std: np.ndarray
+
+
+def _block(graphs: Graphs, plan: Plan, lo: int, hi: int) -> np.ndarray:
+    """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
+    if plan.bank_graph:
+        feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
+                 "row0": np.array([plan.row0 + lo], np.int64), "strength": np.array([plan.settings.strength], np.float32)}
+        return checked(graphs.generator.run(["maps"], feeds)[0], graphs.generator_path, onehot=True)
+    return _draw(graphs, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
+
+def _draw(graphs: Graphs, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
+    """Maps of request ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
+    src, sources, opts = plan.src, plan.sources[rows], plan.settings
+    latent = src.latents[sources]
+    if plan.partners is not None and plan.weights is not None:
+        latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
+    sigma = sampling.noise_sigma(opts.mode, opts.strength, graphs.std, plan.variants[rows])
+    if attempts.any():
+        sigma = sampling.redraw_sigma(sigma, attempts[:, None])
+    feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
+             "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
+             "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}
+    where = graphs.core_path
+    if opts.outline_lock and not opts.raw:
+        return checked(graphs.core.run(["maps"], feeds)[0], where, onehot=True)
+    probs = checked(graphs.core.run(["probs"], feeds)[0], where, onehot=False)
+    return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
+
+def _redraw_siblings(graphs: Graphs, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
+    """Replace, in row order, each map equal to an earlier map of its source.
+
+    Row r keeps the first of its draws (attempt 0, then redraws 1 …
+    MAX_REDRAWS) that differs from every kept map of an earlier row with the
+    same source; after MAX_REDRAWS clashes the last is kept. ``seen``: the
+    sibling keys of the rows before ``lo`` (updated).
     """
+    keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
+    clashing = sampling.repeated_rows(keys, seen)
+    if clashing.size == 0:
+        seen.update(keys.tolist())
+        return
+    redraws = _redraws(graphs, plan, lo, lo + clashing)  # every clashing row's redraws in one run
+    for i, key in enumerate(keys.tolist()):
+        if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
+            cand_maps, cand_keys = redraws.get(i) or _redraws(graphs, plan, lo, np.array([lo + i]))[i]
+            for k in range(sampling.MAX_REDRAWS):
+                if cand_keys[k] not in seen or k == sampling.MAX_REDRAWS - 1:
+                    break
+            maps[i], key = cand_maps[k], cand_keys[k]
+        seen.add(key)
 
-    squared: float = 0.0
-    elements: int = 0
-    correct: int = 0
-    dies: int = 0
-    defects: int = 0
-    found: int = 0
-    first_inputs: list = field(default_factory=list)
-    first_outputs: list = field(default_factory=list)
+def _redraws(graphs: Graphs, plan: Plan, lo: int, rows: np.ndarray) -> dict:
+    """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
+    r = sampling.MAX_REDRAWS
+    all_rows = np.repeat(rows, r)
+    maps = _draw(graphs, plan, all_rows, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
+    keys = sampling.sibling_keys(plan.sources[all_rows], maps).reshape(rows.size, r)
+    maps = maps.reshape(rows.size, r, *MAP_SHAPE)
+    return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
 
-    def add(self, onehot: np.ndarray, probs: np.ndarray) -> None:
-        truth, pred = onehot.argmax(axis=-1), probs.argmax(axis=-1)
-        defects = truth == DEFECT
-        self.squared += float(np.sum(np.square(probs - onehot), dtype=np.float64))
-        self.elements += int(onehot.size)
-        self.correct += int(np.count_nonzero(pred == truth))
-        self.dies += int(truth.size)
-        self.defects += int(np.count_nonzero(defects))
-        self.found += int(np.count_nonzero(pred[defects] == DEFECT))
-
-    @property
-    def count(self) -> int:
-        return self.dies // (MAP_SHAPE[0] * MAP_SHAPE[1])
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        """``{"mse", "accuracy", "defect_recall"}`` (recall NaN without defects)."""
-        return {"mse": self.squared / self.elements if self.elements else math.nan,
-                "accuracy": self.correct / self.dies if self.dies else math.nan,
-                "defect_recall": self.found / self.defects if self.defects else math.nan}
-
-
-def reconstruction_metrics(onehot: Any, probs: Any) -> dict[str, float]:
-    """MSE (probabilities vs one-hot), die-state accuracy and defect recall of one batch."""
-    tally = Reconstruction()
-    tally.add(np.asarray(onehot, np.float32), np.asarray(probs, np.float32))
-    return tally.metrics
-
-
-def reconstruct_blocks(gen: WaferGenerator, maps: Union[MapSource, Any], *, sink: Any = None, keep: int = 8,
-                       progress: Optional[ProgressFn] = None) -> Reconstruction:
-    """Reconstruct every map of ``maps`` (a :class:`~edge_infer.io.MapSource` or an array) a block at a time;
-    the one-hot reconstructions go to ``sink`` (``.write(block)``) if given, the metrics cover every map."""
-    source = maps if hasattr(maps, "raw_blocks") else ArraySource(as_maps(maps))
-    result = Reconstruction()
-    for _, block in iter_maps(source, progress=progress):
-        probs = gen.reconstruct(block, raw=True)
-        result.add(block, probs)
-        recon = to_onehot(probs.argmax(axis=-1))
-        if sink is not None:
-            sink.write(recon)
-        kept = sum(len(b) for b in result.first_inputs)
-        if kept < keep:
-            result.first_inputs.append(block[:keep - kept].copy())
-            result.first_outputs.append(recon[:keep - kept].copy())
-    return result
-
-
-def augment_blocks(gen: WaferGenerator, per_source: int, inp: DataInput, *, sink: Any, shown: int = 5,
-                   progress: Optional[ProgressFn] = None, **options: Any) -> dict[int, tuple[int, np.ndarray, np.ndarray]]:
-    """``per_source`` new maps for every map of ``inp``, written to ``sink`` in order, a block of sources at a time.
-
-    Equal to ``gen.augment(per_source, maps=all maps, labels=...)``. ``method="mix"``
-    pairs sources across the whole input, so it reads the input whole (within the
-    memory ceiling). Returns, per class, ``(source row, source map, its first
-    ``shown`` variants)`` of its first source, for a picture.
-    """
-    k = check_count(per_source, "per_source")
-    if inp.labels is None:
-        raise InputError(f"labels are needed for the maps of {inp.source} (one class index per map)")
-    options["seed"] = sampling.check_seed(options.get("seed"))  # one seed for every block
-    method = options.get("method") or gen.bundle.noise_defaults.method
-    labels, total, done, examples = inp.labels, inp.maps.count * k, 0, {}
-
-    def blocks() -> Iterator[tuple[int, np.ndarray, Generated]]:
-        if sampling.check_choice(method, sampling.METHODS, "method") == "mix":
-            try:
-                maps = read_all(inp.maps)
-            except TooLargeError as exc:
-                raise TooLargeError(f"method mix pairs sources across the whole input, so it reads it whole: {exc}") from None
-            yield 0, maps, gen.augment(k, maps=maps, labels=labels, **options)
-            return
-        for start, maps in iter_maps(inp.maps, rows=max(1, BLOCK_ROWS // k)):  # noise is keyed by global row
-            yield start, maps, gen.augment(k, maps=maps, labels=labels[start:start + len(maps)], source_offset=start,
-                                           **options)
-
-    for start, maps, made in blocks():
-        sink.write(made.maps)
-        block_labels = labels[start:start + len(maps), 0]
-        for c in np.unique(block_labels):
-            if int(c) not in examples:
-                i = int(np.flatnonzero(block_labels == c)[0])
-                examples[int(c)] = (start + i, maps[i].copy(), made.maps[k * i:k * i + min(k, shown)].copy())
-        done += len(made)
+def plan_blocks(graphs: Graphs, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
+    seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
+    for lo in range(0, plan.n, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, plan.n)
+        maps = _block(graphs, plan, lo, hi)
+        if plan.siblings:
+            _redraw_siblings(graphs, plan, lo, maps, seen)
+        yield lo, maps
         if progress is not None:
-            progress(done, total)
-    return examples
+            progress(hi, plan.n)

@@ -28,12 +28,10 @@ from .errors import DataFileError, InputError, TooLargeError
 from .g85 import G85Error, G85Source, looks_like_g85
 from .files import PathLike
 from .npy import NpyArray, open_npy_file, open_npy_member
-from .wafer import CLASS_NAMES, MAP_BYTES, MAP_SHAPE, N_STATES, ResizeNote, as_labels, as_maps
+from .wafer import BLOCK_ROWS, CLASS_NAMES, MAP_BYTES, MAP_SHAPE, N_STATES, ResizeNote, as_labels, as_maps
 
 DATA_NAME = "data.npy"
 LABEL_NAME = "label.npy"
-#: Maps validated and handed on at a time, and generated per graph run (bounds memory).
-BLOCK_ROWS = 4096
 #: Raw bytes read at a time at most, so maps of any size keep a block bounded.
 BLOCK_BYTES = 64 << 20
 #: Environment variable holding the ceiling on what one input may hold in memory at once.

@@ -48,6 +48,8 @@ N_STATES = 3
 MAP_SIZE = 26
 MAP_SHAPE = (MAP_SIZE, MAP_SIZE, N_STATES)
 MAP_BYTES = MAP_SIZE * MAP_SIZE * N_STATES * 4  # one map as float32 one-hot
+#: Maps read, validated and generated at a time (per graph run): what bounds memory on any input.
+BLOCK_ROWS = 4096
 
 
 ClassLike = Union[str, int, np.integer]

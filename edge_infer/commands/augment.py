@@ -102,7 +102,8 @@ def augment(
     from ..augment import augment_recipe, resolve_recipe
     from ..errors import InputError, TooLargeError
     from ..files import check_free_space
-    from ..generator import WaferGenerator, augment_blocks
+    from ..generator import WaferGenerator
+    from ..streaming import augment_blocks
     from ..io import check_start, open_input, read_all
     from ..sampling import check_count, settings
     from ..wafer import MAP_BYTES

@@ -43,7 +43,8 @@ def reconstruct(
     import numpy as np
 
     from ..files import atomic_files, check_free_space, check_targets
-    from ..generator import WaferGenerator, reconstruct_blocks
+    from ..generator import WaferGenerator
+    from ..streaming import reconstruct_blocks
     from ..io import check_start, open_input
     from ..npy import npy_writer
     from ..render import render_grid

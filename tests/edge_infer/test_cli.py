@@ -193,7 +193,7 @@ def test_reconstruct_metrics_outputs_and_resize_note(run, tmp_path, bundle_dir, 
 
 
 def test_reconstruction_metrics_by_hand():
-    from edge_infer.generator import reconstruction_metrics
+    from edge_infer.streaming import reconstruction_metrics
 
     truth = to_onehot(np.array([[[0, 1], [2, 2]]]))
     probs = truth.copy()

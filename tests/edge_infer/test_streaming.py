@@ -12,7 +12,7 @@ import edge_infer.io as eio
 from edge_infer import WaferGenerator
 from edge_infer.cli import main
 from edge_infer.errors import InputError, TooLargeError
-from edge_infer.generator import augment_blocks, reconstruct_blocks, reconstruction_metrics
+from edge_infer.streaming import augment_blocks, reconstruct_blocks, reconstruction_metrics
 from edge_infer.io import open_input, open_maps
 from edge_infer.npy import npy_writer
 from edge_infer.wafer import MAP_SHAPE
