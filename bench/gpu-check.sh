@@ -3,9 +3,9 @@
 # network and takes at most 64 MiB of files per call (docs/gpu.md has the plan).
 #
 #   bench/gpu-check.sh fetch         here, with internet: the onnxruntime-gpu wheel ($ORT_VERSION, CPython
-#                                    $EI_PYVER, default 3.12) and the edge-infer wheel, re-stored uncompressed,
-#                                    tarred, xz -9, cut into .gpu-pieces/ei-gpu.tar.xz.IofK + SHA256SUMS;
-#                                    prints the device calls to make
+#                                    $EI_PYVER, default 3.12) re-stored uncompressed and xz -9 (once, cached),
+#                                    the edge-infer wheel of the checkout, tarred and cut into
+#                                    .gpu-pieces/ei-gpu.tar.IofK + SHA256SUMS; prints the device calls to make
 #   bench/gpu-check.sh stash         there, calls 1..k-1: copy the carried piece to $EI_STASH (/tmp/ei-pieces)
 #   bench/gpu-check.sh run [OUT]     there, the last call: stash, check, join, install into $EI_SITE with
 #                                    pip --target (PYTHONPATH shadows the system's CPU onnxruntime), then check
@@ -24,57 +24,66 @@ pieces=${EI_PIECES:-$repo/.gpu-pieces}
 stash_dir=${EI_STASH:-/tmp/ei-pieces}
 site=${EI_SITE:-/tmp/ei-site}
 tools=$repo/bench
-temps=()
-trap 'rm -rf "${temps[@]}"' EXIT
+temps=()  # scratch folders, removed when the shell that made them exits
 scratch() { scratch=$(mktemp -d "${EI_WORK:-/tmp}/ei-$1.XXXX") && temps+=("$scratch"); }  # removed at exit
 verb=${1:-}
 [[ $# -gt 0 ]] && shift
 
 fetch() {
-  local pyver=${EI_PYVER:-3.12} tmp repo_mib max_mib k i
+  local pyver=${EI_PYVER:-3.12} cache=${EI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-infer-gpu} tmp ortxz
+  local repo_mib max_mib k i
   git -C "$repo" check-ignore -q "$pieces/x" 2>/dev/null || [[ ${EI_PIECES:-} ]] ||
     { echo "error: $pieces is not ignored by git, so every piece would travel in every call"; return 1; }
   scratch fetch && tmp=$scratch || return 1
-  mkdir -p "$tmp/dl" "$tmp/payload"
-  local plats=()
-  for n in 17 27 28; do plats+=(--platform "manylinux_2_${n}_x86_64"); done
-  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
-    "${plats[@]}" -d "$tmp/dl" "onnxruntime-gpu==$ORT_VERSION" || return 1
-  "$py" -m pip wheel -q --no-deps "$repo" -w "$tmp/dl" || return 1
-  for w in "$tmp"/dl/*.whl; do  # deflate out, so xz sees the bytes (the wheel stays a valid wheel)
-    "$py" "$tools/gpu_pieces.py" store "$w" "$tmp/payload/$(basename "$w")" || return 1
-  done
-  ls -l "$tmp/dl" "$tmp/payload"
-  echo "xz -${EI_XZ_LEVEL:-9} of $(du -sm "$tmp/payload" | cut -f1) MB (minutes on 2 cores) ..."
-  tar -C "$tmp/payload" -cf - . | xz "-${EI_XZ_LEVEL:-9}" -T0 >"$tmp/ei-gpu.tar.xz" || return 1
+  mkdir -p "$tmp/dl" "$tmp/payload" "$cache"
+  # onnxruntime-gpu, deflate taken out (the wheel stays a valid wheel) so xz -9 sees the bytes: once, then cached
+  ortxz=$(ls "$cache"/onnxruntime_gpu-"$ORT_VERSION"-cp"${pyver/./}"-*.whl.xz 2>/dev/null | head -1)
+  if [[ -z $ortxz ]]; then
+    local plats=()
+    for n in 17 27 28; do plats+=(--platform "manylinux_2_${n}_x86_64"); done
+    "$py" -m pip download -q --no-deps --only-binary=:all: --python-version "$pyver" --implementation cp \
+      "${plats[@]}" -d "$tmp/dl" "onnxruntime-gpu==$ORT_VERSION" || return 1
+    local w
+    w=$(ls "$tmp"/dl/onnxruntime_gpu-*.whl) && ortxz=$cache/$(basename "$w").xz
+    "$py" "$tools/gpu_pieces.py" store "$w" "$tmp/stored.whl" || return 1
+    echo "xz -${EI_XZ_LEVEL:-9} of $(du -m "$tmp/stored.whl" | cut -f1) MiB (minutes on 2 cores; cached in $cache) ..."
+    xz "-${EI_XZ_LEVEL:-9}" -T0 -c "$tmp/stored.whl" >"$ortxz.part" && mv "$ortxz.part" "$ortxz" || return 1
+  fi
+  cp "$ortxz" "$tmp/payload/" || return 1
+  "$py" -m pip wheel -q --no-deps "$repo" -w "$tmp/payload" || return 1  # the checkout as it is now
+  tar -C "$tmp/payload" -cf "$tmp/ei-gpu.tar" . || return 1
+  ls -l "$tmp/payload"
   # Each call carries the repository (what git does not ignore) beside one piece: 64 MiB in all, 2 MiB spare.
   repo_mib=$(cd "$repo" && git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null |
     tail -1 | awk '{printf "%.1f", $1 / 1048576}')
-  max_mib=$(awk -v r="$repo_mib" -v m="${EI_PIECE_MIB:-50}" 'BEGIN { x = 62 - r; print (x < m ? x : m) }')
-  "$py" "$tools/gpu_pieces.py" split "$tmp/ei-gpu.tar.xz" "$pieces" --max-mib "$max_mib" || return 1
-  "$py" "$tools/gpu_pieces.py" join "$pieces" "$tmp/rejoined" && cmp "$tmp/rejoined" "$tmp/ei-gpu.tar.xz" || return 1
+  max_mib=$(awk -v r="$repo_mib" -v m="${EI_PIECE_MIB:-52}" 'BEGIN { x = 62 - r; print (x < m ? x : m) }')
+  "$py" "$tools/gpu_pieces.py" split "$tmp/ei-gpu.tar" "$pieces" --max-mib "$max_mib" || return 1
+  "$py" "$tools/gpu_pieces.py" join "$pieces" "$tmp/rejoined" && cmp "$tmp/rejoined" "$tmp/ei-gpu.tar" || return 1
   k=$(ls "$pieces" | grep -c '\.[0-9]*of[0-9]*$')
   echo
   echo "Repository ${repo_mib} MiB per call. The device calls, one straight after the other (the machine stays"
-  echo "warm 30 s; run them from the checkout that holds $pieces):"
+  echo "warm 30 s), from the checkout that holds ${pieces#"$repo"/}/ (the one the session was started in):"
   for i in $(seq 1 "$k"); do
-    local cmd="bash bench/gpu-check.sh stash" tmo=90
+    local cmd="bash bench/gpu-check.sh stash" tmo=60
     [[ $i == "$k" ]] && cmd="EI_CUDA_LIBS=system bash bench/gpu-check.sh run" tmo=480
     echo "  call $i: command: $cmd"
-    echo "          carry: [\"${pieces#"$repo"/}/SHA256SUMS\", \"${pieces#"$repo"/}/ei-gpu.tar.xz.${i}of${k}\"]  timeout_s: $tmo"
+    echo "          carry: [\"${pieces#"$repo"/}/SHA256SUMS\", \"${pieces#"$repo"/}/ei-gpu.tar.${i}of${k}\"]  timeout_s: $tmo"
   done
 }
 
 stash() {
-  "$py" "$tools/gpu_pieces.py" stash "$pieces" "$stash_dir"
+  "$py" "$tools/gpu_pieces.py" stash "$pieces" "$stash_dir" || return 1
+  command -v nvidia-smi >/dev/null && nvidia-smi -L  # a first look at the card, free
+  return 0
 }
 
 install() {  # the last call: every piece there? then join, unpack, pip install --target
   stash || return 1
   local tmp
   scratch install && tmp=$scratch || return 1
-  "$py" "$tools/gpu_pieces.py" join "$stash_dir" "$tmp/ei-gpu.tar.xz" || return 1
-  mkdir -p "$tmp/wheels" && xz -dc -T0 "$tmp/ei-gpu.tar.xz" | tar -C "$tmp/wheels" -xf - || return 1
+  "$py" "$tools/gpu_pieces.py" join "$stash_dir" "$tmp/ei-gpu.tar" || return 1
+  mkdir -p "$tmp/wheels" && tar -C "$tmp/wheels" -xf "$tmp/ei-gpu.tar" && rm "$tmp/ei-gpu.tar" || return 1
+  xz -d -T0 "$tmp"/wheels/*.whl.xz || return 1
   rm -rf "$site"
   "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$tmp"/wheels/*.whl ||
     return 1
@@ -95,13 +104,9 @@ print(":".join(dirs))'
 }
 
 check() {
-  local out prov=${EI_PROVIDER:-cuda} maps=${EI_MAPS:-1000000} pmaps=${EI_PARITY_MAPS:-65536}
+  local prov=${EI_PROVIDER:-cuda} maps=${EI_MAPS:-1000000} pmaps=${EI_PARITY_MAPS:-65536}
   local batches=${EI_BATCHES:-1,1024,65536} threads=${EI_THREADS:-1,4,16} secs=${EI_SECONDS:-1}
   local model=${EI_MODEL_DIR:-$repo/models/wafer-cae} t0 deadline work
-  out=$(mkdir -p "${1:-${OUT:-gpu-check-out}}" && cd "${1:-${OUT:-gpu-check-out}}" && pwd) || return 1
-  rm -f "$out/results.json"
-  local log=$out/log.txt
-  exec > >(tee "$log") 2>&1
   t0=$(date +%s) deadline=$(( t0 + ${EI_BUDGET_S:-360} ))
   scratch work && work=$scratch || return 1
   cd "$work" || return 1  # the installed edge-infer, not the checkout's
@@ -121,6 +126,8 @@ check() {
   capi=$("$py" -c 'import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__) + "/capi")')
   [[ -f $capi/libonnxruntime_providers_cuda.so ]] &&
     { echo "libraries the CUDA provider cannot find (none is good):"; ldd "$capi/libonnxruntime_providers_cuda.so" | grep "not found"; }
+  local d
+  for d in ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }}; do ls "$d"/libcudnn.so.9 "$d"/libcudart.so.13 2>/dev/null; done
   df -h "$work" | tail -1
   edge-infer info
 
@@ -155,18 +162,31 @@ check() {
   echo "in $out: $(ls "$out" | tr '\n' ' ')"
 }
 
+use_install() {  # the pip --target install first on the import path, and the NVIDIA libraries it needs
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} PATH=$site/bin:$PATH
+  [[ ${EI_CUDA_LIBS:-} == system ]] || return 0
+  local libs
+  libs=$(PYTHONPATH= cuda_libs)
+  [[ -n $libs ]] || { echo "error: EI_CUDA_LIBS=system, but $py has no NVIDIA pip libraries"; return 1; }
+  export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+}
+
+main() {
+  trap 'rm -rf "${temps[@]}"' EXIT
+  case $verb in
+    fetch) fetch ;;
+    stash) stash ;;
+    run) install && use_install && check ;;
+    check) check ;;
+  esac
+}
+
 case $verb in
-  fetch) fetch ;;
-  stash) stash ;;
-  run)
-    install || exit 1
-    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} PATH=$site/bin:$PATH
-    if [[ ${EI_CUDA_LIBS:-} == system ]]; then
-      libs=$(PYTHONPATH= cuda_libs)
-      [[ -n $libs ]] || { echo "error: EI_CUDA_LIBS=system, but $py has no NVIDIA pip libraries"; exit 1; }
-      export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-    fi
-    check "$@" ;;
-  check) check "$@" ;;
+  fetch | stash) main ;;
+  run | check)  # everything into OUT; log.txt through a pipe the script waits for, so no line is lost
+    out=$(mkdir -p "${1:-${OUT:-gpu-check-out}}" && cd "${1:-${OUT:-gpu-check-out}}" && pwd) || exit 1
+    rm -f "$out/results.json" "$out/summary.md"
+    main 2>&1 | tee "$out/log.txt"
+    exit "${PIPESTATUS[0]}" ;;
   *) sed -n '2,20p' "$0"; exit 2 ;;
 esac

@@ -2,11 +2,11 @@
 
 The GPU machine takes at most 64 MiB of files per call, the repository
 included, so what must travel to it (bench/gpu-check.sh fetch: the
-onnxruntime-gpu and edge-infer wheels, xz-compressed) goes as k pieces, one
+onnxruntime-gpu wheel xz-compressed, and the edge-infer wheel) goes as k pieces, one
 per call. Beside the pieces, SHA256SUMS (the format of ``sha256sum``, so
 ``sha256sum -c`` reads it too) holds one line per piece and a last line for
 the whole file. Piece names say their place and the count:
-``ei-gpu.tar.xz.2of4``.
+``ei-gpu.tar.2of4``.
 
     python3 bench/gpu_pieces.py split FILE DIR [--max-mib 50]
     python3 bench/gpu_pieces.py stash SRC DST   # copy the pieces SRC holds to DST, say what DST lacks

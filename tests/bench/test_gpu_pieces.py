@@ -13,18 +13,18 @@ from bench.gpu_pieces import PieceError, check, join, main, read_sums, split, st
 
 @pytest.fixture
 def payload(tmp_path):
-    path = tmp_path / "ei-gpu.tar.xz"
+    path = tmp_path / "ei-gpu.tar"
     path.write_bytes(os.urandom(10_000) + bytes(range(256)) * 7)  # 11,792 bytes, not a multiple of the piece size
     return path
 
 
 def test_split_then_join_gives_the_same_bytes_through_a_stash(tmp_path, payload):
     made = split(payload, tmp_path / "pieces", max_bytes=4096)
-    assert [p.name for p in made] == [f"ei-gpu.tar.xz.{i}of3" for i in (1, 2, 3)]
+    assert [p.name for p in made] == [f"ei-gpu.tar.{i}of3" for i in (1, 2, 3)]
     sizes = [p.stat().st_size for p in made]
     assert sum(sizes) == payload.stat().st_size and max(sizes) <= 4096 and max(sizes) - min(sizes) <= 1
     pieces, whole = read_sums(tmp_path / "pieces")
-    assert whole == (hashlib.sha256(payload.read_bytes()).hexdigest(), "ei-gpu.tar.xz")
+    assert whole == (hashlib.sha256(payload.read_bytes()).hexdigest(), "ei-gpu.tar")
     assert [name for _, name in pieces] == [p.name for p in made]
 
     # one call per piece: each call's checkout holds SHA256SUMS and its own piece only
@@ -48,7 +48,7 @@ def test_split_then_join_gives_the_same_bytes_through_a_stash(tmp_path, payload)
 def test_a_missing_or_corrupt_piece_is_named_and_nothing_is_written(tmp_path, payload):
     made = split(payload, tmp_path / "p", max_bytes=4096)
     made[1].unlink()
-    with pytest.raises(PieceError, match=r"missing: ei-gpu\.tar\.xz\.2of3"):
+    with pytest.raises(PieceError, match=r"missing: ei-gpu\.tar\.2of3"):
         join(tmp_path / "p", tmp_path / "joined")
     assert not list(tmp_path.glob("joined*"))
 
@@ -56,7 +56,7 @@ def test_a_missing_or_corrupt_piece_is_named_and_nothing_is_written(tmp_path, pa
     data = bytearray(made[2].read_bytes())
     data[0] ^= 1
     made[2].write_bytes(bytes(data))
-    assert check(tmp_path / "p") == ([], ["ei-gpu.tar.xz.3of3"])
+    assert check(tmp_path / "p") == ([], ["ei-gpu.tar.3of3"])
     assert main(["join", str(tmp_path / "p"), str(tmp_path / "joined")]) == 1
     assert not list(tmp_path.glob("joined*"))
 
