@@ -95,12 +95,14 @@ def nvidia_driver() -> Optional[str]:
 
 @functools.lru_cache(maxsize=1)
 def ort_distributions() -> tuple[str, ...]:
-    """The onnxruntime distributions installed here; two overwrite each other's files."""
+    """The onnxruntime distributions installed where the imported ``onnxruntime`` lives (two there overwrite
+    each other's files; one shadowed by an earlier ``sys.path`` entry is not in the way)."""
+    here = Path(ort().__file__).resolve().parent.parent
     found = []
     for name in _DISTRIBUTIONS:
         with contextlib.suppress(metadata.PackageNotFoundError):
-            metadata.distribution(name)
-            found.append(name)
+            if Path(metadata.distribution(name).locate_file("")).resolve() == here:
+                found.append(name)
     return tuple(found)
 
 
