@@ -158,8 +158,6 @@ class WaferGenerator:
         self.core_session = _open(bundle.core_path, on, threads, CORE_INPUTS)[0]
         self.encoder_session = _open_one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
         self.decoder_session = _open_one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
-        self.graphs = Graphs(self.generator_session, self.core_session, bundle.generator_path, bundle.core_path,
-                             bundle.latent_std)
         self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
         self._class_rows = tuple(np.flatnonzero(bundle.labels == c) for c in range(len(bundle.classes)))
 
@@ -175,6 +173,12 @@ class WaferGenerator:
         onnxruntime's default).
         """
         return cls(load_bundle(path, verify=verify), provider, threads)
+
+    @property
+    def graphs(self) -> Graphs:
+        """The two generation graphs and what their block runs need beside them."""
+        b = self.bundle
+        return Graphs(self.generator_session, self.core_session, b.generator_path, b.core_path, b.latent_std)
 
     @property
     def classes(self) -> tuple[str, ...]:

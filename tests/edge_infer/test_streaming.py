@@ -166,12 +166,12 @@ def test_streamed_inputs_and_labels_come_from_every_layout(wafer_zip, tmp_path):
 
 
 def test_out_of_memory_says_how_much_was_asked(bundle_dir, tmp_path, capsys, monkeypatch):
-    import edge_infer.generator as generator
+    import edge_infer.streaming as streaming
 
     def too_big(*a, **k):
         np.empty((10**7, 26, 26, 3, 1000), dtype=np.float32)  # 74 TiB: numpy refuses it, and says so
 
-    monkeypatch.setattr(generator, "iter_maps", too_big)
+    monkeypatch.setattr(streaming, "iter_maps", too_big)
     yy, xx = np.mgrid[:26, :26]
     wafer = ((yy - 12.5) ** 2 + (xx - 12.5) ** 2 <= 12.5**2).astype(np.uint8)  # a disc: passes the wafer rule
     np.save(tmp_path / "m.npy", np.stack([wafer, wafer]))
