@@ -138,6 +138,9 @@ def handle_errors(func: F) -> F:
                 result = func(*args, **kwargs)
             ok = True
             return result
+        except BrokenPipeError:  # whoever read stdout went away (`| head`): stop quietly, as a pipeline expects
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except (EdgeInferError, KeyboardInterrupt, MemoryError, OSError) as exc:
             _end_bars()
             line, code = _failure(exc)
