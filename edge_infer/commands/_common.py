@@ -21,7 +21,7 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import typer
 
 from ..errors import EdgeInferError, InputError, Note, OutputError
-from ..files import atomic_files, check_targets, next_run_folder, write_npy
+from ..files import atomic_files, next_run_folder, write_npy
 
 F = TypeVar("F", bound=Callable[..., Any])
 G85_FILE = "gen_maps.xml"
@@ -278,7 +278,6 @@ def map_writer(out: Path, labels: Any, fmt: str, picture: str, *, force: bool) -
     from ..wafer import MAP_SHAPE
 
     files = map_files(out, fmt)
-    check_targets([*files, out / picture], force=force)
     with atomic_files([*files, out / picture], force=force) as tmps, contextlib.ExitStack() as stack:
         npy = g85 = None
         if fmt != "g85":
