@@ -41,14 +41,8 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def max_input_memory() -> int:
-    """The ceiling, in bytes, on what one input may hold in memory at once.
-
-    ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, or with a K/M/G/T suffix, powers
-    of 1024: ``8G``), else 2 GiB. Streamed reading holds one block at a time
-    and rarely meets it; reading a whole input into an array
-    (:func:`load_dataset`, :func:`load_npy`) and the few inputs that cannot
-    be cut into blocks are checked against it before anything is allocated.
-    """
+    """The ceiling on what one input may hold in memory at once: ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, or
+    K/M/G/T, powers of 1024: ``8G``), else 2 GiB. Checked before anything is allocated for a whole input."""
     text = os.environ.get(MAX_MEMORY_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_MEMORY
@@ -83,24 +77,14 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
 
 
 class MapSource(Protocol):
-    """Maps from one input, read front to back in blocks (bounded memory).
+    """Maps from one input, read front to back in blocks: what every input format offers
+    (:class:`NpySource`, :class:`~edge_infer.g85.G85Source`). ``raw_blocks`` yields any form
+    :func:`~edge_infer.wafer.as_maps` accepts; :func:`iter_maps` validates them."""
 
-    The one interface every input format offers (:class:`NpySource` for
-    ``.npy`` files and zip members, :class:`~edge_infer.g85.G85Source`; a new
-    format adds a reader and a branch in ``_open_layout``). ``raw_blocks`` yields blocks in any form
-    :func:`~edge_infer.wafer.as_maps` accepts (one-hot, die states, a list of
-    maps of mixed sizes); :func:`iter_maps` validates them and names the first
-    bad map by its index.
-    """
-
-    #: Names the input in messages (``wafer.zip:data.npy``).
-    where: str
-    #: How many maps it holds (known before reading them).
-    count: int
-    #: Raw bytes of one map as read (sizes the blocks).
-    map_bytes: int
-    #: sha256 of the input's bytes once a ``raw_blocks(..., hash=True)`` pass is complete.
-    sha256: Optional[str]
+    where: str  # names the input in messages (``wafer.zip:data.npy``)
+    count: int  # maps it holds, known before any is read
+    map_bytes: int  # raw bytes of one map as read (sizes the blocks)
+    sha256: Optional[str]  # of the input's bytes, once a raw_blocks(..., hash=True) pass is complete
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]: ...
 
@@ -123,12 +107,9 @@ class ArraySource:
 class NpySource:
     """The maps of one ``.npy`` array (a file or a zip member), read block by block.
 
-    Stacks of maps, one-hot ``(N, H, W, 3)`` or die states ``(N, H, W)``, are
-    streamed (in Fortran order only from a file: a zip member cannot be read
-    out of order). Anything else (a single map, the ambiguous ``(H, W, 3)``)
-    cannot be cut into maps from its header alone: it is read whole, if the
-    ceiling allows, and validated at once.
-    """
+    A stack of maps, ``(N, H, W, 3)`` or ``(N, H, W)``, streams (in Fortran order only from a file: a zip
+    member cannot be read out of order); anything else cannot be cut into maps from its header alone, so
+    it is read whole, if the ceiling allows."""
 
     def __init__(self, array: NpyArray, *, max_memory: Optional[int] = None) -> None:
         self.array = array
@@ -192,11 +173,8 @@ def _npy_labels(array_of: Callable[[], NpyArray], max_memory: Optional[int]) -> 
 
 
 def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any = None) -> tuple[MapSource, Optional[LabelsReader]]:
-    """The maps of ``p`` (headers checked, no map read) and a reader of its own labels, if it has any.
-
-    The one place that knows the input layouts; another format (SEMI G85, say)
-    adds a branch returning its own :class:`MapSource` and labels reader.
-    """
+    """The maps of ``p`` (headers checked, no map read) and a reader of its own labels, if it has any:
+    the one place that knows the input layouts."""
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -228,10 +206,7 @@ def _is_g85(path: Path) -> bool:
 
 
 def open_maps(data: PathLike, *, max_memory: Optional[int] = None) -> MapSource:
-    """The maps of ``data`` (a zip, a folder with ``data.npy``, or a ``.npy``) as a :class:`MapSource`.
-
-    Only headers are read: sizes are checked against the files, no map is read yet.
-    """
+    """The maps of ``data`` as a :class:`MapSource`: headers and sizes checked, no map read yet."""
     return _open_layout(Path(data), max_memory)[0]
 
 
@@ -253,13 +228,8 @@ def open_input(
     max_memory: Optional[int] = None,
     bin_map: Any = None,
 ) -> DataInput:
-    """Open maps for streaming and read their labels (small: 8 bytes a map), validated.
-
-    ``labels`` (a ``.npy``) overrides labels the input carries (a
-    ``label.npy`` beside ``data.npy``). Raises :class:`DataFileError` /
-    :class:`InputError` with one clear message for a missing, broken, lying
-    or inconsistent input.
-    """
+    """Open maps for streaming and read their labels (8 bytes a map), validated; ``labels`` (a ``.npy``)
+    overrides labels the input carries. One clear error for a missing, broken, lying or inconsistent input."""
     p = Path(data)
     maps, labels_of = _open_layout(p, max_memory, bin_map)
     if labels is not None:
@@ -307,13 +277,9 @@ def iter_maps(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time.
 
-    Every map is validated; the first bad one is named by its index in the
-    whole input. Maps of another size are resized with one
-    :class:`~edge_infer.wafer.ResizeNote` for the whole input (the per-block
-    notes are caught with :func:`warnings.catch_warnings`, which is not
-    thread-safe; only inputs that need resizing take that path).
-    ``progress(done, total)`` is called after each block.
-    """
+    The first bad map is named by its index in the whole input; a resize is noted once for the whole
+    input (the per-block notes are caught, which is not thread-safe: only inputs that need resizing
+    take that path). ``progress(done, total)`` after each block."""
     done, noted = 0, False
     for raw in source.raw_blocks(block_rows(source, rows), hash=hash):
         n = len(raw)
@@ -345,13 +311,8 @@ def iter_maps(
 
 
 def check_start(source: MapSource, rows: int = 64) -> None:
-    """Read and validate the first ``rows`` maps now, and let them go.
-
-    Commands call this before loading a model, so an input that is broken
-    from its start (a decompression bomb of zeros, text, the wrong kind of
-    array) is refused in milliseconds; the streamed pass reads it again from
-    the start, and still validates every map.
-    """
+    """Validate the first ``rows`` maps now: commands call it before loading a model, so an input broken
+    from its start (a bomb of zeros, text) is refused in milliseconds; the streamed pass still checks all."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResizeNote)  # the streamed pass notes it once
         for raw in source.raw_blocks(min(block_rows(source, rows), source.count)):
@@ -386,19 +347,20 @@ def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated wafer maps (one-hot float32, N×26×26×3) and their labels (int64, N×1) or None."""
+    """Validated wafer maps (one-hot float32, N×26×26×3) and their labels (int64, N×1) or None.
+
+    ``sha256``/``labels_sha256``: of the ``data.npy``/``label.npy`` bytes, not the zip's, so every layout
+    gives the figure ``sha256sum data.npy`` does."""
 
     maps: np.ndarray
     labels: Optional[np.ndarray]
     source: str
-    #: sha256 of the ``data.npy`` / ``label.npy`` bytes as read (None: no labels).
-    #: Hashing the members, not the zip or folder, gives the same figure in every
-    #: layout, and one a user can check with ``sha256sum data.npy``.
     sha256: str = ""
     labels_sha256: Optional[str] = None
 
 
-def read_all(source: MapSource, *, max_memory: Optional[int] = None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+def read_all(source: MapSource, *, max_memory: Optional[int] = None,
+             progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """All maps of ``source`` in one one-hot float32 array, if the ceiling allows it."""
     check_fits(source.count * MAP_BYTES, f"{source.count} maps from {source.where}", max_memory=max_memory)
     if isinstance(source, ArraySource):
@@ -416,30 +378,13 @@ def load_dataset(
     require_labels: bool = False,
     max_memory: Optional[int] = None,
 ) -> Dataset:
-    """Read and validate wafer maps from any of the three layouts users have, whole.
-
-    * a ``wafer.zip`` holding ``data.npy`` (and usually ``label.npy``),
-    * a folder holding ``data.npy`` (and usually ``label.npy``),
-    * a ``.npy`` of maps, with ``labels`` naming its ``.npy`` of labels,
-    * a SEMI G85 XML file (``.xml``, or any file that starts like XML):
-      see :mod:`edge_infer.g85`; labels from its maps or from ``labels``.
-
-    Maps may be one-hot or die states, any size (resized to 26×26 with a
-    note). Declared sizes are checked before reading, and the maps are read
-    only if they fit under the ceiling (:func:`max_input_memory`, or
-    ``max_memory`` bytes); for larger inputs use :func:`open_input` and
-    :func:`iter_maps`. Raises :class:`DataFileError` / :class:`InputError`
-    with one clear message for a missing, broken or inconsistent input.
-    """
+    """Read and validate a whole input: a ``wafer.zip`` or a folder holding ``data.npy`` (and usually
+    ``label.npy``), a ``.npy`` of maps with ``labels``, or SEMI G85 XML. Maps may be one-hot or die states
+    of any size; they are read only if they fit under :func:`max_input_memory` (else use
+    :func:`open_input` and :func:`iter_maps`)."""
     inp = open_input(data, labels, require_labels=require_labels, max_memory=max_memory)
     maps = read_all(inp.maps, max_memory=max_memory)
-    return Dataset(
-        maps=maps,
-        labels=inp.labels,
-        source=inp.source,
-        sha256=inp.maps.sha256 or "",
-        labels_sha256=inp.labels_sha256,
-    )
+    return Dataset(maps, inp.labels, inp.source, inp.maps.sha256 or "", inp.labels_sha256)
 
 
 def load_npy(path: PathLike, *, max_memory: Optional[int] = None) -> np.ndarray:

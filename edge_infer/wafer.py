@@ -1,28 +1,13 @@
-"""Die-state rules: the one place that knows what a wafer map is.
+"""Die-state rules: the one place that knows what a wafer map is (training, export and the runtime use it).
 
-A map is 26×26 dies, each in one of three states. Users see it two ways:
+A map is 26×26 dies, each boundary (off-wafer), normal or defect: one-hot float32 ``(N, 26, 26, 3)``
+(channel 0 boundary, 1 normal, 2 defect: the course ``data.npy``), or die states ``(N, H, W)`` in 0..2.
 
-* one-hot, float32 ``(N, 26, 26, 3)``, channel 0 boundary (off-wafer),
-  1 normal, 2 defect -- exactly the course ``data.npy``;
-* die states, integers ``(N, H, W)`` with 0 boundary, 1 normal, 2 defect.
-
-Training, export and the runtime all convert and validate through here, so
-the repository has a single truth about die states, outlines and classes.
-
-**What counts as a wafer map** (:func:`wafer_shape_problems`, checked on every
-map a caller gives, after any resize to 26×26):
-
-1. its four corner dies are off-wafer (boundary): a wafer is a disc in a square;
-2. its outline is closed: in every row and every column the wafer dies (normal
-   or defect) form one unbroken run, and the rows holding wafer dies are
-   consecutive, each run touching the next, so the wafer is one piece with no
-   off-wafer die inside or notched into it;
-3. (so) it has both off-wafer and wafer dies: one die state everywhere fails.
-
-All 1281 course maps pass. Input where *no* map passes (random die states, a
-transposed or channel-swapped array) is refused with :class:`InputError`;
-input where only some fail is used as given, with a :class:`NotWaferWarning`
-naming how many and the first (the CLI prints it as ``warning: ...``).
+**The wafer rule**, checked on every map a caller gives (after any resize): its four corner dies are
+off-wafer (a wafer is a disc in a square), and its outline is closed: in every row and column the wafer
+dies form one unbroken run, and the rows holding them are consecutive, each run touching the next (one
+piece, nothing off-wafer inside or notched in). All 1281 course maps pass. Input where no map passes (random
+states, a transposed array) is refused; where only some fail, it is used with a :class:`NotWaferWarning`.
 """
 
 from __future__ import annotations
@@ -64,11 +49,7 @@ class NotWaferWarning(UserWarning):
 
 
 def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
-    """Return the index of ``cls``, given by name (any case) or index.
-
-    ``"edge-loc"``, ``"EDGE-LOC"`` and ``2`` all name ``Edge-Loc``; ``"2"``
-    is read as an index too, so the CLI can take either form.
-    """
+    """The index of ``cls``, a name (any case: ``"edge-loc"``) or an index (``2`` or ``"2"``)."""
     if isinstance(cls, (bool, np.bool_)):
         raise InputError(f"class must be a name or an index, not {cls!r}")
     if isinstance(cls, (int, np.integer)):
@@ -119,11 +100,7 @@ def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
 
 
 def resize_states(states: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:
-    """Nearest-neighbour resize of die states ``(..., H, W)`` to ``size×size``.
-
-    Nearest neighbour only picks existing dies, so no die state is invented
-    (no blending between a defect and the boundary, say).
-    """
+    """Nearest-neighbour resize of die states ``(..., H, W)`` to ``size×size`` (it invents no die state)."""
     states = np.asarray(states)
     h, w = states.shape[-2:]
     rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
@@ -211,12 +188,8 @@ def check_wafer_shape(states: np.ndarray, name: str = "maps") -> None:
         what = f"{name}: the map is not wafer-shaped ({why})" if n == 1 else \
             f"none of the {n} {name} looks like a wafer map (map 0: {why})"
         raise InputError(f"{what}; {rule}")
-    warnings.warn(
-        f"{bad.size} of {n} {name} do not look like wafer maps (first: map {first}, {why}); "
-        "they are used as given",
-        NotWaferWarning,
-        stacklevel=3,
-    )
+    warnings.warn(f"{bad.size} of {n} {name} do not look like wafer maps (first: map {first}, {why}); "
+                  "they are used as given", NotWaferWarning, stacklevel=3)
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
@@ -231,10 +204,8 @@ def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
     _check_finite(arr, name)
     is_binary = (arr == 0) | (arr == 1)
     if not is_binary.all() or not (arr.sum(axis=-1) == 1).all():
-        raise InputError(
-            f"{name} is not one-hot: every die must have exactly one of its 3 "
-            "channels (boundary, normal, defect) equal to 1 and the others 0"
-        )
+        raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
+                         "(boundary, normal, defect) equal to 1 and the others 0")
     return arr.argmax(axis=-1).astype(np.uint8)
 
 
@@ -246,10 +217,8 @@ def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
     elif arr.dtype.kind not in "iub":
         raise InputError(f"{name} has dtype {arr.dtype}; expected numbers")
     if arr.size and (arr.min() < 0 or arr.max() > 2):
-        raise InputError(
-            f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
-            "use 0 boundary, 1 normal, 2 defect"
-        )
+        raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
+                         "use 0 boundary, 1 normal, 2 defect")
     return arr.astype(np.uint8)
 
 
@@ -258,10 +227,8 @@ def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 4:
         if arr.shape[-1] != N_STATES:
             if arr.shape[1] == N_STATES:
-                raise InputError(
-                    f"{name} has shape {arr.shape}, which looks channels-first; "
-                    "expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)"
-                )
+                raise InputError(f"{name} has shape {arr.shape}, which looks channels-first; "
+                                 "expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)")
             raise InputError(f"{name} has shape {arr.shape}; expected (N, H, W, 3) one-hot")
         return _states_from_onehot(arr, name)
     if arr.ndim == 3:
@@ -278,21 +245,14 @@ def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
         return _states_from_ints(arr, name)
     if arr.ndim == 2:
         return _states_from_ints(arr, name)[None]
-    raise InputError(
-        f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), "
-        "die states (N, 26, 26), or a single map"
-    )
+    raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
+                     "or a single map")
 
 
 def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Validate any accepted map form and return die states uint8 ``(N, 26, 26)``.
-
-    Accepts one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map in
-    either form, or a list of maps of mixed sizes. Maps that are not 26×26 are
-    resized by nearest neighbour, with a :class:`ResizeNote` warning. The wafer
-    rule (module docstring) is applied to all the maps together.
-    Raises :class:`InputError` with one clear message for anything else.
-    """
+    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map,
+    or a list of maps of mixed sizes (resized with a :class:`ResizeNote`), the wafer rule applied; one
+    :class:`InputError` for anything else."""
     states = _as_states(maps, name)
     if wafer_rule:
         check_wafer_shape(states, name)
@@ -319,12 +279,8 @@ def _as_states(maps: object, name: str) -> np.ndarray:
     if (h, w) != (MAP_SIZE, MAP_SIZE):
         if min(h, w) < 2:
             raise InputError(f"{name} maps are {h}×{w}; too small to be a wafer")
-        warnings.warn(
-            f"resized {states.shape[0]} map(s) from {h}×{w} to {MAP_SIZE}×{MAP_SIZE} "
-            "dies (nearest neighbour on die states, so no state is invented)",
-            ResizeNote,
-            stacklevel=3,
-        )
+        warnings.warn(f"resized {states.shape[0]} map(s) from {h}×{w} to {MAP_SIZE}×{MAP_SIZE} "
+                      "dies (nearest neighbour on die states, so no state is invented)", ResizeNote, stacklevel=3)
         states = resize_states(states)
     return np.ascontiguousarray(states)
 
@@ -379,8 +335,6 @@ def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name
         if not (arr == np.round(arr)).all():
             raise InputError(f"{name} holds values that are not whole class indices")
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise InputError(
-            f"{name} holds class indices outside 0..{n_classes - 1} "
-            f"(found {int(arr.min())}..{int(arr.max())})"
-        )
+        raise InputError(f"{name} holds class indices outside 0..{n_classes - 1} "
+                         f"(found {int(arr.min())}..{int(arr.max())})")
     return arr.astype(np.int64).reshape(-1, 1)
