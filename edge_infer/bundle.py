@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -301,8 +302,6 @@ def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False
 
     The folder appears only when complete; an existing bundle there is replaced only with ``force``.
     """
-    import shutil
-
     dest = Path(dest)
     replace = check_folder_target(dest, force=force, marker=MANIFEST, what="a bundle")
     with atomic_folder(dest, force=replace) as tmp:
