@@ -144,7 +144,7 @@ def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dic
         b = reference.generate(cls, per_class, seed=seed)
         diff = (a.maps.argmax(-1) != b.maps.argmax(-1))
         dies_differ += int(diff.sum())
-        maps_differ += int(diff.reshape(diff.shape[0], -1).any(axis=1).sum())
+        maps_differ += int(diff.any(axis=(1, 2)).sum())
         z = gen.bundle.latents[a.sources]
         max_prob = max(max_prob, float(np.abs(gen.decode(z, raw=True) - reference.decode(z, raw=True)).max()))
     return {"provider": gen.provider, "against": reference.provider, "maps": per_class * len(gen.classes),

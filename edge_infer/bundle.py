@@ -52,10 +52,9 @@ class NoiseDefaults:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle. Arrays are read-only, so one bundle may be shared by threads.
+    """A verified bundle; its arrays are read-only, so threads may share one.
 
-    ``latents[i]``, ``labels[i]`` and ``outlines[outline_ids[i]]`` describe
-    training map ``i`` (training-data order).
+    ``latents[i]``, ``labels[i]`` and ``outlines[outline_ids[i]]`` describe training map ``i`` (training-data order).
     """
 
     path: Path
