@@ -1,17 +1,8 @@
 """``edge-infer bench``: how fast a bundle encodes, decodes and generates, here.
 
-Plain functions returning plain dicts (JSON-ready), composed by the CLI verb
-``edge_infer/commands/bench.py`` and by ``python -m bench.bench_all``
-(``make bench``), which adds the PyTorch eager baseline in another process.
-
-Each measurement repeats one call (a batch) for about ``seconds`` and
-reports throughput (maps/s over the whole measurement) and per-call latency
-percentiles (p50, p99). ``decode`` and ``encode`` time the bundle's graphs,
-with a plain ``session.run`` (IO binding off) or with the output bound to a
-preallocated buffer (on: kept here until the GPU has measured whether it
-pays); ``generate`` times :meth:`WaferGenerator.generate` end to end.
-Providers are only those a session *really* gets. The load average before
-and after is recorded, so a reader can tell a shared machine's noise.
+Plain functions returning JSON-ready dicts, for the CLI verb and ``make bench``. IO binding (outputs bound to a
+preallocated buffer) lives here only, until the GPU has measured whether it pays. The load average before and
+after is recorded, so a reader can tell a shared machine's noise.
 """
 
 from __future__ import annotations
@@ -33,9 +24,6 @@ from .errors import InputError, ProviderError
 TASKS = ("encode", "decode", "generate")
 DEFAULT_BATCHES = (1, 64, 1024)
 BENCH_FORMAT_VERSION = 1
-
-
-# ---------------------------------------------------------------- the machine
 
 
 def usable_cores() -> int:
@@ -69,9 +57,6 @@ def machine_info() -> dict[str, Any]:
             "providers_listed": available_providers(), "edge_infer": __version__}
 
 
-# ---------------------------------------------------------------- timing
-
-
 def parse_batches(text: Union[str, Iterable[int]]) -> list[int]:
     """``"1,64,1024"`` → ``[1, 64, 1024]``; every batch a positive integer."""
     items = text.split(",") if isinstance(text, str) else list(text)
@@ -86,12 +71,9 @@ def parse_batches(text: Union[str, Iterable[int]]) -> list[int]:
 
 def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: int = 5,
             warmup: int = 2, rounds: int = 3) -> dict[str, Any]:
-    """Time ``call`` (which handles ``batch`` maps) repeatedly for ~``seconds``.
+    """Time ``call`` (which handles ``batch`` maps) repeatedly for ~``seconds``: maps/s, latency percentiles.
 
-    Returns calls, total seconds, maps/s over the whole run, the best of
-    ``rounds`` equal slices of it (``maps_per_s_best``: on a shared machine the
-    slice least disturbed by other processes) and per-call latency
-    p50/p99/mean in milliseconds.
+    ``maps_per_s_best`` is the best of ``rounds`` equal slices: on a shared machine, the least disturbed one.
     """
     if seconds <= 0:
         raise InputError(f"seconds must be positive, not {seconds}")
@@ -99,8 +81,9 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
         call()
     laps: list[float] = []
     slices: list[float] = []
+    rounds = max(1, rounds)
     start = time.perf_counter()
-    for r in range(max(1, rounds)):
+    for r in range(rounds):
         r_start, r_calls = time.perf_counter(), 0
         while True:
             t0 = time.perf_counter()
@@ -108,35 +91,23 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
             laps.append(time.perf_counter() - t0)
             r_calls += 1
             now = time.perf_counter()
-            if r_calls >= -(-min_calls // max(1, rounds)) and now - start >= seconds * (r + 1) / max(1, rounds):
+            if r_calls >= -(-min_calls // rounds) and now - start >= seconds * (r + 1) / rounds:
                 break
         slices.append(batch * r_calls / (now - r_start))
     total = time.perf_counter() - start
     ms = sorted(x * 1e3 for x in laps)
-    return {
-        "calls": len(laps),
-        "seconds": round(total, 6),  # 4 decimals of a 0.01 s run is a 0.5 % error in maps/s
-        "maps_per_s": round(batch * len(laps) / total, 1),
-        "maps_per_s_best": round(max(slices), 1),
-        "latency_ms": {
-            "p50": round(statistics.median(ms), 4),
-            "p99": round(ms[min(len(ms) - 1, int(np.ceil(0.99 * len(ms))) - 1)], 4),
-            "mean": round(sum(ms) / len(ms), 4),
-        },
-    }
-
-
-# ---------------------------------------------------------------- what is timed
+    p99 = ms[min(len(ms) - 1, int(np.ceil(0.99 * len(ms))) - 1)]
+    return {"calls": len(laps), "seconds": round(total, 6),  # 4 decimals of a 0.01 s run: a 0.5 % error in maps/s
+            "maps_per_s": round(batch * len(laps) / total, 1), "maps_per_s_best": round(max(slices), 1),
+            "latency_ms": {"p50": round(statistics.median(ms), 4), "p99": round(p99, 4),
+                           "mean": round(sum(ms) / len(ms), 4)}}
 
 
 def working_providers(model_path: Union[str, Path], requested: str = "all") -> list[str]:
     """The providers among ``requested`` that really run ``model_path``.
 
-    ``all``: the CPU plus every other provider this onnxruntime build lists
-    (cuda, tensorrt, openvino) where a session really gets it; a GPU provider
-    is not even tried without an NVIDIA driver. ``auto``, ``cpu``, ``cuda``,
-    ``tensorrt``, ``openvino``: only that one, and an explicit one that does
-    not work raises :class:`~edge_infer.errors.ProviderError`.
+    ``all``: the CPU and every other listed provider a session really gets; one name: only that one (an explicit
+    one that does not work raises :class:`ProviderError`).
     """
     from .runtime import EXECUTION_PROVIDERS, PROVIDERS, available_providers, open_session
 
@@ -160,37 +131,24 @@ def working_providers(model_path: Union[str, Path], requested: str = "all") -> l
 
 
 def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dict[str, Any]:
-    """Die states of ``gen`` against ``reference`` (the CPU provider) on the same request.
+    """How many maps and dies of ``gen`` differ from ``reference`` (the CPU) on the same seeded request.
 
-    Both generate ``n`` maps of every class with the same seed; returns how many
-    maps and dies differ and the largest probability difference of the raw
-    decoder outputs. Identical die states are the goal: the argmax of nearly
-    equal probabilities can flip where two states are within float rounding.
+    Identical die states are the goal; the argmax of two nearly equal probabilities may still flip, so the largest
+    probability difference of the raw decoder outputs is reported too.
     """
     maps_differ = dies_differ = 0
     max_prob = 0.0
+    per_class = n // len(gen.classes) or 1
     for cls in gen.classes:
-        a = gen.generate(cls, n // len(gen.classes) or 1, seed=seed)
-        b = reference.generate(cls, n // len(gen.classes) or 1, seed=seed)
+        a = gen.generate(cls, per_class, seed=seed)
+        b = reference.generate(cls, per_class, seed=seed)
         diff = (a.maps.argmax(-1) != b.maps.argmax(-1))
         dies_differ += int(diff.sum())
-        maps_differ += int(diff.reshape(diff.shape[0], -1).any(axis=1).sum())
+        maps_differ += int(diff.any(axis=(1, 2)).sum())
         z = gen.bundle.latents[a.sources]
         max_prob = max(max_prob, float(np.abs(gen.decode(z, raw=True) - reference.decode(z, raw=True)).max()))
-    total = (n // len(gen.classes) or 1) * len(gen.classes)
-    return {"provider": gen.provider, "against": reference.provider, "maps": total, "maps_differ": maps_differ,
-            "dies_differ": dies_differ, "max_abs_probability_diff": max_prob, "seed": seed}
-
-
-def _decoded_maps(gen: Any, batch: int) -> np.ndarray:
-    """Realistic encoder input: bank latents decoded with their outlines, cycled to ``batch``."""
-    idx = np.arange(batch) % gen.bundle.count
-    return gen.bank_maps(idx)
-
-
-def _busiest_class(gen: Any) -> str:
-    counts = gen.bundle.class_counts()
-    return max(counts, key=lambda c: counts[c])
+    return {"provider": gen.provider, "against": reference.provider, "maps": per_class * len(gen.classes),
+            "maps_differ": maps_differ, "dies_differ": dies_differ, "max_abs_probability_diff": max_prob, "seed": seed}
 
 
 def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: Sequence[str] = TASKS,
@@ -198,15 +156,17 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
     """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`; ``io_binding``
     ``"on"``/``"off"`` times encode/decode with and without (each gives its own rows)."""
     rows = []
-    cls = _busiest_class(gen)
+    counts = gen.bundle.class_counts()
+    cls = max(counts, key=counts.get)  # the busiest class
     variant = gen.bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", "unknown")
+    gpu = gen.provider in ("cuda", "tensorrt")
     for batch in batches:
-        z = np.ascontiguousarray(gen.bundle.latents[np.arange(batch) % gen.bundle.count])
+        bank_rows = np.arange(batch) % gen.bundle.count
+        z = np.ascontiguousarray(gen.bundle.latents[bank_rows])
         for task in tasks:
             for binding in io_binding if task != "generate" else ("-",):
-                gpu = gen.provider in ("cuda", "tensorrt")
                 if task == "encode":
-                    maps = _decoded_maps(gen, batch)
+                    maps = gen.bank_maps(bank_rows)  # realistic input: bank maps, with their outlines
                     enc_out = np.empty((batch, *gen.bundle.latents.shape[1:]), dtype=np.float32) if binding == "on" else None
                     call: Callable[[], Any] = lambda m=maps, o=enc_out: run_graph(gen.encoder_session, m, o, gpu)  # noqa: E731
                 elif task == "decode":
@@ -250,6 +210,7 @@ def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds:
     from .runtime import open_session
 
     session, info = open_session(path, provider=provider, threads=threads)
+    gpu = info.actual in ("cuda", "tensorrt")
     rng = np.random.default_rng(0)
     rows = []
     for batch in batches:
@@ -257,7 +218,6 @@ def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds:
         out = np.empty((batch, 26, 26, 3), dtype=np.float32)
         row = {"runtime": "onnxruntime", "task": "decode", "variant": variant or Path(path).stem, "label": label,
                "provider": info.actual, "batch": batch, "io_binding": "on"}
-        gpu = info.actual in ("cuda", "tensorrt")
         row.update(measure(lambda z=z, o=out: run_graph(session, z, o, gpu), batch, seconds))
         rows.append(row)
     return rows
@@ -281,12 +241,7 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
               tasks: Sequence[str] = TASKS, compare: Sequence[Union[str, Path]] = (),
               progress: Optional[Callable[[str], None]] = None,
               io_binding: Sequence[str] = ("on",)) -> dict[str, Any]:
-    """Benchmark a bundle (and optional comparison decoders) on every working provider.
-
-    Returns ``{"format", "created_utc", "machine", "settings", "results", "ratios"}``;
-    ``results`` rows have task, variant, provider, batch, threads, calls,
-    maps_per_s and latency_ms (p50/p99/mean).
-    """
+    """Benchmark a bundle (and optional comparison decoders) on every working provider: a JSON-ready report."""
     from .bundle import load_bundle
     from .generator import WaferGenerator
 
@@ -314,25 +269,19 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
             reference = reference or WaferGenerator.load(bundle.path, provider="cpu", threads=threads)
             say(f"die-state parity of {prov} against the CPU ...")
             parity.append(die_parity(gen, reference))
-        for row in bench_generator(gen, batches, seconds, tasks=tasks, io_binding=io_binding):
-            results.append({**row, "threads": threads})
+        rows = bench_generator(gen, batches, seconds, tasks=tasks, io_binding=io_binding)
         for path, variant in comparisons:
             say(f"timing decoder {path} on {prov} ...")
-            for row in bench_decoder_graph(path, batches, seconds, provider=prov, threads=threads, variant=variant,
-                                           label="compare"):
-                results.append({**row, "threads": threads})
-    report = {
-        "format": "edge-infer-bench",
-        "format_version": BENCH_FORMAT_VERSION,
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine_info(),
-        "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
-                     "providers": providers, "io_binding": list(io_binding), "compare": [str(p) for p, _ in comparisons],
-                     "load_average_before": load_before, "load_average_after": load_average()},
-        "results": results,
-        "parity": parity,
-    }
-    return report
+            rows += bench_decoder_graph(path, batches, seconds, provider=prov, threads=threads, variant=variant,
+                                        label="compare")
+        results += [{**row, "threads": threads} for row in rows]
+    return {"format": "edge-infer-bench", "format_version": BENCH_FORMAT_VERSION,
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
+            "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
+                         "providers": providers, "io_binding": list(io_binding),
+                         "compare": [str(p) for p, _ in comparisons],
+                         "load_average_before": load_before, "load_average_after": load_average()},
+            "results": results, "parity": parity}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -349,8 +298,8 @@ def format_table(report: dict[str, Any]) -> str:
     ]
     for r in report["results"]:
         lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<22} {r['variant']:<14} {r['provider']:<8} "
-                     f"{r.get('io_binding', '-'):<4} "
-                     f"{r['batch']:>6} {r['maps_per_s']:>11,.0f} {r.get('maps_per_s_best', r['maps_per_s']):>11,.0f} "
+                     f"{r.get('io_binding', '-'):<4} {r['batch']:>6} {r['maps_per_s']:>11,.0f} "
+                     f"{r.get('maps_per_s_best', r['maps_per_s']):>11,.0f} "
                      f"{r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} {r['calls']:>6}")
     for p in report.get("parity", []):
         lines.append(f"die states {p['provider']} vs {p['against']}: {p['maps_differ']} of {p['maps']} maps differ "

@@ -1,17 +1,7 @@
 """Model bundles: find, verify and load one (the format is ``docs/bundle-format.md``).
 
-A bundle is trusted only after every check passes: the manifest parses, its
-own sha256 matches, its format version is one this code knows, every file it
-lists exists with the listed sha256, and the latent bank (loaded without
-pickles) has the shapes and ranges the manifest promises. Each failure is a
-:class:`~edge_infer.errors.BundleError` naming the file at fault.
-
-Where the default bundle is:
-
-1. ``$EDGE_INFER_MODEL`` when set;
-2. inside the installed package, ``edge_infer/_bundle/wafer-cae`` (the wheel
-   force-includes ``models/wafer-cae`` there);
-3. the repository's ``models/wafer-cae`` (editable install / source checkout).
+A bundle is trusted only after every check passes (manifest, its sha256 and version, every listed file's
+sha256, the latent bank's shapes and ranges); each failure is a :class:`BundleError` naming the file at fault.
 """
 
 from __future__ import annotations
@@ -19,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,12 +24,8 @@ from .npy import open_npy_member
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
-#: The bundle format this code reads; newer bundles are refused, and so are
-#: older ones (see ``_refuse_old``).
+#: The one bundle format this code reads; older and newer ones are refused, saying why.
 FORMAT_VERSION = 3
-#: Format 1 (edge-infer 0.1) named classes 5, 6, 7 Near-full, Random, Scratch;
-#: format 2 corrected them to Random, Scratch, Near-full (same indices);
-#: format 3 carries the generation itself (generator.onnx, generator_core.onnx).
 _NO_GENERATOR = "it has no generator graphs, generator.onnx and generator_core.onnx"
 _FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong (Near-full, Random, Scratch; "
                       "they are Random, Scratch, Near-full), and " + _NO_GENERATOR,
@@ -65,10 +52,9 @@ class NoiseDefaults:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle. Arrays are read-only, so one bundle may be shared by threads.
+    """A verified bundle; its arrays are read-only, so threads may share one.
 
-    ``latents[i]``, ``labels[i]`` and ``outlines[outline_ids[i]]`` describe
-    training map ``i`` (training-data order).
+    ``latents[i]``, ``labels[i]`` and ``outlines[outline_ids[i]]`` describe training map ``i`` (training-data order).
     """
 
     path: Path
@@ -103,7 +89,7 @@ class Bundle:
 
 
 def default_bundle_path() -> Path:
-    """Where the default bundle is (see the module docstring for the order)."""
+    """``$EDGE_INFER_MODEL``, else the bundle inside the installed package, else the repository's ``models/``."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
@@ -158,18 +144,14 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise BundleError(f"{mpath}: format_version must be an integer, not {version!r}")
     if version > FORMAT_VERSION:
-        raise BundleError(
-            f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
-            f"(up to {FORMAT_VERSION}); upgrade edge-infer"
-        )
+        raise BundleError(f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
+                          f"(up to {FORMAT_VERSION}); upgrade edge-infer")
     if version < FORMAT_VERSION:
         # An old bundle is refused rather than patched: a class asked for by
         # name must never silently mean what an old manifest said it meant.
         why = _FORMAT_CHANGES.get(version, "this edge-infer no longer reads it")
-        raise BundleError(
-            f"{mpath}: bundle format version {version} is too old ({why}); re-export it with this "
-            f"edge-infer: python -m export RUN --out {folder}"
-        )
+        raise BundleError(f"{mpath}: bundle format version {version} is too old ({why}); re-export it with this "
+                          f"edge-infer: python -m export RUN --out {folder}")
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BundleError(f"{mpath}: missing key(s) {', '.join(missing)}")
@@ -222,8 +204,7 @@ def _graph(folder: Path, manifest: Mapping[str, Any], role: str) -> tuple[Path, 
 
 
 def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dict[str, np.ndarray]:
-    # Each array's header is checked against its real size before it is read
-    # (edge_infer.npy): a broken bank is a broken bundle, never a huge allocation.
+    # edge_infer.npy checks each header against the real size first: a broken bank is never a huge allocation.
     try:
         with zipfile.ZipFile(path) as zf:
             members = {m.filename: m for m in zf.infolist()}
@@ -232,9 +213,7 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
             if f"{key}.npy" not in members:
                 raise BundleError(f"{path}: missing array {key!r}")
             bank[key] = open_npy_member(path, members[f"{key}.npy"]).read()
-    except DataFileError as exc:
-        raise BundleError(f"{path}: not a readable latent bank ({exc})") from None
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (DataFileError, OSError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{path}: not a readable latent bank ({exc})") from None
     lat, lab, oid, outl = bank["latents"], bank["labels"], bank["outline_ids"], bank["outlines"]
     n = lab.shape[0] if lab.ndim == 1 else -1
@@ -255,12 +234,8 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
         problems.append(f"{n} entries but the manifest says {expected_count}")
     if problems:
         raise BundleError(f"{path}: malformed latent bank: {'; '.join(problems)}")
-    out = {
-        "latents": np.ascontiguousarray(lat, dtype=np.float32),
-        "labels": lab.astype(np.int64),
-        "outline_ids": oid.astype(np.int64),
-        "outlines": outl,
-    }
+    out = {"latents": np.ascontiguousarray(lat, dtype=np.float32), "labels": lab.astype(np.int64),
+           "outline_ids": oid.astype(np.int64), "outlines": outl}
     for arr in out.values():
         arr.flags.writeable = False
     return out
@@ -270,7 +245,6 @@ def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
     from .sampling import DEFAULT_NOISE_STRENGTH, METHODS, MODES
 
     nd = manifest.get("noise_defaults") or {}
-    where = MANIFEST
     try:
         result = NoiseDefaults(
             mode=str(nd.get("mode", "relative")),
@@ -279,17 +253,16 @@ def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
             outline_lock=bool(nd.get("outline_lock", True)),
         )
     except (TypeError, ValueError, AttributeError):
-        raise BundleError(f"{where}: malformed noise_defaults {nd!r}") from None
+        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
     if result.mode not in MODES or result.method not in METHODS or not (np.isfinite(result.strength) and result.strength > 0):
-        raise BundleError(f"{where}: malformed noise_defaults {nd!r}")
+        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}")
     return result
 
 
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
     """Find, verify and load a bundle (the default one when ``path`` is None).
 
-    ``verify=False`` skips the per-file sha256 checks (the manifest's own
-    hash is always checked); meant for benchmarks, not for users.
+    ``verify=False`` skips the per-file sha256 checks, not the manifest's own: for benchmarks, not for users.
     """
     folder = Path(path).expanduser() if path is not None else default_bundle_path()
     manifest = _read_manifest(folder)
@@ -318,33 +291,16 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
     if std.shape != (LATENT_SHAPE[0],) or not np.isfinite(std).all() or (std < 0).any():
         raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 finite numbers ≥ 0")
     std.flags.writeable = False
-    return Bundle(
-        path=folder,
-        manifest=manifest,
-        classes=tuple(classes),
-        encoder_path=enc_path,
-        decoder_path=dec_path,
-        encoder_io=enc_io,
-        decoder_io=dec_io,
-        generator_path=gen_path,
-        core_path=core_path,
-        latents=bank["latents"],
-        labels=bank["labels"],
-        outline_ids=bank["outline_ids"],
-        outlines=bank["outlines"],
-        latent_std=std,
-        noise_defaults=_noise_defaults(manifest),
-    )
+    return Bundle(path=folder, manifest=manifest, classes=tuple(classes), encoder_path=enc_path, decoder_path=dec_path,
+                  encoder_io=enc_io, decoder_io=dec_io, generator_path=gen_path, core_path=core_path, **bank,
+                  latent_std=std, noise_defaults=_noise_defaults(manifest))
 
 
 def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:
-    """Copy the verified ``bundle`` (its manifest and every file it lists) to the folder ``dest``.
+    """Copy the verified ``bundle`` (manifest and listed files) to ``dest``, for tools in other languages.
 
-    For tools in other languages, which ship these files (``docs/other-languages.md``).
     The folder appears only when complete; an existing bundle there is replaced only with ``force``.
     """
-    import shutil
-
     dest = Path(dest)
     replace = check_folder_target(dest, force=force, marker=MANIFEST, what="a bundle")
     with atomic_folder(dest, force=replace) as tmp:

@@ -1,24 +1,11 @@
 """onnxruntime sessions: the one place that opens graphs and picks providers.
 
-:func:`open_session` opens a graph with graph optimisation level "all" (the
-level under which the bundle's graphs are verified and other clients
-reproduce the Python API's maps bit for bit) and says which provider *really*
-runs it, judged by ``session.get_providers()``: the GPU build lists CUDA even
-on a machine without a GPU.
-
-Provider policy:
-
-* an explicit ``cuda``, ``tensorrt`` or ``openvino`` that does not really run
-  the graph raises :class:`~edge_infer.errors.ProviderError` naming what is
-  missing (the provider in this build, the NVIDIA driver, or the first shared
-  library that will not load): never a silent fallback;
-* ``auto`` takes CUDA where a session really gets it, else the CPU, and says
-  why in one line (:attr:`SessionInfo.note`); it never picks TensorRT or
-  OpenVINO (asked for by name). Without an NVIDIA driver no CUDA session is
-  tried, so a CPU-only user pays nothing for the GPU build.
-
-The slow diagnosis of *why* a GPU provider cannot load runs only on that
-failure and in ``edge-infer info``.
+Graphs open at optimisation level "all", under which the bundle was verified and other clients match the
+maps bit for bit. The provider is judged by what a session *really* got (the GPU build lists CUDA even
+without a GPU): an explicit provider that does not run raises :class:`ProviderError` saying what is missing,
+never a silent fallback; ``auto`` takes CUDA where it really works, else the CPU, and says why in one line.
+Without an NVIDIA driver no CUDA session is tried, so CPU users pay nothing for the GPU build; the slow
+diagnosis of *why* a GPU provider cannot load runs only on that failure and in ``edge-infer info``.
 """
 
 from __future__ import annotations
@@ -95,8 +82,7 @@ def nvidia_driver() -> Optional[str]:
 
 @functools.lru_cache(maxsize=1)
 def ort_distributions() -> tuple[str, ...]:
-    """The onnxruntime distributions installed where the imported ``onnxruntime`` lives (two there overwrite
-    each other's files; one shadowed by an earlier ``sys.path`` entry is not in the way)."""
+    """The onnxruntime distributions installed beside the imported ``onnxruntime`` (a shadowed one is harmless)."""
     here = Path(ort().__file__).resolve().parent.parent
     found = []
     for name in _DISTRIBUTIONS:
@@ -104,6 +90,12 @@ def ort_distributions() -> tuple[str, ...]:
             if Path(metadata.distribution(name).locate_file("")).resolve() == here:
                 found.append(name)
     return tuple(found)
+
+
+def ort_distribution() -> str:
+    """Which onnxruntime distribution is installed (e.g. ``"onnxruntime-gpu"``), or ``""``."""
+    found = ort_distributions()
+    return found[0] if found else ""
 
 
 def clash() -> str:
@@ -165,12 +157,6 @@ def resolve_providers(provider: str = "auto") -> list[str]:
     return {CUDA: [CUDA, CPU], TENSORRT: [TENSORRT, CUDA, CPU], OPENVINO: [OPENVINO, CPU]}[ep]
 
 
-def ort_distribution() -> str:
-    """Which onnxruntime distribution is installed (e.g. ``"onnxruntime-gpu"``), or ``""``."""
-    found = ort_distributions()
-    return found[0] if found else ""
-
-
 @dataclass(frozen=True)
 class SessionInfo:
     """Which provider a session really runs on (``cpu``, ``cuda``, ``tensorrt``, ``openvino``), and why."""
@@ -193,18 +179,11 @@ def _auto_note(tried_cuda: bool) -> str:
     return f"auto: CUDA not usable: {gpu_problem(CUDA)}"
 
 
-def open_session(
-    model: Union[str, Path, bytes],
-    *,
-    provider: str = "auto",
-    threads: Optional[int] = None,
-    options: Optional[dict[str, Any]] = None,
-) -> tuple[Any, SessionInfo]:
-    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``.
+def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
+                 options: Optional[dict[str, Any]] = None) -> tuple[Any, SessionInfo]:
+    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``; the project's one way to open a graph.
 
-    The one way the project opens a graph (the runtime, the exporter's
-    verification, every benchmark). ``threads``: intra-op threads (None:
-    onnxruntime's default); ``options``: further ``SessionOptions``
+    ``threads``: intra-op threads (None: onnxruntime's default); ``options``: further ``SessionOptions``
     attributes, except the optimisation level, which stays "all".
     """
     rt = ort()
@@ -244,17 +223,13 @@ def open_session(
                                 f"with it ({first})") from None
         raise BundleError(f"{where}: onnxruntime cannot load this graph ({first})") from None
     got = (session.get_providers() or [CPU])[0]
-    if got == wanted:
-        note = ""
-        if requested == "auto":
-            note = _auto_note(False) if got == CPU else "auto: a CUDA session really got the GPU"
-        info = SessionInfo(SHORT_NAMES.get(got, got), requested, note)
-    elif requested != "auto":
+    if got != wanted and requested != "auto":
         why = gpu_problem(wanted) if wanted in _NVIDIA else f"onnxruntime fell back to {got}"
         raise ProviderError(f"{DISPLAY_NAMES[requested]} was asked for, but onnxruntime could not use it: {why}; "
                             "use --provider cpu or --provider auto")
-    else:
-        info = SessionInfo("cpu", requested, _auto_note(tried_cuda=True))
+    note = ""
+    if requested == "auto":  # auto asks for CUDA or the CPU, and gets one of them
+        note = "auto: a CUDA session really got the GPU" if got == CUDA else _auto_note(tried_cuda=wanted == CUDA)
     if wanted != CPU:
         session.disable_fallback()  # a provider failing inside a run is an error, not a silent CPU rerun
-    return session, info
+    return session, SessionInfo(SHORT_NAMES.get(got, got), requested, note)
