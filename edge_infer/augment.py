@@ -17,7 +17,6 @@ contiguous, in source order, so the classic recipe puts the k variants of source
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
@@ -34,9 +33,6 @@ FILLS: tuple[str, ...] = ("noise", "repeat")
 BalanceLike = Union[None, str, int]
 
 
-# ------------------------------------------------------------ symmetries
-
-
 def transform_states(states: np.ndarray, k: int) -> np.ndarray:
     """Die states ``(N, H, W)`` under symmetry ``k``, outline included: ``k % 4`` quarter turns
     (``numpy.rot90``) after a left-right flip when ``k >= 4``."""
@@ -48,12 +44,9 @@ def transform_states(states: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(s, k % 4, axes=(1, 2)))
 
 
-@functools.lru_cache(maxsize=256)
-def _fill_from(inside_bytes: bytes, covered_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The uncovered dies of one (outline, transformed outline) pair and the flat index of the nearest covered
-    die of each; cached, as the course data has only 2 outlines × 8 symmetries."""
-    inside = np.frombuffer(inside_bytes, dtype=bool).reshape(MAP_SIZE, MAP_SIZE)
-    covered = np.frombuffer(covered_bytes, dtype=bool).reshape(MAP_SIZE, MAP_SIZE)
+def _fill_from(inside: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the dies inside an outline that its transform left uncovered, and of each one's nearest
+    covered die."""
     need = np.flatnonzero(inside & ~covered)
     have = np.flatnonzero(inside & covered)
     if need.size == 0 or have.size == 0:
@@ -73,14 +66,11 @@ def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
     out = np.where(inside, moved, BOUNDARY).astype(states.dtype)
     flat_out = out.reshape(len(out), -1)
     flat_moved = moved.reshape(len(moved), -1)
-    # The uncovered dies depend on the outline alone: group the maps by outline.
-    packed = np.ascontiguousarray(np.packbits(inside.reshape(len(out), -1), axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    # The uncovered dies depend on the outline alone: one fill per distinct outline.
+    _, first, inverse = np.unique(inside.reshape(len(out), -1), axis=0, return_index=True, return_inverse=True)
     for u, row in enumerate(first):
         rows = np.flatnonzero(inverse.reshape(-1) == u)
-        covered = transform_states(inside[row : row + 1], k)[0]
-        need, src = _fill_from(inside[row].tobytes(), np.ascontiguousarray(covered).tobytes())
+        need, src = _fill_from(inside[row], transform_states(inside[row : row + 1], k)[0])
         if need.size and src.size:
             flat_out[np.ix_(rows, need)] = flat_moved[np.ix_(rows, src)]
     return out
@@ -96,9 +86,6 @@ def all_symmetries(maps: Any) -> np.ndarray:
     states = to_states(as_maps(maps))
     stack = np.stack([symmetric_states(states, k) for k in range(N_SYMMETRIES)], axis=1)
     return to_onehot(stack.reshape(-1, *states.shape[1:]))
-
-
-# ------------------------------------------------------------ balance
 
 
 def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
@@ -141,9 +128,6 @@ def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) 
     return extra
 
 
-# ------------------------------------------------------------ recipes
-
-
 @dataclass(frozen=True)
 class Recipe:
     """What ``augment`` makes from each source: ``symmetries`` adds the 7 other rotations/flips and makes all 8
@@ -175,9 +159,7 @@ class Recipe:
 
 
 #: Named recipes, as ``augment --recipe NAME`` offers them.
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
         Recipe("classic", per_source=5),
         Recipe("symmetries", symmetries=True),
         Recipe("balanced", balance="max", fill="noise"),
@@ -185,8 +167,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("symmetries+noise", symmetries=True, per_source=1),
         Recipe("symmetries+balanced-copies", symmetries=True, balance="max", fill="repeat"),
         Recipe("symmetries+balanced", symmetries=True, balance="max", fill="noise"),
-    )
-}
+)}
 
 #: ``augment``'s recipe when none is named: the one ``training.evaluation.report.recommend`` picks
 #: (docs/evaluation.md, "The recommended recipe"; +5.0 ± 5.1 macro-F1 points, 4 of 5 folds).
@@ -212,13 +193,9 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
         base = get_recipe(name)
     else:
         base = RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
-    changes: dict = {}
-    if per_source is not None:
-        changes["per_source"] = per_source
-    if balance is not None:
-        changes["balance"] = balance
-    if symmetries is not None:
-        changes["symmetries"] = bool(symmetries)
+    symmetries = None if symmetries is None else bool(symmetries)
+    options = {"per_source": per_source, "balance": balance, "symmetries": symmetries}
+    changes = {key: value for key, value in options.items() if value is not None}
     if not changes:
         return base
     plain_classic = base.name == "classic" and set(changes) == {"per_source"}

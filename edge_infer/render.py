@@ -1,9 +1,6 @@
-"""PNG pictures of wafer maps: grids of maps with labels and a legend (drawn with pillow).
+"""PNG pictures of wafer maps: grids of maps with labels and a legend, drawn with pillow.
 
-One fixed three-colour die palette, :data:`PALETTE`, is used in every figure
-(and in the README), so a colour means the same die state everywhere. Colours
-are chosen to stay apart for colour-blind readers (blue-grey vs orange) and
-to keep the off-wafer area quiet (light grey).
+One three-colour die palette in every figure (and the README), so a colour means one die state everywhere.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import numpy as np
 from .files import atomic_path
 from .wafer import STATE_NAMES
 
-#: Die state → RGB: boundary (off-wafer) light grey, normal blue-grey, defect orange.
+#: Die state → RGB: the off-wafer area quiet (light grey); normal and defect apart for colour-blind readers.
 PALETTE: dict[str, tuple[int, int, int]] = {
     "boundary": (222, 222, 222),
     "normal": (84, 120, 160),
@@ -47,29 +44,17 @@ def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.
     cell = die_px + gap
     big = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
     if gap:
-        line = (np.arange(big.shape[0]) % cell) >= die_px
-        big[line, :, :] = BACKGROUND
-        line = (np.arange(big.shape[1]) % cell) >= die_px
-        big[:, line, :] = BACKGROUND
+        big[np.arange(big.shape[0]) % cell >= die_px, :] = BACKGROUND
+        big[:, np.arange(big.shape[1]) % cell >= die_px] = BACKGROUND
         big = big[:-gap, :-gap]
     return np.ascontiguousarray(big)
 
 
-def render_grid(
-    rows: Sequence[Sequence[Optional[np.ndarray]]],
-    row_labels: Optional[Sequence[str]] = None,
-    col_labels: Optional[Sequence[str]] = None,
-    *,
-    title: Optional[str] = None,
-    legend: bool = True,
-    die_px: int = DIE_PX,
-    gap: int = GAP_PX,
-) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
-    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank).
-
-    Row labels go on the left, column labels above each column, an optional
-    title on top and the die-palette legend at the bottom.
-    """
+def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Optional[Sequence[str]] = None,
+                col_labels: Optional[Sequence[str]] = None, *, title: Optional[str] = None, legend: bool = True,
+                die_px: int = DIE_PX, gap: int = GAP_PX) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
+    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank); row labels
+    on the left, column labels above, an optional title on top, the die-palette legend at the bottom."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -82,7 +67,8 @@ def render_grid(
     n_rows = len(rows)
     n_cols = max((len(r) for r in rows), default=0)
     first = next((m for r in rows for m in r if m is not None), None)
-    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else (26 * (die_px + gap) - gap,) * 2
+    blank = (26 * (die_px + gap) - gap,) * 2
+    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else blank
     line_h = text_size("Ag")[1] + 4
     label_w = max((text_size(s)[0] for s in row_labels or []), default=0)
     left = MARGIN + (label_w + MARGIN if label_w else 0)

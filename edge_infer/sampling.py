@@ -184,8 +184,7 @@ def mix_latents(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarray) -> np.ndarray:
-    """σ per row and latent channel, float32 ``(n, 64)``: ``relative`` ``float32(strength) × std[c]``,
-    ``course`` ``(variant mod 5 + 1) / 10``."""
+    """σ per row and latent channel, float32 ``(n, 64)`` (module docstring)."""
     variants = np.asarray(variants, dtype=np.int64)
     std = np.asarray(std, dtype=np.float32)
     if mode == "course":
@@ -332,12 +331,8 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
     """Variants of each of ``n_sources`` sources: one whole number k ≥ 1 for all,
     or one count ≥ 0 per source (at least one map in all). int64 ``(n_sources,)``."""
-    if np.ndim(per_source) == 0 and not is_whole_number(per_source):
-        raise InputError(f"per_source must be a whole number, not {per_source!r}")
-    if is_whole_number(per_source):
-        if per_source < 1:
-            raise InputError(f"per_source must be at least 1, not {per_source}")
-        return np.full(n_sources, int(per_source), dtype=np.int64)
+    if np.ndim(per_source) == 0:
+        return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     try:
         raw = np.asarray(per_source)
     except (TypeError, ValueError):
