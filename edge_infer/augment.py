@@ -1,18 +1,14 @@
 """Augmentation recipes: which maps ``augment`` makes from a set of sources (measured in docs/evaluation.md).
 
-A recipe combines three ingredients:
-
-* **symmetries** -- the 8 rotations/flips of every source: a rotated Scratch is still a Scratch. The outline is
-  not symmetric (no rotation or flip maps a course outline onto itself or the other), so :func:`symmetric` moves
-  the dies and keeps the source's outline: dies that fall off it are dropped, dies left uncovered take the
-  state of the nearest covered die;
-* **noise variants** -- ``per_source`` autoencoder variants of every base map (the sources, or their 8
+* **symmetries**: the 8 rotations/flips of every source (a rotated Scratch is still a Scratch). No rotation or
+  flip maps a course outline onto itself or the other, so :func:`symmetric` moves the dies and keeps the
+  source's outline: dies falling off it are dropped, dies left uncovered take the state of the nearest covered die;
+* **noise variants**: ``per_source`` autoencoder variants of every base map (the sources, or their 8
   symmetries), as ``augment`` always made (the course's classic "5 per map");
-* **balance** -- top every class up to a target count (``"max"``: the largest class) with more variants of
-  rare-class sources (:func:`balance_plan`), made of noise (``fill="noise"``) or plain copies (``fill="repeat"``).
+* **balance**: every class topped up to a target count of real + generated maps (``"max"``: the largest class)
+  with more variants of rare-class sources (:func:`balance_plan`): noise (``fill="noise"``) or copies (``"repeat"``).
 
-Counts are of the training set *real + generated*. :func:`augment_recipe` keeps the maps made from source i
-contiguous, in source order, so the classic recipe puts the k variants of source i at rows k·i … k·i+k−1.
+The maps made from source i are contiguous, in source order: the classic k variants of source i are rows k·i … k·i+k−1.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .generator import Generated, WaferGenerator
-from .sampling import is_whole_number
+from .sampling import check_choice, is_whole_number
 from .wafer import BOUNDARY, MAP_SIZE, as_labels, as_maps, to_onehot, to_states
 
 N_SYMMETRIES = 8
@@ -103,12 +99,9 @@ def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
 
 
 def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) -> np.ndarray:
-    """Extra maps to make from each base map (classes ``labels`` ``(M,)``) so every class reaches ``target``.
-
-    ``have``: maps each base map already brings (default 1: itself). A class holding ``H_c = sum(have)`` maps
-    gets ``max(0, T − H_c)`` extras, spread evenly over its base maps (the first take one more where it does
-    not divide), so rare classes get many per source. Returns int64 counts ``(M,)``.
-    """
+    """Extra maps (int64 ``(M,)``) to make from each base map of classes ``labels`` so every class reaches
+    ``target``: a class whose base maps bring ``H_c = sum(have)`` maps (default 1 each: itself) gets
+    ``max(0, T − H_c)``, spread evenly (the first take one more where it does not divide)."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     h = np.ones(len(y), dtype=np.int64) if have is None else np.asarray(have, dtype=np.int64).reshape(-1)
     if len(h) != len(y):
@@ -176,19 +169,13 @@ DEFAULT_RECIPE = "symmetries"
 
 def get_recipe(name: str) -> Recipe:
     """A named recipe (any case); :class:`InputError` naming the choices otherwise."""
-    key = str(name).strip().lower()
-    if key not in RECIPES:
-        raise InputError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
-    return RECIPES[key]
+    return RECIPES[check_choice(name, tuple(RECIPES), "recipe")]
 
 
 def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = None, balance: BalanceLike = None,
                    symmetries: Optional[bool] = None) -> Recipe:
-    """The recipe of an ``augment`` call: a named one, changed by the options that are not None.
-
-    Without a name, ``per_source`` alone means the classic recipe with that many variants per map (what
-    ``augment --per-source K`` always did); otherwise the base is :data:`DEFAULT_RECIPE`.
-    """
+    """The recipe of an ``augment`` call: ``name``'s, else the classic one when ``per_source`` is given (what
+    ``augment --per-source K`` always did), else :data:`DEFAULT_RECIPE`'s; changed by the options not None."""
     if name is not None:
         base = get_recipe(name)
     else:
@@ -239,13 +226,9 @@ def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
 
 def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
                    strength: Optional[float] = None, **augment_options: Any) -> Generated:
-    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row.
-
-    Noise variants come from ``generator.augment`` (per-base-map counts, seeded by ``seed``), so they are made
-    exactly as ``augment`` makes them; ``strength`` overrides the recipe's, ``augment_options`` (``mode``,
-    ``outline_lock``, ``progress``...) go to ``generator.augment``. ``generator`` may be None for a recipe
-    that generates nothing.
-    """
+    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row. Noise
+    variants are ``generator.augment``'s (None: a recipe that makes none), seeded by ``seed``, with ``strength``
+    (default: the recipe's) and ``augment_options`` (``mode``, ``progress``...)."""
     onehot = as_maps(maps)
     y = as_labels(labels, onehot.shape[0])[:, 0]
     p = base_maps(recipe, y)

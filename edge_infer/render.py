@@ -15,11 +15,8 @@ from .files import atomic_path
 from .wafer import STATE_NAMES
 
 #: Die state → RGB: the off-wafer area quiet (light grey); normal and defect apart for colour-blind readers.
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "boundary": (222, 222, 222),
-    "normal": (84, 120, 160),
-    "defect": (240, 120, 20),
-}
+PALETTE: dict[str, tuple[int, int, int]] = {"boundary": (222, 222, 222), "normal": (84, 120, 160),
+                                             "defect": (240, 120, 20)}
 _COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
 BACKGROUND = (255, 255, 255)
 TEXT = (30, 30, 30)
@@ -84,17 +81,14 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
     if title:
         draw.text((MARGIN, MARGIN), title, fill=TEXT, font=font)
     for c, label in enumerate(col_labels or []):
-        x = left + c * (col_w + MARGIN)
-        draw.text((x, top - line_h), label, fill=TEXT, font=font)
+        draw.text((left + c * (col_w + MARGIN), top - line_h), label, fill=TEXT, font=font)
     for r, row in enumerate(rows):
         y = top + r * (side_h + MARGIN)
         if row_labels and r < len(row_labels):
             draw.text((MARGIN, y + side_h // 2 - line_h // 2), row_labels[r], fill=TEXT, font=font)
         for c, m in enumerate(row):
-            if m is None:
-                continue
-            x = left + c * (col_w + MARGIN)
-            img.paste(Image.fromarray(map_pixels(m, die_px=die_px, gap=gap)), (x, y))
+            if m is not None:
+                img.paste(Image.fromarray(map_pixels(m, die_px=die_px, gap=gap)), (left + c * (col_w + MARGIN), y))
     if legend:
         y = height - legend_h + MARGIN // 2
         x = MARGIN

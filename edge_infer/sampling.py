@@ -1,30 +1,24 @@
 """The plan of a request: every per-row decision, made from the seed before any graph runs. Pure numpy.
 
-A :class:`Plan` gives each output row its source, its variant (for the course schedule) and its mixing partner
-and weight; the generator runs the bundle's graphs on it block by block, and the graphs draw the noise
-(``docs/bundle-format.md``). All randomness, host or graph, comes from one counter-based function,
-:func:`draws`: value ``c`` of stream ``s`` for seed ``seed`` is
+A :class:`Plan` gives each row its source, variant (for the course schedule), mixing partner and weight; the
+generator runs the bundle's graphs on it block by block, and the graphs draw the noise (``docs/bundle-format.md``).
+All randomness, host or graph, is value ``c`` of stream ``s`` for seed ``seed`` (:func:`draws`):
 
     mix(mix(seed XOR s·K) + (c + 1)·γ)        (uint64, wrapping)
 
 with ``mix`` the SplitMix64 output function (:func:`splitmix64`), γ = :data:`GAMMA` and K = :data:`ATTEMPT_MUL`.
-Streams 0 … 8 are the latent noise of attempt 0 (first draw) and of the sibling redraws 1 … 8 (inside the graph);
-:data:`PLAN_STREAM` orders the sources and :data:`MIX_STREAM` picks mixing partners and weights. No state, no
-global random generator: the same seed gives the same maps in any thread, block size or language.
+Streams 0 … 8 are the latent noise of the first draw and of the sibling redraws 1 … 8 (inside the graph);
+:data:`PLAN_STREAM` orders the sources, :data:`MIX_STREAM` picks mixing partners and weights. No state, no global
+random generator: the same seed gives the same maps in any thread, block size or language.
 
-Noise: ``"relative"`` (default) σ[c] = ``strength × std[c]`` (float32), ``std`` the bank's per-channel latent std
-(manifest ``latent_stats.overall.std``); ``"course"`` the course's absolute schedule σ = (k+1)/10 for variant
-index k mod 5, ``strength`` ignored.
-
+Noise: ``"relative"`` (default) σ[c] = ``float32(strength) × std[c]``, ``std`` the bank's per-channel latent std
+(manifest ``latent_stats.overall.std``); ``"course"`` σ = (k+1)/10 for variant index k mod 5, ``strength`` unused.
 Methods: ``"noise"`` is source latent + noise; ``"mix"`` is ``(1-t)·z_a + t·z_b`` (float32, ``t`` in
-``[0.25, 0.75)``) + noise, ``z_b`` another source of the same class, of the same wafer outline where there is one;
-the map keeps a's outline. A class with a single source cannot mix: its rows use noise alone and the generator
-warns with :class:`MixFallback`.
-
-Siblings: with relative noise, in row order, a map equal to an earlier map of the same source (anywhere earlier
-in the request) is redrawn with attempt k = 1, 2, … :data:`MAX_REDRAWS` (noise stream k, σ ×
-:data:`REDRAW_GROWTH`\\ :sup:`k`) until it differs, so no two variants of a source are identical. Course noise is
-left as the course had it.
+``[0.25, 0.75)``) + noise, ``z_b`` another source of a's class and, where there is one, of a's outline; the map
+keeps a's outline. A class with a single source cannot mix: its rows use noise alone, with a :class:`MixFallback`.
+Siblings: with relative noise, in row order, a map equal to any earlier map of its source in the request is
+redrawn with attempt k = 1, 2, … :data:`MAX_REDRAWS` (noise stream k, σ × :data:`REDRAW_GROWTH`\\ :sup:`k`) until
+it differs. Course noise is left as the course had it.
 """
 
 from __future__ import annotations
@@ -38,8 +32,7 @@ import numpy as np
 
 from .errors import InputError
 
-#: Relative noise strength used when neither the caller nor the bundle says.
-DEFAULT_NOISE_STRENGTH: float = 0.3
+DEFAULT_NOISE_STRENGTH: float = 0.3  # when neither the caller nor the bundle says
 METHODS: tuple[str, ...] = ("noise", "mix")
 MODES: tuple[str, ...] = ("relative", "course")
 MIX_RANGE = (0.25, 0.75)  # the partner's mixing weight
@@ -53,15 +46,12 @@ MAX_REDRAWS = 8
 GAMMA = 0x9E3779B97F4A7C15
 MIX_M1 = 0xBF58476D1CE4E5B9
 MIX_M2 = 0x94D049BB133111EB
-#: Stream s is keyed by seed XOR s·ATTEMPT_MUL (an odd constant, so streams never share a key).
-ATTEMPT_MUL = 0xD1B54A32D192ED03
+ATTEMPT_MUL = 0xD1B54A32D192ED03  # K: odd, so no two streams share a key
 PLAN_STREAM = 1 << 32
 MIX_STREAM = PLAN_STREAM + 1
-#: Seeds are int64 (they are passed to the graphs unchanged).
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # seeds are int64: the graphs take them unchanged
 _MASK = (1 << 64) - 1
 
-#: A seed as callers give it.
 SeedLike = Union[None, int, np.random.SeedSequence]
 
 
@@ -98,8 +88,7 @@ def unit_floats(values: np.ndarray) -> np.ndarray:
 
 
 def check_seed(seed: SeedLike) -> int:
-    """The int64 seed the graphs get: ``seed`` itself, or a fresh random one for None; a
-    ``numpy.random.SeedSequence`` gives 63 bits of its generated state (spawn key included)."""
+    """The int64 seed the graphs get: ``seed``, a fresh one for None, 63 bits of a ``SeedSequence``'s state."""
     if seed is None:
         return int.from_bytes(os.urandom(8), "little") >> 1  # 63 bits from the OS
     if isinstance(seed, np.random.SeedSequence):
@@ -129,12 +118,9 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 
 def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[int] = None) -> np.ndarray:
-    """``n`` source indices drawn from ``candidates`` (sorted bank or given-map rows), or ``pin`` on every row.
-
-    The candidates ordered by their draw of :data:`PLAN_STREAM` (candidate i gets value i; ties keep index
-    order), cycled: ``n ≤ len`` gives distinct sources, each source is used about equally often, and a larger
-    ``n`` keeps the first rows of a smaller one.
-    """
+    """``n`` rows: ``candidates`` (sorted bank or given-map rows) ordered by their draw of :data:`PLAN_STREAM`
+    (candidate i gets value i; ties keep index order) and cycled, or ``pin`` on every row. So ``n ≤ len`` gives
+    distinct sources, each is used about equally often, and a larger ``n`` keeps the first rows of a smaller one."""
     if pin is not None:
         return np.full(n, int(pin), dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
@@ -207,10 +193,8 @@ _KEY_WEIGHTS = draws(0x51B1, 0, _KEY_WORDS) | np.uint64(1)
 
 
 def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row of one-hot ``maps`` ``(n, 26, 26, 3)``: equal for rows with the same source and map.
-
-    A collision of keys only costs a needless (still deterministic) redraw.
-    """
+    """A 64-bit key per row of one-hot ``maps``: equal for the same source and map (a collision only costs a
+    needless, still deterministic, redraw)."""
     n = int(sources.shape[0])
     packed = np.zeros((n, _KEY_WORDS * 8), dtype=np.uint8)
     packed[:, :254] = np.packbits(maps.reshape(n, -1) != 0, axis=1)
@@ -227,9 +211,6 @@ def repeated_rows(keys: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
     if seen:
         repeated |= np.fromiter((int(k) in seen for k in keys), dtype=bool, count=n)
     return np.flatnonzero(repeated)
-
-
-# ---------------------------------------------------------------- the plan
 
 
 class Sources(NamedTuple):
