@@ -62,8 +62,10 @@ def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
     out = np.where(inside, moved, BOUNDARY).astype(states.dtype)
     flat_out = out.reshape(len(out), -1)
     flat_moved = moved.reshape(len(moved), -1)
-    # The uncovered dies depend on the outline alone: one fill per distinct outline.
-    _, first, inverse = np.unique(inside.reshape(len(out), -1), axis=0, return_index=True, return_inverse=True)
+    # One fill per distinct outline, grouped on packed bits (np.unique(axis=0) on bool rows is ~100x slower).
+    packed = np.ascontiguousarray(np.packbits(inside.reshape(len(out), -1), axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     for u, row in enumerate(first):
         rows = np.flatnonzero(inverse.reshape(-1) == u)
         need, src = _fill_from(inside[row], transform_states(inside[row : row + 1], k)[0])

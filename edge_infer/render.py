@@ -61,7 +61,6 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
         left, top, right, bottom = probe.textbbox((0, 0), s, font=font)
         return right - left, bottom - top
 
-    n_rows = len(rows)
     n_cols = max((len(r) for r in rows), default=0)
     first = next((m for r in rows for m in r if m is not None), None)
     blank = (26 * (die_px + gap) - gap,) * 2
@@ -75,7 +74,7 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
     width = left + n_cols * (col_w + MARGIN)
     if legend:
         width = max(width, MARGIN + 3 * (line_h + 90))
-    height = top + n_rows * (side_h + MARGIN) + legend_h
+    height = top + len(rows) * (side_h + MARGIN) + legend_h
     img = Image.new("RGB", (max(width, 1), max(height, 1)), BACKGROUND)
     draw = ImageDraw.Draw(img)
     if title:

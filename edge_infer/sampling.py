@@ -244,8 +244,7 @@ class Plan(NamedTuple):
     seed: int
     settings: Settings
     siblings: bool  # some source repeats: identical variants are redrawn
-    #: Row 0's index in the whole request: noise and redraws are keyed by that global row, so a request cut
-    #: into calls (an input augmented block by block) gives the maps of one call.
+    #: Row 0's place in the whole request: noise and redraws key on global rows, so split calls give one call's maps.
     row0: int = 0
 
     @property
