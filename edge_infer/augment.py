@@ -1,39 +1,18 @@
-"""Augmentation recipes: which maps ``augment`` makes from a set of sources.
+"""Augmentation recipes: which maps ``augment`` makes from a set of sources (measured in docs/evaluation.md).
 
-A recipe combines three ingredients, each measured by the evaluation
-(``python -m training.evaluation``, docs/evaluation.md):
+* **symmetries**: the 8 rotations/flips of every source (a rotated Scratch is still a Scratch). No rotation or
+  flip maps a course outline onto itself or the other, so :func:`symmetric` moves the dies and keeps the
+  source's outline: dies falling off it are dropped, dies left uncovered take the state of the nearest covered die;
+* **noise variants**: ``per_source`` autoencoder variants of every base map (the sources, or their 8
+  symmetries), as ``augment`` always made (the course's classic "5 per map");
+* **balance**: every class topped up to a target count of real + generated maps (``"max"``: the largest class)
+  with more variants of rare-class sources (:func:`balance_plan`): noise (``fill="noise"``) or copies (``"repeat"``).
 
-* **symmetries** -- the 8 rotations/flips of every source (the dihedral
-  group of the square). Wafer patterns have no preferred orientation, so a
-  rotated Scratch is still a Scratch. The wafer *outline* is not symmetric,
-  though: the course data has two outlines and neither maps onto itself or
-  the other under any rotation or flip (a rotated outline differs from the
-  source's in 10 to 40 edge dies). So :func:`symmetric` rotates/flips the
-  dies and then keeps the source's own outline: dies that fall off it are
-  dropped, dies that the rotation leaves uncovered take the state of the
-  nearest covered die. Every transformed map is a valid wafer with its
-  source's outline;
-* **noise variants** -- ``per_source`` variants of every base map (the
-  sources, or their 8 symmetries) through the autoencoder, as ``augment``
-  always made (the course's classic "5 per map");
-* **balance** -- top every class up to a target count (``"max"``: the
-  largest class), with more variants from rare-class sources
-  (:func:`balance_plan`); the top-up is made of noise variants
-  (``fill="noise"``) or of plain copies of the base maps (``fill="repeat"``).
-
-Counts are of the training set *real + generated*: a class is balanced when
-its sources plus everything made from them reach the target.
-
-:func:`augment_recipe` runs a recipe through a
-:class:`~edge_infer.generator.WaferGenerator`. The output keeps the classic order where it can: all
-maps made from source i are contiguous, in source order, and with the
-classic recipe (5 noise variants, nothing else) the k variants of source i
-are rows k·i … k·i+k−1 exactly as before.
+The maps made from source i are contiguous, in source order: the classic k variants of source i are rows k·i … k·i+k−1.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Union
 
@@ -41,24 +20,18 @@ import numpy as np
 
 from .errors import InputError
 from .generator import Generated, WaferGenerator
+from .sampling import check_choice, is_whole_number
 from .wafer import BOUNDARY, MAP_SIZE, as_labels, as_maps, to_onehot, to_states
 
-#: The 8 symmetries of the square, by index: ``k % 4`` quarter turns
-#: (counter-clockwise, ``numpy.rot90``) after a left-right flip when ``k >= 4``.
-SYMMETRIES: tuple[str, ...] = (
-    "identity", "rot90", "rot180", "rot270", "flip", "flip+rot90", "flip+rot180", "flip+rot270",
-)
-N_SYMMETRIES = len(SYMMETRIES)
+N_SYMMETRIES = 8
 FILLS: tuple[str, ...] = ("noise", "repeat")
 
 BalanceLike = Union[None, str, int]
 
 
-# ------------------------------------------------------------ symmetries
-
-
 def transform_states(states: np.ndarray, k: int) -> np.ndarray:
-    """Die states ``(N, H, W)`` under symmetry ``k`` (0..7), outline included."""
+    """Die states ``(N, H, W)`` under symmetry ``k``, outline included: ``k % 4`` quarter turns
+    (``numpy.rot90``) after a left-right flip when ``k >= 4``."""
     if not 0 <= int(k) < N_SYMMETRIES:
         raise InputError(f"symmetry index must be 0..{N_SYMMETRIES - 1}, not {k}")
     s = np.asarray(states)
@@ -67,14 +40,9 @@ def transform_states(states: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(s, k % 4, axes=(1, 2)))
 
 
-@functools.lru_cache(maxsize=256)
-def _fill_from(inside_bytes: bytes, covered_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """For one (source outline, transformed outline) pair: the uncovered dies
-    (inside the source outline, off the transformed one) and, for each, the
-    flat index of the nearest covered die (inside both). Few distinct pairs
-    occur (two outlines × 8 symmetries in the course data), hence the cache."""
-    inside = np.frombuffer(inside_bytes, dtype=bool).reshape(MAP_SIZE, MAP_SIZE)
-    covered = np.frombuffer(covered_bytes, dtype=bool).reshape(MAP_SIZE, MAP_SIZE)
+def _fill_from(inside: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the dies inside an outline that its transform left uncovered, and of each one's nearest
+    covered die."""
     need = np.flatnonzero(inside & ~covered)
     have = np.flatnonzero(inside & covered)
     if need.size == 0 or have.size == 0:
@@ -86,13 +54,7 @@ def _fill_from(inside_bytes: bytes, covered_bytes: bytes) -> tuple[np.ndarray, n
 
 
 def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
-    """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline.
-
-    The dies are rotated/flipped; then every die off the source's outline is
-    boundary again, and every die inside it that the transform left uncovered
-    (boundary in the transformed map) takes the state of the nearest die that
-    the transform did cover.
-    """
+    """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (module docstring)."""
     moved = transform_states(states, k)
     if k == 0:
         return moved
@@ -100,22 +62,20 @@ def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
     out = np.where(inside, moved, BOUNDARY).astype(states.dtype)
     flat_out = out.reshape(len(out), -1)
     flat_moved = moved.reshape(len(moved), -1)
-    # The uncovered dies depend on the outline alone: group the maps by outline.
+    # One fill per distinct outline, grouped on packed bits (np.unique(axis=0) on bool rows is ~100x slower).
     packed = np.ascontiguousarray(np.packbits(inside.reshape(len(out), -1), axis=1))
     keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     for u, row in enumerate(first):
         rows = np.flatnonzero(inverse.reshape(-1) == u)
-        covered = transform_states(inside[row : row + 1], k)[0]
-        need, src = _fill_from(inside[row].tobytes(), np.ascontiguousarray(covered).tobytes())
+        need, src = _fill_from(inside[row], transform_states(inside[row : row + 1], k)[0])
         if need.size and src.size:
             flat_out[np.ix_(rows, need)] = flat_moved[np.ix_(rows, src)]
     return out
 
 
 def symmetric(maps: Any, k: int) -> np.ndarray:
-    """One-hot maps ``(N, 26, 26, 3)`` under symmetry ``k`` (0..7), each keeping
-    its own outline (see :func:`symmetric_states`); ``k = 0`` returns a copy."""
+    """One-hot maps ``(N, 26, 26, 3)`` under symmetry ``k`` (0..7), each keeping its own outline."""
     return to_onehot(symmetric_states(to_states(as_maps(maps)), k))
 
 
@@ -124,9 +84,6 @@ def all_symmetries(maps: Any) -> np.ndarray:
     states = to_states(as_maps(maps))
     stack = np.stack([symmetric_states(states, k) for k in range(N_SYMMETRIES)], axis=1)
     return to_onehot(stack.reshape(-1, *states.shape[1:]))
-
-
-# ------------------------------------------------------------ balance
 
 
 def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
@@ -138,22 +95,15 @@ def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
             balance = int(balance)
         except ValueError:
             raise InputError(f"balance target must be 'max' or a whole number, not {balance!r}") from None
-    if isinstance(balance, (bool, np.bool_)) or not isinstance(balance, (int, np.integer)) or balance < 1:
+    if not is_whole_number(balance) or balance < 1:
         raise InputError(f"balance target must be 'max' or a whole number of at least 1, not {balance!r}")
     return int(balance)
 
 
 def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) -> np.ndarray:
-    """Extra maps to make from each base map so every class reaches ``target``.
-
-    ``labels``: class of each base map ``(M,)``. ``have``: how many maps each
-    base map already brings to the training set (default 1: itself). Class c
-    holding ``n_c`` base maps and ``H_c = sum(have)`` maps gets
-    ``max(0, T − H_c)`` extra maps, spread as evenly as possible over its
-    base maps (the first ones in order take one more where it does not
-    divide), so rare classes get many extras per source and a class already
-    at the target gets none. Returns int64 counts ``(M,)``.
-    """
+    """Extra maps (int64 ``(M,)``) to make from each base map of classes ``labels`` so every class reaches
+    ``target``: a class whose base maps bring ``H_c = sum(have)`` maps (default 1 each: itself) gets
+    ``max(0, T − H_c)``, spread evenly (the first take one more where it does not divide)."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     h = np.ones(len(y), dtype=np.int64) if have is None else np.asarray(have, dtype=np.int64).reshape(-1)
     if len(h) != len(y):
@@ -167,28 +117,18 @@ def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) 
     t = class_target(totals[present], target)
     for c in np.flatnonzero(present):
         rows = np.flatnonzero(y == c)
-        need = max(0, t - int(totals[c]))
-        q, r = divmod(need, len(rows))
+        q, r = divmod(max(0, t - int(totals[c])), len(rows))
         extra[rows] = q
         extra[rows[:r]] += 1
     return extra
 
 
-# ------------------------------------------------------------ recipes
-
-
 @dataclass(frozen=True)
 class Recipe:
-    """What ``augment`` makes from each source. See the module docstring.
-
-    * ``symmetries``: add the 7 other rotations/flips of each source, and use
-      all 8 as the base maps of the noise variants ("before encoding");
-    * ``per_source``: noise variants of every base map;
-    * ``balance``: None, ``"max"`` or a target count per class;
-    * ``fill``: what the variants are: ``"noise"`` (through the autoencoder)
-      or ``"repeat"`` (copies of the base map; the control of generation);
-    * ``strength``: relative noise strength (None: the bundle's default).
-    """
+    """What ``augment`` makes from each source: ``symmetries`` adds the 7 other rotations/flips and makes all 8
+    the base maps; ``per_source`` noise variants of each base map; ``balance`` None, ``"max"`` or a per-class
+    target; ``fill`` ``"noise"`` (autoencoder) or ``"repeat"`` (copies, the control of generation);
+    ``strength`` the relative noise strength (None: the bundle's)."""
 
     name: str = "custom"
     symmetries: bool = False
@@ -200,8 +140,7 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.fill not in FILLS:
             raise InputError(f"fill must be one of {', '.join(FILLS)}, not {self.fill!r}")
-        if isinstance(self.per_source, (bool, np.bool_)) or not isinstance(self.per_source, (int, np.integer)) \
-                or self.per_source < 0:
+        if not is_whole_number(self.per_source) or self.per_source < 0:
             raise InputError(f"per_source must be a whole number ≥ 0, not {self.per_source!r}")
         if self.balance is not None:
             class_target(np.ones(1, dtype=np.int64), self.balance)  # validates
@@ -215,9 +154,7 @@ class Recipe:
 
 
 #: Named recipes, as ``augment --recipe NAME`` offers them.
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in (
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
         Recipe("classic", per_source=5),
         Recipe("symmetries", symmetries=True),
         Recipe("balanced", balance="max", fill="noise"),
@@ -225,55 +162,29 @@ RECIPES: dict[str, Recipe] = {
         Recipe("symmetries+noise", symmetries=True, per_source=1),
         Recipe("symmetries+balanced-copies", symmetries=True, balance="max", fill="repeat"),
         Recipe("symmetries+balanced", symmetries=True, balance="max", fill="noise"),
-    )
-}
+)}
 
-#: The recipe ``augment`` uses when none is named, chosen by the rule of
-#: ``training.evaluation.report.recommend`` from ``python -m training.evaluation
-#: usefulness`` (docs/evaluation.md): the largest mean held-out macro-F1 gain over
-#: the real maps at the same steps among recipes gaining in at least 4 of 5 folds,
-#: a generating recipe also having to beat its own copies-for-variants control in
-#: 4 of 5 folds. Measured: symmetries +5.0 ± 5.1 points (4/5 folds, 5 folds × 3
-#: seeds); no generating recipe the shipped bundle can make beat its control in
-#: more than 3 folds.
+#: ``augment``'s recipe when none is named: the one ``training.evaluation.report.recommend`` picks
+#: (docs/evaluation.md, "The recommended recipe"; +5.0 ± 5.1 macro-F1 points, 4 of 5 folds).
 DEFAULT_RECIPE = "symmetries"
 
 
 def get_recipe(name: str) -> Recipe:
     """A named recipe (any case); :class:`InputError` naming the choices otherwise."""
-    key = str(name).strip().lower()
-    if key not in RECIPES:
-        raise InputError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
-    return RECIPES[key]
+    return RECIPES[check_choice(name, tuple(RECIPES), "recipe")]
 
 
-def resolve_recipe(
-    name: Optional[str] = None,
-    *,
-    per_source: Optional[int] = None,
-    balance: BalanceLike = None,
-    symmetries: Optional[bool] = None,
-) -> Recipe:
-    """The recipe of an ``augment`` call: a named one, changed by the options given.
-
-    Without a name, ``per_source`` alone means the classic recipe with that
-    many variants per map (what ``augment --per-source K`` always did);
-    otherwise the default recipe (:data:`DEFAULT_RECIPE`) is the base. Options
-    that are None keep the base's value.
-    """
+def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = None, balance: BalanceLike = None,
+                   symmetries: Optional[bool] = None) -> Recipe:
+    """The recipe of an ``augment`` call: ``name``'s, else the classic one when ``per_source`` is given (what
+    ``augment --per-source K`` always did), else :data:`DEFAULT_RECIPE`'s; changed by the options not None."""
     if name is not None:
         base = get_recipe(name)
-    elif per_source is not None:
-        base = RECIPES["classic"]
     else:
-        base = RECIPES[DEFAULT_RECIPE]
-    changes: dict = {}
-    if per_source is not None:
-        changes["per_source"] = per_source
-    if balance is not None:
-        changes["balance"] = balance
-    if symmetries is not None:
-        changes["symmetries"] = bool(symmetries)
+        base = RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
+    symmetries = None if symmetries is None else bool(symmetries)
+    options = {"per_source": per_source, "balance": balance, "symmetries": symmetries}
+    changes = {key: value for key, value in options.items() if value is not None}
     if not changes:
         return base
     plain_classic = base.name == "classic" and set(changes) == {"per_source"}
@@ -282,15 +193,9 @@ def resolve_recipe(
 
 @dataclass(frozen=True)
 class BaseMaps:
-    """What a recipe makes from M sources, before any map is made.
-
-    * ``base_sources`` ``(B,)``: source row of each base map (each source
-      once, or 8 times with symmetries), ``base_symmetry`` ``(B,)`` its
-      symmetry index;
-    * ``noise`` ``(B,)``: noise variants of each base map, ``copies`` ``(B,)``:
-      copies of it (balance by repeat);
-    * with symmetries, base maps with ``base_symmetry > 0`` are output too.
-    """
+    """What a recipe makes from M sources: ``base_sources`` ``(B,)`` the source of each base map (each source
+    once, or 8 times with symmetries), ``base_symmetry`` its symmetry index, ``noise`` and ``copies`` the noise
+    variants and copies of it; base maps with ``base_symmetry > 0`` are output too."""
 
     base_sources: np.ndarray
     base_symmetry: np.ndarray
@@ -309,10 +214,9 @@ class BaseMaps:
 def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
     """The :class:`BaseMaps` of ``recipe`` for sources of classes ``labels`` ``(M,)``."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    m = len(y)
     reps = N_SYMMETRIES if recipe.symmetries else 1
-    base_sources = np.repeat(np.arange(m, dtype=np.int64), reps)
-    base_symmetry = np.tile(np.arange(reps, dtype=np.int64), m)
+    base_sources = np.repeat(np.arange(len(y), dtype=np.int64), reps)
+    base_symmetry = np.tile(np.arange(reps, dtype=np.int64), len(y))
     noise = np.full(base_sources.size, recipe.per_source, dtype=np.int64)
     copies = np.zeros(base_sources.size, dtype=np.int64)
     if recipe.balance is not None:
@@ -324,51 +228,39 @@ def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
 
 def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
                    strength: Optional[float] = None, **augment_options: Any) -> Generated:
-    """Run ``recipe`` on source ``maps`` + ``labels`` with a ``WaferGenerator``.
-
-    Noise variants come from ``generator.augment`` (per-base-map counts), so
-    they are made exactly as ``augment`` makes them, seeded by ``seed``;
-    ``strength`` overrides the recipe's, ``augment_options`` (``mode``,
-    ``outline_lock``, ``progress``...) go to ``generator.augment``.
-    ``generator`` may be None for a recipe that generates nothing. Returns
-    the maps, their labels and ``sources`` (the row of each map's source).
-    """
+    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row. Noise
+    variants are ``generator.augment``'s (None: a recipe that makes none), seeded by ``seed``, with ``strength``
+    (default: the recipe's) and ``augment_options`` (``mode``, ``progress``...)."""
     onehot = as_maps(maps)
     y = as_labels(labels, onehot.shape[0])[:, 0]
     p = base_maps(recipe, y)
     if p.count == 0:
         raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
-    if recipe.symmetries:
-        base = all_symmetries(onehot)
-    else:
-        base = onehot
-    parts_maps, parts_src, parts_order = [], [], []
+    base = all_symmetries(onehot) if recipe.symmetries else onehot
+    parts_maps, parts_order = [], []
     b_idx = np.arange(p.base_sources.size)
 
-    def add(rows_of_base: np.ndarray, made: np.ndarray, kind: str, rank: int) -> None:
+    def add(base_rows: np.ndarray, made: np.ndarray, rank: int) -> None:
+        # Sort key: source, then base map, then kind (0 symmetry, 1 noise, 2 copy), then row.
         parts_maps.append(made)
-        parts_src.append(p.base_sources[rows_of_base])
-        # Sort key: source, then base map, then kind (symmetry, noise, copy), then row.
-        parts_order.append(np.stack([p.base_sources[rows_of_base], rows_of_base,
-                                     np.full(len(rows_of_base), rank)], axis=1))
+        parts_order.append(np.stack([p.base_sources[base_rows], base_rows, np.full(len(base_rows), rank)], axis=1))
 
     emit = b_idx[p.emit_base]
     if emit.size:
-        add(emit, base[emit], "symmetry", 0)
+        add(emit, base[emit], 0)
     if p.noise.sum():
         if generator is None:
             raise InputError(f"recipe {recipe.name!r} makes noise variants: it needs a generator")
         keep = p.noise > 0
-        gen = generator.augment(
-            [int(c) for c in p.noise[keep]], maps=base[keep], labels=y[p.base_sources[keep]],
-            seed=seed, strength=strength if strength is not None else recipe.strength, **augment_options,
-        )
-        add(b_idx[keep][np.asarray(gen.sources)], np.asarray(gen.maps), "noise", 1)
+        gen = generator.augment([int(c) for c in p.noise[keep]], maps=base[keep], labels=y[p.base_sources[keep]],
+                                seed=seed, strength=strength if strength is not None else recipe.strength,
+                                **augment_options)
+        add(b_idx[keep][np.asarray(gen.sources)], np.asarray(gen.maps), 1)
     if p.copies.sum():
         rows = np.repeat(b_idx, p.copies)
-        add(rows, base[rows], "copy", 2)
+        add(rows, base[rows], 2)
     order_key = np.concatenate(parts_order)
     order = np.lexsort((np.arange(len(order_key)), order_key[:, 2], order_key[:, 1], order_key[:, 0]))
-    src = np.concatenate(parts_src)[order]
+    src = order_key[order, 0]
     return Generated(np.concatenate(parts_maps)[order].astype(np.float32, copy=False),
                      y[src].astype(np.int64).reshape(-1, 1), src)

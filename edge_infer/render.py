@@ -1,9 +1,6 @@
-"""PNG pictures of wafer maps: grids of maps with labels and a legend (drawn with pillow).
+"""PNG pictures of wafer maps: grids of maps with labels and a legend, drawn with pillow.
 
-One fixed three-colour die palette, :data:`PALETTE`, is used in every figure
-(and in the README), so a colour means the same die state everywhere. Colours
-are chosen to stay apart for colour-blind readers (blue-grey vs orange) and
-to keep the off-wafer area quiet (light grey).
+One three-colour die palette in every figure (and the README), so a colour means one die state everywhere.
 """
 
 from __future__ import annotations
@@ -17,12 +14,9 @@ import numpy as np
 from .files import atomic_path
 from .wafer import STATE_NAMES
 
-#: Die state → RGB: boundary (off-wafer) light grey, normal blue-grey, defect orange.
-PALETTE: dict[str, tuple[int, int, int]] = {
-    "boundary": (222, 222, 222),
-    "normal": (84, 120, 160),
-    "defect": (240, 120, 20),
-}
+#: Die state → RGB: the off-wafer area quiet (light grey); normal and defect apart for colour-blind readers.
+PALETTE: dict[str, tuple[int, int, int]] = {"boundary": (222, 222, 222), "normal": (84, 120, 160),
+                                             "defect": (240, 120, 20)}
 _COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
 BACKGROUND = (255, 255, 255)
 TEXT = (30, 30, 30)
@@ -47,29 +41,17 @@ def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.
     cell = die_px + gap
     big = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
     if gap:
-        line = (np.arange(big.shape[0]) % cell) >= die_px
-        big[line, :, :] = BACKGROUND
-        line = (np.arange(big.shape[1]) % cell) >= die_px
-        big[:, line, :] = BACKGROUND
+        big[np.arange(big.shape[0]) % cell >= die_px, :] = BACKGROUND
+        big[:, np.arange(big.shape[1]) % cell >= die_px] = BACKGROUND
         big = big[:-gap, :-gap]
     return np.ascontiguousarray(big)
 
 
-def render_grid(
-    rows: Sequence[Sequence[Optional[np.ndarray]]],
-    row_labels: Optional[Sequence[str]] = None,
-    col_labels: Optional[Sequence[str]] = None,
-    *,
-    title: Optional[str] = None,
-    legend: bool = True,
-    die_px: int = DIE_PX,
-    gap: int = GAP_PX,
-) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
-    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank).
-
-    Row labels go on the left, column labels above each column, an optional
-    title on top and the die-palette legend at the bottom.
-    """
+def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Optional[Sequence[str]] = None,
+                col_labels: Optional[Sequence[str]] = None, *, title: Optional[str] = None, legend: bool = True,
+                die_px: int = DIE_PX, gap: int = GAP_PX) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
+    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank); row labels
+    on the left, column labels above, an optional title on top, the die-palette legend at the bottom."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -79,10 +61,10 @@ def render_grid(
         left, top, right, bottom = probe.textbbox((0, 0), s, font=font)
         return right - left, bottom - top
 
-    n_rows = len(rows)
     n_cols = max((len(r) for r in rows), default=0)
     first = next((m for r in rows for m in r if m is not None), None)
-    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else (26 * (die_px + gap) - gap,) * 2
+    blank = (26 * (die_px + gap) - gap,) * 2
+    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else blank
     line_h = text_size("Ag")[1] + 4
     label_w = max((text_size(s)[0] for s in row_labels or []), default=0)
     left = MARGIN + (label_w + MARGIN if label_w else 0)
@@ -92,23 +74,20 @@ def render_grid(
     width = left + n_cols * (col_w + MARGIN)
     if legend:
         width = max(width, MARGIN + 3 * (line_h + 90))
-    height = top + n_rows * (side_h + MARGIN) + legend_h
+    height = top + len(rows) * (side_h + MARGIN) + legend_h
     img = Image.new("RGB", (max(width, 1), max(height, 1)), BACKGROUND)
     draw = ImageDraw.Draw(img)
     if title:
         draw.text((MARGIN, MARGIN), title, fill=TEXT, font=font)
     for c, label in enumerate(col_labels or []):
-        x = left + c * (col_w + MARGIN)
-        draw.text((x, top - line_h), label, fill=TEXT, font=font)
+        draw.text((left + c * (col_w + MARGIN), top - line_h), label, fill=TEXT, font=font)
     for r, row in enumerate(rows):
         y = top + r * (side_h + MARGIN)
         if row_labels and r < len(row_labels):
             draw.text((MARGIN, y + side_h // 2 - line_h // 2), row_labels[r], fill=TEXT, font=font)
         for c, m in enumerate(row):
-            if m is None:
-                continue
-            x = left + c * (col_w + MARGIN)
-            img.paste(Image.fromarray(map_pixels(m, die_px=die_px, gap=gap)), (x, y))
+            if m is not None:
+                img.paste(Image.fromarray(map_pixels(m, die_px=die_px, gap=gap)), (left + c * (col_w + MARGIN), y))
     if legend:
         y = height - legend_h + MARGIN // 2
         x = MARGIN

@@ -1,46 +1,24 @@
 """The plan of a request: every per-row decision, made from the seed before any graph runs. Pure numpy.
 
-A :class:`Plan` says, for each output row, which source it comes from, its
-variant (for the course schedule), its mixing partner and weight, and the
-settings of the request; the generator then runs the bundle's graphs on it
-block by block. The noise itself is drawn inside the generator graphs
-(``docs/bundle-format.md`` defines it). All
-randomness, host or graph, comes from one counter-based function,
-:func:`draws`: value ``c`` of stream ``s`` for seed ``seed`` is
+A :class:`Plan` gives each row its source, variant (for the course schedule), mixing partner and weight; the
+generator runs the bundle's graphs on it block by block, and the graphs draw the noise (``docs/bundle-format.md``).
+All randomness, host or graph, is value ``c`` of stream ``s`` for seed ``seed`` (:func:`draws`):
 
     mix(mix(seed XOR s·K) + (c + 1)·γ)        (uint64, wrapping)
 
-with ``mix`` the SplitMix64 output function (:func:`splitmix64`),
-γ = :data:`GAMMA` and K = :data:`ATTEMPT_MUL`. Streams 0 … 8 are the latent
-noise of attempt 0 (first draw) and of the sibling redraws 1 … 8 (inside the
-graph); :data:`PLAN_STREAM` orders the sources and :data:`MIX_STREAM` picks
-mixing partners and weights. No state, no global random generator: the same
-seed gives the same maps in any thread, block size or language.
+with ``mix`` the SplitMix64 output function (:func:`splitmix64`), γ = :data:`GAMMA` and K = :data:`ATTEMPT_MUL`.
+Streams 0 … 8 are the latent noise of the first draw and of the sibling redraws 1 … 8 (inside the graph);
+:data:`PLAN_STREAM` orders the sources, :data:`MIX_STREAM` picks mixing partners and weights. No state, no global
+random generator: the same seed gives the same maps in any thread, block size or language.
 
-Noise
------
-* ``"relative"`` (default): σ for latent channel c is ``strength × std[c]``
-  (float32), the bank's per-channel latent std (manifest
-  ``latent_stats.overall.std``).
-* ``"course"``: the course exercise's absolute schedule, σ = (k+1)/10 for the
-  k-th of 5 variants (k = variant index mod 5); ``strength`` is ignored.
-
-Methods
--------
-* ``"noise"``: source latent + noise.
-* ``"mix"``: ``(1-t)·z_a + t·z_b`` (float32) with ``t`` in ``[0.25, 0.75)``,
-  ``z_b`` another source of the same class -- one with the same wafer outline
-  where there is one -- then + noise. The map keeps source a's outline. A
-  class with a single source cannot mix: its rows use noise alone and the
-  generator warns with :class:`MixFallback`.
-
-Siblings
---------
-With relative noise no two variants of one source are identical: in row
-order, a map equal to an earlier map of the same source (anywhere earlier in
-the request) is redrawn with attempt k = 1, 2, … :data:`MAX_REDRAWS` (noise
-stream k, σ × :data:`REDRAW_GROWTH`\\ :sup:`k`) until it differs. The course
-mode is left as the course had it.
+Noise: ``"relative"`` (default) σ[c] = ``float32(strength) × std[c]``, ``std`` the bank's per-channel latent std
+(manifest ``latent_stats.overall.std``); ``"course"`` σ = (k+1)/10 for variant index k mod 5, ``strength`` unused.
+Methods: ``"noise"`` is source latent + noise; ``"mix"`` is ``(1-t)·z_a + t·z_b`` (float32, ``t`` in
+``[0.25, 0.75)``) + noise, ``z_b`` another source of a's class and, where there is one, of a's outline; the map
+keeps a's outline. A class with a single source cannot mix: its rows use noise alone, with a :class:`MixFallback`.
+Siblings: with relative noise, in row order, a map equal to any earlier map of its source in the request is
+redrawn with attempt k = 1, 2, … :data:`MAX_REDRAWS` (noise stream k, σ × :data:`REDRAW_GROWTH`\\ :sup:`k`) until
+it differs. Course noise is left as the course had it.
 """
 
 from __future__ import annotations
@@ -54,17 +32,13 @@ import numpy as np
 
 from .errors import InputError
 
-#: Relative noise strength used when neither the caller nor the bundle says.
-DEFAULT_NOISE_STRENGTH: float = 0.3
+DEFAULT_NOISE_STRENGTH: float = 0.3  # when neither the caller nor the bundle says
 METHODS: tuple[str, ...] = ("noise", "mix")
 MODES: tuple[str, ...] = ("relative", "course")
-#: Mixing weight range for the partner's latent.
-MIX_RANGE = (0.25, 0.75)
+MIX_RANGE = (0.25, 0.75)  # the partner's mixing weight
 COURSE_VARIANTS = 5
-#: A variant that comes out identical to a sibling (same source) is redrawn with
-#: its relative noise grown by this factor per attempt, at most MAX_REDRAWS times.
-#: Near-saturated sources (a wafer that is all defect) need it: moderate noise
-#: cannot move their decoder output off the saturated state.
+#: A variant identical to a sibling is redrawn with σ grown by this factor per attempt, at most MAX_REDRAWS times:
+#: moderate noise cannot move a near-saturated source (a wafer all defect) off its saturated decoder output.
 REDRAW_GROWTH = 1.5
 MAX_REDRAWS = 8
 
@@ -72,14 +46,12 @@ MAX_REDRAWS = 8
 GAMMA = 0x9E3779B97F4A7C15
 MIX_M1 = 0xBF58476D1CE4E5B9
 MIX_M2 = 0x94D049BB133111EB
-#: Stream s is keyed by seed XOR s·ATTEMPT_MUL (an odd constant, so streams never share a key).
-ATTEMPT_MUL = 0xD1B54A32D192ED03
+ATTEMPT_MUL = 0xD1B54A32D192ED03  # K: odd, so no two streams share a key
 PLAN_STREAM = 1 << 32
 MIX_STREAM = PLAN_STREAM + 1
-#: Seeds are int64 (they are passed to the graphs unchanged).
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # seeds are int64: the graphs take them unchanged
+_MASK = (1 << 64) - 1
 
-#: A seed as callers give it.
 SeedLike = Union[None, int, np.random.SeedSequence]
 
 
@@ -87,38 +59,27 @@ class MixFallback(UserWarning):
     """A class had a single source, so ``mix`` used noise alone for it."""
 
 
-_MASK = (1 << 64) - 1
-_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
-_M1, _M2 = np.uint64(MIX_M1), np.uint64(MIX_M2)
+def is_whole_number(x: Any) -> bool:
+    """An int or numpy integer, and not a bool."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def splitmix64(x: "np.ndarray | np.uint64") -> np.ndarray:
     """The SplitMix64 output function on uint64 values (wrapping arithmetic)."""
     x = np.array(x, dtype=np.uint64)  # a copy: worked on in place
-    x ^= x >> _SHIFTS[0]
-    x *= _M1
-    x ^= x >> _SHIFTS[1]
-    x *= _M2
-    x ^= x >> _SHIFTS[2]
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(MIX_M1)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(MIX_M2)
+    x ^= x >> np.uint64(31)
     return x
-
-
-def _mix_int(z: int) -> int:
-    z = ((z ^ (z >> 30)) * MIX_M1) & _MASK
-    z = ((z ^ (z >> 27)) * MIX_M2) & _MASK
-    return z ^ (z >> 31)
-
-
-def stream_key(seed: int, stream: int) -> int:
-    """``mix(seed XOR stream·K)``: the key of ``stream`` for ``seed`` (module docstring)."""
-    return _mix_int((int(seed) ^ (int(stream) * ATTEMPT_MUL)) & _MASK)
 
 
 def draws(seed: int, stream: int, count: int) -> np.ndarray:
     """Values ``0 … count-1`` of ``stream`` for ``seed``: uint64 ``(count,)`` (module docstring)."""
+    key = splitmix64((int(seed) ^ int(stream) * ATTEMPT_MUL) & _MASK)
     with np.errstate(over="ignore"):
-        steps = np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA)
-        return splitmix64(steps + np.uint64(stream_key(seed, stream)))
+        return splitmix64(np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA) + key)
 
 
 def unit_floats(values: np.ndarray) -> np.ndarray:
@@ -127,16 +88,12 @@ def unit_floats(values: np.ndarray) -> np.ndarray:
 
 
 def check_seed(seed: SeedLike) -> int:
-    """The int64 seed the graphs get: ``seed`` itself, a fresh random one for None.
-
-    A ``numpy.random.SeedSequence`` (e.g. one of ``SeedSequence(s).spawn(k)``)
-    contributes 63 bits of its generated state, spawn key included.
-    """
+    """The int64 seed the graphs get: ``seed``, a fresh one for None, 63 bits of a ``SeedSequence``'s state."""
     if seed is None:
         return int.from_bytes(os.urandom(8), "little") >> 1  # 63 bits from the OS
     if isinstance(seed, np.random.SeedSequence):
         return int(seed.generate_state(1, np.uint64)[0]) >> 1
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+    if not is_whole_number(seed) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be a whole number from 0 to 2**63-1, not {seed!r}")
     return int(seed)
 
@@ -161,34 +118,26 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 
 def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[int] = None) -> np.ndarray:
-    """``n`` source indices drawn from ``candidates`` (sorted bank or given-map rows).
-
-    The candidates ordered by their draw of :data:`PLAN_STREAM` (candidate i
-    gets value i; ties keep index order), cycled: ``n ≤ len`` gives distinct
-    sources, every source is used about equally often, and a larger ``n``
-    keeps the first rows of a smaller one. ``pin`` fixes every row to one source.
-    """
+    """``n`` rows: ``candidates`` (sorted bank or given-map rows) ordered by their draw of :data:`PLAN_STREAM`
+    (candidate i gets value i; ties keep index order) and cycled, or ``pin`` on every row. So ``n ≤ len`` gives
+    distinct sources, each is used about equally often, and a larger ``n`` keeps the first rows of a smaller one."""
     if pin is not None:
         return np.full(n, int(pin), dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
     if candidates.size == 0:
         raise InputError("no source maps to generate from")
-    keys = draws(seed, PLAN_STREAM, candidates.size)
-    order = candidates[keys.argsort(kind="stable")]
+    order = candidates[draws(seed, PLAN_STREAM, candidates.size).argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
 
 
-def choose_partners(
-    sources: np.ndarray, labels: np.ndarray, outline_ids: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def choose_partners(sources: np.ndarray, labels: np.ndarray, outline_ids: np.ndarray,
+                    seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A mixing partner and weight for every row: same class, not itself, same outline if possible.
 
-    Row r takes values 2r and 2r+1 of :data:`MIX_STREAM`: the first picks the
-    partner (``value mod (pool size − 1)`` among the pool without the row's
-    own source, pool in index order), the second the weight
-    ``0.25 + 0.5·u`` (float32, ``u`` from :func:`unit_floats`). Returns
-    ``(partners, weights, alone)``: ``alone`` marks rows whose class has no
-    other source; their partner is themselves (mixing is then a no-op).
+    Row r takes values 2r and 2r+1 of :data:`MIX_STREAM`: the first picks the partner (``value mod (pool size
+    − 1)`` among the pool without the row's own source, pool in index order), the second the weight
+    ``0.25 + 0.5·u`` (float32, ``u`` from :func:`unit_floats`). Returns ``(partners, weights, alone)``:
+    ``alone`` marks rows whose class has no other source; their partner is themselves (mixing is a no-op).
     """
     sources = np.asarray(sources, dtype=np.int64)
     values = draws(seed, MIX_STREAM, 2 * sources.size).reshape(-1, 2)
@@ -221,11 +170,7 @@ def mix_latents(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarray) -> np.ndarray:
-    """σ per row and latent channel, float32 ``(n, 64)``.
-
-    ``relative``: ``float32(strength) × std[c]`` for every row; ``course``:
-    ``(variant mod 5 + 1) / 10`` for every channel.
-    """
+    """σ per row and latent channel, float32 ``(n, 64)`` (module docstring)."""
     variants = np.asarray(variants, dtype=np.int64)
     std = np.asarray(std, dtype=np.float32)
     if mode == "course":
@@ -241,18 +186,15 @@ def redraw_sigma(sigma: np.ndarray, attempt: int) -> np.ndarray:
     return (np.asarray(sigma, dtype=np.float32) * np.float32(REDRAW_GROWTH**attempt)).astype(np.float32)
 
 
-# Fixed odd 64-bit weights: a map's key is a weighted sum of its packed bits
-# mod 2**64, so two different maps share a key with probability ~2**-63.
-_KEY_WORDS = 32  # 26*26*3 one-hot bits = 254 bytes, zero-padded to 32 uint64 words
+# A map's key is a weighted sum of its packed bits mod 2**64 with fixed odd weights, so two different maps
+# share a key with probability ~2**-63. 26*26*3 one-hot bits = 254 bytes, zero-padded to 32 uint64 words.
+_KEY_WORDS = 32
 _KEY_WEIGHTS = draws(0x51B1, 0, _KEY_WORDS) | np.uint64(1)
 
 
 def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row: equal for rows with the same source and the same map.
-
-    ``maps``: one-hot ``(n, 26, 26, 3)``. A collision of keys only costs a
-    needless (still deterministic) redraw.
-    """
+    """A 64-bit key per row of one-hot ``maps``: equal for the same source and map (a collision only costs a
+    needless, still deterministic, redraw)."""
     n = int(sources.shape[0])
     packed = np.zeros((n, _KEY_WORDS * 8), dtype=np.uint8)
     packed[:, :254] = np.packbits(maps.reshape(n, -1) != 0, axis=1)
@@ -262,20 +204,13 @@ def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
 
 
 def repeated_rows(keys: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
-    """Indices of rows whose key appeared earlier: in ``keys`` or in ``seen``.
-
-    The first of each group of equal keys is kept (unless ``seen`` already
-    has it); the rest are returned in row order.
-    """
+    """Indices, in row order, of rows whose key appeared earlier in ``keys`` or is in ``seen``."""
     n = int(keys.shape[0])
     repeated = np.ones(n, dtype=bool)
     repeated[np.unique(keys, return_index=True)[1]] = False
     if seen:
         repeated |= np.fromiter((int(k) in seen for k in keys), dtype=bool, count=n)
     return np.flatnonzero(repeated)
-
-
-# ---------------------------------------------------------------- the plan
 
 
 class Sources(NamedTuple):
@@ -309,9 +244,7 @@ class Plan(NamedTuple):
     seed: int
     settings: Settings
     siblings: bool  # some source repeats: identical variants are redrawn
-    #: Index of row 0 within the whole request: noise and redraws are keyed by
-    #: that global row, so a request cut into calls (an input augmented block
-    #: by block) gives the maps of one call.
+    #: Row 0's place in the whole request: noise and redraws key on global rows, so split calls give one call's maps.
     row0: int = 0
 
     @property
@@ -349,13 +282,9 @@ def plan_rows(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
     if opts.method == "mix":
         partners, weights, alone = choose_partners(sources, src.labels, src.outline_ids, seed)
         if alone.any():
-            lonely = sorted({classes[c] for c in src.labels[sources[alone]]})
-            warnings.warn(
-                f"mix needs two source maps of a class; {', '.join(lonely)} has only one, "
-                "so its maps use noise alone",
-                MixFallback,
-                stacklevel=4,
-            )
+            lonely = ", ".join(sorted({classes[c] for c in src.labels[sources[alone]]}))
+            warnings.warn(f"mix needs two source maps of a class; {lonely} has only one, so its maps use noise alone",
+                          MixFallback, stacklevel=4)
     repeats = len(set(sources.tolist())) < sources.size
     return Plan(src, sources, variants, partners, weights, seed, opts,
                 siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
@@ -370,12 +299,8 @@ def plan_generate(src: Sources, candidates: np.ndarray, n: int, seed: int, opts:
 
 
 def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
-    """``per_source`` rows for every source, the k variants of source i at rows k·i … k·i+k−1.
-
-    ``per_source`` is one k for all, or one count per source (int64 array,
-    validated by :func:`edge_infer.recipes.variant_counts`): then the variants
-    of each source follow each other, numbered 0.. within their source.
-    """
+    """``per_source`` rows for every source (one k for all, or the counts of :func:`variant_counts`), the
+    variants of each source following each other and numbered 0.. within it: with one k, rows k·i … k·i+k−1."""
     m = src.labels.shape[0]
     counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (m,))
     sources = np.repeat(np.arange(m, dtype=np.int64), counts)
@@ -386,12 +311,8 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
     """Variants of each of ``n_sources`` sources: one whole number k ≥ 1 for all,
     or one count ≥ 0 per source (at least one map in all). int64 ``(n_sources,)``."""
-    if isinstance(per_source, (bool, np.bool_, float, str)) or (np.ndim(per_source) == 0 and not isinstance(per_source, (int, np.integer))):
-        raise InputError(f"per_source must be a whole number, not {per_source!r}")
-    if isinstance(per_source, (int, np.integer)):
-        if per_source < 1:
-            raise InputError(f"per_source must be at least 1, not {per_source}")
-        return np.full(n_sources, int(per_source), dtype=np.int64)
+    if np.ndim(per_source) == 0:
+        return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     try:
         raw = np.asarray(per_source)
     except (TypeError, ValueError):
@@ -405,12 +326,9 @@ def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
 
 
 def check_count(n: Any, what: str = "n") -> int:
-    """A count of maps (``n``, ``per_source``, ``-n``): a whole number, at least 1.
-
-    The one count rule, for the API and the CLI alike (the CLI calls it before
-    any model loads, naming its option).
-    """
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+    """A count of maps (``n``, ``per_source``, ``-n``): a whole number, at least 1; the one count rule, for the
+    API and the CLI alike (the CLI calls it before any model loads, naming its option)."""
+    if not is_whole_number(n):
         raise InputError(f"{what} must be a whole number, not {n!r}")
     if n < 1:
         raise InputError(f"{what} must be at least 1, not {n}")
@@ -419,15 +337,13 @@ def check_count(n: Any, what: str = "n") -> int:
 
 def check_source_index(source_index: Any, src: Sources, cls_index: Optional[int], classes: tuple[str, ...]) -> int:
     """A valid row of ``src`` whose class agrees with ``cls_index`` (when given)."""
-    if isinstance(source_index, (bool, np.bool_)) or not isinstance(source_index, (int, np.integer)):
+    if not is_whole_number(source_index):
         raise InputError(f"source index must be a whole number, not {source_index!r}")
     count = src.labels.shape[0]
     if not 0 <= source_index < count:
         raise InputError(f"source index {source_index} is out of range 0..{count - 1}")
     src_cls = int(src.labels[int(source_index)])
     if cls_index is not None and src_cls != cls_index:
-        raise InputError(
-            f"source {int(source_index)} is class {classes[src_cls]}, not {classes[cls_index]}; "
-            "drop --class or pick a source of that class"
-        )
+        raise InputError(f"source {int(source_index)} is class {classes[src_cls]}, not {classes[cls_index]}; "
+                         "drop --class or pick a source of that class")
     return int(source_index)
