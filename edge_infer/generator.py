@@ -286,7 +286,7 @@ class WaferGenerator:
         """
         uniform = not isinstance(per_source, (list, tuple, np.ndarray))
         k = check_count(per_source, "per_source") if uniform else 0
-        if isinstance(source_offset, (bool, np.bool_)) or not isinstance(source_offset, (int, np.integer)) or source_offset < 0:
+        if not sampling.is_whole_number(source_offset) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
         if source_offset and not uniform:
             raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
