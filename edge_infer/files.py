@@ -1,13 +1,8 @@
 """Writing outputs: atomic files and folders, output checks, run folders, JSON.
 
-Every output is written to a hidden temporary file beside its target, named
-``.NAME.<pid>-<random>.edge-infer-part``, and renamed into place only when
-complete: a reader never sees a half-written output, and an existing file is
-replaced only with ``force``. A run that is stopped (an error, Ctrl-C,
-SIGTERM, SIGHUP) removes its temporary files on the way out; one that is
-killed outright (SIGKILL) cannot, so the next write into that folder removes
-the ``*.edge-infer-part`` files of processes no longer alive and says so with
-a :class:`Note`.
+Every output is first a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target, renamed into place when
+complete, so no reader sees half an output. A SIGKILLed run cannot remove its parts: the next write into that folder
+removes those of dead processes, with a :class:`Note`.
 """
 
 from __future__ import annotations
@@ -37,8 +32,6 @@ def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -54,8 +47,7 @@ def _part_prefix(name: str) -> str:
 
 
 def remove_stale_parts(folder: PathLike) -> int:
-    """Remove the ``*.edge-infer-part`` files and folders that runs no longer alive left in ``folder``
-    (a SIGKILL leaves them); returns how many."""
+    """Remove the ``*.edge-infer-part`` files and folders of dead runs in ``folder``; returns how many."""
     stale = []
     try:
         for p in Path(folder).iterdir():
@@ -145,11 +137,8 @@ os.umask(_UMASK)
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it into place.
-
-    On any exception (Ctrl-C and the CLI's SIGTERM/SIGHUP included) the
-    temporary file is removed and ``path`` is left exactly as it was.
-    """
+    """Yield a temporary path beside ``path``, renamed into place on success; on any exception (Ctrl-C, the
+    CLI's SIGTERM/SIGHUP) it is removed and ``path`` left as it was."""
     target = Path(path)
     check_targets([target], force=force)
     ensure_folder(target.parent)
@@ -186,14 +175,8 @@ def atomic_files(paths: Sequence[PathLike], *, force: bool = False) -> Iterator[
 
 
 def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str) -> bool:
-    """Refuse up front a folder output that must not be replaced.
-
-    Refused: a file at that place; an existing folder without ``force``; and,
-    even with ``force``, a folder that is neither empty (hidden placeholders
-    aside) nor ``what`` (no ``marker`` file in it), so ``--force`` never
-    deletes an arbitrary directory. Returns whether :func:`atomic_folder` may
-    replace what is there.
-    """
+    """Refuse up front a file there, a folder without ``force``, or (so ``--force`` never deletes an arbitrary
+    folder) one neither empty nor ``what`` (no ``marker``). Returns whether :func:`atomic_folder` may replace it."""
     out = Path(folder)
     if out.exists() or out.is_symlink():
         if not out.is_dir():
@@ -211,12 +194,8 @@ def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str
 
 @contextlib.contextmanager
 def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
-
-    An existing ``path`` (only with ``force``) is moved aside first and
-    removed only once the new folder is in place. On any exception the
-    temporary folder is removed and ``path`` is left as it was.
-    """
+    """Yield an empty temporary folder beside ``path`` that becomes ``path`` on success; an existing ``path``
+    (``force``) is removed only once the new one is in place. On any exception ``path`` is left as it was."""
     target = Path(path)
     ensure_folder(target.parent)
     remove_stale_parts(target.parent)
@@ -263,9 +242,8 @@ def write_npy(path: PathLike, array: np.ndarray) -> None:
 
 
 def jsonable(value: Any) -> Any:
-    """A JSON-safe copy: NaN and infinities become null, numpy scalars plain numbers,
-    tuples lists, anything else unknown its text. The one rule for every JSON file
-    the project writes, so none holds ``NaN``, which strict readers refuse."""
+    """A JSON-safe copy for every JSON file written (strict readers refuse ``NaN``): NaN and infinities become
+    null, numpy scalars plain numbers, tuples lists, anything else unknown its text."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
