@@ -1,23 +1,18 @@
 """``.npy`` arrays read from a file or a zip member in bounded memory, and written block by block.
 
-A ``.npy`` header declares a shape and a dtype; the bytes after it must be
-exactly that many. Both are checked *before* any data is read: a header that
-claims more than the file holds (truncated, or lying) or less (a zip member
-that inflates to gigabytes behind a small header) is refused with the two
-sizes, so no allocation is ever sized by a file's claims alone. Data is then
-read front to back a block of rows at a time, with plain reads (a memory
-map's touched pages would count as the process's memory). Nothing here
-unpickles: object dtypes are refused from the header. Headers are read and
-written by numpy's own :mod:`numpy.lib.format`.
+A header's size is checked against the real one before any data is read, so no allocation is sized by a file's
+claims alone (a truncated file, a zip bomb). Plain reads and writes, not memory maps, whose pages would count as the
+process's memory. Nothing here unpickles.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Optional
 
@@ -64,11 +59,7 @@ def _fill(fh: IO[bytes], view: memoryview, where: str) -> None:
 
 @dataclass(frozen=True)
 class NpyArray:
-    """A ``.npy`` array whose header was read and checked against its real size.
-
-    ``open`` gives a fresh binary stream at the first byte of the file or
-    member, so the array can be read more than once.
-    """
+    """A ``.npy`` array whose header was checked; ``open`` gives a fresh stream at its first byte."""
 
     where: str
     shape: tuple[int, ...]
@@ -88,9 +79,7 @@ class NpyArray:
         return int(np.prod(self.shape[1:], dtype=object)) * self.dtype.itemsize
 
     def blocks(self, rows: int, *, hasher: Optional[Any] = None) -> Iterator[np.ndarray]:
-        """The array ``rows`` items at a time, front to back, each block a new array.
-
-        ``hasher`` is fed every byte of the file (header included)."""
+        """The array ``rows`` items at a time, each block a new array; ``hasher`` is fed every byte of the file."""
         if self.fortran_order and len(self.shape) > 1:
             yield from self._fortran_blocks(rows, hasher)
             return
@@ -129,20 +118,11 @@ class NpyArray:
 
     def read(self, *, hasher: Optional[Any] = None) -> np.ndarray:
         """The whole array (the caller checks first that it may be held in memory)."""
-        if not self.shape:
-            whole = next(iter(NpyArray(self.where, (1,), self.dtype, False, self.header_bytes, self.open).blocks(1, hasher=hasher)))
-            return whole.reshape(())
-        if self.fortran_order:
-            with _read_errors(self.where), self.open() as fh:
-                fh.read(self.header_bytes)
-                buf = np.empty(self.data_bytes // self.dtype.itemsize, dtype=self.dtype)
-                _fill(fh, memoryview(buf.view(np.uint8)), self.where)
-            if hasher is not None:
-                with _read_errors(self.where), self.open() as fh:
-                    hasher.update(fh.read())
-            return buf.reshape(self.shape, order="F")
-        return np.concatenate(list(self.blocks(max(1, self.shape[0]), hasher=hasher))) if self.shape[0] else \
-            np.empty(self.shape, self.dtype)
+        if self.fortran_order or not self.shape:  # read as the flat array it is on disk
+            flat = replace(self, shape=(math.prod(self.shape),), fortran_order=False, path=None)
+            return flat.read(hasher=hasher).reshape(self.shape, order="F")
+        whole = list(self.blocks(max(1, self.shape[0]), hasher=hasher))
+        return whole[0] if whole else np.empty(self.shape, self.dtype)
 
 
 def _parse_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
@@ -175,9 +155,8 @@ def _checked(where: str, opener: Callable[[], IO[bytes]], real: int, what: str, 
     arr = NpyArray(where, shape, dtype, fortran, header, opener, path)
     declared = header + arr.data_bytes
     if declared != real:
-        shape_text = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
         raise DataFileError(
-            f"{where}: its header declares a {dtype} array of shape {shape_text}, {_size(declared)} with the header, "
+            f"{where}: its header declares a {dtype} array of shape {shape}, {_size(declared)} with the header, "
             f"but {what} {_size(real)}; "
             + ("the file is truncated or its header lies" if declared > real else "the header does not describe its data"))
     return arr
@@ -197,8 +176,7 @@ def open_npy_file(path: Path) -> NpyArray:
 
 
 def open_npy_member(zf_path: Path, member: zipfile.ZipInfo) -> NpyArray:
-    """A ``.npy`` member of a zip, its header checked against the member's declared size
-    (which also bounds decompression: :mod:`zipfile` never returns more, and checks the CRC)."""
+    """A ``.npy`` member of a zip, its header checked against the member's size (:mod:`zipfile` never inflates more)."""
 
     @contextlib.contextmanager
     def opener() -> Iterator[IO[bytes]]:
@@ -209,11 +187,7 @@ def open_npy_member(zf_path: Path, member: zipfile.ZipInfo) -> NpyArray:
 
 
 class NpyWriter:
-    """A ``.npy`` written block after block: the header (shape known up front), then rows in order.
-
-    Plain sequential writes: a memory map's dirty pages would count as the
-    process's memory. Use :func:`npy_writer`, on a temporary path.
-    """
+    """A ``.npy`` written block after block, its shape known up front; use :func:`npy_writer`."""
 
     def __init__(self, fh: IO[bytes], shape: Sequence[int], dtype: Any = np.float32) -> None:
         self._fh, self.shape, self.dtype, self.rows = fh, tuple(int(d) for d in shape), np.dtype(dtype), 0
