@@ -1,12 +1,6 @@
-"""Reading users' wafer data: every input format, validated a block at a time (bounded memory).
+"""Reading users' wafer data: every input format, validated a block at a time, so any size fits in bounded memory.
 
-Reading never unpickles and checks every declared size against the file
-before reading (:mod:`edge_infer.npy`). :func:`open_input` opens maps for
-streaming and reads their labels; :func:`iter_maps` hands the maps on a
-validated block at a time, so an input of any size is read in bounded memory;
-:func:`load_dataset` reads a whole input when it fits under a ceiling
-(:func:`max_input_memory`). Every problem with a file becomes one
-:class:`~edge_infer.errors.DataFileError` naming that file.
+Every problem with a file becomes one :class:`~edge_infer.errors.DataFileError` naming that file.
 """
 
 from __future__ import annotations
@@ -77,9 +71,7 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
 
 
 class MapSource(Protocol):
-    """Maps from one input, read front to back in blocks: what every input format offers
-    (:class:`NpySource`, :class:`~edge_infer.g85.G85Source`). ``raw_blocks`` yields any form
-    :func:`~edge_infer.wafer.as_maps` accepts; :func:`iter_maps` validates them."""
+    """Maps of one input, front to back in blocks of any form :func:`~edge_infer.wafer.as_maps` accepts."""
 
     where: str  # names the input in messages (``wafer.zip:data.npy``)
     count: int  # maps it holds, known before any is read
@@ -105,11 +97,8 @@ class ArraySource:
 
 
 class NpySource:
-    """The maps of one ``.npy`` array (a file or a zip member), read block by block.
-
-    A stack of maps, ``(N, H, W, 3)`` or ``(N, H, W)``, streams (in Fortran order only from a file: a zip
-    member cannot be read out of order); anything else cannot be cut into maps from its header alone, so
-    it is read whole, if the ceiling allows."""
+    """The maps of one ``.npy`` array (a file or a zip member): a stack of maps streams; any other shape cannot
+    be cut into maps from its header alone, so it is read whole, if the ceiling allows."""
 
     def __init__(self, array: NpyArray, *, max_memory: Optional[int] = None) -> None:
         self.array = array
@@ -194,10 +183,8 @@ def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any = None) -> tup
         raise DataFileError(f"{p} is not a valid zip file")
     if _is_g85(p):
         g85 = G85Source(p, bin_map=bin_map)  # one validating pass: count, labels and sha256, then blocks
-        if g85.labels is None:
-            return g85, None
         own = (g85.labels, g85.sha256 or "")
-        return g85, lambda: own
+        return g85, None if g85.labels is None else lambda: own
     return NpySource(open_npy_file(p), max_memory=max_memory), None
 
 
@@ -220,14 +207,8 @@ class DataInput:
     labels_sha256: Optional[str] = None
 
 
-def open_input(
-    data: PathLike,
-    labels: Optional[PathLike] = None,
-    *,
-    require_labels: bool = False,
-    max_memory: Optional[int] = None,
-    bin_map: Any = None,
-) -> DataInput:
+def open_input(data: PathLike, labels: Optional[PathLike] = None, *, require_labels: bool = False,
+               max_memory: Optional[int] = None, bin_map: Any = None) -> DataInput:
     """Open maps for streaming and read their labels (8 bytes a map), validated; ``labels`` (a ``.npy``)
     overrides labels the input carries. One clear error for a missing, broken, lying or inconsistent input."""
     p = Path(data)
@@ -267,19 +248,12 @@ def block_rows(source: MapSource, rows: int = BLOCK_ROWS) -> int:
     return max(1, min(int(rows), BLOCK_BYTES // max(source.map_bytes, 1)))
 
 
-def iter_maps(
-    source: MapSource,
-    *,
-    rows: int = BLOCK_ROWS,
-    hash: bool = False,
-    progress: Optional[Callable[[int, int], None]] = None,
-    wafer_rule: bool = True,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time.
-
-    The first bad map is named by its index in the whole input; a resize is noted once for the whole
-    input (the per-block notes are caught, which is not thread-safe: only inputs that need resizing
-    take that path). ``progress(done, total)`` after each block."""
+def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
+              progress: Optional[Callable[[int, int], None]] = None,
+              wafer_rule: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time; ``progress(done, total)``
+    after each. A resize is noted once for the whole input (catching the per-block notes is not thread-safe, so
+    only inputs that need resizing do)."""
     done, noted = 0, False
     for raw in source.raw_blocks(block_rows(source, rows), hash=hash):
         n = len(raw)
@@ -292,13 +266,13 @@ def iter_maps(
             except InputError as exc:
                 raise _first_bad_map(raw, done, source.where) or exc from None
         # Only ResizeNote is folded into one note; other warnings (NotWaferWarning) pass on as they came.
+        notes = [str(w.message) for w in caught or [] if issubclass(w.category, ResizeNote)]
         for w in caught or []:
             if not issubclass(w.category, ResizeNote):
                 warnings.warn(w.message, w.category, stacklevel=2)
-        caught = [w for w in caught or [] if issubclass(w.category, ResizeNote)]
-        if caught and not noted:
+        if notes and not noted:
             noted = True
-            message = str(caught[0].message)
+            message = notes[0]
             if source.count != n:
                 message = re.sub(r"^resized \d+ map", f"resized {source.count} map", message)
             warnings.warn(message, ResizeNote, stacklevel=2)
@@ -311,8 +285,8 @@ def iter_maps(
 
 
 def check_start(source: MapSource, rows: int = 64) -> None:
-    """Validate the first ``rows`` maps now: commands call it before loading a model, so an input broken
-    from its start (a bomb of zeros, text) is refused in milliseconds; the streamed pass still checks all."""
+    """Validate the first ``rows`` maps before a model loads, so an input broken from its start is refused in
+    milliseconds; the streamed pass still checks all."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResizeNote)  # the streamed pass notes it once
         for raw in source.raw_blocks(min(block_rows(source, rows), source.count)):
@@ -347,10 +321,8 @@ def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated wafer maps (one-hot float32, N×26×26×3) and their labels (int64, N×1) or None.
-
-    ``sha256``/``labels_sha256``: of the ``data.npy``/``label.npy`` bytes, not the zip's, so every layout
-    gives the figure ``sha256sum data.npy`` does."""
+    """Validated maps (one-hot float32, N×26×26×3) and labels (int64, N×1) or None; the digests are of the
+    ``data.npy``/``label.npy`` bytes, not the zip's, so every layout gives what ``sha256sum data.npy`` does."""
 
     maps: np.ndarray
     labels: Optional[np.ndarray]
@@ -371,17 +343,10 @@ def read_all(source: MapSource, *, max_memory: Optional[int] = None,
     return out
 
 
-def load_dataset(
-    data: PathLike,
-    labels: Optional[PathLike] = None,
-    *,
-    require_labels: bool = False,
-    max_memory: Optional[int] = None,
-) -> Dataset:
-    """Read and validate a whole input: a ``wafer.zip`` or a folder holding ``data.npy`` (and usually
-    ``label.npy``), a ``.npy`` of maps with ``labels``, or SEMI G85 XML. Maps may be one-hot or die states
-    of any size; they are read only if they fit under :func:`max_input_memory` (else use
-    :func:`open_input` and :func:`iter_maps`)."""
+def load_dataset(data: PathLike, labels: Optional[PathLike] = None, *, require_labels: bool = False,
+                 max_memory: Optional[int] = None) -> Dataset:
+    """Read and validate a whole input (a ``wafer.zip``, a folder with ``data.npy``, a ``.npy`` of maps with
+    ``labels``, or SEMI G85 XML) if it fits under :func:`max_input_memory`; else use :func:`iter_maps`."""
     inp = open_input(data, labels, require_labels=require_labels, max_memory=max_memory)
     maps = read_all(inp.maps, max_memory=max_memory)
     return Dataset(maps, inp.labels, inp.source, inp.maps.sha256 or "", inp.labels_sha256)
