@@ -35,8 +35,7 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def max_input_memory() -> int:
-    """The ceiling on what one input may hold in memory at once: ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, or
-    K/M/G/T, powers of 1024: ``8G``), else 2 GiB. Checked before anything is allocated for a whole input."""
+    """The ceiling on one input held in memory: ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, K/M/G/T: ``8G``) or 2 GiB."""
     text = os.environ.get(MAX_MEMORY_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_MEMORY
@@ -47,7 +46,7 @@ def max_input_memory() -> int:
         value = float(number) * _UNITS[unit]
     except ValueError:
         value = -1
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < float("inf"):  # NaN too
         raise InputError(f"{MAX_MEMORY_ENV}={text!r} is not a size; give bytes or e.g. 512M, 8G")
     return int(value)
 
@@ -65,9 +64,6 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
             f"raise the ceiling (e.g. {MAX_MEMORY_ENV}={max(1, -(-need // 2**30))}G), "
             "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)"
         )
-
-
-# ---------------------------------------------------------------- map sources
 
 
 class MapSource(Protocol):
@@ -147,44 +143,40 @@ def _zip_members(path: Path) -> dict[str, zipfile.ZipInfo]:
         raise DataFileError(f"{path}: cannot read the zip ({exc})") from None
 
 
-#: Reads an input's labels: ``(raw labels array, sha256 of their bytes)``; validated by the caller.
-LabelsReader = Callable[[], tuple[np.ndarray, str]]
+#: An input's labels as read, not yet validated, and the sha256 of their bytes.
+RawLabels = tuple[np.ndarray, str]
 
 
-def _npy_labels(array_of: Callable[[], NpyArray], max_memory: Optional[int]) -> LabelsReader:
-    def read() -> tuple[np.ndarray, str]:
-        array = array_of()
-        check_fits(array.data_bytes, array.where, max_memory=max_memory)
-        hasher = hashlib.sha256()
-        return array.read(hasher=hasher), hasher.hexdigest()
-
-    return read
+def _read_labels(array: NpyArray, max_memory: Optional[int]) -> RawLabels:
+    check_fits(array.data_bytes, array.where, max_memory=max_memory)
+    hasher = hashlib.sha256()
+    return array.read(hasher=hasher), hasher.hexdigest()
 
 
-def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any = None) -> tuple[MapSource, Optional[LabelsReader]]:
-    """The maps of ``p`` (headers checked, no map read) and a reader of its own labels, if it has any:
+def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any = None,
+                 own_labels: bool = False) -> tuple[MapSource, Optional[RawLabels]]:
+    """The maps of ``p`` (headers checked, no map read) and, with ``own_labels``, the labels it carries, if any:
     the one place that knows the input layouts."""
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
     if p.is_dir():
         if not (p / DATA_NAME).exists():
             raise DataFileError(f"{p} holds no {DATA_NAME}")
-        lab = p / LABEL_NAME
-        labels = _npy_labels(lambda: open_npy_file(lab), max_memory) if lab.exists() else None
-        return NpySource(open_npy_file(p / DATA_NAME), max_memory=max_memory), labels
+        maps = NpySource(open_npy_file(p / DATA_NAME), max_memory=max_memory)
+        has_labels = own_labels and (p / LABEL_NAME).exists()
+        return maps, _read_labels(open_npy_file(p / LABEL_NAME), max_memory) if has_labels else None
     if zipfile.is_zipfile(p):
         members = _zip_members(p)
         if DATA_NAME not in members:
             raise DataFileError(f"{p} holds no {DATA_NAME} (found: {', '.join(sorted(members)) or 'nothing'})")
-        label_m = members.get(LABEL_NAME)
-        labels = _npy_labels(lambda: open_npy_member(p, label_m), max_memory) if label_m is not None else None
-        return NpySource(open_npy_member(p, members[DATA_NAME]), max_memory=max_memory), labels
+        maps = NpySource(open_npy_member(p, members[DATA_NAME]), max_memory=max_memory)
+        has_labels = own_labels and LABEL_NAME in members
+        return maps, _read_labels(open_npy_member(p, members[LABEL_NAME]), max_memory) if has_labels else None
     if p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
     if _is_g85(p):
         g85 = G85Source(p, bin_map=bin_map)  # one validating pass: count, labels and sha256, then blocks
-        own = (g85.labels, g85.sha256 or "")
-        return g85, None if g85.labels is None else lambda: own
+        return g85, None if g85.labels is None else (g85.labels, g85.sha256 or "")
     return NpySource(open_npy_file(p), max_memory=max_memory), None
 
 
@@ -210,19 +202,18 @@ class DataInput:
 def open_input(data: PathLike, labels: Optional[PathLike] = None, *, require_labels: bool = False,
                max_memory: Optional[int] = None, bin_map: Any = None) -> DataInput:
     """Open maps for streaming and read their labels (8 bytes a map), validated; ``labels`` (a ``.npy``)
-    overrides labels the input carries. One clear error for a missing, broken, lying or inconsistent input."""
+    overrides labels the input carries."""
     p = Path(data)
-    maps, labels_of = _open_layout(p, max_memory, bin_map)
+    maps, read = _open_layout(p, max_memory, bin_map, own_labels=labels is None)
     if labels is not None:
-        lp = Path(labels)
-        labels_of = _npy_labels(lambda: open_npy_file(lp), max_memory)
-    if labels_of is None and require_labels:
+        read = _read_labels(open_npy_file(Path(labels)), max_memory)
+    if read is None and require_labels:
         if _is_g85(p):
             raise G85Error(f"{p}: its maps carry no class (ei:ClassIndex); give a labels .npy (--labels)")
         raise DataFileError(f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file")
     lab = digest = None
-    if labels_of is not None:
-        raw, digest = labels_of()
+    if read is not None:
+        raw, digest = read
         try:
             lab = as_labels(raw, maps.count, name=f"labels for {p}")
         except InputError as exc:
@@ -289,12 +280,7 @@ def check_start(source: MapSource, rows: int = 64) -> None:
     milliseconds; the streamed pass still checks all."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResizeNote)  # the streamed pass notes it once
-        for raw in source.raw_blocks(min(block_rows(source, rows), source.count)):
-            try:
-                as_maps(raw, name=f"maps in {source.where}")
-            except InputError as exc:
-                raise _first_bad_map(raw, 0, source.where) or exc from None
-            break
+        next(iter_maps(source, rows=min(rows, source.count)), None)
 
 
 def _needs_resize(raw: Any) -> bool:
@@ -314,9 +300,6 @@ def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
             except InputError as exc:
                 return exc
     return None
-
-
-# ---------------------------------------------------------------- whole inputs
 
 
 @dataclass(frozen=True)
