@@ -1,8 +1,7 @@
 """Writing outputs: atomic files and folders, output checks, run folders, JSON.
 
-Every output is first a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target, renamed into place when
-complete, so no reader sees half an output. A SIGKILLed run cannot remove its parts: the next write into that folder
-removes those of dead processes, with a :class:`Note`.
+Each output is a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target until complete, then renamed into
+place; the parts a SIGKILLed run leaves are removed by the next write into that folder, with a :class:`Note`.
 """
 
 from __future__ import annotations

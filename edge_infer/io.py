@@ -1,7 +1,5 @@
-"""Reading users' wafer data: every input format, validated a block at a time, so any size fits in bounded memory.
-
-Every problem with a file becomes one :class:`~edge_infer.errors.DataFileError` naming that file.
-"""
+"""Reading users' wafer data: every input format, validated a block at a time, so any size fits in bounded memory;
+every problem with a file becomes one :class:`~edge_infer.errors.DataFileError` naming that file."""
 
 from __future__ import annotations
 
@@ -155,8 +153,7 @@ def _read_labels(array: NpyArray, max_memory: Optional[int]) -> RawLabels:
 
 def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any = None,
                  own_labels: bool = False) -> tuple[MapSource, Optional[RawLabels]]:
-    """The maps of ``p`` (headers checked, no map read) and, with ``own_labels``, the labels it carries, if any:
-    the one place that knows the input layouts."""
+    """The maps of ``p`` (headers checked, none read) and, with ``own_labels``, its labels: where layouts are known."""
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -201,8 +198,7 @@ class DataInput:
 
 def open_input(data: PathLike, labels: Optional[PathLike] = None, *, require_labels: bool = False,
                max_memory: Optional[int] = None, bin_map: Any = None) -> DataInput:
-    """Open maps for streaming and read their labels (8 bytes a map), validated; ``labels`` (a ``.npy``)
-    overrides labels the input carries."""
+    """Open maps for streaming and read their labels, validated; ``labels`` (a ``.npy``) overrides the input's own."""
     p = Path(data)
     maps, read = _open_layout(p, max_memory, bin_map, own_labels=labels is None)
     if labels is not None:
@@ -247,7 +243,6 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
     only inputs that need resizing do)."""
     done, noted = 0, False
     for raw in source.raw_blocks(block_rows(source, rows), hash=hash):
-        n = len(raw)
         resized = _needs_resize(raw)
         with warnings.catch_warnings(record=True) if resized else contextlib.nullcontext() as caught:
             if resized:
@@ -264,7 +259,7 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
         if notes and not noted:
             noted = True
             message = notes[0]
-            if source.count != n:
+            if source.count != len(raw):
                 message = re.sub(r"^resized \d+ map", f"resized {source.count} map", message)
             warnings.warn(message, ResizeNote, stacklevel=2)
         yield done, maps
@@ -276,18 +271,15 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
 
 
 def check_start(source: MapSource, rows: int = 64) -> None:
-    """Validate the first ``rows`` maps before a model loads, so an input broken from its start is refused in
-    milliseconds; the streamed pass still checks all."""
+    """Validate the first ``rows`` maps before a model loads, so an input broken from its start fails at once."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResizeNote)  # the streamed pass notes it once
         next(iter_maps(source, rows=min(rows, source.count)), None)
 
 
 def _needs_resize(raw: Any) -> bool:
-    if isinstance(raw, np.ndarray):
-        hw = raw.shape[1:3]
-        return len(hw) == 2 and tuple(hw) != (MAP_SHAPE[0], MAP_SHAPE[1])
-    return True  # lists of maps (mixed sizes): let as_maps tell
+    """Whether ``raw`` holds maps of another size; a list of maps (mixed sizes) may, as_maps tells."""
+    return not isinstance(raw, np.ndarray) or (raw.ndim >= 3 and raw.shape[1:3] != MAP_SHAPE[:2])
 
 
 def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:

@@ -1,9 +1,6 @@
-"""``.npy`` arrays read from a file or a zip member in bounded memory, and written block by block.
-
-A header's size is checked against the real one before any data is read, so no allocation is sized by a file's
-claims alone (a truncated file, a zip bomb). Plain reads and writes, not memory maps, whose pages would count as the
-process's memory. Nothing here unpickles.
-"""
+"""``.npy`` arrays read from a file or zip member in bounded memory, and written block by block: a header's size is
+checked against the real one before any read, so no allocation is sized by a file's claims (truncated, a zip bomb);
+plain reads and writes (a memory map's pages would count as the process's memory); nothing unpickles."""
 
 from __future__ import annotations
 
