@@ -35,7 +35,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # another user's process: alive
+    except (OSError, OverflowError):  # another user's process, or no pid this OS has: not ours to judge
         return True
     return True
 
