@@ -45,11 +45,7 @@ def bin_type_key(name: str) -> str:
 
 
 def parse_code(text: str, bin_type: str) -> int:
-    """A bin code as written (``"X"``, ``"007"``, ``"FF"``) to the integer edge-infer compares.
-
-    ASCII codes compare by character, the others by value, so ``"7"`` and
-    ``"007"`` are the same Decimal bin and ``"ff"`` and ``"FF"`` the same hex bin.
-    """
+    """A bin code as written to the integer compared: ASCII by character, the others by value (``7`` = ``007``)."""
     t = str(text)
     if bin_type == "ascii":
         if len(t) != 1:
@@ -76,9 +72,7 @@ def format_code(key: int, bin_type: str) -> str:
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
-    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``. States are
-    ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail`` or 0/1/2; codes are kept as
-    written and read with each map's BinType."""
+    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: state}``, codes as written (read per map's BinType)."""
     if spec is None:
         return {}
     if isinstance(spec, str):
@@ -99,8 +93,7 @@ def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
 def check_bins(
     bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None, fail_bin: Optional[str] = None
 ) -> tuple[str, tuple[str, str, str]]:
-    """Validate the writer's bin options; return the bin type key and the three codes
-    (NullBin, pass, fail) as they will be written. Raises :class:`InputError`."""
+    """The writer's bin type key and its (NullBin, pass, fail) codes as written; :class:`InputError` if unusable."""
     key = bin_type_key(bin_type)
     given = [code or default for code, default in zip((null_bin, pass_bin, fail_bin), DEFAULT_BINS[key])]
     limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[key]

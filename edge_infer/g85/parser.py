@@ -10,9 +10,7 @@ from .codes import G85Error
 #: The most characters in one tag's attributes, in a comment or in one run of text outside a ``<Row>``;
 #: a tag, comment or declaration still open this many bytes after it began is refused without reading on.
 FIELD_LIMIT = 64 * 1024
-#: Bytes read from the file at a time.
-CHUNK = 1 << 16
-
+CHUNK = 1 << 16  # bytes read at a time
 KIB = f"{FIELD_LIMIT // 1024} KiB"
 
 
@@ -22,18 +20,13 @@ def local(name: str) -> str:
 
 
 class Parser:
-    """Feeds bytes to expat; refuses entities, attribute defaults and oversized fields as soon as they are met.
-
-    ``handler`` (a :class:`~edge_infer.g85.build.MapBuilder`) gets expat's ``start(name, attrs)``,
-    ``text(data)`` and ``end(name)`` (names as ``namespace}local``), reads the current line from
-    ``handler.line()``, and makes the errors: ``fail(message)``.
-    """
+    """Feeds bytes to expat, refusing entities, attribute defaults and oversized fields the moment they appear;
+    the ``handler`` (:class:`~edge_infer.g85.build.MapBuilder`) gets the elements and text and makes the errors."""
 
     def __init__(self, where: str, handler: Any) -> None:
         self.where, self.handler, self.fed = where, handler, 0
         p = expat.ParserCreate(namespace_separator="}")
-        # Refuse the attacks at the door: an entity must be declared before it
-        # can be expanded, and nothing is fetched from outside the file.
+        # An entity must be declared before it can be expanded: refusing declarations refuses expansion.
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.EntityDeclHandler = lambda name, *_: self._refuse_entity(name)
         p.UnparsedEntityDeclHandler = lambda name, *_: self._refuse_entity(name)
@@ -53,7 +46,7 @@ class Parser:
             "entities are never expanded or fetched, so the file is refused (G85 maps need none)"
         )
 
-    def _refuse_external(self, context: Any, base: Any, system_id: Any, public_id: Any) -> int:
+    def _refuse_external(self, context: Any, base: Any, system_id: Any, *_: Any) -> int:
         raise G85Error(f"{self.where} refers to an external entity ({system_id}); nothing outside the file is fetched")
 
     def _refuse_attlist(self, element: str, name: str, *_: Any) -> None:
@@ -76,14 +69,13 @@ class Parser:
         self.handler.start(name, attrs)
 
     def feed(self, chunk: bytes, final: bool = False) -> None:
-        """Parse the next bytes (``final``: the file ends here); handlers run as elements end."""
+        """Parse the next bytes (``final``: the file ends here)."""
         try:
             self.p.Parse(chunk, final)
         except expat.ExpatError as exc:
             msg = expat.ErrorString(exc.code) if exc.code is not None else str(exc)
             raise G85Error(f"{self.where} is not well-formed XML: {msg} (line {exc.lineno}, column {exc.offset + 1})") from None
         self.fed += len(chunk)
-        # expat hands a tag over only once it is complete, so a 50 MB attribute would
-        # be buffered (and rescanned) whole; the unfinished token starts at CurrentByteIndex.
+        # expat hands a tag over only when complete: stop an unfinished one (from CurrentByteIndex) growing unbounded.
         if self.fed - max(self.p.CurrentByteIndex, 0) > FIELD_LIMIT:
             raise self.handler.fail(f"a tag, comment or declaration runs on for more than {KIB}, the most edge-infer reads outside a <Row>")
