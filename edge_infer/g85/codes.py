@@ -11,18 +11,14 @@ from ..wafer import BOUNDARY, DEFECT, NORMAL
 
 PathLike = Union[str, Path]
 
-#: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
-FORMAT_REVISION = "SEMI G85 0703"
-#: The namespace of G85 elements, as in the standard's published example.
+FORMAT_REVISION = "SEMI G85 0703"  # the standard's current edition
 SEMI_NS = "http://www.semi.org"
-#: The namespace of edge-infer's own attributes (the class label); G85 readers ignore it.
-EI_NS = "urn:edge-infer:g85"
+EI_NS = "urn:edge-infer:g85"  # edge-infer's own attributes (the class label), which other G85 readers ignore
 
 #: Bin types by the lower-case name users and files give; the value is what the writer puts in ``BinType``.
 BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
 _BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
-
-#: Writer defaults per bin type: (NullBin, pass bin, fail bin). Decimal/hex codes equal the die states.
+#: Writer defaults per bin type: (NullBin, pass bin, fail bin), so Decimal and hex codes equal the die states.
 DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"), "integer2": ("0000", "0001", "0002")}
 
 _STATE_WORDS = {
