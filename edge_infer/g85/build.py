@@ -188,17 +188,13 @@ class _Map:
         declared = self.bins.get(key)
         if declared is None:
             r, c = divmod(int(np.flatnonzero(keys.ravel() == key)[0]), keys.shape[1])
-            raise self.fail(
-                f"column {c + 1}: bin code {format_code(key, self.bin_type)!r} is neither the NullBin nor one of its "
-                f"<Bin>s ({', '.join(v[2] for v in self.bins.values()) or 'none declared'}); "
-                "declare it, or say what it means with --bin-map CODE=STATE",
-                row=r + 1,
-            )
+            known = ", ".join(v[2] for v in self.bins.values()) or "none declared"
+            raise self.fail(f"column {c + 1}: bin code {format_code(key, self.bin_type)!r} is neither the NullBin nor "
+                            f"one of its <Bin>s ({known}); declare it, or say what it means with --bin-map CODE=STATE",
+                            row=r + 1)
         if declared[0] not in _QUALITY:
-            raise self.fail(
-                f"bin {declared[2]!r} has BinQuality={declared[0]!r}, neither Pass nor Fail; "
-                f"say what it means with --bin-map {declared[2]}=boundary|normal|defect"
-            )
+            raise self.fail(f"bin {declared[2]!r} has BinQuality={declared[0]!r}, neither Pass nor Fail; "
+                            f"say what it means with --bin-map {declared[2]}=boundary|normal|defect")
         return _QUALITY[declared[0]]
 
     def _label(self, classes: tuple[str, ...]) -> Optional[int]:
@@ -216,10 +212,8 @@ class _Map:
             if index is None:
                 index = lowered.index(name)
             elif lowered[index] != name:
-                raise self.fail(
-                    f"ei:ClassIndex={index} is {classes[index]} here but the map says ei:Class={self.class_name!r}; "
-                    "it was written with another class order"
-                )
+                raise self.fail(f"ei:ClassIndex={index} is {classes[index]} here but the map says "
+                                f"ei:Class={self.class_name!r}; it was written with another class order")
         return index
 
 

@@ -68,7 +68,7 @@ def format_code(key: int, bin_type: str) -> str:
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
-    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: state}``, codes as written (read per map's BinType)."""
+    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: state}``; codes are read per map's BinType."""
     if spec is None:
         return {}
     if isinstance(spec, str):

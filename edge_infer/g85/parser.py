@@ -41,19 +41,16 @@ class Parser:
         self.p = p
 
     def _refuse_entity(self, name: str) -> None:
-        raise G85Error(
-            f"{self.where} declares the XML entity {name!r} (line {self.p.CurrentLineNumber}); "
-            "entities are never expanded or fetched, so the file is refused (G85 maps need none)"
-        )
+        raise G85Error(f"{self.where} declares the XML entity {name!r} (line {self.p.CurrentLineNumber}); "
+                       "entities are never expanded or fetched, so the file is refused (G85 maps need none)")
 
     def _refuse_external(self, context: Any, base: Any, system_id: Any, *_: Any) -> int:
         raise G85Error(f"{self.where} refers to an external entity ({system_id}); nothing outside the file is fetched")
 
     def _refuse_attlist(self, element: str, name: str, *_: Any) -> None:
-        raise G85Error(
-            f"{self.where} declares attributes for <{element}> in its DOCTYPE (line {self.p.CurrentLineNumber}); "
-            "declared defaults would add to every element, so the file is refused (G85 maps need none)"
-        )
+        line = self.p.CurrentLineNumber
+        raise G85Error(f"{self.where} declares attributes for <{element}> in its DOCTYPE (line {line}); declared "
+                       "defaults would add to every element, so the file is refused (G85 maps need none)")
 
     def _comment(self, data: str) -> None:
         if len(data) > FIELD_LIMIT:
@@ -62,10 +59,8 @@ class Parser:
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         if attrs and sum(map(len, attrs.values())) > FIELD_LIMIT:
             longest = max(attrs, key=lambda k: len(attrs[k]))
-            raise self.handler.fail(
-                f"<{local(name)}> has attributes longer than {KIB} ({local(longest)} alone is {len(attrs[longest]):,} characters), "
-                "the most edge-infer reads outside a <Row>"
-            )
+            raise self.handler.fail(f"<{local(name)}> has attributes longer than {KIB} ({local(longest)} alone is "
+                                    f"{len(attrs[longest]):,} characters), the most edge-infer reads outside a <Row>")
         self.handler.start(name, attrs)
 
     def feed(self, chunk: bytes, final: bool = False) -> None:

@@ -149,7 +149,7 @@ class G85Source:
         self.sha256: Optional[str] = digest.hexdigest()
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]:
-        """Up to ``rows`` maps a block: uint8 (B, H, W), or a list where sizes differ (``hash``: the sha256 is known)."""
+        """Up to ``rows`` maps a block: uint8 (B, H, W), or a list where sizes differ; ``hash`` is not needed."""
         block: list[np.ndarray] = []
         for m in iter_g85(self.path, **self._options):  # type: ignore[arg-type]
             block.append(m.states)
