@@ -14,8 +14,7 @@ from ..wafer import BOUNDARY, DEFECT, NORMAL
 from .codes import BIN_TYPES, EI_NS, G85Error, bin_type_key, format_code, parse_code
 from .parser import FIELD_LIMIT, KIB, local
 
-#: Codes below this are counted and mapped through a table; larger ones (rare Unicode ASCII-type codes) sort.
-LUT_LIMIT = 1 << 17
+LUT_LIMIT = 1 << 17  # codes below are counted through a table; larger ones (rare Unicode ASCII codes) sort
 
 _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
@@ -230,7 +229,6 @@ class MapBuilder:
         self.row: Optional[list[str]] = None  # text of the <Row> being read
         self.row_len = self.row_limit = 0
         self.loose = 0  # characters of text outside a <Row> since the last tag
-        self._explicit: dict[str, dict[int, int]] = {}  # the --bin-map codes, by BinType
 
     def fail(self, message: str, *, row: Optional[int] = None) -> G85Error:
         """The error naming the file, the map and row being read, and the line."""
@@ -297,15 +295,13 @@ class MapBuilder:
             self.map = None
 
     def _explicit_codes(self, bin_type: str) -> dict[int, int]:
-        if bin_type not in self._explicit:
-            codes = {}
-            for code, state in self.bin_map.items():
-                try:
-                    codes[parse_code(code, bin_type)] = state
-                except InputError as exc:
-                    raise G85Error(f"{self.where}: bin mapping {code!r} does not fit BinType {BIN_TYPES[bin_type]}: {exc}") from None
-            self._explicit[bin_type] = codes
-        return self._explicit[bin_type]
+        codes = {}
+        for code, state in self.bin_map.items():
+            try:
+                codes[parse_code(code, bin_type)] = state
+            except InputError as exc:
+                raise G85Error(f"{self.where}: bin mapping {code!r} does not fit BinType {BIN_TYPES[bin_type]}: {exc}") from None
+        return codes
 
     def close(self) -> None:
         if not self.saw_root:

@@ -86,9 +86,8 @@ def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
     return out
 
 
-def check_bins(
-    bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None, fail_bin: Optional[str] = None
-) -> tuple[str, tuple[str, str, str]]:
+def check_bins(bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None,
+               fail_bin: Optional[str] = None) -> tuple[str, tuple[str, str, str]]:
     """The writer's bin type key and its (NullBin, pass, fail) codes as written; :class:`InputError` if unusable."""
     key = bin_type_key(bin_type)
     given = [code or default for code, default in zip((null_bin, pass_bin, fail_bin), DEFAULT_BINS[key])]

@@ -7,8 +7,7 @@ from xml.parsers import expat
 
 from .codes import G85Error
 
-#: The most characters in one tag's attributes, in a comment or in one run of text outside a ``<Row>``;
-#: a tag, comment or declaration still open this many bytes after it began is refused without reading on.
+#: The most characters of one tag's attributes, a comment, text outside a ``<Row>``, or an unfinished tag.
 FIELD_LIMIT = 64 * 1024
 CHUNK = 1 << 16  # bytes read at a time
 KIB = f"{FIELD_LIMIT // 1024} KiB"

@@ -17,8 +17,7 @@ from .build import G85Map, MapBuilder
 from .codes import G85Error, PathLike, parse_bin_map
 from .parser import CHUNK, Parser
 
-#: Largest side (rows or columns) a map may declare or have: 16384² dies is 256 MB of codes.
-MAX_SIDE = 16384
+MAX_SIDE = 16384  # the largest side a map may have: 16384² dies is 256 MB of codes
 
 BinMap = Union[None, str, Mapping[str, Any]]
 
@@ -143,8 +142,7 @@ class G85Source:
             labels.add(m, self.where)
             largest = max(largest, m.states.size)
         self.count = len(labels)
-        #: Bytes of the largest map as read (uint8 die states).
-        self.map_bytes = largest
+        self.map_bytes = largest  # the largest map as read (uint8 die states)
         self.labels: Optional[np.ndarray] = labels.array()
         self.sha256: Optional[str] = digest.hexdigest()
 

@@ -51,16 +51,6 @@ class G85Writer:
         )
         fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
 
-    def _rows(self, states: np.ndarray) -> np.ndarray:
-        """Every ``<Row>`` line of a block at once: (n, 26, line length) bytes."""
-        n = states.shape[0]
-        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
-        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
-        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
-        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
-        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
-        return lines
-
     def write(self, maps: Any, labels: Any = None) -> None:
         """Append maps (one-hot, die states, or one map) with their labels (N or N×1 class indices, or None)."""
         if self._closed:
@@ -73,7 +63,12 @@ class G85Writer:
         elif self._labelled != (lab is not None):
             raise InputError("give labels for every block of maps or for none")
         counts = {s: (states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT)}
-        lines = self._rows(states)
+        # Every <Row> line of the block at once: (n, 26, line length) bytes.
+        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
+        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
+        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
+        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
+        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
         parts = []
         for i in range(n):
             self.count += 1
