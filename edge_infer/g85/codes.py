@@ -73,9 +73,9 @@ def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
         return {}
     if isinstance(spec, str):
         parts = [p for p in spec.split(",") if p.strip()]
-        for part in parts:
-            if "=" not in part:
-                raise InputError(f"bin mapping {part.strip()!r} is not CODE=STATE (e.g. 7=defect)")
+        bad = [p for p in parts if "=" not in p]
+        if bad:
+            raise InputError(f"bin mapping {bad[0].strip()!r} is not CODE=STATE (e.g. 7=defect)")
         spec = {(code.strip() or code): state for code, state in (p.rsplit("=", 1) for p in parts)}
     out: dict[str, int] = {}
     for code, state in spec.items():

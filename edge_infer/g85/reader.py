@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -36,14 +37,8 @@ def _open(source: Union[PathLike, IO[bytes]]) -> tuple[IO[bytes], str, bool]:
         raise G85Error(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
-def iter_g85(
-    source: Union[PathLike, IO[bytes]],
-    *,
-    bin_map: BinMap = None,
-    classes: tuple[str, ...] = CLASS_NAMES,
-    max_side: int = MAX_SIDE,
-    digest: Optional[Any] = None,
-) -> Iterator[G85Map]:
+def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES,
+             max_side: int = MAX_SIDE, digest: Optional[Any] = None) -> Iterator[G85Map]:
     """The maps of a G85 file (path or binary file) one by one, at their own size; ``bin_map`` overrides the states
     of the codes it names; ``digest`` (a hashlib object) is fed every byte read, so the sha256 costs no second pass."""
     codes = parse_bin_map(bin_map)
@@ -148,15 +143,6 @@ class G85Source:
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]:
         """Up to ``rows`` maps a block: uint8 (B, H, W), or a list where sizes differ; ``hash`` is not needed."""
-        block: list[np.ndarray] = []
-        for m in iter_g85(self.path, **self._options):  # type: ignore[arg-type]
-            block.append(m.states)
-            if len(block) == rows:
-                yield _stack_if_same(block)
-                block = []
-        if block:
-            yield _stack_if_same(block)
-
-
-def _stack_if_same(block: list[np.ndarray]) -> Any:
-    return np.stack(block) if len({b.shape for b in block}) == 1 else block
+        maps = (m.states for m in iter_g85(self.path, **self._options))  # type: ignore[arg-type]
+        while block := list(itertools.islice(maps, rows)):
+            yield np.stack(block) if len({b.shape for b in block}) == 1 else block

@@ -77,12 +77,10 @@ class G85Writer:
             if lab is not None:
                 k = int(lab[i])
                 label = f' ei:ClassIndex="{k}" ei:Class={quoteattr(self.classes[k])}'
-            head = (
-                f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
-                f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
-                + self._device.format(normal=int(counts[NORMAL][i]), defect=int(counts[DEFECT][i]))
-                + f"    <Data MapName={ident} MapVersion=\"1\">\n"
-            )
+            head = (f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
+                    f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
+                    + self._device.format(normal=int(counts[NORMAL][i]), defect=int(counts[DEFECT][i]))
+                    + f"    <Data MapName={ident} MapVersion=\"1\">\n")
             parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
         self.fh.write(b"".join(parts))
 
