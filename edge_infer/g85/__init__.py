@@ -1,14 +1,5 @@
-"""SEMI G85 XML wafer maps in and out, with the standard library alone (the format and its rules: ``docs/g85.md``).
-
-Reading streams an untrusted file through expat one ``<Map>`` at a time:
-:mod:`.parser` refuses entities, attribute defaults and oversized fields
-(:data:`FIELD_LIMIT`) as soon as it meets them, :mod:`.build` turns rows and
-bins into die states, :mod:`.reader` offers the maps. Every problem is one
-:class:`G85Error` naming the file, the map, the row and the line. Writing
-(:mod:`.writer`) streams maps into one ``<Maps>`` document through a temporary
-file, so a failed write leaves nothing. Bin types, codes and the writer's
-options live in :mod:`.codes`.
-"""
+"""SEMI G85 XML wafer maps in and out with the standard library alone; untrusted files are streamed one ``<Map>``
+at a time and every problem is one :class:`G85Error` naming file, map, row and line (``docs/g85.md``)."""
 
 from .build import G85Map
 from .codes import BIN_TYPES, DEFAULT_BINS, EI_NS, FORMAT_REVISION, SEMI_NS, G85Error, check_bins, parse_bin_map

@@ -14,8 +14,7 @@ from ..wafer import BOUNDARY, DEFECT, NORMAL
 from .codes import BIN_TYPES, EI_NS, G85Error, bin_type_key, format_code, parse_code
 from .parser import FIELD_LIMIT, KIB, local
 
-#: Codes below this are counted and mapped through a table; larger ones (rare Unicode ASCII-type codes) sort.
-LUT_LIMIT = 1 << 17
+LUT_LIMIT = 1 << 17  # codes below are counted through a table; larger ones (rare Unicode ASCII codes) sort
 
 _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
@@ -24,23 +23,17 @@ _QUALITY = {"pass": NORMAL, "fail": DEFECT}
 
 @dataclass
 class G85Map:
-    """One wafer read from a G85 file, at the size the file gives."""
+    """One wafer read from a G85 file, at the size the file gives; ``orientation`` and ``origin`` are reported as
+    written, never applied (``docs/g85.md`` says why)."""
 
-    #: Die states uint8 (Rows, Columns): 0 boundary, 1 normal, 2 defect.
-    states: np.ndarray
-    #: Class index (``ei:ClassIndex`` / ``ei:Class``), or None when the map carries none.
-    label: Optional[int]
-    #: ``SubstrateId`` (or ``WaferId``) of the map, else ``#k`` (1-based position in the file).
-    map_id: str
-    #: 0-based position in the file.
-    index: int
+    states: np.ndarray  # uint8 (Rows, Columns): 0 boundary, 1 normal, 2 defect
+    label: Optional[int]  # ei:ClassIndex / ei:Class, or None
+    map_id: str  # SubstrateId, else WaferId, else "#k" (1-based position in the file)
+    index: int  # 0-based position in the file
     bin_type: str = "ascii"
-    #: ``Orientation`` as written (degrees of the flat/notch; "0": at the bottom), or None.
     orientation: Optional[str] = None
-    #: ``OriginLocation`` as written, or None.
     origin: Optional[str] = None
-    #: Die count per bin code, NullBin included, codes in the writer's form (Decimal 7 is ``"007"``): ``{"1": 400, "X": 50}``.
-    bin_counts: dict = field(default_factory=dict)
+    bin_counts: dict = field(default_factory=dict)  # dies per code, NullBin included, as the writer writes codes
 
 
 def _plain(attrs: Mapping[str, str]) -> dict[str, str]:
@@ -82,10 +75,8 @@ class _Map:
         self.bin_type = "ascii"
         self.null = self.rows = self.columns = None  # type: Optional[int]
         self.orientation = self.origin = None  # type: Optional[str]
-        #: code → (BinQuality lower-case or None, BinCount or None, code as written)
-        self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}
-        #: Each row's codes as read (str for ASCII, tokens for Decimal, bytes for the hex types).
-        self.row_parts: list[Any] = []
+        self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}  # code → (quality, BinCount, as written)
+        self.row_parts: list[Any] = []  # each row's codes: str (ASCII), tokens (Decimal) or bytes (hex types)
 
     def code(self, text: str, what: str) -> int:
         try:
@@ -145,7 +136,6 @@ class _Map:
         self.row_parts.append(part)
 
     def keys(self) -> np.ndarray:
-        """All rows' codes as integers (Rows, Columns)."""
         shape, parts = (len(self.row_parts), self.columns), self.row_parts
         if self.bin_type == "ascii":
             return np.frombuffer("".join(parts).encode("utf-32-le"), dtype="<u4").astype(np.int64).reshape(shape)
@@ -186,8 +176,8 @@ class _Map:
             states = lut[keys]
         else:
             states = state_of[inverse.reshape(-1)].reshape(keys.shape)
-        bt = self.bin_type
-        return G85Map(states, label, self.map_id, self.index, bt, self.orientation, self.origin, {format_code(k, bt): v for k, v in found.items()})
+        counted = {format_code(k, self.bin_type): v for k, v in found.items()}
+        return G85Map(states, label, self.map_id, self.index, self.bin_type, self.orientation, self.origin, counted)
 
     def _state(self, key: int, keys: np.ndarray, explicit: dict[int, int]) -> int:
         if key in explicit:
@@ -197,17 +187,13 @@ class _Map:
         declared = self.bins.get(key)
         if declared is None:
             r, c = divmod(int(np.flatnonzero(keys.ravel() == key)[0]), keys.shape[1])
-            raise self.fail(
-                f"column {c + 1}: bin code {format_code(key, self.bin_type)!r} is neither the NullBin nor one of its "
-                f"<Bin>s ({', '.join(v[2] for v in self.bins.values()) or 'none declared'}); "
-                "declare it, or say what it means with --bin-map CODE=STATE",
-                row=r + 1,
-            )
+            known = ", ".join(v[2] for v in self.bins.values()) or "none declared"
+            raise self.fail(f"column {c + 1}: bin code {format_code(key, self.bin_type)!r} is neither the NullBin nor "
+                            f"one of its <Bin>s ({known}); declare it, or say what it means with --bin-map CODE=STATE",
+                            row=r + 1)
         if declared[0] not in _QUALITY:
-            raise self.fail(
-                f"bin {declared[2]!r} has BinQuality={declared[0]!r}, neither Pass nor Fail; "
-                f"say what it means with --bin-map {declared[2]}=boundary|normal|defect"
-            )
+            raise self.fail(f"bin {declared[2]!r} has BinQuality={declared[0]!r}, neither Pass nor Fail; "
+                            f"say what it means with --bin-map {declared[2]}=boundary|normal|defect")
         return _QUALITY[declared[0]]
 
     def _label(self, classes: tuple[str, ...]) -> Optional[int]:
@@ -225,10 +211,8 @@ class _Map:
             if index is None:
                 index = lowered.index(name)
             elif lowered[index] != name:
-                raise self.fail(
-                    f"ei:ClassIndex={index} is {classes[index]} here but the map says ei:Class={self.class_name!r}; "
-                    "it was written with another class order"
-                )
+                raise self.fail(f"ei:ClassIndex={index} is {classes[index]} here but the map says "
+                                f"ei:Class={self.class_name!r}; it was written with another class order")
         return index
 
 
@@ -245,22 +229,30 @@ class MapBuilder:
         self.row: Optional[list[str]] = None  # text of the <Row> being read
         self.row_len = self.row_limit = 0
         self.loose = 0  # characters of text outside a <Row> since the last tag
-        self._explicit: dict[str, dict[int, int]] = {}  # the --bin-map codes, by BinType
 
     def fail(self, message: str, *, row: Optional[int] = None) -> G85Error:
-        """The error for ``message``, naming the file, the map and the row being read, and the line."""
+        """The error naming the file, the map and row being read, and the line."""
         where = self.where
         if self.map is not None:
             where += f": map {self.map.map_id!r}" + ("" if row is None else f", row {row}")
         return G85Error(f"{where}: {message} (line {self.line()})")
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        tag = name.rsplit("}", 1)[-1].lower()
+        tag = local(name).lower()
         parent = self.stack[-1] if self.stack else None
         self.stack.append(tag)
         self.loose, m = 0, self.map
-        if m is None or tag == "map":
-            self._start_map(name, tag, parent, attrs)
+        if parent is None:
+            if tag not in ("maps", "map"):
+                raise G85Error(f"{self.where}: the document's root is <{local(name)}>, not <Maps> or <Map>; not a SEMI G85 map file")
+            self.saw_root = True
+        if tag == "map":
+            if m is not None:
+                raise self.fail("a <Map> inside another <Map>")
+            self.map = _Map(self.n_maps, attrs, self.fail, self.max_side)
+            self.n_maps += 1
+        elif m is None:
+            return
         elif tag == "row" and parent == "data":
             r = len(m.row_parts) + 1
             if m.rows is not None and r > m.rows:
@@ -280,17 +272,6 @@ class MapBuilder:
             if m.data:
                 raise self.fail("has more than one <Data>")
             m.data = True
-
-    def _start_map(self, name: str, tag: str, parent: Optional[str], attrs: dict[str, str]) -> None:
-        if parent is None:
-            if tag not in ("maps", "map"):
-                raise G85Error(f"{self.where}: the document's root is <{local(name)}>, not <Maps> or <Map>; not a SEMI G85 map file")
-            self.saw_root = True
-        if tag == "map":
-            if self.map is not None:
-                raise self.fail("a <Map> inside another <Map>")
-            self.map = _Map(self.n_maps, attrs, self.fail, self.max_side)
-            self.n_maps += 1
 
     def text(self, data: str) -> None:
         if self.row is None:
@@ -314,18 +295,15 @@ class MapBuilder:
             self.map = None
 
     def _explicit_codes(self, bin_type: str) -> dict[int, int]:
-        if bin_type not in self._explicit:
-            codes = {}
-            for code, state in self.bin_map.items():
-                try:
-                    codes[parse_code(code, bin_type)] = state
-                except InputError as exc:
-                    raise G85Error(f"{self.where}: bin mapping {code!r} does not fit BinType {BIN_TYPES[bin_type]}: {exc}") from None
-            self._explicit[bin_type] = codes
-        return self._explicit[bin_type]
+        codes = {}
+        for code, state in self.bin_map.items():
+            try:
+                codes[parse_code(code, bin_type)] = state
+            except InputError as exc:
+                raise G85Error(f"{self.where}: bin mapping {code!r} does not fit BinType {BIN_TYPES[bin_type]}: {exc}") from None
+        return codes
 
     def close(self) -> None:
-        """The file has ended: it must have held a G85 document with maps."""
         if not self.saw_root:
             raise G85Error(f"{self.where} is empty; no <Maps> found")
         if self.n_maps == 0:

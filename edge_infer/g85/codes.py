@@ -11,18 +11,14 @@ from ..wafer import BOUNDARY, DEFECT, NORMAL
 
 PathLike = Union[str, Path]
 
-#: ``FormatRevision`` written on every ``<Map>``: the standard's current edition.
-FORMAT_REVISION = "SEMI G85 0703"
-#: The namespace of G85 elements, as in the standard's published example.
+FORMAT_REVISION = "SEMI G85 0703"  # the standard's current edition
 SEMI_NS = "http://www.semi.org"
-#: The namespace of edge-infer's own attributes (the class label); G85 readers ignore it.
-EI_NS = "urn:edge-infer:g85"
+EI_NS = "urn:edge-infer:g85"  # edge-infer's own attributes (the class label), which other G85 readers ignore
 
 #: Bin types by the lower-case name users and files give; the value is what the writer puts in ``BinType``.
 BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
 _BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
-
-#: Writer defaults per bin type: (NullBin, pass bin, fail bin). Decimal/hex codes equal the die states.
+#: Writer defaults per bin type: (NullBin, pass bin, fail bin), so Decimal and hex codes equal the die states.
 DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"), "integer2": ("0000", "0001", "0002")}
 
 _STATE_WORDS = {
@@ -45,11 +41,7 @@ def bin_type_key(name: str) -> str:
 
 
 def parse_code(text: str, bin_type: str) -> int:
-    """A bin code as written (``"X"``, ``"007"``, ``"FF"``) to the integer edge-infer compares.
-
-    ASCII codes compare by character, the others by value, so ``"7"`` and
-    ``"007"`` are the same Decimal bin and ``"ff"`` and ``"FF"`` the same hex bin.
-    """
+    """A bin code as written to the integer compared: ASCII by character, the others by value (``7`` = ``007``)."""
     t = str(text)
     if bin_type == "ascii":
         if len(t) != 1:
@@ -76,16 +68,14 @@ def format_code(key: int, bin_type: str) -> str:
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
-    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: die state}``. States are
-    ``boundary``/``off``, ``normal``/``pass``, ``defect``/``fail`` or 0/1/2; codes are kept as
-    written and read with each map's BinType."""
+    """``"1=normal,X=defect,99=boundary"`` (or a dict) to ``{code: state}``; codes are read per map's BinType."""
     if spec is None:
         return {}
     if isinstance(spec, str):
         parts = [p for p in spec.split(",") if p.strip()]
-        for part in parts:
-            if "=" not in part:
-                raise InputError(f"bin mapping {part.strip()!r} is not CODE=STATE (e.g. 7=defect)")
+        bad = [p for p in parts if "=" not in p]
+        if bad:
+            raise InputError(f"bin mapping {bad[0].strip()!r} is not CODE=STATE (e.g. 7=defect)")
         spec = {(code.strip() or code): state for code, state in (p.rsplit("=", 1) for p in parts)}
     out: dict[str, int] = {}
     for code, state in spec.items():
@@ -96,11 +86,9 @@ def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
     return out
 
 
-def check_bins(
-    bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None, fail_bin: Optional[str] = None
-) -> tuple[str, tuple[str, str, str]]:
-    """Validate the writer's bin options; return the bin type key and the three codes
-    (NullBin, pass, fail) as they will be written. Raises :class:`InputError`."""
+def check_bins(bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None,
+               fail_bin: Optional[str] = None) -> tuple[str, tuple[str, str, str]]:
+    """The writer's bin type key and its (NullBin, pass, fail) codes as written; :class:`InputError` if unusable."""
     key = bin_type_key(bin_type)
     given = [code or default for code, default in zip((null_bin, pass_bin, fail_bin), DEFAULT_BINS[key])]
     limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[key]

@@ -7,12 +7,9 @@ from xml.parsers import expat
 
 from .codes import G85Error
 
-#: The most characters in one tag's attributes, in a comment or in one run of text outside a ``<Row>``;
-#: a tag, comment or declaration still open this many bytes after it began is refused without reading on.
+#: The most characters of one tag's attributes, a comment, text outside a ``<Row>``, or an unfinished tag.
 FIELD_LIMIT = 64 * 1024
-#: Bytes read from the file at a time.
-CHUNK = 1 << 16
-
+CHUNK = 1 << 16  # bytes read at a time
 KIB = f"{FIELD_LIMIT // 1024} KiB"
 
 
@@ -22,18 +19,13 @@ def local(name: str) -> str:
 
 
 class Parser:
-    """Feeds bytes to expat; refuses entities, attribute defaults and oversized fields as soon as they are met.
-
-    ``handler`` (a :class:`~edge_infer.g85.build.MapBuilder`) gets expat's ``start(name, attrs)``,
-    ``text(data)`` and ``end(name)`` (names as ``namespace}local``), reads the current line from
-    ``handler.line()``, and makes the errors: ``fail(message)``.
-    """
+    """Feeds bytes to expat, refusing entities, attribute defaults and oversized fields the moment they appear;
+    the ``handler`` (:class:`~edge_infer.g85.build.MapBuilder`) gets the elements and text and makes the errors."""
 
     def __init__(self, where: str, handler: Any) -> None:
         self.where, self.handler, self.fed = where, handler, 0
         p = expat.ParserCreate(namespace_separator="}")
-        # Refuse the attacks at the door: an entity must be declared before it
-        # can be expanded, and nothing is fetched from outside the file.
+        # An entity must be declared before it can be expanded: refusing declarations refuses expansion.
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.EntityDeclHandler = lambda name, *_: self._refuse_entity(name)
         p.UnparsedEntityDeclHandler = lambda name, *_: self._refuse_entity(name)
@@ -48,19 +40,16 @@ class Parser:
         self.p = p
 
     def _refuse_entity(self, name: str) -> None:
-        raise G85Error(
-            f"{self.where} declares the XML entity {name!r} (line {self.p.CurrentLineNumber}); "
-            "entities are never expanded or fetched, so the file is refused (G85 maps need none)"
-        )
+        raise G85Error(f"{self.where} declares the XML entity {name!r} (line {self.p.CurrentLineNumber}); "
+                       "entities are never expanded or fetched, so the file is refused (G85 maps need none)")
 
-    def _refuse_external(self, context: Any, base: Any, system_id: Any, public_id: Any) -> int:
+    def _refuse_external(self, context: Any, base: Any, system_id: Any, *_: Any) -> int:
         raise G85Error(f"{self.where} refers to an external entity ({system_id}); nothing outside the file is fetched")
 
     def _refuse_attlist(self, element: str, name: str, *_: Any) -> None:
-        raise G85Error(
-            f"{self.where} declares attributes for <{element}> in its DOCTYPE (line {self.p.CurrentLineNumber}); "
-            "declared defaults would add to every element, so the file is refused (G85 maps need none)"
-        )
+        line = self.p.CurrentLineNumber
+        raise G85Error(f"{self.where} declares attributes for <{element}> in its DOCTYPE (line {line}); declared "
+                       "defaults would add to every element, so the file is refused (G85 maps need none)")
 
     def _comment(self, data: str) -> None:
         if len(data) > FIELD_LIMIT:
@@ -69,21 +58,18 @@ class Parser:
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         if attrs and sum(map(len, attrs.values())) > FIELD_LIMIT:
             longest = max(attrs, key=lambda k: len(attrs[k]))
-            raise self.handler.fail(
-                f"<{local(name)}> has attributes longer than {KIB} ({local(longest)} alone is {len(attrs[longest]):,} characters), "
-                "the most edge-infer reads outside a <Row>"
-            )
+            raise self.handler.fail(f"<{local(name)}> has attributes longer than {KIB} ({local(longest)} alone is "
+                                    f"{len(attrs[longest]):,} characters), the most edge-infer reads outside a <Row>")
         self.handler.start(name, attrs)
 
     def feed(self, chunk: bytes, final: bool = False) -> None:
-        """Parse the next bytes (``final``: the file ends here); handlers run as elements end."""
+        """Parse the next bytes (``final``: the file ends here)."""
         try:
             self.p.Parse(chunk, final)
         except expat.ExpatError as exc:
             msg = expat.ErrorString(exc.code) if exc.code is not None else str(exc)
             raise G85Error(f"{self.where} is not well-formed XML: {msg} (line {exc.lineno}, column {exc.offset + 1})") from None
         self.fed += len(chunk)
-        # expat hands a tag over only once it is complete, so a 50 MB attribute would
-        # be buffered (and rescanned) whole; the unfinished token starts at CurrentByteIndex.
+        # expat hands a tag over only when complete: stop an unfinished one (from CurrentByteIndex) growing unbounded.
         if self.fed - max(self.p.CurrentByteIndex, 0) > FIELD_LIMIT:
             raise self.handler.fail(f"a tag, comment or declaration runs on for more than {KIB}, the most edge-infer reads outside a <Row>")

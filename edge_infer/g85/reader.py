@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +18,7 @@ from .build import G85Map, MapBuilder
 from .codes import G85Error, PathLike, parse_bin_map
 from .parser import CHUNK, Parser
 
-#: Largest side (rows or columns) a map may declare or have: 16384² dies is 256 MB of codes.
-MAX_SIDE = 16384
+MAX_SIDE = 16384  # the largest side a map may have: 16384² dies is 256 MB of codes
 
 BinMap = Union[None, str, Mapping[str, Any]]
 
@@ -36,25 +37,13 @@ def _open(source: Union[PathLike, IO[bytes]]) -> tuple[IO[bytes], str, bool]:
         raise G85Error(f"{p}: cannot read ({exc.strerror or exc})") from None
 
 
-def iter_g85(
-    source: Union[PathLike, IO[bytes]],
-    *,
-    bin_map: BinMap = None,
-    classes: tuple[str, ...] = CLASS_NAMES,
-    max_side: int = MAX_SIDE,
-    digest: Optional[Any] = None,
-) -> Iterator[G85Map]:
-    """Yield the maps of a G85 XML file (a path or a binary file) one by one, as read.
-
-    Dies map to states by ``BinQuality`` (Pass → normal, Fail → defect,
-    NullBin → boundary); ``bin_map`` (``"7=defect,99=boundary"`` or a dict)
-    overrides that for the codes it names. Maps keep their own size.
-    ``digest``: a hashlib object fed every byte read (the file's sha256 for free).
-    Raises :class:`G85Error` at the first problem, naming the map and row.
-    """
-    builder = MapBuilder("", parse_bin_map(bin_map), tuple(classes), max_side)
+def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES,
+             max_side: int = MAX_SIDE, digest: Optional[Any] = None) -> Iterator[G85Map]:
+    """The maps of a G85 file (path or binary file) one by one, at their own size; ``bin_map`` overrides the states
+    of the codes it names; ``digest`` (a hashlib object) is fed every byte read, so the sha256 costs no second pass."""
+    codes = parse_bin_map(bin_map)
     fh, where, owned = _open(source)
-    builder.where = where
+    builder = MapBuilder(where, codes, tuple(classes), max_side)
     parser = Parser(where, builder)
     try:
         while True:
@@ -76,7 +65,7 @@ def iter_g85(
 
 
 def looks_like_g85(path: PathLike) -> bool:
-    """True for a ``.xml``/``.g85`` file, or a file whose first bytes look like XML."""
+    """True for a ``.xml``/``.g85`` file or one whose first bytes look like XML."""
     p = Path(path)
     if p.suffix.lower() in (".xml", ".g85"):
         return True
@@ -108,7 +97,7 @@ class _Labels(list):
 
 @dataclass(frozen=True)
 class G85Contents:
-    """All maps of a G85 file as die states (26×26), their labels and the file's sha256."""
+    """All maps of a G85 file as 26×26 die states, their labels and the file's sha256."""
 
     states: np.ndarray
     labels: Optional[np.ndarray]
@@ -119,7 +108,7 @@ class G85Contents:
 def read_g85(source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> G85Contents:
     """All maps of a G85 file, brought to 26×26 die states (one :class:`ResizeNote` for the file)."""
     digest, labels = hashlib.sha256(), _Labels()
-    states, ids, sizes = [], [], {}  # type: ignore[var-annotated]
+    states, ids, sizes = [], [], Counter()  # type: ignore[var-annotated]
     for m in iter_g85(source, bin_map=bin_map, classes=classes, digest=digest):
         labels.add(m, str(source))
         ids.append(m.map_id)
@@ -127,23 +116,18 @@ def read_g85(source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ..
         if (h, w) != (MAP_SIZE, MAP_SIZE):
             if min(h, w) < 2:
                 raise G85Error(f"{source}: map {m.map_id!r} is {h}×{w} dies; too small to be a wafer")
-            sizes[(h, w)] = sizes.get((h, w), 0) + 1
+            sizes[(h, w)] += 1
         states.append(resize_states(m.states) if (h, w) != (MAP_SIZE, MAP_SIZE) else m.states)
     if sizes:
         parts = ", ".join(f"{h}×{w}: {k}" for (h, w), k in sorted(sizes.items()))
-        warnings.warn(
-            f"resized {sum(sizes.values())} map(s) ({parts}) to {MAP_SIZE}×{MAP_SIZE} dies "
-            "(nearest neighbour on die states, so no state is invented)",
-            ResizeNote,
-            stacklevel=2,
-        )
+        note = f"resized {sum(sizes.values())} map(s) ({parts}) to {MAP_SIZE}×{MAP_SIZE} dies"
+        warnings.warn(f"{note} (nearest neighbour on die states, so no state is invented)", ResizeNote, stacklevel=2)
     return G85Contents(np.stack(states).astype(np.uint8), labels.array(), digest.hexdigest(), ids)
 
 
 class G85Source:
-    """A G85 file as a source of map blocks (``where``, ``count``, ``map_bytes``, ``sha256``, ``labels``,
-    ``raw_blocks``) for readers that need the count and labels before the maps. Opening it reads
-    and validates every map, keeping only labels (8 bytes a map); ``raw_blocks`` reads it again."""
+    """A G85 file as map blocks for readers that need the count and labels first: opening it validates every map
+    keeping only the labels (8 bytes a map), and ``raw_blocks`` reads the file again, one map in memory."""
 
     def __init__(self, source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> None:
         self.path, self.where = Path(source), str(source)
@@ -153,24 +137,12 @@ class G85Source:
             labels.add(m, self.where)
             largest = max(largest, m.states.size)
         self.count = len(labels)
-        #: Bytes of the largest map as read (uint8 die states).
-        self.map_bytes = largest
+        self.map_bytes = largest  # the largest map as read (uint8 die states)
         self.labels: Optional[np.ndarray] = labels.array()
         self.sha256: Optional[str] = digest.hexdigest()
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]:
-        """Blocks of up to ``rows`` maps' die states: uint8 (B, H, W), or a list of
-        maps when their sizes differ. ``hash`` is accepted for the interface (the
-        sha256 is known from opening)."""
-        block: list[np.ndarray] = []
-        for m in iter_g85(self.path, **self._options):  # type: ignore[arg-type]
-            block.append(m.states)
-            if len(block) == rows:
-                yield _stack_if_same(block)
-                block = []
-        if block:
-            yield _stack_if_same(block)
-
-
-def _stack_if_same(block: list[np.ndarray]) -> Any:
-    return np.stack(block) if len({b.shape for b in block}) == 1 else block
+        """Up to ``rows`` maps a block: uint8 (B, H, W), or a list where sizes differ; ``hash`` is not needed."""
+        maps = (m.states for m in iter_g85(self.path, **self._options))  # type: ignore[arg-type]
+        while block := list(itertools.islice(maps, rows)):
+            yield np.stack(block) if len({b.shape for b in block}) == 1 else block

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Optional
 import html
+from typing import IO, Any, Optional
 
 import numpy as np
 
@@ -16,39 +16,23 @@ from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
 from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, PathLike, check_bins
 
 
-
 def quoteattr(value: str) -> str:
-    """``value`` as a double-quoted XML attribute: ``xml.sax.saxutils.quoteattr``'s result, without the
-    urllib and http modules that importing saxutils loads (a tenth of a small generate's start-up)."""
+    """``value`` as a double-quoted XML attribute, line breaks and tabs kept as character references."""
     return '"' + html.escape(value, quote=True).translate({10: "&#10;", 13: "&#13;", 9: "&#9;"}) + '"'
 
-class G85Writer:
-    """Writes maps into an open binary file as one ``<Maps>`` document, block by block.
 
-    ``write(maps, labels)`` takes any map form :func:`~edge_infer.wafer.as_states`
-    accepts; ``close()`` ends the document. Bin codes are strings as they
-    appear in the file (defaults: :data:`~edge_infer.g85.codes.DEFAULT_BINS`). Every map is written
-    26×26, ``Orientation="0"`` (flat/notch at the bottom of the data) and
-    ``OriginLocation="2"`` (upper left: the first ``<Row>`` is the top row).
-    """
+class G85Writer:
+    """Writes maps, block by block, into an open binary file as one ``<Maps>`` document; every map 26×26 with
+    ``Orientation="0"`` and ``OriginLocation="2"``, so the first ``<Row>`` is the top row, as in ``data.npy``."""
 
     _ROW_OPEN = b"      <Row><![CDATA["
     _ROW_CLOSE = b"]]></Row>\n"
 
-    def __init__(
-        self,
-        fh: IO[bytes],
-        *,
-        bin_type: str = "ascii",
-        null_bin: Optional[str] = None,
-        pass_bin: Optional[str] = None,
-        fail_bin: Optional[str] = None,
-        lot_id: str = "edge-infer",
-        classes: tuple[str, ...] = CLASS_NAMES,
-    ) -> None:
+    def __init__(self, fh: IO[bytes], *, bin_type: str = "ascii", null_bin: Optional[str] = None,
+                 pass_bin: Optional[str] = None, fail_bin: Optional[str] = None, lot_id: str = "edge-infer",
+                 classes: tuple[str, ...] = CLASS_NAMES) -> None:
         self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
-        # Decimal codes are separated by spaces, the fixed-width types are not
-        # (the usage every published example follows).
+        # Decimal codes are separated by spaces, the fixed-width types not: as every published example.
         entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
         self._width = len(entry[0])
         self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(len(codes), self._width)
@@ -67,16 +51,6 @@ class G85Writer:
         )
         fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
 
-    def _rows(self, states: np.ndarray) -> np.ndarray:
-        """Every ``<Row>`` line of a block at once: (n, 26, line length) bytes."""
-        n = states.shape[0]
-        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
-        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
-        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
-        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
-        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
-        return lines
-
     def write(self, maps: Any, labels: Any = None) -> None:
         """Append maps (one-hot, die states, or one map) with their labels (N or N×1 class indices, or None)."""
         if self._closed:
@@ -89,7 +63,12 @@ class G85Writer:
         elif self._labelled != (lab is not None):
             raise InputError("give labels for every block of maps or for none")
         counts = {s: (states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT)}
-        lines = self._rows(states)
+        # Every <Row> line of the block at once: (n, 26, line length) bytes.
+        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
+        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
+        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
+        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
+        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
         parts = []
         for i in range(n):
             self.count += 1
@@ -98,12 +77,10 @@ class G85Writer:
             if lab is not None:
                 k = int(lab[i])
                 label = f' ei:ClassIndex="{k}" ei:Class={quoteattr(self.classes[k])}'
-            head = (
-                f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
-                f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
-                + self._device.format(normal=int(counts[NORMAL][i]), defect=int(counts[DEFECT][i]))
-                + f"    <Data MapName={ident} MapVersion=\"1\">\n"
-            )
+            head = (f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
+                    f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
+                    + self._device.format(normal=int(counts[NORMAL][i]), defect=int(counts[DEFECT][i]))
+                    + f"    <Data MapName={ident} MapVersion=\"1\">\n")
             parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
         self.fh.write(b"".join(parts))
 
