@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import DataFileError, InputError
 from ..wafer import BOUNDARY, DEFECT, NORMAL
 
-PathLike = Union[str, Path]
 
 FORMAT_REVISION = "SEMI G85 0703"  # the standard's current edition
 SEMI_NS = "http://www.semi.org"

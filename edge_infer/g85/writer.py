@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import html
 from collections.abc import Iterator
 from pathlib import Path
-import html
 from typing import IO, Any, Optional
 
 import numpy as np
@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import atomic_path
 from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
-from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, PathLike, check_bins
+from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, check_bins
 
 
 def quoteattr(value: str) -> str:
