@@ -116,39 +116,26 @@ WAFER_PROBLEMS = (
 _SHAPE_BLOCK = 16384
 
 
-def _row_bits(on: np.ndarray) -> np.ndarray:
-    """Each row of a bool ``(N, H, W<=32)`` as one uint32 bit mask: ``(N, H)``."""
-    packed = np.packbits(on, axis=-1)  # (N, H, ceil(W/8)) uint8
-    packed = np.pad(packed, ((0, 0), (0, 0), (0, 4 - packed.shape[-1])))
-    return np.ascontiguousarray(packed).view(">u4")[..., 0].astype(np.uint32)
-
-
-def _one_run(bits: np.ndarray) -> np.ndarray:
-    """True where a bit mask's set bits form at most one unbroken run (0 counts as one run)."""
-    filled = bits | (bits - np.uint32(1))  # the run's trailing zeros set too
-    return (bits == 0) | (((filled + np.uint32(1)) & bits) == 0)
+def _runs(on: np.ndarray) -> np.ndarray:
+    """How many unbroken runs of True each row of a bool ``(..., W)`` holds."""
+    return on[..., 0] + np.count_nonzero(on[..., 1:] & ~on[..., :-1], axis=-1)
 
 
 def wafer_shape_problems(states: np.ndarray) -> np.ndarray:
     """For die states ``(N, H, W)``: int8 ``(N,)``, 0 where a map passes the wafer rule, else the index of its
-    first failure in :data:`WAFER_PROBLEMS`; on bit masks (a uint32 per row and column), in bounded blocks."""
+    first failure in :data:`WAFER_PROBLEMS`; in blocks, so memory stays bounded for any N."""
     states = np.asarray(states)
     n = states.shape[0]
     code = np.zeros(n, dtype=np.int8)
-    if states.shape[1] > 32 or states.shape[2] > 32:
-        raise InputError(f"wafer rule works on maps of up to 32×32 dies, not {states.shape[1:]}")
     for start in range(0, n, _SHAPE_BLOCK):
         block = states[start : start + _SHAPE_BLOCK]
         on = block != BOUNDARY
-        rows = _row_bits(on)  # (B, H)
-        cols = _row_bits(on.transpose(0, 2, 1))  # (B, W)
-        rows_on = rows != 0
+        rows_on = on.any(axis=2)
         # One piece: the rows holding wafer dies are consecutive and each row's run
         # overlaps the next one's (with every run unbroken, that makes it connected).
-        row_set = _row_bits(rows_on[:, None, :])[:, 0]
-        touching = ((rows[:, 1:] & rows[:, :-1]) != 0) | ~(rows_on[:, 1:] & rows_on[:, :-1])
-        one_piece = _one_run(row_set) & touching.all(axis=1)
-        closed = _one_run(rows).all(axis=1) & _one_run(cols).all(axis=1)
+        touching = (on[:, 1:] & on[:, :-1]).any(axis=2) | ~(rows_on[:, 1:] & rows_on[:, :-1])
+        one_piece = (_runs(rows_on) <= 1) & touching.all(axis=1)
+        closed = (_runs(on) <= 1).all(axis=1) & (_runs(on.transpose(0, 2, 1)) <= 1).all(axis=1)
         corners_off = (block[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
         flat = block.reshape(block.shape[0], -1)
         c = code[start : start + block.shape[0]]
