@@ -183,13 +183,18 @@ class WaferGenerator:
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
         ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
-        return _finish(self._decode(_as_latents(latents)), raw, outlines)
+        probs = self._decode(_as_latents(latents))
+        if raw:
+            return probs
+        if outlines is not None:
+            return lock_outline(probs, np.asarray(outlines, dtype=bool))
+        return to_onehot(probs.argmax(axis=-1))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
         """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
         ``outline_lock``; ``raw=True``: the decoder's probabilities."""
         onehot = as_maps(maps)
-        return _finish(self._decode(self.encode(onehot)), raw, outline(onehot) if outline_lock else None)
+        return self.decode(self.encode(onehot), raw=raw, outlines=outline(onehot) if outline_lock else None)
 
     def bank_maps(self, indices: Any) -> np.ndarray:
         """Bank maps ``indices`` as the decoder draws them, outline locked (the bundle holds no training map)."""
@@ -227,10 +232,8 @@ class WaferGenerator:
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
                           progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
-        """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``.
-
-        One block (4096 maps) is held in memory; both files appear only when complete.
-        """
+        """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``:
+        one block (4096 maps) in memory, both files appear only when complete."""
         out = Path(out_dir)
         paths = [out / DATA_FILE, out / LABEL_FILE]
         check_targets(paths, force=force)
@@ -306,15 +309,6 @@ class WaferGenerator:
         else:
             lab = as_labels(labels, m, len(self.classes))[:, 0]
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
-
-
-def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.ndarray:
-    """Decoder probabilities as decode/reconstruct return them: raw, outline-locked, or argmax."""
-    if raw:
-        return probs
-    if boundary is not None:
-        return lock_outline(probs, np.asarray(boundary, dtype=bool))
-    return to_onehot(probs.argmax(axis=-1))
 
 
 def _gather(n: int, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
