@@ -112,8 +112,6 @@ WAFER_PROBLEMS = (
     "its outline is not closed (off-wafer dies inside or notched into the wafer)",
     "its wafer dies are in more than one piece",
 )
-#: Maps checked at a time by :func:`wafer_shape_problems` (bounds its temporaries to a few MB).
-_SHAPE_BLOCK = 16384
 
 
 def _runs(on: np.ndarray) -> np.ndarray:
@@ -123,28 +121,23 @@ def _runs(on: np.ndarray) -> np.ndarray:
 
 def wafer_shape_problems(states: np.ndarray) -> np.ndarray:
     """For die states ``(N, H, W)``: int8 ``(N,)``, 0 where a map passes the wafer rule, else the index of its
-    first failure in :data:`WAFER_PROBLEMS`; in blocks, so memory stays bounded for any N."""
+    first failure in :data:`WAFER_PROBLEMS`."""
     states = np.asarray(states)
-    n = states.shape[0]
-    code = np.zeros(n, dtype=np.int8)
-    for start in range(0, n, _SHAPE_BLOCK):
-        block = states[start : start + _SHAPE_BLOCK]
-        on = block != BOUNDARY
-        rows_on = on.any(axis=2)
-        # One piece: the rows holding wafer dies are consecutive and each row's run
-        # overlaps the next one's (with every run unbroken, that makes it connected).
-        touching = (on[:, 1:] & on[:, :-1]).any(axis=2) | ~(rows_on[:, 1:] & rows_on[:, :-1])
-        one_piece = (_runs(rows_on) <= 1) & touching.all(axis=1)
-        closed = (_runs(on) <= 1).all(axis=1) & (_runs(on.transpose(0, 2, 1)) <= 1).all(axis=1)
-        corners_off = (block[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
-        flat = block.reshape(block.shape[0], -1)
-        c = code[start : start + block.shape[0]]
-        # Later assignments win, so the most basic failure is the one reported.
-        c[~one_piece] = 5
-        c[~closed] = 4
-        c[~corners_off] = 3
-        c[~rows_on.any(axis=1)] = 2
-        c[flat.min(axis=1) == flat.max(axis=1)] = 1
+    on = states != BOUNDARY
+    rows_on = on.any(axis=2)
+    # One piece: the rows holding wafer dies are consecutive and each row's run
+    # overlaps the next one's (with every run unbroken, that makes it connected).
+    touching = (on[:, 1:] & on[:, :-1]).any(axis=2) | ~(rows_on[:, 1:] & rows_on[:, :-1])
+    one_piece = (_runs(rows_on) <= 1) & touching.all(axis=1)
+    closed = (_runs(on) <= 1).all(axis=1) & (_runs(on.transpose(0, 2, 1)) <= 1).all(axis=1)
+    corners_off = (states[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
+    code = np.zeros(states.shape[0], dtype=np.int8)
+    # Later assignments win, so the most basic failure is the one reported.
+    code[~one_piece] = 5
+    code[~closed] = 4
+    code[~corners_off] = 3
+    code[~rows_on.any(axis=1)] = 2
+    code[(states == states[:, :1, :1]).all(axis=(1, 2))] = 1
     return code
 
 
@@ -166,10 +159,12 @@ def check_wafer_shape(states: np.ndarray, name: str = "maps") -> None:
                   "they are used as given", NotWaferWarning, stacklevel=3)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
+def _check_finite(arr: np.ndarray, name: str, whole: str = "") -> None:
+    """A float ``arr`` finite and, where ``whole`` names what its values are, whole numbers."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise InputError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+    if whole and arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
+        raise InputError(f"{name} holds {whole}")
 
 
 def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
@@ -183,12 +178,9 @@ def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype.kind == "f":
-        _check_finite(arr, name)
-        if not (arr == np.round(arr)).all():
-            raise InputError(f"{name} holds die states that are not whole numbers")
-    elif arr.dtype.kind not in "iub":
+    if arr.dtype.kind not in "fiub":
         raise InputError(f"{name} has dtype {arr.dtype}; expected numbers")
+    _check_finite(arr, name, "die states that are not whole numbers")
     if arr.size and (arr.min() < 0 or arr.max() > 2):
         raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
                          "use 0 boundary, 1 normal, 2 defect")
@@ -293,10 +285,7 @@ def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name
         raise InputError(f"{name} has shape {arr.shape}; expected (N,) or (N, 1)")
     if arr.shape[0] != n:
         raise InputError(f"{name} has {arr.shape[0]} entries but there are {n} maps")
-    if arr.dtype.kind == "f":
-        _check_finite(arr, name)
-        if not (arr == np.round(arr)).all():
-            raise InputError(f"{name} holds values that are not whole class indices")
+    _check_finite(arr, name, "values that are not whole class indices")
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise InputError(f"{name} holds class indices outside 0..{n_classes - 1} "
                          f"(found {int(arr.min())}..{int(arr.max())})")
