@@ -53,8 +53,7 @@ class Generated:
 
 
 class Blocks(NamedTuple):
-    """A request's maps as they are made: labels int64 ``(N, 1)`` and sources ``(N,)`` up front, then
-    ``blocks``, an iterator of ``(first row, maps)``."""
+    """A request's labels int64 ``(N, 1)`` and sources ``(N,)``, then its maps as made: ``(first row, maps)``."""
 
     labels: np.ndarray
     sources: np.ndarray
@@ -213,8 +212,8 @@ class WaferGenerator:
         class ``cls``), in a seeded random order of the class's maps, cycled, so ``n`` up to the class count gives
         distinct sources. ``source_index`` pins every map to that row of the source set (``cls`` may then be None).
         ``strength``, ``method`` (``noise``/``mix``), ``mode`` (``relative``/``course``) and ``outline_lock``
-        default to the bundle's. ``seed``: 0 … 2**63-1 (None: fresh); same seed, same maps.
-        ``progress(done, total)`` after each block.
+        default to the bundle's. ``seed``: 0 … 2**63-1 (None: fresh); same seed, same maps. ``progress(done, total)``
+        after each block.
         """
         _need_memory(check_count(n))
         made = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
@@ -224,9 +223,8 @@ class WaferGenerator:
 
     def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
                         **options: Any) -> Blocks:
-        """:meth:`generate`'s maps (same options, same maps) as they are made, 4096 at a time, for
-        a caller that streams them somewhere: labels and sources up front, then ``(first row, maps)``
-        blocks. Everything is checked before the first block is made."""
+        """:meth:`generate` (same options, same maps) as :class:`Blocks` of 4096 maps, for a caller that streams
+        them somewhere; everything is checked before the first block is made."""
         plan = self._plan(cls, check_count(n), **options)
         return Blocks(plan.labels, plan.sources, plan_blocks(self, plan, progress))
 

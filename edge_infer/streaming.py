@@ -15,7 +15,7 @@ from .errors import InputError, TooLargeError
 from .generator import Generated, ProgressFn, WaferGenerator
 from .io import ArraySource, DataInput, MapSource, iter_maps, read_all
 from .sampling import check_count
-from .wafer import BLOCK_ROWS, DEFECT, MAP_SHAPE, as_maps, to_onehot
+from .wafer import BLOCK_ROWS, DEFECT, MAP_SHAPE, N_STATES, as_maps, to_onehot
 
 
 @dataclass
@@ -25,7 +25,6 @@ class Reconstruction:
     input's; defect recall: share of defective dies reconstructed as defective."""
 
     squared: float = 0.0
-    elements: int = 0
     correct: int = 0
     dies: int = 0
     defects: int = 0
@@ -37,7 +36,6 @@ class Reconstruction:
         truth, pred = onehot.argmax(axis=-1), probs.argmax(axis=-1)
         defects = truth == DEFECT
         self.squared += float(np.sum(np.square(probs - onehot), dtype=np.float64))
-        self.elements += int(onehot.size)
         self.correct += int(np.count_nonzero(pred == truth))
         self.dies += int(truth.size)
         self.defects += int(np.count_nonzero(defects))
@@ -50,7 +48,7 @@ class Reconstruction:
     @property
     def metrics(self) -> dict[str, float]:
         """``{"mse", "accuracy", "defect_recall"}`` (recall NaN without defects)."""
-        return {"mse": self.squared / self.elements if self.elements else math.nan,
+        return {"mse": self.squared / (self.dies * N_STATES) if self.dies else math.nan,
                 "accuracy": self.correct / self.dies if self.dies else math.nan,
                 "defect_recall": self.found / self.defects if self.defects else math.nan}
 
