@@ -354,9 +354,7 @@ def _redraw_siblings(gen: WaferGenerator, plan: Plan, lo: int, maps: np.ndarray,
     for i, key in enumerate(keys.tolist()):
         if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
             cand_maps, cand_keys = redraws.get(i) or _redraws(gen, plan, lo, np.array([lo + i]))[i]
-            for k in range(sampling.MAX_REDRAWS):
-                if cand_keys[k] not in seen or k == sampling.MAX_REDRAWS - 1:
-                    break
+            k = next((j for j, c in enumerate(cand_keys) if c not in seen), len(cand_keys) - 1)
             maps[i], key = cand_maps[k], cand_keys[k]
         seen.add(key)
 
