@@ -168,8 +168,6 @@ def _check_finite(arr: np.ndarray, name: str, whole: str = "") -> None:
 
 
 def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers")
     _check_finite(arr, name)
     if not is_onehot(arr):
         raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
@@ -178,8 +176,6 @@ def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers")
     _check_finite(arr, name, "die states that are not whole numbers")
     if arr.size and (arr.min() < 0 or arr.max() > 2):
         raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
@@ -188,7 +184,7 @@ def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
-    """Die states of a batch ``(N, H, W[, 3])`` or a single map ``(H, W[, 3])``."""
+    """Die states of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
     if arr.ndim == 4:
         if arr.shape[-1] != N_STATES:
             if arr.shape[1] == N_STATES:
@@ -197,7 +193,7 @@ def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
             raise InputError(f"{name} has shape {arr.shape}; expected (N, H, W, 3) one-hot")
         return _states_from_onehot(arr, name)
     if arr.ndim == 3:
-        if arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and arr.dtype.kind in "fiub" and is_onehot(arr):
+        if arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr):
             return _states_from_onehot(arr, name)[None]
         return _states_from_ints(arr, name)
     if arr.ndim == 2:
