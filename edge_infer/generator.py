@@ -147,7 +147,6 @@ class WaferGenerator:
         self.encoder_session = _open_one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
         self.decoder_session = _open_one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
         self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
-        self._class_rows = tuple(np.flatnonzero(bundle.labels == c) for c in range(len(bundle.classes)))
 
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
@@ -287,7 +286,7 @@ class WaferGenerator:
         if source_index is not None:
             pin = sampling.check_source_index(source_index, src, cls_index, self.classes)
             cls_index = int(src.labels[pin])
-        candidates = self._class_rows[cls_index] if src.bank else np.flatnonzero(src.labels == cls_index)
+        candidates = np.flatnonzero(src.labels == cls_index)
         if candidates.size == 0:
             where = "the given maps" if maps is not None else "the bundle's latent bank"
             raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
