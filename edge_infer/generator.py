@@ -1,15 +1,7 @@
-"""``WaferGenerator``: a request's plan → one bundle graph run per block → a sink.
+"""``WaferGenerator``: a request's plan (:mod:`~edge_infer.sampling`) → one bundle graph run per block → a sink.
 
-A request is first planned (:mod:`~edge_infer.sampling`): which source each
-row comes from, its variant, its mixing partner. Each block of rows is then
-one run of a bundle graph, which draws the seeded noise, decodes and locks the
-source's outline: ``generator.onnx`` for bank rows with the default noise,
-``generator_core.onnx`` for the rest. Blocks go to a sink: the result array,
-or a file written as they come. What a graph returns is checked before it
-leaves (finite; one-hot where promised): a bundle is code from elsewhere.
-
-A generator holds only immutable state (read-only arrays, onnxruntime
-sessions whose ``run`` is thread-safe): one instance may serve many threads.
+Graph outputs are checked (finite; one-hot where promised) because a bundle is code from elsewhere. A generator
+holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads.
 """
 
 from __future__ import annotations
@@ -28,7 +20,8 @@ from .files import PathLike, atomic_files, check_free_space, check_targets, writ
 from .npy import npy_writer
 from .runtime import SessionInfo, open_session
 from .sampling import Plan, Sources, check_count
-from .wafer import BLOCK_ROWS, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_maps, lock_outline, outline, resolve_class, to_onehot
+from .wafer import (BLOCK_ROWS, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_maps, is_onehot, lock_outline, outline,
+                    resolve_class, to_onehot)
 
 ProgressFn = Callable[[int, int], None]
 
@@ -60,8 +53,7 @@ class Generated:
 
 
 class Blocks(NamedTuple):
-    """A request's maps as they are made: labels int64 ``(N, 1)`` and sources ``(N,)`` up front, then
-    ``blocks``, an iterator of ``(first row, maps)``."""
+    """A request's labels int64 ``(N, 1)`` and sources ``(N,)``, then its maps as made: ``(first row, maps)``."""
 
     labels: np.ndarray
     sources: np.ndarray
@@ -85,10 +77,11 @@ def _need_memory(n: int) -> None:
                          "WaferGenerator.generate_to_files (the CLI streams to disk automatically)")
 
 
-def _open(path: Path, provider: str, threads: Optional[int], inputs: Optional[tuple[str, ...]] = None) -> tuple[Any, SessionInfo]:
+def _open(path: Path, provider: str, threads: Optional[int], inputs: tuple[str, ...]) -> tuple[Any, SessionInfo]:
+    """A generation graph's session, its inputs the format's."""
     session, info = open_session(path, provider=provider, threads=threads)
     have = sorted(i.name for i in session.get_inputs())
-    if inputs is not None and have != sorted(inputs):
+    if have != sorted(inputs):
         raise BundleError(f"{path}: inputs {', '.join(have)} are not the format's {', '.join(inputs)}")
     return session, info
 
@@ -97,14 +90,14 @@ def checked(maps: np.ndarray, graph: Path, *, onehot: bool) -> np.ndarray:
     """``maps`` as a graph returned them, if they are what the format promises; else :class:`BundleError`."""
     if not np.isfinite(maps).all():
         raise BundleError(f"{graph}: the graph computed NaN or infinite values; this bundle is broken")
-    if onehot and not (((maps == 0) | (maps == 1)).all() and (maps.sum(axis=-1) == 1).all()):
+    if onehot and not is_onehot(maps):
         raise BundleError(f"{graph}: the graph's maps are not one-hot; this bundle is broken")
     return maps
 
 
 def _open_one_io(path: Path, names: tuple[str, str], shape: tuple, provider: str, threads: Optional[int]) -> Any:
     """The encoder or decoder: its input and output named as the manifest says, the output's shape the format's."""
-    session = _open(path, provider, threads)[0]
+    session = open_session(path, provider=provider, threads=threads)[0]
     outputs = {o.name: o for o in session.get_outputs()}
     if names[0] not in [i.name for i in session.get_inputs()] or names[1] not in outputs:
         raise BundleError(f"{path}: has no input {names[0]!r} and output {names[1]!r}, as the manifest says")
@@ -119,11 +112,8 @@ def _run_one_io(session: Any, path: Path, names: tuple[str, str], x: np.ndarray)
     """The encoder or decoder over ``x``, a block at a time; its output checked finite."""
     parts = [session.run([names[1]], {names[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})[0]
              for i in range(0, x.shape[0], BLOCK_ROWS)]
-    out = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else \
-        np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
-    if not np.isfinite(out).all():
-        raise BundleError(f"{path}: the graph computed NaN or infinite values; this bundle is broken")
-    return out
+    out = np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
+    return checked(out, path, onehot=False)
 
 
 def _as_latents(latents: Any) -> np.ndarray:
@@ -143,11 +133,9 @@ def _as_latents(latents: Any) -> np.ndarray:
 class WaferGenerator:
     """Generate, encode, decode and reconstruct wafer maps with a verified bundle.
 
-    Maps are accepted one-hot ``(N, 26, 26, 3)`` like ``data.npy``, as die
-    states ``(N, 26, 26)`` (0 boundary, 1 normal, 2 defect), or as a single
-    map; other sizes are resized to 26×26 (nearest neighbour) with a
-    :class:`~edge_infer.wafer.ResizeNote`. Classes are given by name (any
-    case) or index.
+    Maps are accepted one-hot ``(N, 26, 26, 3)`` like ``data.npy``, as die states ``(N, 26, 26)`` (0 boundary,
+    1 normal, 2 defect), or as a single map; other sizes are resized to 26×26 (nearest neighbour) with a
+    :class:`~edge_infer.wafer.ResizeNote`. Classes are given by name (any case) or index.
     """
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
@@ -159,26 +147,17 @@ class WaferGenerator:
         self.encoder_session = _open_one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
         self.decoder_session = _open_one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
         self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
-        self._class_rows = tuple(np.flatnonzero(bundle.labels == c) for c in range(len(bundle.classes)))
 
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
              verify: bool = True) -> "WaferGenerator":
         """Load and verify a bundle (the default one when ``path`` is None) and open its graphs.
 
-        ``provider``: ``"auto"`` (CUDA where a session really gets it, else the
-        CPU), ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"`` (a
-        :class:`~edge_infer.errors.ProviderError` where it does not really
-        run). ``threads``: onnxruntime intra-op threads per graph (None:
-        onnxruntime's default).
+        ``provider``: ``"auto"`` (CUDA where a session really gets it, else the CPU), ``"cpu"``, ``"cuda"``,
+        ``"tensorrt"`` or ``"openvino"`` (a :class:`~edge_infer.errors.ProviderError` where it does not really
+        run). ``threads``: onnxruntime intra-op threads per graph (None: onnxruntime's default).
         """
         return cls(load_bundle(path, verify=verify), provider, threads)
-
-    @property
-    def graphs(self) -> Graphs:
-        """The two generation graphs and what their block runs need beside them."""
-        b = self.bundle
-        return Graphs(self.generator_session, self.core_session, b.generator_path, b.core_path, b.latent_std)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -190,8 +169,6 @@ class WaferGenerator:
         """What really runs the graphs: ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"``."""
         return self.provider_info.actual
 
-    # ------------------------------------------------------------ encode / decode
-
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
         b = self.bundle
@@ -199,18 +176,23 @@ class WaferGenerator:
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
         b = self.bundle
-        return checked(_run_one_io(self.decoder_session, b.decoder_path, b.decoder_io, latents), b.decoder_path, onehot=False)
+        return _run_one_io(self.decoder_session, b.decoder_path, b.decoder_io, latents)
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
         ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
-        return _finish(self._decode(_as_latents(latents)), raw, outlines)
+        probs = self._decode(_as_latents(latents))
+        if raw:
+            return probs
+        if outlines is not None:
+            return lock_outline(probs, np.asarray(outlines, dtype=bool))
+        return to_onehot(probs.argmax(axis=-1))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
         """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
         ``outline_lock``; ``raw=True``: the decoder's probabilities."""
         onehot = as_maps(maps)
-        return _finish(self._decode(self.encode(onehot)), raw, outline(onehot) if outline_lock else None)
+        return self.decode(self.encode(onehot), raw=raw, outlines=outline(onehot) if outline_lock else None)
 
     def bank_maps(self, indices: Any) -> np.ndarray:
         """Bank maps ``indices`` as the decoder draws them, outline locked (the bundle holds no training map)."""
@@ -219,46 +201,36 @@ class WaferGenerator:
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
         return lock_outline(self._decode(self.bundle.latents[idx]), self.bundle.outlines[self.bundle.outline_ids[idx]])
 
-    # ------------------------------------------------------------ generation
-
     def generate(self, cls: Optional[ClassLike], n: int = 1, *, seed: sampling.SeedLike = None, maps: Any = None,
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
                  method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
                  raw: bool = False, progress: Optional[ProgressFn] = None) -> Generated:
         """Generate ``n`` new maps of class ``cls`` (name, any case, or index).
 
-        Sources: the bundle's latent bank, or ``maps`` (with ``labels``; without
-        labels every given map counts as class ``cls``). Sources are a seeded
-        random order of the class's maps, cycled, so ``n`` up to the class
-        count gives distinct sources. ``source_index`` pins every map to that
-        row of the source set (``cls`` may then be None). ``strength``,
-        ``method`` (``noise``/``mix``), ``mode`` (``relative``/``course``) and
-        ``outline_lock`` default to the bundle's. ``seed``: 0 … 2**63-1 (None:
-        fresh); same seed, same maps. ``progress(done, total)`` after each block.
+        Sources: the bundle's latent bank, or ``maps`` (with ``labels``; without labels every given map counts as
+        class ``cls``), in a seeded random order of the class's maps, cycled, so ``n`` up to the class count gives
+        distinct sources. ``source_index`` pins every map to that row of the source set (``cls`` may then be None).
+        ``strength``, ``method`` (``noise``/``mix``), ``mode`` (``relative``/``course``) and ``outline_lock``
+        default to the bundle's. ``seed``: 0 … 2**63-1 (None: fresh); same seed, same maps. ``progress(done, total)``
+        after each block.
         """
         _need_memory(check_count(n))
         made = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
                                     strength=strength, method=method, mode=mode, outline_lock=outline_lock, raw=raw,
                                     progress=progress)
-        out = np.empty((n, *MAP_SHAPE), dtype=np.float32)
-        for lo, block in made.blocks:
-            out[lo:lo + len(block)] = block
-        return Generated(out, made.labels, made.sources)
+        return Generated(_gather(n, made.blocks), made.labels, made.sources)
 
     def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
                         **options: Any) -> Blocks:
-        """:meth:`generate`'s maps (same options, same maps) as they are made, 4096 at a time, for
-        a caller that streams them somewhere: labels and sources up front, then ``(first row, maps)``
-        blocks. Everything is checked before the first block is made."""
+        """:meth:`generate` (same options, same maps) as :class:`Blocks` of 4096 maps, for a caller that streams
+        them somewhere; everything is checked before the first block is made."""
         plan = self._plan(cls, check_count(n), **options)
-        return Blocks(plan.labels, plan.sources, plan_blocks(self.graphs, plan, progress))
+        return Blocks(plan.labels, plan.sources, plan_blocks(self, plan, progress))
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
                           progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
-        """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``.
-
-        One block (4096 maps) is held in memory; both files appear only when complete.
-        """
+        """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``:
+        one block (4096 maps) in memory, both files appear only when complete."""
         out = Path(out_dir)
         paths = [out / DATA_FILE, out / LABEL_FILE]
         check_targets(paths, force=force)
@@ -277,12 +249,10 @@ class WaferGenerator:
                 progress: Optional[ProgressFn] = None, source_offset: int = 0) -> Generated:
         """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
 
-        The k variants of source i are rows ``k·i … k·i+k−1``, each with its
-        source's label and outline. ``per_source`` may be one count per source
-        (≥ 0): the variants of each source then follow each other, in source
-        order. ``source_offset``: the index of ``maps[0]`` in a larger set the
-        caller augments block by block; rows and their noise are numbered as in
-        one call on the whole set (``method="noise"`` only).
+        The k variants of source i are rows ``k·i … k·i+k−1``, each with its source's label and outline.
+        ``per_source`` may be one count per source (≥ 0): each source's variants then follow each other, in source
+        order. ``source_offset``: the index of ``maps[0]`` in a larger set the caller augments block by block; rows
+        and their noise are numbered as in one call on the whole set (``method="noise"`` only).
         """
         uniform = not isinstance(per_source, (list, tuple, np.ndarray))
         k = check_count(per_source, "per_source") if uniform else 0
@@ -299,12 +269,8 @@ class WaferGenerator:
             if plan.partners is not None:
                 raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
             plan = plan._replace(row0=int(source_offset) * k)
-        out = np.empty((plan.n, *MAP_SHAPE), dtype=np.float32)
-        for lo, block in plan_blocks(self.graphs, plan, progress):
-            out[lo:lo + len(block)] = block
-        return Generated(out, plan.labels, plan.sources + int(source_offset))
-
-    # ------------------------------------------------------------ the plan, then one graph run per block
+        maps = _gather(plan.n, plan_blocks(self, plan, progress))
+        return Generated(maps, plan.labels, plan.sources + int(source_offset))
 
     def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
               labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
@@ -320,7 +286,7 @@ class WaferGenerator:
         if source_index is not None:
             pin = sampling.check_source_index(source_index, src, cls_index, self.classes)
             cls_index = int(src.labels[pin])
-        candidates = self._class_rows[cls_index] if src.bank else np.flatnonzero(src.labels == cls_index)
+        candidates = np.flatnonzero(src.labels == cls_index)
         if candidates.size == 0:
             where = "the given maps" if maps is not None else "the bundle's latent bank"
             raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
@@ -342,94 +308,72 @@ class WaferGenerator:
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
 
-def _finish(probs: np.ndarray, raw: bool, boundary: Optional[np.ndarray]) -> np.ndarray:
-    """Decoder probabilities as decode/reconstruct return them: raw, outline-locked, or argmax."""
-    if raw:
-        return probs
-    if boundary is not None:
-        return lock_outline(probs, np.asarray(boundary, dtype=bool))
-    return to_onehot(probs.argmax(axis=-1))
+def _gather(n: int, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
+    """The ``n`` maps of ``(first row, maps)`` blocks in one array."""
+    out = np.empty((n, *MAP_SHAPE), dtype=np.float32)
+    for lo, block in blocks:
+        out[lo:lo + len(block)] = block
+    return out
 
-
-# ---------------------------------------------------------------- one graph run per block
-
-
-class Graphs(NamedTuple):
-    """What the block runs need of a generator: its two generation sessions and the bank's latent std."""
-
-    generator: Any
-    core: Any
-    generator_path: Path
-    core_path: Path
-    std: np.ndarray
-
-
-def _block(graphs: Graphs, plan: Plan, lo: int, hi: int) -> np.ndarray:
+def _block(gen: WaferGenerator, plan: Plan, lo: int, hi: int) -> np.ndarray:
     """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
     if plan.bank_graph:
         feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
                  "row0": np.array([plan.row0 + lo], np.int64), "strength": np.array([plan.settings.strength], np.float32)}
-        return checked(graphs.generator.run(["maps"], feeds)[0], graphs.generator_path, onehot=True)
-    return _draw(graphs, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
+        return checked(gen.generator_session.run(["maps"], feeds)[0], gen.bundle.generator_path, onehot=True)
+    return _draw(gen, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
 
-def _draw(graphs: Graphs, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
+def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
     """Maps of request ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
     src, sources, opts = plan.src, plan.sources[rows], plan.settings
     latent = src.latents[sources]
     if plan.partners is not None and plan.weights is not None:
         latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
-    sigma = sampling.noise_sigma(opts.mode, opts.strength, graphs.std, plan.variants[rows])
+    sigma = sampling.noise_sigma(opts.mode, opts.strength, gen.bundle.latent_std, plan.variants[rows])
     if attempts.any():
         sigma = sampling.redraw_sigma(sigma, attempts[:, None])
     feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
              "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
              "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}
-    where = graphs.core_path
+    where = gen.bundle.core_path
     if opts.outline_lock and not opts.raw:
-        return checked(graphs.core.run(["maps"], feeds)[0], where, onehot=True)
-    probs = checked(graphs.core.run(["probs"], feeds)[0], where, onehot=False)
+        return checked(gen.core_session.run(["maps"], feeds)[0], where, onehot=True)
+    probs = checked(gen.core_session.run(["probs"], feeds)[0], where, onehot=False)
     return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
 
-def _redraw_siblings(graphs: Graphs, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
-    """Replace, in row order, each map equal to an earlier map of its source.
-
-    Row r keeps the first of its draws (attempt 0, then redraws 1 …
-    MAX_REDRAWS) that differs from every kept map of an earlier row with the
-    same source; after MAX_REDRAWS clashes the last is kept. ``seen``: the
-    sibling keys of the rows before ``lo`` (updated).
-    """
+def _redraw_siblings(gen: WaferGenerator, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
+    """Replace, in row order, each map equal to a kept map of an earlier row with its source by the first of its
+    redraws (1 … MAX_REDRAWS) that is new, else the last. ``seen``: the keys of rows before ``lo`` (updated)."""
     keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
     clashing = sampling.repeated_rows(keys, seen)
     if clashing.size == 0:
         seen.update(keys.tolist())
         return
-    redraws = _redraws(graphs, plan, lo, lo + clashing)  # every clashing row's redraws in one run
+    redraws = _redraws(gen, plan, lo, lo + clashing)  # every clashing row's redraws in one run
     for i, key in enumerate(keys.tolist()):
         if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
-            cand_maps, cand_keys = redraws.get(i) or _redraws(graphs, plan, lo, np.array([lo + i]))[i]
-            for k in range(sampling.MAX_REDRAWS):
-                if cand_keys[k] not in seen or k == sampling.MAX_REDRAWS - 1:
-                    break
+            cand_maps, cand_keys = redraws.get(i) or _redraws(gen, plan, lo, np.array([lo + i]))[i]
+            k = next((j for j, c in enumerate(cand_keys) if c not in seen), len(cand_keys) - 1)
             maps[i], key = cand_maps[k], cand_keys[k]
         seen.add(key)
 
-def _redraws(graphs: Graphs, plan: Plan, lo: int, rows: np.ndarray) -> dict:
+def _redraws(gen: WaferGenerator, plan: Plan, lo: int, rows: np.ndarray) -> dict:
     """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
     r = sampling.MAX_REDRAWS
     all_rows = np.repeat(rows, r)
-    maps = _draw(graphs, plan, all_rows, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
+    maps = _draw(gen, plan, all_rows, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
     keys = sampling.sibling_keys(plan.sources[all_rows], maps).reshape(rows.size, r)
     maps = maps.reshape(rows.size, r, *MAP_SHAPE)
     return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
 
-def plan_blocks(graphs: Graphs, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
+def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
     """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
     seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
     for lo in range(0, plan.n, BLOCK_ROWS):
         hi = min(lo + BLOCK_ROWS, plan.n)
-        maps = _block(graphs, plan, lo, hi)
+        maps = _block(gen, plan, lo, hi)
         if plan.siblings:
-            _redraw_siblings(graphs, plan, lo, maps, seen)
+            _redraw_siblings(gen, plan, lo, maps, seen)
         yield lo, maps
         if progress is not None:
             progress(hi, plan.n)

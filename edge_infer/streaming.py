@@ -1,15 +1,10 @@
-"""Inputs of any size through the generator, a block at a time (bounded memory).
-
-Each function reads a :class:`~edge_infer.io.MapSource` block by block
-(:func:`~edge_infer.io.iter_maps`: every map validated), runs the generator on
-the block, and hands the result to a sink (anything with ``.write(block)``)
-before reading the next; results equal those of one in-memory call.
-"""
+"""Inputs of any size through the generator a block at a time, each result block handed to a sink (anything with
+``.write(block)``) before the next is read: bounded memory, the same results as one in-memory call."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -20,20 +15,16 @@ from .errors import InputError, TooLargeError
 from .generator import Generated, ProgressFn, WaferGenerator
 from .io import ArraySource, DataInput, MapSource, iter_maps, read_all
 from .sampling import check_count
-from .wafer import BLOCK_ROWS, DEFECT, MAP_SHAPE, as_maps, to_onehot
+from .wafer import BLOCK_ROWS, DEFECT, MAP_SHAPE, N_STATES, as_maps, to_onehot
 
 
 @dataclass
 class Reconstruction:
-    """Metrics of every map reconstructed (sums kept in float64), and the first maps for a picture.
-
-    MSE: mean over all N×26×26×3 elements of (probabilities − one-hot)²;
-    accuracy: share of dies whose most likely state is the input's; defect
-    recall: share of defective dies reconstructed as defective.
-    """
+    """Metrics of every map reconstructed (sums in float64), and the first maps for a picture. MSE: over all
+    N×26×26×3 elements of (probabilities − one-hot)²; accuracy: share of dies whose most likely state is the
+    input's; defect recall: share of defective dies reconstructed as defective."""
 
     squared: float = 0.0
-    elements: int = 0
     correct: int = 0
     dies: int = 0
     defects: int = 0
@@ -45,7 +36,6 @@ class Reconstruction:
         truth, pred = onehot.argmax(axis=-1), probs.argmax(axis=-1)
         defects = truth == DEFECT
         self.squared += float(np.sum(np.square(probs - onehot), dtype=np.float64))
-        self.elements += int(onehot.size)
         self.correct += int(np.count_nonzero(pred == truth))
         self.dies += int(truth.size)
         self.defects += int(np.count_nonzero(defects))
@@ -58,7 +48,7 @@ class Reconstruction:
     @property
     def metrics(self) -> dict[str, float]:
         """``{"mse", "accuracy", "defect_recall"}`` (recall NaN without defects)."""
-        return {"mse": self.squared / self.elements if self.elements else math.nan,
+        return {"mse": self.squared / (self.dies * N_STATES) if self.dies else math.nan,
                 "accuracy": self.correct / self.dies if self.dies else math.nan,
                 "defect_recall": self.found / self.defects if self.defects else math.nan}
 
@@ -91,33 +81,27 @@ def reconstruct_blocks(gen: WaferGenerator, maps: Union[MapSource, Any], *, sink
 
 def augment_blocks(gen: WaferGenerator, per_source: int, inp: DataInput, *, sink: Any, shown: int = 5,
                    progress: Optional[ProgressFn] = None, **options: Any) -> dict[int, tuple[int, np.ndarray, np.ndarray]]:
-    """``per_source`` new maps for every map of ``inp``, written to ``sink`` in order, a block of sources at a time.
-
-    Equal to ``gen.augment(per_source, maps=all maps, labels=...)``. ``method="mix"``
-    pairs sources across the whole input, so it reads the input whole (within the
-    memory ceiling). Returns, per class, ``(source row, source map, its first
-    ``shown`` variants)`` of its first source, for a picture.
-    """
+    """``gen.augment(per_source, maps=all maps of inp, labels=...)`` written to ``sink``, a block of sources at a
+    time (``method="mix"`` pairs sources across the whole input, so it reads it whole, within the memory ceiling).
+    Returns, per class, ``(source row, source map, its first shown variants)`` of its first source, for a picture."""
     k = check_count(per_source, "per_source")
     if inp.labels is None:
         raise InputError(f"labels are needed for the maps of {inp.source} (one class index per map)")
     options["seed"] = sampling.check_seed(options.get("seed"))  # one seed for every block
     method = options.get("method") or gen.bundle.noise_defaults.method
     labels, total, done, examples = inp.labels, inp.maps.count * k, 0, {}
-
-    def blocks() -> Iterator[tuple[int, np.ndarray, Generated]]:
-        if sampling.check_choice(method, sampling.METHODS, "method") == "mix":
-            try:
-                maps = read_all(inp.maps)
-            except TooLargeError as exc:
-                raise TooLargeError(f"method mix pairs sources across the whole input, so it reads it whole: {exc}") from None
-            yield 0, maps, gen.augment(k, maps=maps, labels=labels, **options)
-            return
-        for start, maps in iter_maps(inp.maps, rows=max(1, BLOCK_ROWS // k)):  # noise is keyed by global row
-            yield start, maps, gen.augment(k, maps=maps, labels=labels[start:start + len(maps)], source_offset=start,
-                                           **options)
-
-    for start, maps, made in blocks():
+    parts: Iterable[tuple[int, np.ndarray, Generated]]
+    if sampling.check_choice(method, sampling.METHODS, "method") == "mix":
+        try:
+            maps = read_all(inp.maps)
+        except TooLargeError as exc:
+            raise TooLargeError(f"method mix pairs sources across the whole input, so it reads it whole: {exc}") from None
+        parts = [(0, maps, gen.augment(k, maps=maps, labels=labels, **options))]
+    else:
+        blocks = iter_maps(inp.maps, rows=max(1, BLOCK_ROWS // k))  # noise is keyed by global row
+        parts = ((start, maps, gen.augment(k, maps=maps, labels=labels[start:start + len(maps)], source_offset=start,
+                                           **options)) for start, maps in blocks)
+    for start, maps, made in parts:
         sink.write(made.maps)
         block_labels = labels[start:start + len(maps), 0]
         for c in np.unique(block_labels):

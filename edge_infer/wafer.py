@@ -1,13 +1,12 @@
-"""Die-state rules: the one place that knows what a wafer map is (training, export and the runtime use it).
+"""What a wafer map is, in the one place training, export and the runtime read it.
 
-A map is 26×26 dies, each boundary (off-wafer), normal or defect: one-hot float32 ``(N, 26, 26, 3)``
-(channel 0 boundary, 1 normal, 2 defect: the course ``data.npy``), or die states ``(N, H, W)`` in 0..2.
+A map is 26×26 dies, each boundary (off-wafer), normal or defect: one-hot float32 ``(N, 26, 26, 3)`` (the course
+``data.npy``, channels in that order), or die states ``(N, H, W)`` in 0..2.
 
-**The wafer rule**, checked on every map a caller gives (after any resize): its four corner dies are
-off-wafer (a wafer is a disc in a square), and its outline is closed: in every row and column the wafer
-dies form one unbroken run, and the rows holding them are consecutive, each run touching the next (one
-piece, nothing off-wafer inside or notched in). All 1281 course maps pass. Input where no map passes (random
-states, a transposed array) is refused; where only some fail, it is used with a :class:`NotWaferWarning`.
+**The wafer rule**, checked on every map a caller gives (after any resize): the four corner dies are off-wafer
+(a disc in a square) and the outline is closed: in every row and column the wafer dies form one unbroken run, and
+the rows holding them are consecutive, each run touching the next. All 1281 course maps pass. Input where no map
+passes (random states, a transposed array) is refused; where only some fail, it is used with a NotWaferWarning.
 """
 
 from __future__ import annotations
@@ -21,10 +20,8 @@ import numpy as np
 
 from .errors import InputError, Note
 
-#: WM-811K pattern classes in label-index order (the course ``label.npy``): the one
-#: list of names that training, export, the manifest, the CLI and every picture read.
-#: The order is the data's, not WM-811K's alphabetical list: the maps show it (index 7
-#: is nearly all defect, 6 thin lines, 5 scattered; ``tests/edge_infer/test_class_names.py``).
+#: WM-811K classes in the course ``label.npy``'s order, which is not WM-811K's alphabetical one: the maps show it
+#: (7 is nearly all defect, 6 thin lines, 5 scattered; ``tests/edge_infer/test_class_names.py``).
 CLASS_NAMES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Random", "Scratch", "Near-full", "None")
 
 BOUNDARY, NORMAL, DEFECT = 0, 1, 2
@@ -35,8 +32,6 @@ MAP_SHAPE = (MAP_SIZE, MAP_SIZE, N_STATES)
 MAP_BYTES = MAP_SIZE * MAP_SIZE * N_STATES * 4  # one map as float32 one-hot
 #: Maps read, validated and generated at a time (per graph run): what bounds memory on any input.
 BLOCK_ROWS = 4096
-
-
 ClassLike = Union[str, int, np.integer]
 
 
@@ -76,6 +71,11 @@ def to_onehot(states: np.ndarray) -> np.ndarray:
     return (states[..., None] == np.arange(N_STATES)).astype(np.float32)
 
 
+def is_onehot(arr: np.ndarray) -> bool:
+    """Whether every die of ``arr`` ``(..., 3)`` has exactly one channel 1 and the others 0."""
+    return bool(((arr == 0) | (arr == 1)).all() and (arr.sum(axis=-1) == 1).all())
+
+
 def to_states(onehot: np.ndarray) -> np.ndarray:
     """One-hot (or probability) maps ``(..., 3)`` to die states uint8 by argmax."""
     return np.asarray(onehot).argmax(axis=-1).astype(np.uint8)
@@ -87,13 +87,8 @@ def outline(maps: np.ndarray) -> np.ndarray:
 
 
 def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
-    """Decoder probabilities → one-hot maps with a fixed wafer outline.
-
-    Dies in ``boundary`` (broadcast to ``probs[..., 0]``) become boundary;
-    every other die becomes normal or defect, whichever the decoder rates
-    higher. So a map keeps its source's outline exactly (the generator graphs
-    do the same inside the bundle).
-    """
+    """One-hot maps keeping an outline exactly (as the generator graphs do): dies in ``boundary`` (broadcast to
+    ``probs[..., 0]``) are boundary, the others normal or defect, whichever ``probs`` rates higher."""
     probs = np.asarray(probs)
     states = np.where(probs[..., DEFECT] > probs[..., NORMAL], DEFECT, NORMAL)
     return to_onehot(np.where(np.asarray(boundary, dtype=bool), BOUNDARY, states))
@@ -119,69 +114,41 @@ WAFER_PROBLEMS = (
 )
 
 
-#: Maps checked at a time by :func:`wafer_shape_problems` (bounds its temporaries to a few MB).
-_SHAPE_BLOCK = 16384
-
-
-def _row_bits(on: np.ndarray) -> np.ndarray:
-    """Each row of a bool ``(N, H, W<=32)`` as one uint32 bit mask: ``(N, H)``."""
-    packed = np.packbits(on, axis=-1)  # (N, H, ceil(W/8)) uint8
-    pad = 4 - packed.shape[-1]
-    if pad:
-        packed = np.concatenate([packed, np.zeros(packed.shape[:-1] + (pad,), np.uint8)], axis=-1)
-    return np.ascontiguousarray(packed).view(">u4")[..., 0].astype(np.uint32)
-
-
-def _one_run(bits: np.ndarray) -> np.ndarray:
-    """True where a bit mask's set bits form at most one unbroken run (0 counts as one run)."""
-    filled = bits | (bits - np.uint32(1))  # the run's trailing zeros set too
-    return (bits == 0) | (((filled + np.uint32(1)) & bits) == 0)
+def _runs(on: np.ndarray) -> np.ndarray:
+    """How many unbroken runs of True each row of a bool ``(..., W)`` holds."""
+    return on[..., 0] + np.count_nonzero(on[..., 1:] & ~on[..., :-1], axis=-1)
 
 
 def wafer_shape_problems(states: np.ndarray) -> np.ndarray:
-    """For die states ``(N, H, W)``: int8 ``(N,)``, 0 where a map passes the wafer
-    rule (module docstring), else the index of its first failure in
-    :data:`WAFER_PROBLEMS`. Vectorised on bit masks (one uint32 per row and
-    column), in blocks, so its memory stays bounded for any N."""
+    """For die states ``(N, H, W)``: int8 ``(N,)``, 0 where a map passes the wafer rule, else the index of its
+    first failure in :data:`WAFER_PROBLEMS`."""
     states = np.asarray(states)
-    n = states.shape[0]
-    code = np.zeros(n, dtype=np.int8)
-    if states.shape[1] > 32 or states.shape[2] > 32:
-        raise InputError(f"wafer rule works on maps of up to 32×32 dies, not {states.shape[1:]}")
-    for start in range(0, n, _SHAPE_BLOCK):
-        block = states[start : start + _SHAPE_BLOCK]
-        on = block != BOUNDARY
-        rows = _row_bits(on)  # (B, H)
-        cols = _row_bits(on.transpose(0, 2, 1))  # (B, W)
-        rows_on = rows != 0
-        # One piece: the rows holding wafer dies are consecutive and each row's run
-        # overlaps the next one's (with every run unbroken, that makes it connected).
-        row_set = _row_bits(rows_on[:, None, :])[:, 0]
-        touching = ((rows[:, 1:] & rows[:, :-1]) != 0) | ~(rows_on[:, 1:] & rows_on[:, :-1])
-        one_piece = _one_run(row_set) & touching.all(axis=1)
-        closed = _one_run(rows).all(axis=1) & _one_run(cols).all(axis=1)
-        corners_off = (block[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
-        flat = block.reshape(block.shape[0], -1)
-        c = code[start : start + block.shape[0]]
-        # Later assignments win, so the most basic failure is the one reported.
-        c[~one_piece] = 5
-        c[~closed] = 4
-        c[~corners_off] = 3
-        c[~rows_on.any(axis=1)] = 2
-        c[flat.min(axis=1) == flat.max(axis=1)] = 1
+    on = states != BOUNDARY
+    rows_on = on.any(axis=2)
+    # One piece: the rows holding wafer dies are consecutive and each row's run
+    # overlaps the next one's (with every run unbroken, that makes it connected).
+    touching = (on[:, 1:] & on[:, :-1]).any(axis=2) | ~(rows_on[:, 1:] & rows_on[:, :-1])
+    one_piece = (_runs(rows_on) <= 1) & touching.all(axis=1)
+    closed = (_runs(on) <= 1).all(axis=1) & (_runs(on.transpose(0, 2, 1)) <= 1).all(axis=1)
+    corners_off = (states[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
+    code = np.zeros(states.shape[0], dtype=np.int8)
+    # Later assignments win, so the most basic failure is the one reported.
+    code[~one_piece] = 5
+    code[~closed] = 4
+    code[~corners_off] = 3
+    code[~rows_on.any(axis=1)] = 2
+    code[(states == states[:, :1, :1]).all(axis=(1, 2))] = 1
     return code
 
 
 def check_wafer_shape(states: np.ndarray, name: str = "maps") -> None:
-    """Apply the wafer rule to die states ``(N, 26, 26)``: :class:`InputError`
-    when no map passes, a :class:`NotWaferWarning` when some do not."""
+    """The wafer rule on die states ``(N, 26, 26)``: :class:`InputError` if no map passes, a warning if some fail."""
     codes = wafer_shape_problems(states)
     bad = np.flatnonzero(codes)
     if bad.size == 0:
         return
-    first = int(bad[0])
+    first, n = int(bad[0]), states.shape[0]
     why = WAFER_PROBLEMS[int(codes[first])]
-    n = states.shape[0]
     rule = ("a wafer map has off-wafer corner dies and one closed wafer outline "
             "(0 boundary = off-wafer, 1 normal, 2 defect; see edge_infer.wafer)")
     if bad.size == n:
@@ -192,30 +159,24 @@ def check_wafer_shape(states: np.ndarray, name: str = "maps") -> None:
                   "they are used as given", NotWaferWarning, stacklevel=3)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
+def _check_finite(arr: np.ndarray, name: str, whole: str = "") -> None:
+    """A float ``arr`` finite and, where ``whole`` names what its values are, whole numbers."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise InputError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
+    if whole and arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
+        raise InputError(f"{name} holds {whole}")
 
 
 def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers")
     _check_finite(arr, name)
-    is_binary = (arr == 0) | (arr == 1)
-    if not is_binary.all() or not (arr.sum(axis=-1) == 1).all():
+    if not is_onehot(arr):
         raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
                          "(boundary, normal, defect) equal to 1 and the others 0")
     return arr.argmax(axis=-1).astype(np.uint8)
 
 
 def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype.kind == "f":
-        _check_finite(arr, name)
-        if not (arr == np.round(arr)).all():
-            raise InputError(f"{name} holds die states that are not whole numbers")
-    elif arr.dtype.kind not in "iub":
-        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers")
+    _check_finite(arr, name, "die states that are not whole numbers")
     if arr.size and (arr.min() < 0 or arr.max() > 2):
         raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
                          "use 0 boundary, 1 normal, 2 defect")
@@ -223,7 +184,7 @@ def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
-    """Die states of a batch (N,H,W[,3]) or a single map (H,W[,3])."""
+    """Die states of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
     if arr.ndim == 4:
         if arr.shape[-1] != N_STATES:
             if arr.shape[1] == N_STATES:
@@ -232,15 +193,7 @@ def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
             raise InputError(f"{name} has shape {arr.shape}; expected (N, H, W, 3) one-hot")
         return _states_from_onehot(arr, name)
     if arr.ndim == 3:
-        looks_onehot = (
-            arr.shape[-1] == N_STATES
-            and arr.shape[0] > N_STATES
-            and arr.dtype.kind in "fiub"
-            and np.isfinite(arr).all()
-            and bool(((arr == 0) | (arr == 1)).all())
-            and bool((arr.sum(axis=-1) == 1).all())
-        )
-        if looks_onehot:
+        if arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr):
             return _states_from_onehot(arr, name)[None]
         return _states_from_ints(arr, name)
     if arr.ndim == 2:
@@ -250,9 +203,8 @@ def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map,
-    or a list of maps of mixed sizes (resized with a :class:`ResizeNote`), the wafer rule applied; one
-    :class:`InputError` for anything else."""
+    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
+    list of maps of mixed sizes (resized with a :class:`ResizeNote`), the wafer rule applied; else InputError."""
     states = _as_states(maps, name)
     if wafer_rule:
         check_wafer_shape(states, name)
@@ -302,10 +254,9 @@ def _list_of_maps(maps: Union[list, tuple], name: str) -> np.ndarray:
     for i, m in enumerate(maps):
         arr = _rectangular(m)
         if arr is None or arr.ndim < 2:
-            raise InputError(
-                f"{name}[{i}] is not a map: nested lists must be rectangular, a map being rows of dies, "
-                "each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number where a row should be?)"
-            )
+            raise InputError(f"{name}[{i}] is not a map: nested lists must be rectangular, a map being rows of dies, "
+                             "each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number where "
+                             "a row should be?)")
         parts.append(_as_states(arr, f"{name}[{i}]"))
     return np.concatenate(parts, axis=0)
 
@@ -330,10 +281,7 @@ def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name
         raise InputError(f"{name} has shape {arr.shape}; expected (N,) or (N, 1)")
     if arr.shape[0] != n:
         raise InputError(f"{name} has {arr.shape[0]} entries but there are {n} maps")
-    if arr.dtype.kind == "f":
-        _check_finite(arr, name)
-        if not (arr == np.round(arr)).all():
-            raise InputError(f"{name} holds values that are not whole class indices")
+    _check_finite(arr, name, "values that are not whole class indices")
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise InputError(f"{name} holds class indices outside 0..{n_classes - 1} "
                          f"(found {int(arr.min())}..{int(arr.max())})")
