@@ -9,8 +9,9 @@ disturbs the other:
    is written to a temporary folder, from the checkpoint when there is one
    (``runs/wafer-cae``), else from seeded random weights -- speed does not
    depend on the weight values;
-2. ``edge-infer bench --model BUNDLE --compare PLAIN.onnx`` times the bundle's
-   encoder, decoder and full ``generate`` (public API), and the plain decoder;
+2. ``edge-infer bench --model BUNDLE`` times the bundle's encoder, decoder and
+   full ``generate`` (public API); ``--plain-decoder`` (this script again) times
+   the plain decoder on the same providers, like the bundle's (label "compare");
 3. ``python -m bench.torch_eager`` times PyTorch eager on the same batches
    and threads;
 4. steps 2 and 3 are repeated ``--rounds`` times, alternating which goes
@@ -130,6 +131,29 @@ def _plain_decoder(checkpoint: Optional[Path], folder: Path) -> tuple[Path, str]
     return path, source
 
 
+def time_plain_decoder(path: Path, batches: Sequence[int], seconds: float, threads: int,
+                       providers: Sequence[str]) -> list[dict]:
+    """``decode`` rows of a standalone decoder graph on each provider, timed like the bundle's (label "compare")."""
+    import numpy as np
+
+    from edge_infer.bench import measure, run_graph
+    from edge_infer.runtime import open_session
+
+    rows = []
+    for provider in providers:
+        session, info = open_session(path, provider=provider, threads=threads)
+        gpu = info.actual in ("cuda", "tensorrt")
+        rng = np.random.default_rng(0)
+        for batch in batches:
+            z = rng.standard_normal((batch, 64, 3, 3)).astype(np.float32)
+            out = np.empty((batch, 26, 26, 3), dtype=np.float32)
+            row = {"runtime": "onnxruntime", "task": "decode", "variant": path.stem, "label": "compare",
+                   "provider": info.actual, "batch": batch, "io_binding": "on"}
+            rows.append({**row, **measure(lambda z=z, o=out: run_graph(session, z, o, gpu), batch, seconds),
+                         "threads": threads})
+    return rows
+
+
 def _edge_infer() -> list[str]:
     exe = Path(sys.executable).with_name("edge-infer")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "edge_infer.cli"]
@@ -154,6 +178,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement, over all rounds")
     parser.add_argument("--rounds", type=int, default=3, help="alternating ONNX/PyTorch rounds (default 3)")
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "bench.json")
+    # Step 2's second half, in a process of its own: time this decoder graph on these providers, rows to --out.
+    parser.add_argument("--plain-decoder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--providers", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     from edge_infer.bench import format_table, parse_batches, usable_cores
@@ -161,6 +188,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     batches = parse_batches(args.batches)
     threads = args.threads or usable_cores()
+    if args.plain_decoder is not None:
+        rows = time_plain_decoder(args.plain_decoder, batches, args.seconds, threads, args.providers.split(","))
+        args.out.write_text(json.dumps(rows))
+        return
     checkpoint = args.checkpoint
     if checkpoint is None and (DEFAULT_RUN / CHECKPOINT).exists():
         checkpoint = DEFAULT_RUN
@@ -172,7 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     with tempfile.TemporaryDirectory(prefix="edge-infer-bench-") as tmp_name:
         tmp = Path(tmp_name)
         plain, weights = _plain_decoder(checkpoint, tmp)
-        onnx_cmd = [*_edge_infer(), "bench", "--model", str(args.model), "--provider", "all", "--compare", str(plain),
+        onnx_cmd = [*_edge_infer(), "bench", "--model", str(args.model), "--provider", "all",
                     *common, "--out", str(tmp / "onnx.json"), "--force"]
         torch_cmd = [sys.executable, "-m", "bench.torch_eager", *common, "--out", str(tmp / "torch.json"),
                      "--bank", str(args.model / "latent_bank.npz")]
@@ -183,15 +214,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             for cmd in ((onnx_cmd, torch_cmd) if k % 2 == 0 else (torch_cmd, onnx_cmd)):
                 _run(cmd)
             onnx_report = json.loads((tmp / "onnx.json").read_text())
+            _run([sys.executable, "-m", "bench.bench_all", "--plain-decoder", str(plain), *common,
+                  "--providers", ",".join(onnx_report["settings"]["providers"]), "--out", str(tmp / "plain.json")])
             torch_report = json.loads((tmp / "torch.json").read_text())
-            onnx_rounds.append(onnx_report["results"])
+            onnx_rounds.append(onnx_report["results"] + json.loads((tmp / "plain.json").read_text()))
             torch_rounds.append(torch_report["results"])
     onnx_rows, torch_rows = best_of_rounds(onnx_rounds), best_of_rounds(torch_rounds)
     ratios = compute_ratios(onnx_rows, torch_rows, max(batches), min(batches))
     report = {
         "format": "edge-infer-bench-all",
         "machine": {**onnx_report["machine"], "torch": torch_report["machine"].get("torch")},
-        "settings": {**onnx_report["settings"], "seconds": args.seconds, "rounds": rounds,
+        "settings": {**onnx_report["settings"], "seconds": args.seconds, "rounds": rounds, "compare": [str(plain)],
                      "plain_decoder_weights": weights,
                      "torch_weights": torch_report["settings"]["weights"],
                      "torch_load_average": [torch_report["settings"]["load_average_before"],

@@ -1,12 +1,11 @@
-"""``edge-infer bench``: how fast a bundle encodes, decodes and generates, here.
+"""``edge-infer bench``: how fast a bundle encodes, decodes and generates, here, as JSON-ready dicts.
 
-Plain functions returning JSON-ready dicts, for the CLI verb and ``make bench``. IO binding (outputs bound to a
-preallocated buffer) lives here only, until the GPU has measured whether it pays. The load average before and
-after is recorded, so a reader can tell a shared machine's noise.
+IO binding (outputs bound to a preallocated buffer) lives here only, until the GPU has measured whether it pays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -20,10 +19,9 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .errors import InputError, ProviderError
+from .wafer import MAP_SHAPE
 
 TASKS = ("encode", "decode", "generate")
-DEFAULT_BATCHES = (1, 64, 1024)
-BENCH_FORMAT_VERSION = 1
 
 
 def usable_cores() -> int:
@@ -32,7 +30,7 @@ def usable_cores() -> int:
 
 
 def load_average() -> Optional[list[float]]:
-    """1, 5 and 15 minute load averages, or None where the OS has none."""
+    """1, 5 and 15 minute load averages (a shared machine's noise), or None where the OS has none."""
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
@@ -41,17 +39,20 @@ def machine_info() -> dict[str, Any]:
     from . import __version__
     from .runtime import available_providers, ort
 
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.lower().startswith("model name")),
-                 platform.processor() or platform.machine())
-    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+    cpuinfo: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            cpuinfo.setdefault(key.strip().lower(), value.strip())
+    flags = cpuinfo.get("flags", "").split()
     try:
         smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=10)
         gpus = [ln.strip() for ln in smi.stdout.splitlines() if ln.strip()] if smi.returncode == 0 else []
     except (OSError, subprocess.SubprocessError):
         gpus = []
-    return {"cpu": model, "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
+    return {"cpu": cpuinfo.get("model name") or platform.processor() or platform.machine(),
+            "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
             "logical_cpus": os.cpu_count(), "usable_cores": usable_cores(), "gpus": gpus, "os": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort().__version__,
             "providers_listed": available_providers(), "edge_infer": __version__}
@@ -104,37 +105,27 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
 
 
 def working_providers(model_path: Union[str, Path], requested: str = "all") -> list[str]:
-    """The providers among ``requested`` that really run ``model_path``.
-
-    ``all``: the CPU and every other listed provider a session really gets; one name: only that one (an explicit
-    one that does not work raises :class:`ProviderError`).
-    """
+    """The providers among ``requested`` that really run ``model_path``: for ``all``, the CPU and every other listed
+    provider a session really gets; for one name, that one (raising :class:`ProviderError` where it does not work)."""
     from .runtime import EXECUTION_PROVIDERS, PROVIDERS, available_providers, open_session
 
     name = str(requested).strip().lower()
     if name not in ("all", *PROVIDERS):
         raise InputError(f"unknown provider {requested!r}; choose all, {', '.join(PROVIDERS)}")
-    if name == "cpu":
-        return ["cpu"]
     if name != "all":
-        _, info = open_session(model_path, provider=name)  # raises for an explicit one that does not work
-        return [info.actual]
+        return ["cpu"] if name == "cpu" else [open_session(model_path, provider=name)[1].actual]
     found = ["cpu"]
-    listed = set(available_providers())
+    listed = available_providers()
     for other in [n for n, ep in EXECUTION_PROVIDERS.items() if ep in listed and n != "cpu"]:
-        try:
-            _, info = open_session(model_path, provider=other)
-        except ProviderError:
-            continue
-        found.append(info.actual)
+        with contextlib.suppress(ProviderError):
+            found.append(open_session(model_path, provider=other)[1].actual)
     return found
 
 
 def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dict[str, Any]:
     """How many maps and dies of ``gen`` differ from ``reference`` (the CPU) on the same seeded request.
 
-    Identical die states are the goal; the argmax of two nearly equal probabilities may still flip, so the largest
-    probability difference of the raw decoder outputs is reported too.
+    The argmax of two nearly equal probabilities may flip, so the largest probability difference is reported too.
     """
     maps_differ = dies_differ = 0
     max_prob = 0.0
@@ -152,9 +143,8 @@ def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dic
 
 
 def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: Sequence[str] = TASKS,
-                    label: str = "", io_binding: Sequence[str] = ("on",)) -> list[dict[str, Any]]:
-    """Rows for ``encode``/``decode``/``generate`` of one loaded :class:`WaferGenerator`; ``io_binding``
-    ``"on"``/``"off"`` times encode/decode with and without (each gives its own rows)."""
+                    io_binding: Sequence[str] = ("on",)) -> list[dict[str, Any]]:
+    """Rows for ``tasks`` of one loaded :class:`WaferGenerator`; encode and decode once per ``io_binding`` mode."""
     rows = []
     counts = gen.bundle.class_counts()
     cls = max(counts, key=counts.get)  # the busiest class
@@ -165,22 +155,17 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
         z = np.ascontiguousarray(gen.bundle.latents[bank_rows])
         for task in tasks:
             for binding in io_binding if task != "generate" else ("-",):
-                if task == "encode":
-                    maps = gen.bank_maps(bank_rows)  # realistic input: bank maps, with their outlines
-                    enc_out = np.empty((batch, *gen.bundle.latents.shape[1:]), dtype=np.float32) if binding == "on" else None
-                    call: Callable[[], Any] = lambda m=maps, o=enc_out: run_graph(gen.encoder_session, m, o, gpu)  # noqa: E731
-                elif task == "decode":
-                    dec_out = np.empty((batch, 26, 26, 3), dtype=np.float32) if binding == "on" else None
-                    call = lambda z=z, o=dec_out: run_graph(gen.decoder_session, z, o, gpu)  # noqa: E731
-                elif task == "generate":
+                if task == "generate":
                     seeds = iter(range(10**9))
-                    call = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
-                else:
-                    raise InputError(f"unknown bench task {task!r}; choose from {', '.join(TASKS)}")
+                    call: Callable[[], Any] = lambda b=batch: gen.generate(cls, b, seed=next(seeds))  # noqa: E731
+                else:  # encode bank maps (realistic input, with their outlines), or decode their latents
+                    session, x, shape = ((gen.encoder_session, gen.bank_maps(bank_rows), z.shape) if task == "encode"
+                                         else (gen.decoder_session, z, (batch, *MAP_SHAPE)))
+                    out = np.empty(shape, dtype=np.float32) if binding == "on" else None
+                    call = lambda s=session, x=x, o=out: run_graph(s, x, o, gpu)  # noqa: E731
                 row = {"runtime": "onnxruntime", "task": task, "variant": variant if task != "encode" else "-",
-                       "label": label, "provider": gen.provider, "batch": batch, "io_binding": binding}
-                row.update(measure(call, batch, seconds))
-                rows.append(row)
+                       "label": "", "provider": gen.provider, "batch": batch, "io_binding": binding}
+                rows.append({**row, **measure(call, batch, seconds)})
     return rows
 
 
@@ -204,44 +189,11 @@ def run_graph(session: Any, x: np.ndarray, out: Optional[np.ndarray], on_gpu: bo
     return out
 
 
-def bench_decoder_graph(path: Union[str, Path], batches: Sequence[int], seconds: float, *, provider: str = "cpu",
-                        threads: Optional[int] = None, variant: str = "", label: str = "") -> list[dict[str, Any]]:
-    """``decode`` rows for a standalone decoder graph (e.g. the plain export), timed like the bundle's."""
-    from .runtime import open_session
-
-    session, info = open_session(path, provider=provider, threads=threads)
-    gpu = info.actual in ("cuda", "tensorrt")
-    rng = np.random.default_rng(0)
-    rows = []
-    for batch in batches:
-        z = rng.standard_normal((batch, 64, 3, 3)).astype(np.float32)
-        out = np.empty((batch, 26, 26, 3), dtype=np.float32)
-        row = {"runtime": "onnxruntime", "task": "decode", "variant": variant or Path(path).stem, "label": label,
-               "provider": info.actual, "batch": batch, "io_binding": "on"}
-        row.update(measure(lambda z=z, o=out: run_graph(session, z, o, gpu), batch, seconds))
-        rows.append(row)
-    return rows
-
-
-def _decoder_graph_of(path: Union[str, Path]) -> tuple[Path, str]:
-    """A comparison decoder given as a ``.onnx`` file or a bundle folder → (graph path, variant)."""
-    from .bundle import load_bundle
-
-    p = Path(path)
-    if p.is_dir():
-        bundle = load_bundle(p)
-        return bundle.decoder_path, str(bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", p.name))
-    if not p.exists():
-        raise InputError(f"{p}: no such decoder graph or bundle folder")
-    return p, p.stem
-
-
-def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int] = DEFAULT_BATCHES,
+def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int] = (1, 64, 1024),
               provider: str = "all", threads: Optional[int] = None, seconds: float = 1.0,
-              tasks: Sequence[str] = TASKS, compare: Sequence[Union[str, Path]] = (),
-              progress: Optional[Callable[[str], None]] = None,
+              tasks: Sequence[str] = TASKS, progress: Optional[Callable[[str], None]] = None,
               io_binding: Sequence[str] = ("on",)) -> dict[str, Any]:
-    """Benchmark a bundle (and optional comparison decoders) on every working provider: a JSON-ready report."""
+    """Benchmark a bundle on every working provider (die states checked against the CPU): a JSON-ready report."""
     from .bundle import load_bundle
     from .generator import WaferGenerator
 
@@ -253,7 +205,6 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
         raise InputError(f"threads must be 1 or more, not {threads}")
     batches = parse_batches(batches)
     bundle = load_bundle(model)
-    comparisons = [_decoder_graph_of(c) for c in compare]
     providers = working_providers(bundle.decoder_path, provider)
     say = progress or (lambda _msg: None)
     load_before = load_average()
@@ -265,21 +216,16 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
         gen = WaferGenerator.load(bundle.path, provider=prov, threads=threads)
         if prov == "cpu":
             reference = gen
-        else:  # every other provider is checked against the CPU's die states
+        else:
             reference = reference or WaferGenerator.load(bundle.path, provider="cpu", threads=threads)
             say(f"die-state parity of {prov} against the CPU ...")
             parity.append(die_parity(gen, reference))
         rows = bench_generator(gen, batches, seconds, tasks=tasks, io_binding=io_binding)
-        for path, variant in comparisons:
-            say(f"timing decoder {path} on {prov} ...")
-            rows += bench_decoder_graph(path, batches, seconds, provider=prov, threads=threads, variant=variant,
-                                        label="compare")
         results += [{**row, "threads": threads} for row in rows]
-    return {"format": "edge-infer-bench", "format_version": BENCH_FORMAT_VERSION,
+    return {"format": "edge-infer-bench", "format_version": 1,
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
             "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
                          "providers": providers, "io_binding": list(io_binding),
-                         "compare": [str(p) for p, _ in comparisons],
                          "load_average_before": load_before, "load_average_after": load_average()},
             "results": results, "parity": parity}
 
@@ -293,8 +239,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
         f"load average {s['load_average_before']} -> {s['load_average_after']}",
         "",
-        f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'bind':<4} {'batch':>6} {'maps/s':>11} {'best':>11} {'p50 ms':>9} "
-        f"{'p99 ms':>9} {'calls':>6}",
+        f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'bind':<4} {'batch':>6} {'maps/s':>11} "
+        f"{'best':>11} {'p50 ms':>9} {'p99 ms':>9} {'calls':>6}",
     ]
     for r in report["results"]:
         lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<22} {r['variant']:<14} {r['provider']:<8} "

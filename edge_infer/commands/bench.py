@@ -57,7 +57,7 @@ def bench(
         raise InputError(f"--io-binding must be on, off or both, not {io_binding!r}")
     report = run_bench(model, batches=parse_batches(batches), provider=provider, threads=threads, seconds=seconds,
                        io_binding=("on", "off") if io_binding == "both" else (io_binding,),
-                       tasks=[t.strip() for t in tasks.split(",") if t.strip()], compare=compare or [], progress=tell)
+                       tasks=[t.strip() for t in tasks.split(",") if t.strip()], progress=tell)
     say(format_table(report))
     if out is not None:
         with atomic_path(out, force=force) as tmp:

@@ -48,6 +48,16 @@ def test_make_bench_keeps_each_rows_best_round():
     assert rounds[0][1]["latency_ms"]["p50"] == 0.20  # inputs untouched
 
 
+def test_make_bench_times_the_plain_decoder_like_the_bundles(bundle_dir):
+    """``make bench``'s plain-decoder rows: decode on each provider, labelled "compare" for the ratios."""
+    from bench.bench_all import time_plain_decoder
+
+    rows = time_plain_decoder(bundle_dir / "decoder.onnx", [1, 5], 0.02, 1, ["cpu"])
+    assert [(r["task"], r["batch"], r["variant"], r["label"], r["provider"]) for r in rows] == \
+        [("decode", 1, "decoder", "compare", "cpu"), ("decode", 5, "decoder", "compare", "cpu")]
+    assert all(r["calls"] >= 5 and r["maps_per_s"] > 0 and r["threads"] == 1 for r in rows)
+
+
 @pytest.mark.parametrize("argv", [["-m", "bench.bench_all", "--batches", "0"],
                                   ["-m", "bench.torch_eager", "--batches", "x"],
                                   ["bench/profile_graphs.py", "/no/such.onnx"]])

@@ -73,18 +73,14 @@ def test_providers_listed_only_when_they_really_work(bundle_dir, monkeypatch):
 
 @pytest.fixture(scope="module")
 def report(bundle_dir):
-    return bench.run_bench(bundle_dir, batches=[1, 5], provider="cpu", threads=1, seconds=0.02,
-                           compare=[bundle_dir / "decoder.onnx"])
+    return bench.run_bench(bundle_dir, batches=[1, 5], provider="cpu", threads=1, seconds=0.02)
 
 
 def test_run_bench_rows(report, bundle_dir):
-    main = [r for r in report["results"] if r["label"] != "compare"]
-    assert [(r["task"], r["batch"]) for r in main] == [(t, b) for b in (1, 5) for t in bench.TASKS]
+    assert [(r["task"], r["batch"]) for r in report["results"]] == [(t, b) for b in (1, 5) for t in bench.TASKS]
     for r in report["results"]:
         assert r["provider"] == "cpu" and r["threads"] == 1 and r["runtime"] == "onnxruntime"
         assert r["calls"] >= 5 and r["maps_per_s"] > 0
-    compared = [r for r in report["results"] if r["label"] == "compare"]
-    assert [(r["task"], r["batch"], r["variant"]) for r in compared] == [("decode", 1, "decoder"), ("decode", 5, "decoder")]
     s = report["settings"]
     assert s["batches"] == [1, 5] and s["threads"] == 1 and s["providers"] == ["cpu"]
     assert report["machine"]["cpu"]
@@ -102,8 +98,6 @@ def test_bad_options(bundle_dir):
         bench.run_bench(bundle_dir, batches=[1], tasks=["train"], seconds=0.01)
     with pytest.raises(InputError):
         bench.run_bench(bundle_dir, batches=[1], threads=0, seconds=0.01)
-    with pytest.raises(InputError):
-        bench.run_bench(bundle_dir, batches=[1], seconds=0.01, compare=[bundle_dir / "nope.onnx"])
 
 
 def test_cli_writes_json_and_reports_errors(bundle_dir, tmp_path, capsys):
