@@ -1,7 +1,6 @@
-"""Model bundles: find, verify and load one (the format is ``docs/bundle-format.md``).
+"""Model bundles: find, verify and load one (the format: ``docs/bundle-format.md``).
 
-A bundle is trusted only after every check passes (manifest, its sha256 and version, every listed file's
-sha256, the latent bank's shapes and ranges); each failure is a :class:`BundleError` naming the file at fault.
+A bundle is trusted only after every check passes; each failure is a :class:`BundleError` naming the file at fault.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import numpy as np
 from .errors import BundleError, DataFileError
 from .files import atomic_folder, check_folder_target
 from .npy import open_npy_member
+from .sampling import DEFAULT_NOISE_STRENGTH, METHODS, MODES
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
@@ -37,7 +37,7 @@ LATENT_SHAPE = (64, 3, 3)
 #: The shipped manifest is about 50 KB; a larger one is not a manifest this code wrote.
 MAX_MANIFEST_BYTES = 4 << 20
 
-_REQUIRED_KEYS = ("format", "format_version", "classes", "graphs", "latent_bank", "latent_stats", "files")
+_REQUIRED_KEYS = ("classes", "graphs", "latent_bank", "latent_stats", "files", "manifest_sha256")
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,11 @@ class Bundle:
 
 def default_bundle_path() -> Path:
     """``$EDGE_INFER_MODEL``, else the bundle inside the installed package, else the repository's ``models/``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
     here = Path(__file__).resolve().parent
     packaged = here / "_bundle" / BUNDLE_NAME
-    if (packaged / MANIFEST).exists():
-        return packaged
-    return here.parent / "models" / BUNDLE_NAME
+    return packaged if (packaged / MANIFEST).exists() else here.parent / "models" / BUNDLE_NAME
 
 
 def sha256_file(path: Union[str, Path]) -> str:
@@ -118,12 +115,9 @@ def manifest_hash(manifest: Mapping[str, Any]) -> str:
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
     mpath = folder / MANIFEST
-    if not folder.exists():
-        raise BundleError(f"no model bundle at {folder} (no such folder); set --model or ${ENV_VAR}")
     if not folder.is_dir():
-        raise BundleError(f"{folder} is not a bundle folder")
-    if not mpath.exists():
-        raise BundleError(f"{mpath}: missing; {folder} is not a complete bundle")
+        why = "not a folder" if folder.exists() else "no such folder"
+        raise BundleError(f"no model bundle at {folder} ({why}); set --model or ${ENV_VAR}")
     try:
         with open(_inside(folder, MANIFEST), "rb") as fh:
             raw = fh.read(MAX_MANIFEST_BYTES + 1)
@@ -141,7 +135,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{mpath}: not an {FORMAT} manifest (format={manifest.get('format')!r})")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
+    if type(version) is not int:
         raise BundleError(f"{mpath}: format_version must be an integer, not {version!r}")
     if version > FORMAT_VERSION:
         raise BundleError(f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
@@ -155,8 +149,8 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
         raise BundleError(f"{mpath}: missing key(s) {', '.join(missing)}")
-    if "manifest_sha256" not in manifest:
-        raise BundleError(f"{mpath}: missing key manifest_sha256")
+    if not isinstance(manifest["files"], dict):
+        raise BundleError(f"{mpath}: 'files' must map file names to sha256")
     if manifest["manifest_sha256"] != manifest_hash(manifest):
         raise BundleError(f"{mpath}: modified (its sha256 does not match manifest_sha256)")
     return manifest
@@ -180,27 +174,18 @@ def _inside(folder: Path, name: str) -> Path:
     return p
 
 
-def _verify_files(folder: Path, manifest: Mapping[str, Any]) -> None:
-    files = manifest["files"]
-    if not isinstance(files, dict):
-        raise BundleError(f"{folder / MANIFEST}: 'files' must map file names to sha256")
-    for name, expected in files.items():
-        p = _inside(folder, str(name))
-        if sha256_file(p) != expected:
-            raise BundleError(f"{p}: sha256 differs from the manifest (the file was modified or truncated)")
-
-
-def _graph(folder: Path, manifest: Mapping[str, Any], role: str) -> tuple[Path, tuple[str, str]]:
-    """A graph's file (listed, so verified) and, for the encoder and decoder, its input and output names."""
-    mpath = folder / MANIFEST
+def _listed(folder: Path, manifest: Mapping[str, Any], key: str) -> tuple[Path, Mapping[str, Any]]:
+    """The file of manifest entry ``key`` (e.g. ``graphs.decoder``), listed under files (so verified), and the entry."""
+    entry: Any = manifest
     try:
-        g = manifest["graphs"][role]
-        fname, io_names = g["file"], (str(g.get("input", "")), str(g.get("output", "")))
-    except (KeyError, TypeError, AttributeError):
-        raise BundleError(f"{mpath}: graphs.{role} needs a file") from None
+        for part in key.split("."):
+            entry = entry[part]
+        fname = entry["file"]
+    except (KeyError, TypeError):
+        raise BundleError(f"{folder / MANIFEST}: {key} needs a file") from None
     if fname not in manifest["files"]:
-        raise BundleError(f"{mpath}: {fname} is not listed under files, so it cannot be verified")
-    return _inside(folder, fname), io_names
+        raise BundleError(f"{folder / MANIFEST}: {fname} is not listed under files, so it cannot be verified")
+    return _inside(folder, fname), entry
 
 
 def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dict[str, np.ndarray]:
@@ -208,11 +193,10 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
     try:
         with zipfile.ZipFile(path) as zf:
             members = {m.filename: m for m in zf.infolist()}
-        bank = {}
-        for key in ("latents", "labels", "outline_ids", "outlines"):
-            if f"{key}.npy" not in members:
-                raise BundleError(f"{path}: missing array {key!r}")
-            bank[key] = open_npy_member(path, members[f"{key}.npy"]).read()
+        bank = {key: open_npy_member(path, members[f"{key}.npy"]).read()
+                for key in ("latents", "labels", "outline_ids", "outlines")}
+    except KeyError as exc:
+        raise BundleError(f"{path}: missing array {exc}") from None
     except (DataFileError, OSError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{path}: not a readable latent bank ({exc})") from None
     lat, lab, oid, outl = bank["latents"], bank["labels"], bank["outline_ids"], bank["outlines"]
@@ -242,21 +226,20 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
 
 
 def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
-    from .sampling import DEFAULT_NOISE_STRENGTH, METHODS, MODES
-
     nd = manifest.get("noise_defaults") or {}
     try:
-        result = NoiseDefaults(
-            mode=str(nd.get("mode", "relative")),
-            strength=float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
-            method=str(nd.get("method", "noise")),
-            outline_lock=bool(nd.get("outline_lock", True)),
-        )
+        result = NoiseDefaults(mode=str(nd.get("mode", "relative")),
+                               strength=float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
+                               method=str(nd.get("method", "noise")), outline_lock=bool(nd.get("outline_lock", True)))
     except (TypeError, ValueError, AttributeError):
-        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
-    if result.mode not in MODES or result.method not in METHODS or not (np.isfinite(result.strength) and result.strength > 0):
+        result = None
+    if not result or result.mode not in MODES or result.method not in METHODS or not 0 < result.strength < np.inf:
         raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}")
     return result
+
+
+def _io_names(graph: Mapping[str, Any]) -> tuple[str, str]:
+    return str(graph.get("input", "")), str(graph.get("output", ""))
 
 
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
@@ -267,33 +250,26 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
     folder = Path(path).expanduser() if path is not None else default_bundle_path()
     manifest = _read_manifest(folder)
     mpath = folder / MANIFEST
-    if verify:
-        _verify_files(folder, manifest)
+    for name, expected in manifest["files"].items() if verify else ():
+        if sha256_file(_inside(folder, str(name))) != expected:
+            raise BundleError(f"{folder / name}: sha256 differs from the manifest (the file was modified or truncated)")
     classes = manifest["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise BundleError(f"{mpath}: classes must be a non-empty list of names")
-    enc_path, enc_io = _graph(folder, manifest, "encoder")
-    dec_path, dec_io = _graph(folder, manifest, "decoder")
-    gen_path, _ = _graph(folder, manifest, "generator")
-    core_path, _ = _graph(folder, manifest, "generator_core")
-    try:
-        bank_name = manifest["latent_bank"]["file"]
-        count = manifest["latent_bank"].get("count")
-    except (KeyError, TypeError, AttributeError):
-        raise BundleError(f"{mpath}: latent_bank needs a file") from None
-    if bank_name not in manifest["files"]:
-        raise BundleError(f"{mpath}: {bank_name} is not listed under files, so it cannot be verified")
-    bank = _load_bank(_inside(folder, bank_name), len(classes), count)
+    (enc_path, enc), (dec_path, dec), (gen_path, _), (core_path, _) = (
+        _listed(folder, manifest, f"graphs.{role}") for role in ("encoder", "decoder", "generator", "generator_core"))
+    bank_path, bank_entry = _listed(folder, manifest, "latent_bank")
+    bank = _load_bank(bank_path, len(classes), bank_entry.get("count"))
     try:
         std = np.asarray(manifest["latent_stats"]["overall"]["std"], dtype=np.float32)
     except (KeyError, TypeError, ValueError):
-        raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 numbers") from None
+        std = np.empty(0, dtype=np.float32)
     if std.shape != (LATENT_SHAPE[0],) or not np.isfinite(std).all() or (std < 0).any():
         raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 finite numbers ≥ 0")
     std.flags.writeable = False
     return Bundle(path=folder, manifest=manifest, classes=tuple(classes), encoder_path=enc_path, decoder_path=dec_path,
-                  encoder_io=enc_io, decoder_io=dec_io, generator_path=gen_path, core_path=core_path, **bank,
-                  latent_std=std, noise_defaults=_noise_defaults(manifest))
+                  encoder_io=_io_names(enc), decoder_io=_io_names(dec), generator_path=gen_path, core_path=core_path,
+                  **bank, latent_std=std, noise_defaults=_noise_defaults(manifest))
 
 
 def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:
