@@ -1,12 +1,8 @@
-"""What a wafer map is, in the one place training, export and the runtime read it.
+"""What a wafer map is, in the one place training, export and the runtime read it (``docs/api.md``, "Maps").
 
 A map is 26×26 dies, each boundary (off-wafer), normal or defect: one-hot float32 ``(N, 26, 26, 3)`` (the course
-``data.npy``, channels in that order), or die states ``(N, H, W)`` in 0..2.
-
-**The wafer rule**, checked on every map a caller gives (after any resize): the four corner dies are off-wafer
-(a disc in a square) and the outline is closed: in every row and column the wafer dies form one unbroken run, and
-the rows holding them are consecutive, each run touching the next. All 1281 course maps pass. Input where no map
-passes (random states, a transposed array) is refused; where only some fail, it is used with a NotWaferWarning.
+``data.npy``, channels in that order), or die states ``(N, H, W)`` in 0..2. Every map a caller gives must pass the
+wafer rule (:func:`_wafer_problems`).
 """
 
 from __future__ import annotations
@@ -40,7 +36,7 @@ class ResizeNote(Note):
 
 
 class NotWaferWarning(UserWarning):
-    """Some of the maps given do not look like wafer maps (see :func:`wafer_shape_problems`)."""
+    """Some of the maps given do not look like wafer maps (see :func:`as_states`)."""
 
 
 def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
@@ -103,15 +99,11 @@ def resize_states(states: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:
     return states[..., rows[:, None], cols[None, :]]
 
 
-#: Why a map fails the wafer rule, by code of :func:`wafer_shape_problems` (0 = passes).
-WAFER_PROBLEMS = (
-    "",
-    "one die state everywhere",
-    "no wafer dies (every die off-wafer)",
-    "its corner dies are not off-wafer",
-    "its outline is not closed (off-wafer dies inside or notched into the wafer)",
-    "its wafer dies are in more than one piece",
-)
+#: Why a map fails the wafer rule, by the code :func:`_wafer_problems` gives (0: it passes).
+_WAFER_PROBLEMS = ("", "one die state everywhere", "no wafer dies (every die off-wafer)",
+                   "its corner dies are not off-wafer",
+                   "its outline is not closed (off-wafer dies inside or notched into the wafer)",
+                   "its wafer dies are in more than one piece")
 
 
 def _runs(on: np.ndarray) -> np.ndarray:
@@ -119,14 +111,14 @@ def _runs(on: np.ndarray) -> np.ndarray:
     return on[..., 0] + np.count_nonzero(on[..., 1:] & ~on[..., :-1], axis=-1)
 
 
-def wafer_shape_problems(states: np.ndarray) -> np.ndarray:
-    """For die states ``(N, H, W)``: int8 ``(N,)``, 0 where a map passes the wafer rule, else the index of its
-    first failure in :data:`WAFER_PROBLEMS`."""
-    states = np.asarray(states)
+def _wafer_problems(states: np.ndarray) -> np.ndarray:
+    """The wafer rule on die states ``(N, H, W)``: the four corner dies are off-wafer (a disc in a square) and the
+    outline is closed (in every row and column the wafer dies form one unbroken run; the rows holding them are
+    consecutive, each run touching the next). Returns int8 ``(N,)``: 0 where a map passes, else the index of its
+    first failure in :data:`_WAFER_PROBLEMS`."""
     on = states != BOUNDARY
     rows_on = on.any(axis=2)
-    # One piece: the rows holding wafer dies are consecutive and each row's run
-    # overlaps the next one's (with every run unbroken, that makes it connected).
+    # One piece: with every run unbroken, consecutive rows whose runs overlap make the wafer connected.
     touching = (on[:, 1:] & on[:, :-1]).any(axis=2) | ~(rows_on[:, 1:] & rows_on[:, :-1])
     one_piece = (_runs(rows_on) <= 1) & touching.all(axis=1)
     closed = (_runs(on) <= 1).all(axis=1) & (_runs(on.transpose(0, 2, 1)) <= 1).all(axis=1)
@@ -141,92 +133,64 @@ def wafer_shape_problems(states: np.ndarray) -> np.ndarray:
     return code
 
 
-def check_wafer_shape(states: np.ndarray, name: str = "maps") -> None:
-    """The wafer rule on die states ``(N, 26, 26)``: :class:`InputError` if no map passes, a warning if some fail."""
-    codes = wafer_shape_problems(states)
-    bad = np.flatnonzero(codes)
-    if bad.size == 0:
-        return
-    first, n = int(bad[0]), states.shape[0]
-    why = WAFER_PROBLEMS[int(codes[first])]
-    rule = ("a wafer map has off-wafer corner dies and one closed wafer outline "
-            "(0 boundary = off-wafer, 1 normal, 2 defect; see edge_infer.wafer)")
-    if bad.size == n:
-        what = f"{name}: the map is not wafer-shaped ({why})" if n == 1 else \
-            f"none of the {n} {name} looks like a wafer map (map 0: {why})"
-        raise InputError(f"{what}; {rule}")
-    warnings.warn(f"{bad.size} of {n} {name} do not look like wafer maps (first: map {first}, {why}); "
-                  "they are used as given", NotWaferWarning, stacklevel=3)
-
-
-def _check_finite(arr: np.ndarray, name: str, whole: str = "") -> None:
-    """A float ``arr`` finite and, where ``whole`` names what its values are, whole numbers."""
+def _check_numbers(arr: np.ndarray, name: str, whole: str = "") -> None:
+    """``arr`` finite and, where ``whole`` names what its values are, whole numbers."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
     if whole and arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
-        raise InputError(f"{name} holds {whole}")
+        raise InputError(f"{name} holds {whole} that are not whole numbers")
 
 
-def _states_from_onehot(arr: np.ndarray, name: str) -> np.ndarray:
-    _check_finite(arr, name)
-    if not is_onehot(arr):
-        raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
-                         "(boundary, normal, defect) equal to 1 and the others 0")
-    return arr.argmax(axis=-1).astype(np.uint8)
+def _numbers(obj: object) -> Optional[np.ndarray]:
+    """``obj`` (an array, or nested lists as JSON gives) as one numeric array, or None where it is ragged."""
+    try:
+        arr = np.asarray(obj)
+    except (ValueError, TypeError):
+        return None
+    return None if arr.dtype == object else arr
 
 
-def _states_from_ints(arr: np.ndarray, name: str) -> np.ndarray:
-    _check_finite(arr, name, "die states that are not whole numbers")
-    if arr.size and (arr.min() < 0 or arr.max() > 2):
-        raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
-                         "use 0 boundary, 1 normal, 2 defect")
-    return arr.astype(np.uint8)
-
-
-def _one_to_states(arr: np.ndarray, name: str) -> np.ndarray:
-    """Die states of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
-    if arr.ndim == 4:
-        if arr.shape[-1] != N_STATES:
-            if arr.shape[1] == N_STATES:
-                raise InputError(f"{name} has shape {arr.shape}, which looks channels-first; "
-                                 "expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)")
-            raise InputError(f"{name} has shape {arr.shape}; expected (N, H, W, 3) one-hot")
-        return _states_from_onehot(arr, name)
-    if arr.ndim == 3:
-        if arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr):
-            return _states_from_onehot(arr, name)[None]
-        return _states_from_ints(arr, name)
-    if arr.ndim == 2:
-        return _states_from_ints(arr, name)[None]
-    raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
-                     "or a single map")
-
-
-def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
-    list of maps of mixed sizes (resized with a :class:`ResizeNote`), the wafer rule applied; else InputError."""
-    states = _as_states(maps, name)
-    if wafer_rule:
-        check_wafer_shape(states, name)
-    return states
+def _states_of(arr: np.ndarray, name: str) -> np.ndarray:
+    """Die states uint8 ``(N, H, W)`` of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
+    if arr.ndim == 4 and arr.shape[-1] != N_STATES:
+        hint = ("which looks channels-first; expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)"
+                if arr.shape[1] == N_STATES else "expected (N, H, W, 3) one-hot")
+        raise InputError(f"{name} has shape {arr.shape}, {hint}")
+    if arr.ndim not in (2, 3, 4):
+        raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
+                         "or a single map")
+    if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr)):
+        _check_numbers(arr, name)
+        if not is_onehot(arr):
+            raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
+                             "(boundary, normal, defect) equal to 1 and the others 0")
+        arr = arr.argmax(axis=-1)
+    else:
+        _check_numbers(arr, name, "die states")
+        if arr.size and (arr.min() < 0 or arr.max() > 2):
+            raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
+                             "use 0 boundary, 1 normal, 2 defect")
+    states = arr.astype(np.uint8)
+    return states[None] if states.ndim == 2 else states
 
 
 def _as_states(maps: object, name: str) -> np.ndarray:
     """:func:`as_states` without the wafer rule."""
-    if isinstance(maps, (list, tuple)):
-        arr = _rectangular(maps)
-        if arr is None:  # ragged: a list of maps of different sizes, or malformed nesting
-            return _list_of_maps(maps, name)
-    else:
-        try:
-            arr = np.asarray(maps)
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"{name} cannot be read as an array: {exc}") from None
-    if arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers (one-hot or die states)")
+    arr = _numbers(maps)
+    if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
+        parts = [_numbers(m) for m in maps]
+        bad = next((i for i, part in enumerate(parts) if part is None or part.ndim < 2), None)
+        if bad is not None:
+            raise InputError(f"{name}[{bad}] is not a map: nested lists must be rectangular, a map being rows of "
+                             "dies, each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number "
+                             "where a row should be?)")
+        return np.concatenate([_as_states(part, f"{name}[{i}]") for i, part in enumerate(parts)])
+    if arr is None or arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; "
+                         "expected numbers (one-hot or die states)")
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}); give at least one map")
-    states = _one_to_states(arr, name)
+    states = _states_of(arr, name)
     h, w = states.shape[-2:]
     if (h, w) != (MAP_SIZE, MAP_SIZE):
         if min(h, w) < 2:
@@ -237,28 +201,27 @@ def _as_states(maps: object, name: str) -> np.ndarray:
     return np.ascontiguousarray(states)
 
 
-def _rectangular(obj: object) -> Optional[np.ndarray]:
-    """``obj`` (nested lists, as JSON gives) as one numeric array, or None where it is ragged."""
-    try:
-        arr = np.asarray(obj)
-    except (ValueError, TypeError):
-        return None
-    return None if arr.dtype == object else arr
+def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
+    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
+    list of maps of mixed sizes (resized with a :class:`ResizeNote`), the wafer rule applied; else InputError.
 
-
-def _list_of_maps(maps: Union[list, tuple], name: str) -> np.ndarray:
-    """Die states of a list whose items are maps of different sizes, each resized."""
-    if not maps:
-        raise InputError(f"{name} is empty; give at least one map")
-    parts = []
-    for i, m in enumerate(maps):
-        arr = _rectangular(m)
-        if arr is None or arr.ndim < 2:
-            raise InputError(f"{name}[{i}] is not a map: nested lists must be rectangular, a map being rows of dies, "
-                             "each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number where "
-                             "a row should be?)")
-        parts.append(_as_states(arr, f"{name}[{i}]"))
-    return np.concatenate(parts, axis=0)
+    Where no map passes the wafer rule the input is refused; where only some fail, it is used with a
+    :class:`NotWaferWarning`."""
+    states = _as_states(maps, name)
+    codes = _wafer_problems(states) if wafer_rule else np.zeros(0)
+    bad = np.flatnonzero(codes)
+    if bad.size == 0:
+        return states
+    first, n = int(bad[0]), states.shape[0]
+    why = _WAFER_PROBLEMS[int(codes[first])]
+    if bad.size == n:
+        what = f"{name}: the map is not wafer-shaped ({why})" if n == 1 else \
+            f"none of the {n} {name} looks like a wafer map (map 0: {why})"
+        raise InputError(f"{what}; a wafer map has off-wafer corner dies and one closed wafer outline "
+                         "(0 boundary = off-wafer, 1 normal, 2 defect; see edge_infer.wafer)")
+    warnings.warn(f"{bad.size} of {n} {name} do not look like wafer maps (first: map {first}, {why}); "
+                  "they are used as given", NotWaferWarning, stacklevel=2)
+    return states
 
 
 def as_maps(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
@@ -281,7 +244,7 @@ def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name
         raise InputError(f"{name} has shape {arr.shape}; expected (N,) or (N, 1)")
     if arr.shape[0] != n:
         raise InputError(f"{name} has {arr.shape[0]} entries but there are {n} maps")
-    _check_finite(arr, name, "values that are not whole class indices")
+    _check_numbers(arr, name, "class indices")
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise InputError(f"{name} holds class indices outside 0..{n_classes - 1} "
                          f"(found {int(arr.min())}..{int(arr.max())})")
