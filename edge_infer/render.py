@@ -1,7 +1,4 @@
-"""PNG pictures of wafer maps: grids of maps with labels and a legend, drawn with pillow.
-
-One three-colour die palette in every figure (and the README), so a colour means one die state everywhere.
-"""
+"""PNG pictures of wafer maps: grids of maps with labels and the die palette's legend, drawn with pillow."""
 
 from __future__ import annotations
 
@@ -14,37 +11,29 @@ import numpy as np
 from .files import atomic_path
 from .wafer import STATE_NAMES
 
-#: Die state → RGB: the off-wafer area quiet (light grey); normal and defect apart for colour-blind readers.
+#: Die state → RGB, the one palette of every figure (and the README): the off-wafer area quiet (light grey);
+#: normal and defect apart for colour-blind readers.
 PALETTE: dict[str, tuple[int, int, int]] = {"boundary": (222, 222, 222), "normal": (84, 120, 160),
                                              "defect": (240, 120, 20)}
-_COLOURS = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)
-BACKGROUND = (255, 255, 255)
-TEXT = (30, 30, 30)
+BACKGROUND, TEXT = (255, 255, 255), (30, 30, 30)
 DIE_PX = 6  # pixels per die
 GAP_PX = 1  # white line between dies, so single defective dies stay visible
 MARGIN = 12  # between maps and around the figure
 
 
-def _states(m: np.ndarray) -> np.ndarray:
-    """Die states (H, W) of a one-hot / probability map (H, W, 3) or a states map (H, W)."""
-    arr = np.asarray(m)
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        return arr.argmax(axis=-1)
-    if arr.ndim == 2:
-        return arr.astype(np.int64)
-    raise ValueError(f"cannot draw an array of shape {arr.shape} as a wafer map")
-
-
 def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.ndarray:
-    """RGB uint8 pixels of one map: each die a ``die_px`` square, ``gap`` white between."""
-    colours = _COLOURS[np.clip(_states(m), 0, 2)]
+    """RGB uint8 pixels of one map (one-hot, probabilities or die states): each die a ``die_px`` square, ``gap``
+    white between."""
+    arr = np.asarray(m)
+    if not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[-1] == 3):
+        raise ValueError(f"cannot draw an array of shape {arr.shape} as a wafer map")
+    states = arr.argmax(axis=-1) if arr.ndim == 3 else arr.astype(np.int64)
+    colours = np.array([PALETTE[s] for s in STATE_NAMES], dtype=np.uint8)[np.clip(states, 0, 2)]
     cell = die_px + gap
     big = np.repeat(np.repeat(colours, cell, axis=0), cell, axis=1)
-    if gap:
-        big[np.arange(big.shape[0]) % cell >= die_px, :] = BACKGROUND
-        big[:, np.arange(big.shape[1]) % cell >= die_px] = BACKGROUND
-        big = big[:-gap, :-gap]
-    return np.ascontiguousarray(big)
+    big[np.arange(big.shape[0]) % cell >= die_px, :] = BACKGROUND
+    big[:, np.arange(big.shape[1]) % cell >= die_px] = BACKGROUND
+    return np.ascontiguousarray(big[:big.shape[0] - gap, :big.shape[1] - gap])
 
 
 def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Optional[Sequence[str]] = None,
@@ -55,10 +44,9 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
-    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
     def text_size(s: str) -> tuple[int, int]:
-        left, top, right, bottom = probe.textbbox((0, 0), s, font=font)
+        left, top, right, bottom = font.getbbox(s)
         return right - left, bottom - top
 
     n_cols = max((len(r) for r in rows), default=0)
@@ -71,9 +59,7 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
     top = MARGIN + (line_h + 4 if title else 0) + (line_h if col_labels else 0)
     legend_h = line_h + MARGIN if legend else 0
     col_w = max([side_w] + [text_size(s)[0] + 4 for s in col_labels or []])
-    width = left + n_cols * (col_w + MARGIN)
-    if legend:
-        width = max(width, MARGIN + 3 * (line_h + 90))
+    width = max(left + n_cols * (col_w + MARGIN), MARGIN + 3 * (line_h + 90) if legend else 0)
     height = top + len(rows) * (side_h + MARGIN) + legend_h
     img = Image.new("RGB", (max(width, 1), max(height, 1)), BACKGROUND)
     draw = ImageDraw.Draw(img)
@@ -90,11 +76,10 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
                 img.paste(Image.fromarray(map_pixels(m, die_px=die_px, gap=gap)), (left + c * (col_w + MARGIN), y))
     if legend:
         y = height - legend_h + MARGIN // 2
-        x = MARGIN
-        for name in STATE_NAMES:
+        for i, name in enumerate(STATE_NAMES):
+            x = MARGIN + i * (line_h + 90)
             draw.rectangle([x, y, x + line_h - 4, y + line_h - 4], fill=PALETTE[name], outline=TEXT)
             draw.text((x + line_h + 2, y), name, fill=TEXT, font=font)
-            x += line_h + 90
     return img
 
 
