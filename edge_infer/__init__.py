@@ -1,13 +1,6 @@
-"""edge-infer: generate realistic wafer maps with a torch-free ONNX autoencoder.
+"""edge-infer: generate realistic wafer maps with a torch-free ONNX autoencoder (``docs/api.md``).
 
-Quick start::
-
-    from edge_infer import WaferGenerator
-
-    gen = WaferGenerator.load()                   # the default bundle, verified
-    new = gen.generate("Scratch", 20, seed=0)     # Generated(maps, labels, sources)
-    new.maps.shape                                # (20, 26, 26, 3) float32 one-hot
-    more = gen.augment(per_source=5, seed=0)      # 5 new maps per bank map, in order
+``WaferGenerator.load().generate("Scratch", 20, seed=0).maps`` is 20 new one-hot maps ``(20, 26, 26, 3)``.
 """
 
 __version__ = "0.3.0"

@@ -1,10 +1,5 @@
-"""The errors edge-infer raises on purpose.
-
-Every failure a user can cause (bad input, a broken bundle, an unwritable
-folder) surfaces as an :class:`EdgeInferError`. The CLI prints its message on
-one line and exits non-zero; library callers catch the one base class.
-Anything else escaping the library is a bug.
-"""
+"""The errors edge-infer raises on purpose: every failure a user can cause is an :class:`EdgeInferError`, which
+the CLI prints on one line; anything else escaping the library is a bug."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""onnxruntime sessions: the one place that opens graphs and picks providers.
+"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``).
 
-Graphs open at optimisation level "all", under which the bundle was verified and other clients match the
-maps bit for bit. The provider is judged by what a session *really* got (the GPU build lists CUDA even
-without a GPU): an explicit provider that does not run raises :class:`ProviderError` saying what is missing,
-never a silent fallback; ``auto`` takes CUDA where it really works, else the CPU, and says why in one line.
-Without an NVIDIA driver no CUDA session is tried, so CPU users pay nothing for the GPU build; the slow
-diagnosis of *why* a GPU provider cannot load runs only on that failure and in ``edge-infer info``.
+A provider is judged by what a session *really* got: an explicit one that does not run raises :class:`ProviderError`
+saying what is missing; ``auto`` says in one line what it got and why. Graphs open at optimisation level "all".
 """
 
 from __future__ import annotations
@@ -94,17 +90,14 @@ def ort_distributions() -> tuple[str, ...]:
 
 def ort_distribution() -> str:
     """Which onnxruntime distribution is installed (e.g. ``"onnxruntime-gpu"``), or ``""``."""
-    found = ort_distributions()
-    return found[0] if found else ""
+    return next(iter(ort_distributions()), "")
 
 
 def clash() -> str:
     """A warning where two onnxruntime distributions share this environment, else ``""``."""
     found = ort_distributions()
-    if len(found) < 2:
-        return ""
-    return (f"{' and '.join(found)} are both installed here and overwrite each other's files; "
-            f"pip uninstall {' '.join(found)}, then install edge-infer again with one runtime extra")
+    return (f"{' and '.join(found)} are both installed here and overwrite each other's files; pip uninstall "
+            f"{' '.join(found)}, then install edge-infer again with one runtime extra") if len(found) > 1 else ""
 
 
 def _library_problem(ep: str) -> str:
