@@ -20,7 +20,7 @@ import numpy as np
 from .errors import BundleError, DataFileError
 from .files import atomic_folder, check_folder_target
 from .npy import open_npy_member
-from .sampling import DEFAULT_NOISE_STRENGTH, METHODS, MODES
+from .sampling import DEFAULT_NOISE_STRENGTH, settings
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
@@ -231,10 +231,9 @@ def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
         result = NoiseDefaults(mode=str(nd.get("mode", "relative")),
                                strength=float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
                                method=str(nd.get("method", "noise")), outline_lock=bool(nd.get("outline_lock", True)))
-    except (TypeError, ValueError, AttributeError):
-        result = None
-    if not result or result.mode not in MODES or result.method not in METHODS or not 0 < result.strength < np.inf:
-        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}")
+        settings(result, None, None, None, None, False)  # the checks every request's options get
+    except (TypeError, ValueError, AttributeError):  # InputError is a ValueError
+        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
     return result
 
 
