@@ -41,24 +41,19 @@ class NotWaferWarning(UserWarning):
 
 def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
     """The index of ``cls``, a name (any case: ``"edge-loc"``) or an index (``2`` or ``"2"``)."""
-    if isinstance(cls, (bool, np.bool_)):
+    lowered, valid = [name.lower() for name in classes], f"valid classes: {', '.join(classes)}"
+    text = cls.strip().lower() if isinstance(cls, str) else ""
+    if text in lowered:
+        return lowered.index(text)
+    if isinstance(cls, str) and not text.lstrip("-").isdigit():
+        close = difflib.get_close_matches(text.replace("_", "-").replace(" ", "-"), lowered, 1, 0.6)
+        hint = f" (did you mean {classes[lowered.index(close[0])]!r}?)" if close else ""
+        raise InputError(f"unknown class {cls!r}{hint}; {valid}")
+    if isinstance(cls, (bool, np.bool_)) or not isinstance(cls, (str, int, np.integer)):
         raise InputError(f"class must be a name or an index, not {cls!r}")
-    if isinstance(cls, (int, np.integer)):
-        index = int(cls)
-    elif isinstance(cls, str):
-        text, lowered = cls.strip(), {name.lower(): name for name in classes}
-        if text.lower() in lowered:
-            return list(lowered).index(text.lower())
-        if not text.lstrip("-").isdigit():
-            close = difflib.get_close_matches(text.lower().replace("_", "-").replace(" ", "-"), list(lowered), 1, 0.6)
-            hint = f" (did you mean {lowered[close[0]]!r}?)" if close else ""
-            raise InputError(f"unknown class {cls!r}{hint}; valid classes: {', '.join(classes)}")
-        index = int(text)
-    else:
-        raise InputError(f"class must be a name or an index, not {type(cls).__name__}")
-    if not 0 <= index < len(classes):
-        raise InputError(f"class index {index} is out of range 0..{len(classes) - 1}; valid classes: {', '.join(classes)}")
-    return index
+    if not 0 <= int(cls) < len(classes):
+        raise InputError(f"class index {int(cls)} is out of range 0..{len(classes) - 1}; {valid}")
+    return int(cls)
 
 
 def to_onehot(states: np.ndarray) -> np.ndarray:
@@ -133,12 +128,18 @@ def _wafer_problems(states: np.ndarray) -> np.ndarray:
     return code
 
 
-def _check_numbers(arr: np.ndarray, name: str, whole: str = "") -> None:
-    """``arr`` finite and, where ``whole`` names what its values are, whole numbers."""
+def _check_finite(arr: np.ndarray, name: str) -> None:
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
-    if whole and arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
-        raise InputError(f"{name} holds {whole} that are not whole numbers")
+
+
+def _check_whole(arr: np.ndarray, name: str, what: str, top: int, hint: str = "") -> None:
+    """``arr`` finite whole numbers in 0..``top`` (``what`` names them)."""
+    _check_finite(arr, name)
+    if arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
+        raise InputError(f"{name} holds {what} that are not whole numbers")
+    if arr.size and (arr.min() < 0 or arr.max() > top):
+        raise InputError(f"{name} holds {what} outside 0..{top} (found {int(arr.min())}..{int(arr.max())}){hint}")
 
 
 def _numbers(obj: object) -> Optional[np.ndarray]:
@@ -160,16 +161,13 @@ def _states_of(arr: np.ndarray, name: str) -> np.ndarray:
         raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
                          "or a single map")
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr)):
-        _check_numbers(arr, name)
+        _check_finite(arr, name)
         if not is_onehot(arr):
             raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
                              "(boundary, normal, defect) equal to 1 and the others 0")
         arr = arr.argmax(axis=-1)
     else:
-        _check_numbers(arr, name, "die states")
-        if arr.size and (arr.min() < 0 or arr.max() > 2):
-            raise InputError(f"{name} holds die states outside 0..2 (found {arr.min()}..{arr.max()}); "
-                             "use 0 boundary, 1 normal, 2 defect")
+        _check_whole(arr, name, "die states", DEFECT, "; use 0 boundary, 1 normal, 2 defect")
     states = arr.astype(np.uint8)
     return states[None] if states.ndim == 2 else states
 
@@ -232,20 +230,14 @@ def as_maps(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.
 
 def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name: str = "labels") -> np.ndarray:
     """Validate labels for ``n`` maps and return int64 ``(n, 1)`` like ``label.npy``."""
-    try:
-        arr = np.asarray(labels)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{name} cannot be read as an array: {exc}") from None
-    if arr.dtype == object or arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {arr.dtype}; expected integer class indices")
+    arr = _numbers(labels)
+    if arr is None or arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; expected integer class indices")
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
         raise InputError(f"{name} has shape {arr.shape}; expected (N,) or (N, 1)")
     if arr.shape[0] != n:
         raise InputError(f"{name} has {arr.shape[0]} entries but there are {n} maps")
-    _check_numbers(arr, name, "class indices")
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise InputError(f"{name} holds class indices outside 0..{n_classes - 1} "
-                         f"(found {int(arr.min())}..{int(arr.max())})")
+    _check_whole(arr, name, "class indices", n_classes - 1)
     return arr.astype(np.int64).reshape(-1, 1)
