@@ -124,7 +124,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         if len(raw) > MAX_MANIFEST_BYTES:
             raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, so not a manifest edge-infer wrote")
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # undecodable text or JSON
         raise BundleError(f"{mpath}: not valid JSON ({exc})") from None
     except RecursionError:
         raise BundleError(f"{mpath}: not a manifest (its JSON is nested too deep)") from None

@@ -39,7 +39,8 @@ NO_RUNTIME = ('no onnxruntime is installed; install edge-infer with a runtime: p
 #: onnxruntime's pip distributions; each installs the same ``onnxruntime`` package.
 _DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino", "onnxruntime-directml")
 _LOG_LOCK = threading.Lock()  # onnxruntime's default logger is process-wide
-_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/usr/lib/wsl/lib/libcuda.so.1")
+_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg",
+                 "/usr/lib/wsl/lib/libcuda.so.1")
 
 
 def ort() -> Any:
@@ -64,13 +65,10 @@ def nvidia_driver() -> Optional[str]:
     """None where an NVIDIA driver is present, else why we think it is not (a few ``stat`` calls)."""
     if any(os.path.exists(p) for p in _DRIVER_FILES):
         return None
-    if sys.platform == "win32":
-        nvcuda = os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvcuda.dll")
-        return None if os.path.exists(nvcuda) else "no NVIDIA driver found"
     if sys.platform == "darwin":
         return "no NVIDIA driver on macOS"
-    try:
-        ctypes.CDLL("libcuda.so.1")
+    try:  # the driver's own library, where no device file tells
+        ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
     except OSError:
         return "no NVIDIA driver found"
     return None
@@ -122,8 +120,10 @@ def gpu_problem(ep: str = CUDA) -> str:
     if "libcuda.so" in problem:
         return f"{problem}: that is the NVIDIA driver's own library; install or repair the driver"
     if problem.endswith("is missing"):
-        return problem + (" (pip install tensorrt)" if "nvinfer" in problem else ' (pip install "edge-infer[gpu]" brings it)')
-    return problem or "the NVIDIA driver and libraries load, but onnxruntime could not create the session (a driver too old?)"
+        return problem + (" (pip install tensorrt)" if "nvinfer" in problem else
+                          ' (pip install "edge-infer[gpu]" brings it)')
+    return problem or ("the NVIDIA driver and libraries load, but onnxruntime could not create the session "
+                       "(a driver too old?)")
 
 
 def resolve_providers(provider: str = "auto") -> list[str]:
@@ -140,8 +140,8 @@ def resolve_providers(provider: str = "auto") -> list[str]:
     if ep not in listed:
         dist = ort_distribution()
         needs = "onnxruntime-openvino" if ep == OPENVINO else "onnxruntime-gpu"
-        hint = clash() or (f"this environment has {dist}; {DISPLAY_NAMES[name]} needs {needs}, in an environment of its own"
-                           if dist and dist != needs else _INSTALL_HINT[ep])
+        hint = clash() or (_INSTALL_HINT[ep] if not dist or dist == needs else
+                           f"this environment has {dist}; {DISPLAY_NAMES[name]} needs {needs}, in an environment of its own")
         shown = ", ".join(SHORT_NAMES.get(p, p) for p in listed)
         raise ProviderError(f"{DISPLAY_NAMES[name]} was asked for, but this onnxruntime ({ort().__version__}) has no "
                             f"{ep} (it lists: {shown}); {hint}")
@@ -163,13 +163,16 @@ class SessionInfo:
         return f"{self.actual} ({self.note})" if self.note else self.actual
 
 
-def _auto_note(tried_cuda: bool) -> str:
+def _auto_note(got: str, tried_cuda: bool) -> str:
+    """What ``auto`` got and why, in one line."""
     listed = available_providers()
+    if got == CUDA:
+        return "auto: a CUDA session really got the GPU"
     if CUDA not in listed:
-        return "auto: this onnxruntime has no CUDA" + ("; openvino is listed: --provider openvino" if OPENVINO in listed else "")
-    if not tried_cuda:
-        return f"auto: {nvidia_driver()}, so CUDA was not tried"
-    return f"auto: CUDA not usable: {gpu_problem(CUDA)}"
+        return "auto: this onnxruntime has no CUDA" + ("; openvino is listed: --provider openvino"
+                                                       if OPENVINO in listed else "")
+    return f"auto: {nvidia_driver()}, so CUDA was not tried" if not tried_cuda else \
+        f"auto: CUDA not usable: {gpu_problem(CUDA)}"
 
 
 def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
@@ -185,15 +188,16 @@ def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", thre
     opts = rt.SessionOptions()
     opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    if threads is not None and (type(threads) is not int or threads < 1):
+        raise InputError(f"threads must be a whole number of at least 1, not {threads!r}")
     if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise InputError(f"threads must be a whole number of at least 1, not {threads!r}")
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     for name, value in (options or {}).items():
         if name == "graph_optimization_level":
             raise InputError("graph_optimization_level is fixed at 'all' for edge-infer graphs")
         setattr(opts, name, value)
-    where = "<graph bytes>" if isinstance(model, bytes) else str(model)
+    source = model if isinstance(model, bytes) else str(model)
+    where = "<graph bytes>" if isinstance(model, bytes) else source
     if wanted in _NVIDIA and hasattr(rt, "preload_dlls"):  # NVIDIA's pip libraries, onnxruntime-gpu >= 1.21
         with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
             rt.preload_dlls()
@@ -203,12 +207,11 @@ def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", thre
         with _LOG_LOCK, contextlib.redirect_stdout(io.StringIO()):
             rt.set_default_logger_severity(4 if wanted != CPU else 3)
             try:
-                session = rt.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
-                                              providers=providers)
+                session = rt.InferenceSession(source, sess_options=opts, providers=providers)
             finally:
                 rt.set_default_logger_severity(3)
     except Exception as exc:  # onnxruntime raises its own exception types
-        if not isinstance(model, bytes) and not Path(model).exists():
+        if not isinstance(model, bytes) and not Path(source).exists():
             raise BundleError(f"{where}: no such file") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if requested != "auto" and wanted != CPU:
@@ -220,9 +223,7 @@ def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", thre
         why = gpu_problem(wanted) if wanted in _NVIDIA else f"onnxruntime fell back to {got}"
         raise ProviderError(f"{DISPLAY_NAMES[requested]} was asked for, but onnxruntime could not use it: {why}; "
                             "use --provider cpu or --provider auto")
-    note = ""
-    if requested == "auto":  # auto asks for CUDA or the CPU, and gets one of them
-        note = "auto: a CUDA session really got the GPU" if got == CUDA else _auto_note(tried_cuda=wanted == CUDA)
+    note = _auto_note(got, tried_cuda=wanted == CUDA) if requested == "auto" else ""  # auto: CUDA or the CPU
     if wanted != CPU:
         session.disable_fallback()  # a provider failing inside a run is an error, not a silent CPU rerun
     return session, SessionInfo(SHORT_NAMES.get(got, got), requested, note)
