@@ -159,12 +159,10 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 def _inside(folder: Path, name: str) -> Path:
     """``folder/name`` if, links resolved, it is a regular file inside ``folder``: a bundle is one folder."""
     p = folder / name
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise BundleError(f"{folder / MANIFEST}: file name {name!r} points outside the bundle")
     try:
         real = p.resolve(strict=True)
-        if not real.is_relative_to(folder.resolve()):
-            raise BundleError(f"{p}: a link to {real}, outside the bundle folder; a bundle's files live in its folder")
+        if not real.is_relative_to(folder.resolve()):  # a link, "..", or an absolute name
+            raise BundleError(f"{p}: outside the bundle folder (it is {real}); a bundle's files live in its folder")
         if not real.is_file():
             raise BundleError(f"{p}: not a regular file")
     except FileNotFoundError:

@@ -118,14 +118,10 @@ def _wafer_problems(states: np.ndarray) -> np.ndarray:
     one_piece = (_runs(rows_on) <= 1) & touching.all(axis=1)
     closed = (_runs(on) <= 1).all(axis=1) & (_runs(on.transpose(0, 2, 1)) <= 1).all(axis=1)
     corners_off = (states[:, [0, 0, -1, -1], [0, -1, 0, -1]] == BOUNDARY).all(axis=1)
-    code = np.zeros(states.shape[0], dtype=np.int8)
-    # Later assignments win, so the most basic failure is the one reported.
-    code[~one_piece] = 5
-    code[~closed] = 4
-    code[~corners_off] = 3
-    code[~rows_on.any(axis=1)] = 2
-    code[(states == states[:, :1, :1]).all(axis=(1, 2))] = 1
-    return code
+    one_state = (states == states[:, :1, :1]).all(axis=(1, 2))
+    # The first failure that applies is the most basic one, the one reported.
+    failures = [one_state, ~rows_on.any(axis=1), ~corners_off, ~closed, ~one_piece]
+    return np.select(failures, np.arange(1, 6, dtype=np.int8), 0).astype(np.int8)
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:

@@ -230,7 +230,7 @@ def test_bundle_files_must_be_regular_files_inside_the_folder(bundle_copy, tmp_p
     shutil.copy(bundle_copy / "decoder.onnx", outside)
     (bundle_copy / "decoder.onnx").unlink()
     (bundle_copy / "decoder.onnx").symlink_to(outside)  # same bytes, so the sha256 still matches
-    with pytest.raises(BundleError, match=r"decoder\.onnx: a link to .*outside the bundle folder"):
+    with pytest.raises(BundleError, match=r"decoder\.onnx: outside the bundle folder"):
         load_bundle(bundle_copy)
     shutil.copy(outside, bundle_copy / "real-decoder.onnx")
     (bundle_copy / "decoder.onnx").unlink()
@@ -240,7 +240,7 @@ def test_bundle_files_must_be_regular_files_inside_the_folder(bundle_copy, tmp_p
     m["files"]["../elsewhere.onnx"] = m["files"]["decoder.onnx"]
     m["manifest_sha256"] = manifest_hash(m)  # signed, so only the name is wrong
     _write_manifest(bundle_copy, m, rehash=False)
-    with pytest.raises(BundleError, match=r"'\.\./elsewhere\.onnx' points outside the bundle"):
+    with pytest.raises(BundleError, match=r"\.\./elsewhere\.onnx: outside the bundle folder"):
         load_bundle(bundle_copy)
 
 
