@@ -17,7 +17,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from . import __version__, runtime
+from .bundle import load_bundle
 from .errors import InputError, ProviderError
+from .generator import WaferGenerator
 from .wafer import MAP_SHAPE
 
 TASKS = ("encode", "decode", "generate")
@@ -35,9 +38,6 @@ def load_average() -> Optional[list[float]]:
 
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, versions, GPUs."""
-    from . import __version__
-    from .runtime import available_providers, ort
-
     cpuinfo: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -53,8 +53,8 @@ def machine_info() -> dict[str, Any]:
     return {"cpu": cpuinfo.get("model name") or platform.processor() or platform.machine(),
             "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
             "logical_cpus": os.cpu_count(), "usable_cores": usable_cores(), "gpus": gpus, "os": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort().__version__,
-            "providers_listed": available_providers(), "edge_infer": __version__}
+            "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": runtime.ort().__version__,
+            "providers_listed": runtime.available_providers(), "edge_infer": __version__}
 
 
 def parse_batches(text: Union[str, Iterable[int]]) -> list[int]:
@@ -98,18 +98,16 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
 def working_providers(model_path: Union[str, Path], requested: str = "all") -> list[str]:
     """The providers among ``requested`` that really run ``model_path``: for ``all``, the CPU and every other listed
     provider a session really gets; for one name, that one (raising :class:`ProviderError` where it does not work)."""
-    from .runtime import EXECUTION_PROVIDERS, PROVIDERS, available_providers, open_session
-
     name = str(requested).strip().lower()
-    if name not in ("all", *PROVIDERS):
-        raise InputError(f"unknown provider {requested!r}; choose all, {', '.join(PROVIDERS)}")
+    if name not in ("all", *runtime.PROVIDERS):
+        raise InputError(f"unknown provider {requested!r}; choose all, {', '.join(runtime.PROVIDERS)}")
     if name != "all":
-        return ["cpu"] if name == "cpu" else [open_session(model_path, provider=name)[1].actual]
+        return ["cpu"] if name == "cpu" else [runtime.open_session(model_path, provider=name)[1].actual]
     found = ["cpu"]
-    listed = available_providers()
-    for other in [n for n, ep in EXECUTION_PROVIDERS.items() if ep in listed and n != "cpu"]:
+    listed = runtime.available_providers()
+    for other in [n for n, ep in runtime.EXECUTION_PROVIDERS.items() if ep in listed and n != "cpu"]:
         with contextlib.suppress(ProviderError):
-            found.append(open_session(model_path, provider=other)[1].actual)
+            found.append(runtime.open_session(model_path, provider=other)[1].actual)
     return found
 
 
@@ -118,19 +116,14 @@ def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dic
 
     The argmax of two nearly equal probabilities may flip, so the largest probability difference is reported too.
     """
-    maps_differ = dies_differ = 0
-    max_prob = 0.0
     per_class = n // len(gen.classes) or 1
-    for cls in gen.classes:
-        a = gen.generate(cls, per_class, seed=seed)
-        b = reference.generate(cls, per_class, seed=seed)
-        diff = (a.maps.argmax(-1) != b.maps.argmax(-1))
-        dies_differ += int(diff.sum())
-        maps_differ += int(diff.any(axis=(1, 2)).sum())
-        z = gen.bundle.latents[a.sources]
-        max_prob = max(max_prob, float(np.abs(gen.decode(z, raw=True) - reference.decode(z, raw=True)).max()))
-    return {"provider": gen.provider, "against": reference.provider, "maps": per_class * len(gen.classes),
-            "maps_differ": maps_differ, "dies_differ": dies_differ, "max_abs_probability_diff": max_prob, "seed": seed}
+    runs = [(gen.generate(c, per_class, seed=seed), reference.generate(c, per_class, seed=seed)) for c in gen.classes]
+    diff = np.concatenate([a.maps.argmax(-1) != b.maps.argmax(-1) for a, b in runs])
+    z = gen.bundle.latents[np.concatenate([a.sources for a, _ in runs])]
+    max_prob = float(np.abs(gen.decode(z, raw=True) - reference.decode(z, raw=True)).max())
+    return {"provider": gen.provider, "against": reference.provider, "maps": len(diff),
+            "maps_differ": int(diff.any(axis=(1, 2)).sum()), "dies_differ": int(diff.sum()),
+            "max_abs_probability_diff": max_prob, "seed": seed}
 
 
 def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: Sequence[str] = TASKS,
@@ -167,16 +160,14 @@ def run_graph(session: Any, x: np.ndarray, out: Optional[np.ndarray], on_gpu: bo
         return session.run([name_out], {name_in: x})[0]
     binding = session.io_binding()  # per call: bindings are not thread-safe
     if on_gpu:  # input copied to the device once, output left there and copied back once
-        from .runtime import ort
-
-        binding.bind_ortvalue_input(name_in, ort().OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        binding.bind_ortvalue_input(name_in, runtime.ort().OrtValue.ortvalue_from_numpy(x, "cuda", 0))
         binding.bind_output(name_out, "cuda", 0)
-        session.run_with_iobinding(binding)
-        out[...] = binding.copy_outputs_to_cpu()[0]
-        return out
-    binding.bind_cpu_input(name_in, x)
-    binding.bind_output(name_out, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+    else:
+        binding.bind_cpu_input(name_in, x)
+        binding.bind_output(name_out, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
     session.run_with_iobinding(binding)
+    if on_gpu:
+        out[...] = binding.copy_outputs_to_cpu()[0]
     return out
 
 
@@ -185,9 +176,6 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
               tasks: Sequence[str] = TASKS, progress: Optional[Callable[[str], None]] = None,
               io_binding: Sequence[str] = ("on",)) -> dict[str, Any]:
     """Benchmark a bundle on every working provider (die states checked against the CPU): a JSON-ready report."""
-    from .bundle import load_bundle
-    from .generator import WaferGenerator
-
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise InputError(f"unknown bench task {bad[0]!r}; choose from {', '.join(TASKS)}")
