@@ -122,7 +122,8 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         with open(_inside(folder, MANIFEST), "rb") as fh:
             raw = fh.read(MAX_MANIFEST_BYTES + 1)
         if len(raw) > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, so not a manifest edge-infer wrote")
+            raise BundleError(f"{mpath}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, "
+                              "so not a manifest edge-infer wrote")
         manifest = json.loads(raw.decode("utf-8"))
     except ValueError as exc:  # undecodable text or JSON
         raise BundleError(f"{mpath}: not valid JSON ({exc})") from None
@@ -208,7 +209,8 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
         problems.append(f"labels outside 0..{n_classes - 1}")
     if outl.ndim != 3 or tuple(outl.shape[1:]) != (MAP_SIZE, MAP_SIZE) or outl.dtype != np.bool_:
         problems.append(f"outlines shape {outl.shape} dtype {outl.dtype}")
-    if oid.shape != lab.shape or oid.dtype.kind not in "iu" or (oid.size and (oid.min() < 0 or oid.max() >= outl.shape[0])):
+    if (oid.shape != lab.shape or oid.dtype.kind not in "iu"
+            or (oid.size and (oid.min() < 0 or oid.max() >= outl.shape[0]))):
         problems.append("outline_ids do not index outlines")
     if lat.dtype.kind == "f" and not np.isfinite(lat).all():
         problems.append("latents hold NaN or infinite values")

@@ -140,8 +140,8 @@ def resolve_providers(provider: str = "auto") -> list[str]:
     if ep not in listed:
         dist = ort_distribution()
         needs = "onnxruntime-openvino" if ep == OPENVINO else "onnxruntime-gpu"
-        hint = clash() or (_INSTALL_HINT[ep] if not dist or dist == needs else
-                           f"this environment has {dist}; {DISPLAY_NAMES[name]} needs {needs}, in an environment of its own")
+        hint = clash() or (_INSTALL_HINT[ep] if not dist or dist == needs else f"this environment has {dist}; "
+                           f"{DISPLAY_NAMES[name]} needs {needs}, in an environment of its own")
         shown = ", ".join(SHORT_NAMES.get(p, p) for p in listed)
         raise ProviderError(f"{DISPLAY_NAMES[name]} was asked for, but this onnxruntime ({ort().__version__}) has no "
                             f"{ep} (it lists: {shown}); {hint}")

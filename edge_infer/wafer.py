@@ -147,8 +147,13 @@ def _numbers(obj: object) -> Optional[np.ndarray]:
     return None if arr.dtype == object else arr
 
 
-def _states_of(arr: np.ndarray, name: str) -> np.ndarray:
-    """Die states uint8 ``(N, H, W)`` of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
+def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
+    """Die states uint8 ``(N, 26, 26)`` of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
+    if arr is None or arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; "
+                         "expected numbers (one-hot or die states)")
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape}); give at least one map")
     if arr.ndim == 4 and arr.shape[-1] != N_STATES:
         hint = ("which looks channels-first; expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)"
                 if arr.shape[1] == N_STATES else "expected (N, H, W, 3) one-hot")
@@ -165,26 +170,7 @@ def _states_of(arr: np.ndarray, name: str) -> np.ndarray:
     else:
         _check_whole(arr, name, "die states", DEFECT, "; use 0 boundary, 1 normal, 2 defect")
     states = arr.astype(np.uint8)
-    return states[None] if states.ndim == 2 else states
-
-
-def _as_states(maps: object, name: str) -> np.ndarray:
-    """:func:`as_states` without the wafer rule."""
-    arr = _numbers(maps)
-    if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
-        parts = [_numbers(m) for m in maps]
-        bad = next((i for i, part in enumerate(parts) if part is None or part.ndim < 2), None)
-        if bad is not None:
-            raise InputError(f"{name}[{bad}] is not a map: nested lists must be rectangular, a map being rows of "
-                             "dies, each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number "
-                             "where a row should be?)")
-        return np.concatenate([_as_states(part, f"{name}[{i}]") for i, part in enumerate(parts)])
-    if arr is None or arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; "
-                         "expected numbers (one-hot or die states)")
-    if arr.size == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape}); give at least one map")
-    states = _states_of(arr, name)
+    states = states[None] if states.ndim == 2 else states
     h, w = states.shape[-2:]
     if (h, w) != (MAP_SIZE, MAP_SIZE):
         if min(h, w) < 2:
@@ -201,7 +187,17 @@ def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> n
 
     Where no map passes the wafer rule the input is refused; where only some fail, it is used with a
     :class:`NotWaferWarning`."""
-    states = _as_states(maps, name)
+    arr = _numbers(maps)
+    if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
+        parts = [_numbers(m) for m in maps]
+        bad = next((i for i, part in enumerate(parts) if part is None or part.ndim < 2), None)
+        if bad is not None:
+            raise InputError(f"{name}[{bad}] is not a map: nested lists must be rectangular, a map being rows of "
+                             "dies, each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number "
+                             "where a row should be?)")
+        states = np.concatenate([_states_of(part, f"{name}[{i}]") for i, part in enumerate(parts)])
+    else:
+        states = _states_of(arr, name)
     codes = _wafer_problems(states) if wafer_rule else np.zeros(0)
     bad = np.flatnonzero(codes)
     if bad.size == 0:
