@@ -1,8 +1,6 @@
 """The errors edge-infer raises on purpose: every failure a user can cause is an :class:`EdgeInferError`, which
 the CLI prints on one line; anything else escaping the library is a bug."""
 
-from __future__ import annotations
-
 
 class EdgeInferError(Exception):
     """Base class: a problem the user can fix, with a message that says how."""
