@@ -71,10 +71,8 @@ def parse_batches(text: Union[str, Iterable[int]]) -> list[int]:
 
 def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: int = 5,
             warmup: int = 2, rounds: int = 3) -> dict[str, Any]:
-    """Time ``call`` (which handles ``batch`` maps) repeatedly for ~``seconds``: maps/s, latency percentiles.
-
-    ``maps_per_s_best`` is the best of ``rounds`` equal slices of the calls: on a shared machine, the least disturbed.
-    """
+    """Time ``call`` (which handles ``batch`` maps) repeatedly for ~``seconds``: maps/s, latency percentiles, and
+    ``maps_per_s_best``, the best of ``rounds`` equal slices of the calls (on a shared machine, the least disturbed)."""
     if seconds <= 0:
         raise InputError(f"seconds must be positive, not {seconds}")
     for _ in range(warmup):  # first runs allocate and pick kernels; not what a steady user sees
@@ -112,10 +110,8 @@ def working_providers(model_path: Union[str, Path], requested: str = "all") -> l
 
 
 def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dict[str, Any]:
-    """How many maps and dies of ``gen`` differ from ``reference`` (the CPU) on the same seeded request.
-
-    The argmax of two nearly equal probabilities may flip, so the largest probability difference is reported too.
-    """
+    """How many maps and dies of ``gen`` differ from ``reference`` (the CPU) on the same seeded request, and the
+    largest difference of their probabilities (the argmax of two nearly equal ones may flip)."""
     per_class = n // len(gen.classes) or 1
     runs = [(gen.generate(c, per_class, seed=seed), reference.generate(c, per_class, seed=seed)) for c in gen.classes]
     diff = np.concatenate([a.maps.argmax(-1) != b.maps.argmax(-1) for a, b in runs])

@@ -52,10 +52,8 @@ class NoiseDefaults:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle; its arrays are read-only, so threads may share one.
-
-    ``latents[i]``, ``labels[i]`` and ``outlines[outline_ids[i]]`` describe training map ``i`` (training-data order).
-    """
+    """A verified bundle, read-only, so threads may share one; ``latents[i]``, ``labels[i]`` and
+    ``outlines[outline_ids[i]]`` describe training map ``i`` (training-data order)."""
 
     path: Path
     manifest: Mapping[str, Any]
@@ -242,10 +240,8 @@ def _io_names(graph: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
-    """Find, verify and load a bundle (the default one when ``path`` is None).
-
-    ``verify=False`` skips the per-file sha256 checks, not the manifest's own: for benchmarks, not for users.
-    """
+    """Find, verify and load a bundle (the default one when ``path`` is None); ``verify=False`` skips the per-file
+    sha256 checks, not the manifest's own: for benchmarks, not for users."""
     folder = Path(path).expanduser() if path is not None else default_bundle_path()
     manifest = _read_manifest(folder)
     mpath = folder / MANIFEST
@@ -272,10 +268,8 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
 
 
 def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:
-    """Copy the verified ``bundle`` (manifest and listed files) to ``dest``, for tools in other languages.
-
-    The folder appears only when complete; an existing bundle there is replaced only with ``force``.
-    """
+    """Copy the verified ``bundle`` (manifest and listed files) to ``dest``, for tools in other languages; the
+    folder appears only when complete, and replaces an existing bundle only with ``force``."""
     dest = Path(dest)
     replace = check_folder_target(dest, force=force, marker=MANIFEST, what="a bundle")
     with atomic_folder(dest, force=replace) as tmp:

@@ -177,11 +177,8 @@ def _auto_note(got: str, tried_cuda: bool) -> str:
 
 def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
                  options: Optional[dict[str, Any]] = None) -> tuple[Any, SessionInfo]:
-    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``; the project's one way to open a graph.
-
-    ``threads``: intra-op threads (None: onnxruntime's default); ``options``: further ``SessionOptions``
-    attributes, except the optimisation level, which stays "all".
-    """
+    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``. ``threads``: intra-op threads
+    (None: onnxruntime's default); ``options``: further ``SessionOptions`` but the optimisation level ("all")."""
     rt = ort()
     providers = resolve_providers(provider)
     requested, wanted = str(provider).strip().lower(), providers[0]

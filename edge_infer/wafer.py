@@ -183,10 +183,8 @@ def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
 
 def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
     """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
-    list of maps of mixed sizes (resized with a :class:`ResizeNote`), the wafer rule applied; else InputError.
-
-    Where no map passes the wafer rule the input is refused; where only some fail, it is used with a
-    :class:`NotWaferWarning`."""
+    list of maps of mixed sizes (resized with a :class:`ResizeNote`); InputError if no map passes the wafer rule,
+    a :class:`NotWaferWarning` if only some fail."""
     arr = _numbers(maps)
     if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
         parts = [_numbers(m) for m in maps]
