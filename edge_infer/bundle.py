@@ -177,7 +177,7 @@ def _listed(folder: Path, manifest: Mapping[str, Any], key: str) -> tuple[Path, 
     try:
         for part in key.split("."):
             entry = entry[part]
-        fname = entry["file"]
+        fname = str(entry["file"])
     except (KeyError, TypeError):
         raise BundleError(f"{folder / MANIFEST}: {key} needs a file") from None
     if fname not in manifest["files"]:
