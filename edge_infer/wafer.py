@@ -58,8 +58,7 @@ def resolve_class(cls: ClassLike, classes: Sequence[str] = CLASS_NAMES) -> int:
 
 def to_onehot(states: np.ndarray) -> np.ndarray:
     """Die states ``(..., H, W)`` in 0..2 to one-hot float32 ``(..., H, W, 3)``."""
-    states = np.asarray(states)
-    return (states[..., None] == np.arange(N_STATES)).astype(np.float32)
+    return (np.asarray(states)[..., None] == np.arange(N_STATES)).astype(np.float32)
 
 
 def is_onehot(arr: np.ndarray) -> bool:
@@ -88,9 +87,7 @@ def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
 def resize_states(states: np.ndarray, size: int = MAP_SIZE) -> np.ndarray:
     """Nearest-neighbour resize of die states ``(..., H, W)`` to ``size×size`` (it invents no die state)."""
     states = np.asarray(states)
-    h, w = states.shape[-2:]
-    rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
+    rows, cols = (np.minimum(((np.arange(size) + 0.5) * n / size).astype(np.int64), n - 1) for n in states.shape[-2:])
     return states[..., rows[:, None], cols[None, :]]
 
 
