@@ -226,17 +226,12 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
 def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
     nd = manifest.get("noise_defaults") or {}
     try:
-        result = NoiseDefaults(mode=str(nd.get("mode", "relative")),
-                               strength=float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
-                               method=str(nd.get("method", "noise")), outline_lock=bool(nd.get("outline_lock", True)))
+        result = NoiseDefaults(str(nd.get("mode", "relative")), float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
+                               str(nd.get("method", "noise")), bool(nd.get("outline_lock", True)))
         settings(result, None, None, None, None, False)  # the checks every request's options get
     except (TypeError, ValueError, AttributeError):  # InputError is a ValueError
         raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
     return result
-
-
-def _io_names(graph: Mapping[str, Any]) -> tuple[str, str]:
-    return str(graph.get("input", "")), str(graph.get("output", ""))
 
 
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
@@ -253,6 +248,7 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         raise BundleError(f"{mpath}: classes must be a non-empty list of names")
     (enc_path, enc), (dec_path, dec), (gen_path, _), (core_path, _) = (
         _listed(folder, manifest, f"graphs.{role}") for role in ("encoder", "decoder", "generator", "generator_core"))
+    enc_io, dec_io = ((str(graph.get("input", "")), str(graph.get("output", ""))) for graph in (enc, dec))
     bank_path, bank_entry = _listed(folder, manifest, "latent_bank")
     bank = _load_bank(bank_path, len(classes), bank_entry.get("count"))
     try:
@@ -263,7 +259,7 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
         raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 finite numbers ≥ 0")
     std.flags.writeable = False
     return Bundle(path=folder, manifest=manifest, classes=tuple(classes), encoder_path=enc_path, decoder_path=dec_path,
-                  encoder_io=_io_names(enc), decoder_io=_io_names(dec), generator_path=gen_path, core_path=core_path,
+                  encoder_io=enc_io, decoder_io=dec_io, generator_path=gen_path, core_path=core_path,
                   **bank, latent_std=std, noise_defaults=_noise_defaults(manifest))
 
 
