@@ -171,8 +171,9 @@ def _auto_note(got: str, tried_cuda: bool) -> str:
     if CUDA not in listed:
         return "auto: this onnxruntime has no CUDA" + ("; openvino is listed: --provider openvino"
                                                        if OPENVINO in listed else "")
-    return f"auto: {nvidia_driver()}, so CUDA was not tried" if not tried_cuda else \
-        f"auto: CUDA not usable: {gpu_problem(CUDA)}"
+    if not tried_cuda:
+        return f"auto: {nvidia_driver()}, so CUDA was not tried"
+    return f"auto: CUDA not usable: {gpu_problem(CUDA)}"
 
 
 def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
@@ -185,9 +186,9 @@ def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", thre
     opts = rt.SessionOptions()
     opts.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    if threads is not None and (type(threads) is not int or threads < 1):
-        raise InputError(f"threads must be a whole number of at least 1, not {threads!r}")
     if threads is not None:
+        if type(threads) is not int or threads < 1:
+            raise InputError(f"threads must be a whole number of at least 1, not {threads!r}")
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     for name, value in (options or {}).items():
         if name == "graph_optimization_level":
