@@ -235,7 +235,7 @@ def test_inputs_that_cannot_be_cut_into_maps_are_read_whole_within_the_ceiling(t
     one = to_onehot(wafer_states(1))[0]  # (26, 26, 3): a single map
     np.save(tmp_path / "one.npy", one)
     assert load_dataset(tmp_path / "one.npy").maps.shape == (1, 26, 26, 3)
-    # Fortran order streams from a file, but a zip member cannot be read out of order: read whole.
+    # Fortran order cannot be cut into maps as it is read: read whole.
     raw = io.BytesIO()
     np.save(raw, np.asfortranarray(to_onehot(wafer_states(4))))
     with zipfile.ZipFile(tmp_path / "f.zip", "w") as zf:
