@@ -1,12 +1,10 @@
-"""Writing outputs: atomic files and folders, the checks made before any work, run folders, strict JSON.
-
-Each output is a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target until complete, then renamed into
-place; the parts a SIGKILLed run leaves are removed by the next write into that folder, with a :class:`Note`.
-"""
+"""Writing outputs: each is a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target until complete,
+then renamed into place (parts a killed run left are removed by the next write there); checks before any work; JSON."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -32,14 +30,18 @@ def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
     return OutputError(f"cannot {action} {path}: {exc.strerror or exc}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _dead(part: Path) -> bool:
+    """Whether the process whose id ``part``'s name carries has ended."""
+    pid = part.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]
+    if not pid.isdigit():
         return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
     except (OSError, OverflowError):  # another user's process, or no pid this OS has: not ours to judge
         pass
-    return True
+    return False
 
 
 def _remove(path: Path) -> None:
@@ -50,50 +52,41 @@ def _remove(path: Path) -> None:
 def _part_beside(target: Path, *, folder: bool = False) -> Path:
     """A new temporary file (or folder) beside ``target``, once the parts of dead runs there are removed.
     Its name carries this process's id, so only a dead process's parts count as stale."""
+    where = target.parent
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        where.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _os_error("create folder", target.parent, exc) from None
-    stale = []
-    with contextlib.suppress(OSError):
-        for p in target.parent.iterdir():
-            pid = p.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]
-            if p.name.startswith(".") and p.name.endswith(PART_SUFFIX) and pid.isdigit() and not _alive(int(pid)):
-                stale.append(p)
+        raise _os_error("create folder", where, exc) from None
+    stale = [p for p in where.glob(f".*{PART_SUFFIX}") if _dead(p)]
     for p in stale:
         _remove(p)
     if stale:
-        warnings.warn(f"removed {len(stale)} partial file(s) left in {target.parent} by an interrupted run", Note,
-                      stacklevel=4)
+        warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {where}", Note, stacklevel=4)
     prefix = f".{target.name[:200]}.{os.getpid()}-"
     try:
         if folder:
-            return Path(tempfile.mkdtemp(prefix=prefix, suffix=PART_SUFFIX, dir=target.parent))
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=PART_SUFFIX, dir=target.parent)
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=PART_SUFFIX, dir=where))
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=PART_SUFFIX, dir=where)
     except OSError as exc:
-        raise _os_error("write to", target.parent, exc) from None
+        raise _os_error("write to", where, exc) from None
     os.close(fd)
     return Path(name)
 
 
-def _existing(folder: PathLike) -> Path:
-    """``folder`` or its nearest parent that exists."""
+def check_can_create(folder: PathLike) -> Path:
+    """Check, creating nothing, that ``folder`` exists or could be created and written; returns it or the nearest
+    parent that exists."""
     probe = Path(folder)
     try:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
     except OSError as exc:
         raise _os_error("use", folder, exc) from None
-    return probe
-
-
-def check_can_create(folder: PathLike) -> None:
-    """Check, creating nothing, that ``folder`` exists or could be created and written."""
-    probe = _existing(folder)
     if not probe.is_dir():
         raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {probe}: permission denied")
+    return probe
 
 
 def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
@@ -113,7 +106,7 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
 def check_free_space(folder: PathLike, need: int, what: str) -> None:
     """Refuse up front an output of ``need`` bytes that the disk cannot hold."""
     try:
-        free = shutil.disk_usage(_existing(folder)).free
+        free = shutil.disk_usage(check_can_create(folder)).free
     except OSError:
         return  # cannot tell: the write itself will say
     if need > free:
@@ -139,13 +132,8 @@ def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str
 
 def next_run_folder(root: PathLike, verb: str) -> Path:
     """``root/VERB-N`` with N one more than any such folder there: a run of its own, never a collision."""
-    taken = [0]
-    with contextlib.suppress(OSError):
-        for p in Path(root).iterdir():
-            head, _, tail = p.name.rpartition("-")
-            if head == verb and tail.isdigit():
-                taken.append(int(tail))
-    return Path(root) / f"{verb}-{max(taken) + 1}"
+    tails = [p.name[len(verb) + 1:] for p in Path(root).glob(f"{glob.escape(verb)}-*")]
+    return Path(root) / f"{verb}-{max((int(t) for t in tails if t.isdigit()), default=0) + 1}"
 
 
 @contextlib.contextmanager

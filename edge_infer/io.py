@@ -4,14 +4,15 @@ every problem with a file becomes one :class:`~edge_infer.errors.DataFileError` 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Optional, Protocol, Union
 
 import numpy as np
 
@@ -28,7 +29,7 @@ BLOCK_BYTES = 64 << 20
 #: Environment variable holding the ceiling on what one input may hold in memory at once.
 MAX_MEMORY_ENV = "EDGE_INFER_MAX_INPUT_MEMORY"
 DEFAULT_MAX_MEMORY = 2 << 30
-_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def max_input_memory() -> int:
@@ -36,15 +37,10 @@ def max_input_memory() -> int:
     text = os.environ.get(MAX_MEMORY_ENV, "").strip()
     if not text:
         return DEFAULT_MAX_MEMORY
-    number = text.upper().rstrip("IB")
-    scale = _UNITS.get(number[-1:], 1)
-    try:
-        value = float(number[:-1] if scale > 1 else number) * scale
-    except ValueError:
-        value = -1
-    if not 0 < value < float("inf"):  # NaN too
+    size = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?", text.upper())
+    if not size or float(size[1]) * _UNITS[size[2]] < 1:
         raise InputError(f"{MAX_MEMORY_ENV}={text!r} is not a size; give bytes or e.g. 512M, 8G")
-    return int(value)
+    return int(float(size[1]) * _UNITS[size[2]])
 
 
 def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> None:
@@ -92,21 +88,14 @@ def _npy_maps(array: NpyArray, max_memory: Optional[int]) -> MapSource:
             raise InputError(f"maps in {where} is empty (shape {shape}); give at least one map")
         check_fits(array.map_bytes, f"one map of {where} (shape {shape[1:]})", max_memory=max_memory)
         return array
-    # Raw bytes + the one-hot result (shape[0] maps at most) are in memory together.
-    maps_at_most = shape[0] if len(shape) >= 3 else 1
-    check_fits(array.data_bytes + maps_at_most * MAP_BYTES, f"{where} (read whole: shape {shape})", max_memory=max_memory)
+    need = array.data_bytes + (shape[0] if len(shape) >= 3 else 1) * MAP_BYTES  # raw bytes and one-hot maps at once
+    check_fits(need, f"{where} (read whole: shape {shape})", max_memory=max_memory)
     return ArraySource(as_maps(array.read(hash=True), name=f"maps in {where}"), where, array.sha256)
 
 
-def _read_labels(array: NpyArray, max_memory: Optional[int]) -> tuple[np.ndarray, Optional[str]]:
-    """An input's labels as read, not yet validated, and the sha256 of their bytes."""
-    check_fits(array.data_bytes, array.where, max_memory=max_memory)
-    return array.read(hash=True), array.sha256
-
-
 def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any,
-                 own_labels: bool) -> tuple[MapSource, Optional[tuple[np.ndarray, Optional[str]]]]:
-    """The maps of ``p`` (headers checked, none read) and, with ``own_labels``, its labels: where layouts are known."""
+                 own_labels: bool) -> tuple[MapSource, Optional[NpyArray]]:
+    """The maps of ``p`` (headers checked, none read) and, with ``own_labels``, the ``label.npy`` beside them."""
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
     if p.is_dir():
@@ -120,50 +109,49 @@ def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any,
                 members = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
         except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
             raise DataFileError(f"{p}: cannot read the zip ({exc})") from None
-        open_member = lambda member: open_npy_member(p, member)  # noqa: E731
+        open_member = functools.partial(open_npy_member, p)
         if DATA_NAME not in members:
             raise DataFileError(f"{p} holds no {DATA_NAME} (found: {', '.join(sorted(members)) or 'nothing'})")
     elif p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
     elif p.suffix.lower() != ".npy" and p.is_file() and looks_like_g85(p):
-        g85 = G85Source(p, bin_map=bin_map)  # one validating pass: count, labels and sha256, then blocks
-        return g85, None if g85.labels is None else (g85.labels, g85.sha256)
+        return G85Source(p, bin_map=bin_map), None  # one validating pass: count, labels and sha256, then blocks
     else:
         return _npy_maps(open_npy_file(p), max_memory), None
     maps = _npy_maps(open_member(members[DATA_NAME]), max_memory)
-    has_labels = own_labels and LABEL_NAME in members
-    return maps, _read_labels(open_member(members[LABEL_NAME]), max_memory) if has_labels else None
-
-
-def open_maps(data: PathLike, *, max_memory: Optional[int] = None) -> MapSource:
-    """The maps of ``data`` as a :class:`MapSource`: headers and sizes checked, no map read yet."""
-    return _open_layout(Path(data), max_memory, None, False)[0]
+    return maps, open_member(members[LABEL_NAME]) if own_labels and LABEL_NAME in members else None
 
 
 @dataclass(frozen=True)
 class DataInput:
-    """An opened input: its maps (not read yet) and its validated labels (or None)."""
+    """An input and its validated labels (int64, N×1) or None. Its maps: from :func:`open_input` a
+    :class:`MapSource`, none read yet; from :func:`load_dataset` validated one-hot float32 (N×26×26×3), their
+    ``sha256`` set. Digests are of the ``data.npy``/``label.npy`` bytes, not the zip's: what ``sha256sum`` says."""
 
-    maps: MapSource
+    maps: Union[MapSource, np.ndarray]
     labels: Optional[np.ndarray]
     source: str
     labels_sha256: Optional[str] = None
+    sha256: str = ""
 
 
 def open_input(data: PathLike, labels: Optional[PathLike] = None, *, require_labels: bool = False,
                max_memory: Optional[int] = None, bin_map: Any = None) -> DataInput:
     """Open maps for streaming and read their labels, validated; ``labels`` (a ``.npy``) overrides the input's own."""
     p = Path(data)
-    maps, read = _open_layout(p, max_memory, bin_map, own_labels=labels is None)
+    maps, array = _open_layout(p, max_memory, bin_map, own_labels=labels is None)
     if labels is not None:
-        read = _read_labels(open_npy_file(Path(labels)), max_memory)
-    if read is None:
+        array = open_npy_file(Path(labels))
+    raw, digest = (maps.labels, maps.sha256) if isinstance(maps, G85Source) else (None, None)
+    if array is not None:
+        check_fits(array.data_bytes, array.where, max_memory=max_memory)
+        raw, digest = array.read(hash=True), array.sha256
+    if raw is None:
         if not require_labels:
             return DataInput(maps, None, str(p))
         if isinstance(maps, G85Source):
             raise G85Error(f"{p}: its maps carry no class (ei:ClassIndex); give a labels .npy (--labels)")
         raise DataFileError(f"{p}: no labels found; give a {LABEL_NAME} beside {DATA_NAME}, or a labels file")
-    raw, digest = read
     try:
         return DataInput(maps, as_labels(raw, maps.count, name=f"labels for {p}"), str(p), digest)
     except InputError as exc:
@@ -179,11 +167,6 @@ def _first_bad_label(raw: np.ndarray) -> str:
     return f"; the first is map {int(hits[0])} (label {flat[hits[0]]})" if hits.size else ""
 
 
-def block_rows(source: MapSource, rows: int = BLOCK_ROWS) -> int:
-    """Maps per block for ``source``: ``rows``, fewer for maps big enough to pass :data:`BLOCK_BYTES`."""
-    return max(1, min(int(rows), BLOCK_BYTES // max(source.map_bytes, 1)))
-
-
 def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
               progress: Optional[Callable[[int, int], None]] = None,
               wafer_rule: bool = True) -> Iterator[tuple[int, np.ndarray]]:
@@ -191,7 +174,8 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
     after each. A resize is noted once for the whole input (catching the per-block notes is not thread-safe, so
     only blocks that need resizing do)."""
     done, noted = 0, False
-    for raw in source.raw_blocks(block_rows(source, rows), hash=hash):
+    rows = max(1, min(int(rows), BLOCK_BYTES // max(source.map_bytes, 1)))  # fewer for maps of another size
+    for raw in source.raw_blocks(rows, hash=hash):
         resized = not isinstance(raw, np.ndarray) or (raw.ndim >= 3 and raw.shape[1:3] != MAP_SHAPE[:2])
         with warnings.catch_warnings(record=True) if resized else contextlib.nullcontext() as caught:
             if resized:
@@ -200,13 +184,12 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
                 maps = as_maps(raw, name=f"maps in {source.where}", wafer_rule=wafer_rule)
             except InputError as exc:
                 raise _first_bad_map(raw, done, source.where) or exc from None
-        for w in caught or []:  # the first ResizeNote counts the whole input; others pass on as they came
-            message = w.message
-            if issubclass(w.category, ResizeNote):
-                if noted:
-                    continue
-                noted, message = True, re.sub(r"^resized \d+ map", f"resized {source.count} map", str(message))
-            warnings.warn(message, w.category, stacklevel=2)
+        for w in caught or []:  # one ResizeNote, counting the whole input; other warnings as they came
+            if not issubclass(w.category, ResizeNote):
+                warnings.warn(w.message, w.category, stacklevel=2)
+            elif not noted:
+                noted, message = True, re.sub(r"^resized \d+", f"resized {source.count}", str(w.message))
+                warnings.warn(message, ResizeNote, stacklevel=2)
         yield done, maps
         done += maps.shape[0]
         if progress is not None:
@@ -234,37 +217,24 @@ def check_start(source: MapSource, rows: int = 64) -> None:
         next(iter_maps(source, rows=min(rows, source.count)), None)
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Validated maps (one-hot float32, N×26×26×3) and labels (int64, N×1) or None; the digests are of the
-    ``data.npy``/``label.npy`` bytes, not the zip's, so every layout gives what ``sha256sum data.npy`` does."""
-
-    maps: np.ndarray
-    labels: Optional[np.ndarray]
-    source: str
-    sha256: str = ""
-    labels_sha256: Optional[str] = None
-
-
-def read_all(source: MapSource, *, max_memory: Optional[int] = None,
-             progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+def read_all(source: MapSource, *, max_memory: Optional[int] = None) -> np.ndarray:
     """All maps of ``source`` in one one-hot float32 array, if the ceiling allows it."""
     check_fits(source.count * MAP_BYTES, f"{source.count} maps from {source.where}", max_memory=max_memory)
     if isinstance(source, ArraySource):
         return source.maps
     out = np.empty((source.count, *MAP_SHAPE), dtype=np.float32)
-    for start, maps in iter_maps(source, hash=True, progress=progress):
+    for start, maps in iter_maps(source, hash=True):
         out[start : start + maps.shape[0]] = maps
     return out
 
 
 def load_dataset(data: PathLike, labels: Optional[PathLike] = None, *, require_labels: bool = False,
-                 max_memory: Optional[int] = None) -> Dataset:
+                 max_memory: Optional[int] = None) -> DataInput:
     """Read and validate a whole input (a ``wafer.zip``, a folder with ``data.npy``, a ``.npy`` of maps with
     ``labels``, or SEMI G85 XML) if it fits under :func:`max_input_memory`; else use :func:`iter_maps`."""
     inp = open_input(data, labels, require_labels=require_labels, max_memory=max_memory)
-    maps = read_all(inp.maps, max_memory=max_memory)
-    return Dataset(maps, inp.labels, inp.source, inp.maps.sha256 or "", inp.labels_sha256)
+    maps = read_all(inp.maps, max_memory=max_memory)  # sets the input's sha256
+    return replace(inp, maps=maps, sha256=inp.maps.sha256 or "")
 
 
 def load_npy(path: PathLike, *, max_memory: Optional[int] = None) -> np.ndarray:

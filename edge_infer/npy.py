@@ -1,6 +1,6 @@
-"""``.npy`` arrays read from a file or zip member in bounded memory, and written block by block: a header's size is
-checked against the real one before any read, so no allocation is sized by a file's claims (truncated, a zip bomb);
-plain reads and writes (a memory map's pages would count as the process's memory); nothing unpickles."""
+"""``.npy`` arrays read from a file or zip member in bounded memory (each header checked against the real size before
+any read: no allocation is sized by a file's claims), and written block by block. Nothing unpickles; no memory maps
+(their pages would count as the process's memory)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def _read_errors(where: str) -> Iterator[None]:
         raise DataFileError(f"{where} is damaged ({exc})") from None
     except EOFError:
         raise DataFileError(f"{where} ends early: the file is truncated") from None
+    except ValueError as exc:  # numpy's verdict on a header
+        raise DataFileError(f"{where} is not a valid .npy array file ({str(exc).splitlines()[0]})") from None
     except (OSError, RuntimeError, NotImplementedError) as exc:  # RuntimeError: an encrypted member
         raise DataFileError(f"{where}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
@@ -91,32 +93,22 @@ class NpyArray:
         return whole.reshape(self.shape, order="F" if self.fortran_order else "C")
 
 
-def _size(n: int) -> str:
-    return f"{n:,} bytes" if n < 10_000_000 else f"{n:,} bytes ({n / 1e6:.1f} MB)"
-
-
 def _checked(where: str, opener: Callable[[], IO[bytes]], real: int, what: str) -> NpyArray:
     """The array ``opener`` gives, its header parsed and its size checked against ``real`` (what ``what``)."""
     with _read_errors(where), opener() as fh:
-        try:
-            version = npy_format.read_magic(fh)
-            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-            shape, fortran, dtype = read_header(fh, max_header_size=10_000)  # numpy's own limit
-        except ValueError as exc:
-            raise DataFileError(f"{where} is not a valid .npy array file ({str(exc).splitlines()[0]})") from None
+        version = npy_format.read_magic(fh)
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh, max_header_size=10_000)  # numpy's own limit
         array = NpyArray(where, tuple(int(d) for d in shape), dtype, bool(fortran), fh.tell(), opener)
     if dtype.hasobject:
         raise DataFileError(f"{where} holds Python objects, which are never loaded; save plain numeric arrays")
-    if dtype.fields is not None or dtype.subdtype is not None:
-        raise DataFileError(f"{where} holds a structured array ({dtype}); expected plain numbers")
     if any(d < 0 for d in shape):
         raise DataFileError(f"{where} is not a valid .npy array file (negative shape {shape})")
     declared = array.header_bytes + array.data_bytes
     if declared != real:
-        raise DataFileError(
-            f"{where}: its header declares a {dtype} array of shape {array.shape}, {_size(declared)} with the header, "
-            f"but {what} {_size(real)}; "
-            + ("the file is truncated or its header lies" if declared > real else "the header does not describe its data"))
+        why = "the file is truncated or its header lies" if declared > real else "the header does not describe its data"
+        raise DataFileError(f"{where}: its header declares a {dtype} array of shape {array.shape}, {declared:,} bytes "
+                            f"with the header, but {what} {real:,} bytes; {why}")
     return array
 
 
