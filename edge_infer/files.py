@@ -8,12 +8,12 @@ import glob
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ContextManager, Union
 
 import numpy as np
 
@@ -22,8 +22,6 @@ from .errors import Note, OutputError
 PathLike = Union[str, "os.PathLike[str]"]
 #: Marks the temporary files and folders of this project, so a later run may remove stale ones.
 PART_SUFFIX = ".edge-infer-part"
-_UMASK = os.umask(0)  # read once (it can only be read by setting it): racing threads would see 0
-os.umask(_UMASK)
 
 
 def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
@@ -62,15 +60,12 @@ def _part_beside(target: Path, *, folder: bool = False) -> Path:
         _remove(p)
     if stale:
         warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {where}", Note, stacklevel=4)
-    prefix = f".{target.name[:200]}.{os.getpid()}-"
+    tmp = where / f".{target.name[:200]}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
     try:
-        if folder:
-            return Path(tempfile.mkdtemp(prefix=prefix, suffix=PART_SUFFIX, dir=where))
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=PART_SUFFIX, dir=where)
+        tmp.mkdir() if folder else tmp.touch(exist_ok=False)  # the modes the umask gives any new file
     except OSError as exc:
         raise _os_error("write to", where, exc) from None
-    os.close(fd)
-    return Path(name)
+    return tmp
 
 
 def check_can_create(folder: PathLike) -> Path:
@@ -137,26 +132,43 @@ def next_run_folder(root: PathLike, verb: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``, renamed into place on success; on any exception (Ctrl-C, the
-    CLI's SIGTERM/SIGHUP) it is removed and ``path`` left as it was."""
+def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary file (``folder``: an empty folder) beside ``path`` that becomes ``path`` on success, an
+    existing ``path`` (``force``) replaced only then; on any exception (Ctrl-C, the CLI's SIGTERM/SIGHUP) the
+    temporary is removed and ``path`` left as it was."""
     target = Path(path)
-    check_targets([target], force=force)
-    tmp = _part_beside(target)
+    if not folder:
+        check_targets([target], force=force)
+    tmp = _part_beside(target, folder=folder)
+    old = tmp.with_name(tmp.name[:-len(PART_SUFFIX)] + "-old" + PART_SUFFIX)  # a part too, if this run dies
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
-        if target.exists() and not force:
-            raise OutputError(f"{target} appeared while writing; use --force to overwrite it")
-        os.replace(tmp, target)
+        for written in filter(Path.is_file, tmp.iterdir()) if folder else [tmp]:
+            with open(written, "rb") as fh:
+                os.fsync(fh.fileno())
+        if target.exists():
+            if not force:
+                raise OutputError(f"{target} appeared while writing; use --force to replace it")
+            if folder:  # a folder cannot be replaced in one step: the old one goes once the new one is in
+                os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if old.exists():
+                os.replace(old, target)
+            raise
     except OutputError:
         raise
     except OSError as exc:
         raise _os_error("write", target, exc) from None
     finally:
         _remove(tmp)
+        _remove(old)
+
+
+def atomic_folder(path: PathLike, *, force: bool = False) -> ContextManager[Path]:
+    """:func:`atomic_path` of a folder: yields an empty temporary folder."""
+    return atomic_path(path, force=force, folder=True)
 
 
 @contextlib.contextmanager
@@ -165,35 +177,6 @@ def atomic_files(paths: Sequence[PathLike], *, force: bool = False) -> Iterator[
     with contextlib.ExitStack() as stack:
         check_targets(paths, force=force)
         yield [stack.enter_context(atomic_path(p, force=force)) for p in paths]
-
-
-@contextlib.contextmanager
-def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path`` that becomes ``path`` on success; an existing ``path``
-    (``force``) is removed only once the new one is in place. On any exception ``path`` is left as it was."""
-    target = Path(path)
-    tmp = _part_beside(target, folder=True)
-    old = tmp.with_name(tmp.name[:-len(PART_SUFFIX)] + "-old" + PART_SUFFIX)  # a part too, if this run dies
-    try:
-        yield tmp
-        for child in tmp.iterdir():
-            if child.is_file():
-                with open(child, "rb") as fh:
-                    os.fsync(fh.fileno())
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
-        if target.exists():
-            if not force:
-                raise OutputError(f"{target} appeared while writing; use --force to replace it")
-            os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            if old.exists():  # put the previous folder back
-                os.replace(old, target)
-            raise _os_error("write", target, exc) from None
-    finally:
-        _remove(tmp)
-        _remove(old)
 
 
 def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:

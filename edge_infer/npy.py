@@ -10,7 +10,7 @@ import math
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Optional
 
@@ -51,18 +51,14 @@ class NpyArray:
     header_bytes: int
     open: Callable[[], IO[bytes]]
     sha256: Optional[str] = None  # of the file's bytes, once a ``hash=True`` read is complete
+    count: int = field(init=False)  # rows (maps, of a stack of maps)
+    map_bytes: int = field(init=False)  # bytes of one row
+    data_bytes: int = field(init=False)
 
-    @property
-    def count(self) -> int:
-        return self.shape[0]
-
-    @property
-    def map_bytes(self) -> int:
-        return max(1, math.prod(self.shape[1:]) * self.dtype.itemsize)
-
-    @property
-    def data_bytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize
+    def __post_init__(self) -> None:
+        self.count = self.shape[0] if self.shape else 1
+        self.map_bytes = max(1, math.prod(self.shape[1:]) * self.dtype.itemsize)
+        self.data_bytes = math.prod(self.shape) * self.dtype.itemsize
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[np.ndarray]:
         """The array ``rows`` rows at a time as stored (C order), each block a new array."""
@@ -126,10 +122,9 @@ def open_npy_file(path: Path) -> NpyArray:
 def open_npy_member(zf_path: Path, member: zipfile.ZipInfo) -> NpyArray:
     """A ``.npy`` member of a zip, its header checked against the member's size (:mod:`zipfile` never inflates more)."""
 
-    @contextlib.contextmanager
-    def opener() -> Iterator[IO[bytes]]:
-        with zipfile.ZipFile(zf_path) as zf, zf.open(member) as fh:
-            yield fh
+    def opener() -> IO[bytes]:
+        with zipfile.ZipFile(zf_path) as zf:
+            return zf.open(member)  # it keeps the archive's file open until it is closed itself
 
     return _checked(f"{zf_path}:{member.filename}", opener, member.file_size, "the zip says the member inflates to")
 
