@@ -20,8 +20,7 @@ import numpy as np
 from .errors import Note, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
-#: Marks the temporary files and folders of this project, so a later run may remove stale ones.
-PART_SUFFIX = ".edge-infer-part"
+PART_SUFFIX = ".edge-infer-part"  # marks our temporaries, so a later run may remove stale ones
 
 
 def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
@@ -30,14 +29,11 @@ def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
 
 def _dead(part: Path) -> bool:
     """Whether the process whose id ``part``'s name carries has ended."""
-    pid = part.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]
-    if not pid.isdigit():
-        return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(part.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]), 0)
     except ProcessLookupError:
         return True
-    except (OSError, OverflowError):  # another user's process, or no pid this OS has: not ours to judge
+    except (ValueError, OSError, OverflowError):  # no id, another user's process, or no pid here: not ours to judge
         pass
     return False
 

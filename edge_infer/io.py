@@ -4,7 +4,6 @@ every problem with a file becomes one :class:`~edge_infer.errors.DataFileError` 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import warnings
@@ -24,11 +23,8 @@ from .wafer import BLOCK_ROWS, CLASS_NAMES, MAP_BYTES, MAP_SHAPE, N_STATES, Resi
 
 DATA_NAME = "data.npy"
 LABEL_NAME = "label.npy"
-#: Raw bytes read at a time at most, so maps of any size keep a block bounded.
-BLOCK_BYTES = 64 << 20
-#: Environment variable holding the ceiling on what one input may hold in memory at once.
-MAX_MEMORY_ENV = "EDGE_INFER_MAX_INPUT_MEMORY"
-DEFAULT_MAX_MEMORY = 2 << 30
+BLOCK_BYTES = 64 << 20  # raw bytes read at a time at most, so maps of any size keep a block bounded
+MAX_MEMORY_ENV = "EDGE_INFER_MAX_INPUT_MEMORY"  # the ceiling on what one input may hold in memory at once
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -36,7 +32,7 @@ def max_input_memory() -> int:
     """The ceiling on one input held in memory: ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, K/M/G/T: ``8G``) or 2 GiB."""
     text = os.environ.get(MAX_MEMORY_ENV, "").strip()
     if not text:
-        return DEFAULT_MAX_MEMORY
+        return 2 << 30
     size = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?", text.upper())
     if not size or float(size[1]) * _UNITS[size[2]] < 1:
         raise InputError(f"{MAX_MEMORY_ENV}={text!r} is not a size; give bytes or e.g. 512M, 8G")
@@ -50,8 +46,7 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
         raise TooLargeError(
             f"{what} would take {need / 2**30:.2f} GiB in memory, over the {limit / 2**30:.2f} GiB ceiling for one "
             f"input held whole; raise the ceiling (e.g. {MAX_MEMORY_ENV}={max(1, -(-need // 2**30))}G), "
-            "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)"
-        )
+            "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)")
 
 
 class MapSource(Protocol):
@@ -99,34 +94,31 @@ def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any,
     if not p.exists():
         raise DataFileError(f"{p}: no such file or folder")
     if p.is_dir():
-        members: dict[str, Any] = {name: p / name for name in (DATA_NAME, LABEL_NAME) if (p / name).exists()}
-        open_member: Callable[[Any], NpyArray] = open_npy_file
-        if DATA_NAME not in members:
+        if not (p / DATA_NAME).exists():
             raise DataFileError(f"{p} holds no {DATA_NAME}")
-    elif zipfile.is_zipfile(p):
+        maps = _npy_maps(open_npy_file(p / DATA_NAME), max_memory)
+        return maps, open_npy_file(p / LABEL_NAME) if own_labels and (p / LABEL_NAME).exists() else None
+    if zipfile.is_zipfile(p):
         try:
             with zipfile.ZipFile(p) as zf:
                 members = {Path(i.filename).name: i for i in zf.infolist() if not i.is_dir()}
         except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
             raise DataFileError(f"{p}: cannot read the zip ({exc})") from None
-        open_member = functools.partial(open_npy_member, p)
         if DATA_NAME not in members:
             raise DataFileError(f"{p} holds no {DATA_NAME} (found: {', '.join(sorted(members)) or 'nothing'})")
-    elif p.suffix.lower() == ".zip":
+        maps = _npy_maps(open_npy_member(p, members[DATA_NAME]), max_memory)
+        return maps, open_npy_member(p, members[LABEL_NAME]) if own_labels and LABEL_NAME in members else None
+    if p.suffix.lower() == ".zip":
         raise DataFileError(f"{p} is not a valid zip file")
-    elif p.suffix.lower() != ".npy" and p.is_file() and looks_like_g85(p):
+    if p.suffix.lower() != ".npy" and p.is_file() and looks_like_g85(p):
         return G85Source(p, bin_map=bin_map), None  # one validating pass: count, labels and sha256, then blocks
-    else:
-        return _npy_maps(open_npy_file(p), max_memory), None
-    maps = _npy_maps(open_member(members[DATA_NAME]), max_memory)
-    return maps, open_member(members[LABEL_NAME]) if own_labels and LABEL_NAME in members else None
+    return _npy_maps(open_npy_file(p), max_memory), None
 
 
 @dataclass(frozen=True)
 class DataInput:
-    """An input and its validated labels (int64, N×1) or None. Its maps: from :func:`open_input` a
-    :class:`MapSource`, none read yet; from :func:`load_dataset` validated one-hot float32 (N×26×26×3), their
-    ``sha256`` set. Digests are of the ``data.npy``/``label.npy`` bytes, not the zip's: what ``sha256sum`` says."""
+    """An input's maps (a :class:`MapSource` from :func:`open_input`; one-hot float32 N×26×26×3 from
+    :func:`load_dataset`) and validated labels (int64 N×1, or None); digests of ``data.npy`` / ``label.npy`` bytes."""
 
     maps: Union[MapSource, np.ndarray]
     labels: Optional[np.ndarray]
@@ -171,8 +163,7 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
               progress: Optional[Callable[[int, int], None]] = None,
               wafer_rule: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time; ``progress(done, total)``
-    after each. A resize is noted once for the whole input (catching the per-block notes is not thread-safe, so
-    only blocks that need resizing do)."""
+    after each. A resize is noted once (only blocks that need one catch warnings: that is not thread-safe)."""
     done, noted = 0, False
     rows = max(1, min(int(rows), BLOCK_BYTES // max(source.map_bytes, 1)))  # fewer for maps of another size
     for raw in source.raw_blocks(rows, hash=hash):
@@ -200,13 +191,11 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
 
 def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
     """The error of the first map of ``raw`` that fails validation alone, named by its index."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResizeNote)
-        for i in range(len(raw)):
-            try:
-                as_maps(raw[i : i + 1], name=f"map {start + i} in {where}")
-            except InputError as exc:
-                return exc
+    for i in range(len(raw)):
+        try:
+            as_maps(raw[i : i + 1], name=f"map {start + i} in {where}")
+        except InputError as exc:
+            return exc
     return None
 
 
