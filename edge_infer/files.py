@@ -4,7 +4,6 @@ then renamed into place (parts a killed run left are removed by the next write t
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import math
 import os
@@ -44,29 +43,24 @@ def _remove(path: Path) -> None:
 
 
 def _part_beside(target: Path, *, folder: bool = False) -> Path:
-    """A new temporary file (or folder) beside ``target``, once the parts of dead runs there are removed.
-    Its name carries this process's id, so only a dead process's parts count as stale."""
+    """A new temporary file (or folder) beside ``target``, named for this process; dead processes' parts go first."""
     where = target.parent
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _os_error("create folder", where, exc) from None
-    stale = [p for p in where.glob(f".*{PART_SUFFIX}") if _dead(p)]
-    for p in stale:
-        _remove(p)
-    if stale:
-        warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {where}", Note, stacklevel=4)
     tmp = where / f".{target.name[:200]}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
     try:
+        where.mkdir(parents=True, exist_ok=True)
+        stale = [p for p in where.glob(f".*{PART_SUFFIX}") if _dead(p)]
+        for p in stale:
+            _remove(p)
         tmp.mkdir() if folder else tmp.touch(exist_ok=False)  # the modes the umask gives any new file
     except OSError as exc:
         raise _os_error("write to", where, exc) from None
+    if stale:
+        warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {where}", Note, stacklevel=4)
     return tmp
 
 
 def check_can_create(folder: PathLike) -> Path:
-    """Check, creating nothing, that ``folder`` exists or could be created and written; returns it or the nearest
-    parent that exists."""
+    """Check, creating nothing, that ``folder`` could be written; returns it or its nearest existing parent."""
     probe = Path(folder)
     try:
         while not probe.exists() and probe != probe.parent:
@@ -123,15 +117,14 @@ def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str
 
 def next_run_folder(root: PathLike, verb: str) -> Path:
     """``root/VERB-N`` with N one more than any such folder there: a run of its own, never a collision."""
-    tails = [p.name[len(verb) + 1:] for p in Path(root).glob(f"{glob.escape(verb)}-*")]
+    tails = [p.name[len(verb) + 1:] for p in Path(root).glob(f"{verb}-*")]
     return Path(root) / f"{verb}-{max((int(t) for t in tails if t.isdigit()), default=0) + 1}"
 
 
 @contextlib.contextmanager
 def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) -> Iterator[Path]:
-    """Yield a temporary file (``folder``: an empty folder) beside ``path`` that becomes ``path`` on success, an
-    existing ``path`` (``force``) replaced only then; on any exception (Ctrl-C, the CLI's SIGTERM/SIGHUP) the
-    temporary is removed and ``path`` left as it was."""
+    """Yield a temporary file (``folder``: an empty folder) beside ``path`` that becomes ``path`` on success (``force``:
+    replacing one); on any exception (Ctrl-C, the CLI's SIGTERM/SIGHUP) it is removed and ``path`` left as it was."""
     target = Path(path)
     if not folder:
         check_targets([target], force=force)
@@ -142,11 +135,10 @@ def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) ->
         for written in filter(Path.is_file, tmp.iterdir()) if folder else [tmp]:
             with open(written, "rb") as fh:
                 os.fsync(fh.fileno())
-        if target.exists():
-            if not force:
-                raise OutputError(f"{target} appeared while writing; use --force to replace it")
-            if folder:  # a folder cannot be replaced in one step: the old one goes once the new one is in
-                os.replace(target, old)
+        if target.exists() and not force:
+            raise OutputError(f"{target} appeared while writing; use --force to replace it")
+        if folder and target.exists():  # a folder is not replaced in one step: the old one goes once the new one is in
+            os.replace(target, old)
         try:
             os.replace(tmp, target)
         except OSError:

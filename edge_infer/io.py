@@ -159,9 +159,8 @@ def _first_bad_label(raw: np.ndarray) -> str:
     return f"; the first is map {int(hits[0])} (label {flat[hits[0]]})" if hits.size else ""
 
 
-def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False,
-              progress: Optional[Callable[[int, int], None]] = None,
-              wafer_rule: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False, wafer_rule: bool = True,
+              progress: Optional[Callable[[int, int], None]] = None) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, maps)``: the source's maps validated, one-hot float32, a block at a time; ``progress(done, total)``
     after each. A resize is noted once (only blocks that need one catch warnings: that is not thread-safe)."""
     done, noted = 0, False

@@ -1,6 +1,5 @@
-"""``.npy`` arrays read from a file or zip member in bounded memory (each header checked against the real size before
-any read: no allocation is sized by a file's claims), and written block by block. Nothing unpickles; no memory maps
-(their pages would count as the process's memory)."""
+"""``.npy`` arrays read from a file or zip member in bounded memory, each header checked against the real size first
+(no allocation is sized by a file's claims; nothing unpickles; no memory maps), and written block by block."""
 
 from __future__ import annotations
 
@@ -19,12 +18,8 @@ from numpy.lib import format as npy_format
 
 from .errors import DataFileError
 
-_PIECE = 1 << 20  # read and decompress in pieces of this size
-
-
 @contextlib.contextmanager
 def _read_errors(where: str) -> Iterator[None]:
-    """Errors of reading or decompressing, as one :class:`DataFileError` naming ``where``."""
     try:
         yield
     except DataFileError:
@@ -33,6 +28,8 @@ def _read_errors(where: str) -> Iterator[None]:
         raise DataFileError(f"{where} is damaged ({exc})") from None
     except EOFError:
         raise DataFileError(f"{where} ends early: the file is truncated") from None
+    except FileNotFoundError:
+        raise DataFileError(f"{where}: no such file") from None
     except ValueError as exc:  # numpy's verdict on a header
         raise DataFileError(f"{where} is not a valid .npy array file ({str(exc).splitlines()[0]})") from None
     except (OSError, RuntimeError, NotImplementedError) as exc:  # RuntimeError: an encrypted member
@@ -69,8 +66,8 @@ class NpyArray:
             for start in range(0, max(self.count, 1), max(1, rows)):
                 buf = np.empty((min(rows, self.count - start), *self.shape[1:]), dtype=self.dtype)
                 view, pos = memoryview(buf.reshape(-1).view(np.uint8)), 0
-                while pos < len(view):  # in pieces: a short stream is a truncated file
-                    got = fh.readinto(view[pos:pos + _PIECE])  # type: ignore[attr-defined]
+                while pos < len(view):  # plain reads, in 1 MiB pieces (a memory map's pages would count as ours)
+                    got = fh.readinto(view[pos:pos + (1 << 20)])  # type: ignore[attr-defined]
                     if not got:
                         raise DataFileError(f"{self.where} ends early: the file is truncated")
                     pos += got
@@ -110,12 +107,8 @@ def _checked(where: str, opener: Callable[[], IO[bytes]], real: int, what: str) 
 
 def open_npy_file(path: Path) -> NpyArray:
     """A ``.npy`` file on disk, its header checked against the file's length."""
-    try:
+    with _read_errors(str(path)):
         real = path.stat().st_size
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return _checked(str(path), lambda: open(path, "rb"), real, "the file holds")
 
 
