@@ -118,7 +118,7 @@ def _open_layout(p: Path, max_memory: Optional[int], bin_map: Any,
 @dataclass(frozen=True)
 class DataInput:
     """An input's maps (a :class:`MapSource` from :func:`open_input`; one-hot float32 N×26×26×3 from
-    :func:`load_dataset`) and validated labels (int64 N×1, or None); digests of ``data.npy`` / ``label.npy`` bytes."""
+    :func:`load_dataset`), validated labels (int64 N×1, or None), and sha256s of its ``.npy`` bytes (not a zip's)."""
 
     maps: Union[MapSource, np.ndarray]
     labels: Optional[np.ndarray]
@@ -131,9 +131,8 @@ def open_input(data: PathLike, labels: Optional[PathLike] = None, *, require_lab
                max_memory: Optional[int] = None, bin_map: Any = None) -> DataInput:
     """Open maps for streaming and read their labels, validated; ``labels`` (a ``.npy``) overrides the input's own."""
     p = Path(data)
-    maps, array = _open_layout(p, max_memory, bin_map, own_labels=labels is None)
-    if labels is not None:
-        array = open_npy_file(Path(labels))
+    maps, own = _open_layout(p, max_memory, bin_map, own_labels=labels is None)
+    array = own if labels is None else open_npy_file(Path(labels))
     raw, digest = (maps.labels, maps.sha256) if isinstance(maps, G85Source) else (None, None)
     if array is not None:
         check_fits(array.data_bytes, array.where, max_memory=max_memory)

@@ -18,6 +18,7 @@ from numpy.lib import format as npy_format
 
 from .errors import DataFileError
 
+
 @contextlib.contextmanager
 def _read_errors(where: str) -> Iterator[None]:
     try:
