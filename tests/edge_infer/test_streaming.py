@@ -65,7 +65,7 @@ def test_files_in_either_order_give_the_same_maps(gen, wafer_zip, wafer_data, sm
     with zipfile.ZipFile(wafer_zip) as zf:
         (tmp_path / "data.npy").write_bytes(zf.read("data.npy"))
     np.save(tmp_path / "c.npy", np.ascontiguousarray(wafer_data.maps))
-    # streamed, not read whole: opens under a 1 MiB ceiling (the float64 file is 20 MiB)
+    # a stack in C order streams: it opens under a 1 MiB ceiling (it holds 10 MiB); Fortran order is read whole
     assert eio.open_input(tmp_path / "c.npy", max_memory=1 << 20).maps.count == 1281
     with pytest.raises(TooLargeError, match="read whole"):
         eio.open_input(tmp_path / "data.npy", max_memory=1 << 20)
