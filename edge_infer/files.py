@@ -1,8 +1,5 @@
-"""Writing outputs: atomic files and folders, output checks, run folders, JSON.
-
-Each output is a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target until complete, then renamed into
-place; the parts a SIGKILLed run leaves are removed by the next write into that folder, with a :class:`Note`.
-"""
+"""Writing outputs: each is a hidden ``.NAME.<pid>-<random>.edge-infer-part`` beside its target until complete,
+then renamed into place (parts a killed run left are removed by the next write there); checks before any work; JSON."""
 
 from __future__ import annotations
 
@@ -10,96 +7,81 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ContextManager, Union
 
 import numpy as np
 
 from .errors import Note, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
-#: Marks the temporary files and folders of this project, so a later run may remove stale ones.
-PART_SUFFIX = ".edge-infer-part"
+PART_SUFFIX = ".edge-infer-part"  # marks our temporaries, so a later run may remove stale ones
 
 
 def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
     return OutputError(f"cannot {action} {path}: {exc.strerror or exc}")
 
 
-def _alive(pid: int) -> bool:
+def _dead(part: Path) -> bool:
+    """Whether the process whose id ``part``'s name carries has ended."""
     try:
-        os.kill(pid, 0)
+        os.kill(int(part.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]), 0)
     except ProcessLookupError:
-        return False
-    except (OSError, OverflowError):  # another user's process, or no pid this OS has: not ours to judge
         return True
-    return True
+    except (ValueError, OSError, OverflowError):  # no id, another user's process, or no pid here: not ours to judge
+        pass
+    return False
 
 
-def _part_prefix(name: str) -> str:
-    """Temporary names carry the writer's process id, so only a dead process's parts count as stale."""
-    return f".{name[:200]}.{os.getpid()}-"
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
-def remove_stale_parts(folder: PathLike) -> int:
-    """Remove the ``*.edge-infer-part`` files and folders of dead runs in ``folder``; returns how many."""
-    stale = []
+def _part_beside(target: Path, *, folder: bool = False) -> Path:
+    """A new temporary file (or folder) beside ``target``, named for this process; dead processes' parts go first."""
+    where = target.parent
+    tmp = where / f".{target.name[:200]}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
     try:
-        for p in Path(folder).iterdir():
-            if p.name.startswith(".") and p.name.endswith(PART_SUFFIX):
-                pid = p.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]
-                if pid.isdigit() and not _alive(int(pid)):
-                    stale.append(p)
-    except OSError:
-        return 0
-    for p in stale:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    if stale:
-        warnings.warn(f"removed {len(stale)} partial file(s) left in {folder} by an interrupted run", Note, stacklevel=3)
-    return len(stale)
-
-
-def ensure_folder(folder: PathLike) -> None:
-    """Create ``folder`` if needed and check it can be written, or raise :class:`OutputError`."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+        where.mkdir(parents=True, exist_ok=True)
+        stale = [p for p in where.glob(f".*{PART_SUFFIX}") if _dead(p)]
+        for p in stale:
+            _remove(p)
+        tmp.mkdir() if folder else tmp.touch(exist_ok=False)  # the modes the umask gives any new file
     except OSError as exc:
-        raise _os_error("create folder", folder, exc) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {folder}: permission denied")
+        raise _os_error("write to", where, exc) from None
+    if stale:
+        warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {where}", Note, stacklevel=4)
+    return tmp
 
 
-def check_can_create(folder: PathLike) -> None:
-    """Check, creating nothing, that ``folder`` exists or could be created and written."""
-    folder = Path(folder)
-    probe = folder
+def check_can_create(folder: PathLike) -> Path:
+    """Check, creating nothing, that ``folder`` could be written; returns it or its nearest existing parent."""
+    probe = Path(folder)
     try:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
-        ok = probe.is_dir()
     except OSError as exc:
         raise _os_error("use", folder, exc) from None
-    if not ok:
+    if not probe.is_dir():
         raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write to {probe}: permission denied")
+    return probe
 
 
 def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
     """Refuse up front an output that exists (without ``force``), is a folder, or cannot be written."""
-    for path in paths:
-        p = Path(path)
+    for p in map(Path, paths):
         try:
             exists, is_dir = p.exists(), p.is_dir()
         except OSError as exc:
             raise _os_error("write", p, exc) from None
-        if exists and is_dir:
+        if is_dir:
             raise OutputError(f"{p} is a folder; cannot write a file there")
         if exists and not force:
             raise OutputError(f"{p} already exists; use --force to overwrite it")
@@ -108,61 +90,73 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
 
 def check_free_space(folder: PathLike, need: int, what: str) -> None:
     """Refuse up front an output of ``need`` bytes that the disk cannot hold."""
-    probe = Path(folder)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
     try:
-        free = shutil.disk_usage(probe).free
+        free = shutil.disk_usage(check_can_create(folder)).free
     except OSError:
         return  # cannot tell: the write itself will say
     if need > free:
         raise OutputError(f"{what} need {need / 2**30:.2f} GiB in {folder}, which has {free / 2**30:.2f} GiB free")
 
 
+def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str) -> bool:
+    """Refuse up front a file there, a folder without ``force``, or (so ``--force`` never deletes an arbitrary
+    folder) one neither empty nor ``what`` (no ``marker``). Returns whether :func:`atomic_folder` may replace it."""
+    out, replace = Path(folder), force
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise OutputError(f"{out} exists and is not a folder; give another --out")
+        if all(c.name.startswith(".") and c.is_file() for c in out.iterdir()):
+            replace = True  # nothing of the user's is lost
+        elif not (out / marker).exists():
+            raise OutputError(f"{out} is a folder that is not {what}; refusing to replace it")
+        elif not force:
+            raise OutputError(f"{out} already exists; use --force to replace it")
+    check_can_create(out.parent)
+    return replace
+
+
 def next_run_folder(root: PathLike, verb: str) -> Path:
     """``root/VERB-N`` with N one more than any such folder there: a run of its own, never a collision."""
-    taken = [0]
-    with contextlib.suppress(OSError):
-        for p in Path(root).iterdir():
-            head, _, tail = p.name.rpartition("-")
-            if head == verb and tail.isdigit():
-                taken.append(int(tail))
-    return Path(root) / f"{verb}-{max(taken) + 1}"
-
-
-_UMASK = os.umask(0)  # read once (it can only be read by setting it): racing threads would see 0
-os.umask(_UMASK)
+    tails = [p.name[len(verb) + 1:] for p in Path(root).glob(f"{verb}-*")]
+    return Path(root) / f"{verb}-{max((int(t) for t in tails if t.isdigit()), default=0) + 1}"
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``, renamed into place on success; on any exception (Ctrl-C, the
-    CLI's SIGTERM/SIGHUP) it is removed and ``path`` left as it was."""
+def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary file (``folder``: an empty folder) beside ``path`` that becomes ``path`` on success (``force``:
+    replacing one); on any exception (Ctrl-C, the CLI's SIGTERM/SIGHUP) it is removed and ``path`` left as it was."""
     target = Path(path)
-    check_targets([target], force=force)
-    ensure_folder(target.parent)
-    remove_stale_parts(target.parent)
-    try:
-        fd, name = tempfile.mkstemp(prefix=_part_prefix(target.name), suffix=PART_SUFFIX, dir=target.parent)
-    except OSError as exc:
-        raise _os_error("write", target, exc) from None
-    os.close(fd)
-    tmp = Path(name)
+    if not folder:
+        check_targets([target], force=force)
+    tmp = _part_beside(target, folder=folder)
+    old = tmp.with_name(tmp.name[:-len(PART_SUFFIX)] + "-old" + PART_SUFFIX)  # a part too, if this run dies
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
+        for written in filter(Path.is_file, tmp.iterdir()) if folder else [tmp]:
+            with open(written, "rb") as fh:
+                os.fsync(fh.fileno())
         if target.exists() and not force:
-            raise OutputError(f"{target} appeared while writing; use --force to overwrite it")
-        os.replace(tmp, target)
+            raise OutputError(f"{target} appeared while writing; use --force to replace it")
+        if folder and target.exists():  # a folder is not replaced in one step: the old one goes once the new one is in
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if old.exists():
+                os.replace(old, target)
+            raise
     except OutputError:
         raise
     except OSError as exc:
         raise _os_error("write", target, exc) from None
     finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _remove(tmp)
+        _remove(old)
+
+
+def atomic_folder(path: PathLike, *, force: bool = False) -> ContextManager[Path]:
+    """:func:`atomic_path` of a folder: yields an empty temporary folder."""
+    return atomic_path(path, force=force, folder=True)
 
 
 @contextlib.contextmanager
@@ -171,60 +165,6 @@ def atomic_files(paths: Sequence[PathLike], *, force: bool = False) -> Iterator[
     with contextlib.ExitStack() as stack:
         check_targets(paths, force=force)
         yield [stack.enter_context(atomic_path(p, force=force)) for p in paths]
-
-
-def check_folder_target(folder: PathLike, *, force: bool, marker: str, what: str) -> bool:
-    """Refuse up front a file there, a folder without ``force``, or (so ``--force`` never deletes an arbitrary
-    folder) one neither empty nor ``what`` (no ``marker``). Returns whether :func:`atomic_folder` may replace it."""
-    out = Path(folder)
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise OutputError(f"{out} exists and is not a folder; give another --out")
-        if all(c.name.startswith(".") and c.is_file() for c in out.iterdir()):
-            check_can_create(out.parent)
-            return True
-        if not (out / marker).exists():
-            raise OutputError(f"{out} is a folder that is not {what}; refusing to replace it")
-        if not force:
-            raise OutputError(f"{out} already exists; use --force to replace it")
-    check_can_create(out.parent)
-    return force
-
-
-@contextlib.contextmanager
-def atomic_folder(path: PathLike, *, force: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path`` that becomes ``path`` on success; an existing ``path``
-    (``force``) is removed only once the new one is in place. On any exception ``path`` is left as it was."""
-    target = Path(path)
-    ensure_folder(target.parent)
-    remove_stale_parts(target.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=_part_prefix(target.name), suffix=PART_SUFFIX, dir=target.parent))
-    except OSError as exc:
-        raise _os_error("write to", target.parent, exc) from None
-    old: Optional[Path] = None
-    try:
-        yield tmp
-        for child in tmp.iterdir():
-            if child.is_file():
-                with open(child, "rb") as fh:
-                    os.fsync(fh.fileno())
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
-        if target.exists():
-            if not force:
-                raise OutputError(f"{target} appeared while writing; use --force to replace it")
-            old = Path(tempfile.mkdtemp(prefix=_part_prefix(target.name + ".old"), suffix=PART_SUFFIX, dir=target.parent))
-            os.replace(target, old / target.name)
-        try:
-            os.replace(tmp, target)
-        except OSError as exc:
-            if old is not None:  # put the previous folder back
-                os.replace(old / target.name, target)
-            raise _os_error("write", target, exc) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:
@@ -242,18 +182,16 @@ def write_npy(path: PathLike, array: np.ndarray) -> None:
 
 def jsonable(value: Any) -> Any:
     """A JSON-safe copy for every JSON file written (strict readers refuse ``NaN``): NaN and infinities become
-    null, numpy scalars plain numbers, tuples lists, anything else unknown its text."""
+    null, numpy values plain ones, tuples lists, anything else unknown its text."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, (np.ndarray, np.generic)):
-        return jsonable(value.tolist())
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return str(value)
+    return value if value is None or isinstance(value, (bool, int, str)) else str(value)
 
 
 def json_text(obj: Any, *, sort_keys: bool = True) -> str:

@@ -1,15 +1,15 @@
-"""``.npy`` arrays read from a file or zip member in bounded memory, and written block by block: a header's size is
-checked against the real one before any read, so no allocation is sized by a file's claims (truncated, a zip bomb);
-plain reads and writes (a memory map's pages would count as the process's memory); nothing unpickles."""
+"""``.npy`` arrays read from a file or zip member in bounded memory, each header checked against the real size first
+(no allocation is sized by a file's claims; nothing unpickles; no memory maps), and written block by block."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Optional
 
@@ -18,45 +18,29 @@ from numpy.lib import format as npy_format
 
 from .errors import DataFileError
 
-#: numpy's own limit on a header's length (``max_header_size``).
-MAX_HEADER_BYTES = 10_000
-_PIECE = 1 << 20  # read and decompress in pieces of this size
-
-
-def _size(n: int) -> str:
-    return f"{n:,} bytes" if n < 10_000_000 else f"{n:,} bytes ({n / 1e6:.1f} MB)"
-
 
 @contextlib.contextmanager
 def _read_errors(where: str) -> Iterator[None]:
-    """Errors of reading or decompressing, as one :class:`DataFileError` naming ``where``."""
     try:
         yield
     except DataFileError:
         raise
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error) as exc:
         raise DataFileError(f"{where} is damaged ({exc})") from None
-    except zlib.error as exc:
-        raise DataFileError(f"{where} is damaged: its compressed data cannot be read ({exc})") from None
     except EOFError:
         raise DataFileError(f"{where} ends early: the file is truncated") from None
+    except FileNotFoundError:
+        raise DataFileError(f"{where}: no such file") from None
+    except ValueError as exc:  # numpy's verdict on a header
+        raise DataFileError(f"{where} is not a valid .npy array file ({str(exc).splitlines()[0]})") from None
     except (OSError, RuntimeError, NotImplementedError) as exc:  # RuntimeError: an encrypted member
         raise DataFileError(f"{where}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
-def _fill(fh: IO[bytes], view: memoryview, where: str) -> None:
-    """Fill ``view`` from ``fh`` piece by piece; a short stream is a truncated file."""
-    pos = 0
-    while pos < len(view):
-        got = fh.readinto(view[pos:pos + _PIECE])  # type: ignore[attr-defined]
-        if not got:
-            raise DataFileError(f"{where} ends early: the file is truncated")
-        pos += got
-
-
-@dataclass(frozen=True)
+@dataclass
 class NpyArray:
-    """A ``.npy`` array whose header was checked; ``open`` gives a fresh stream at its first byte."""
+    """A ``.npy`` array whose header was checked; ``open`` gives a fresh stream at its first byte. Read along its
+    first axis it is a :class:`~edge_infer.io.MapSource` (its rows are the maps)."""
 
     where: str
     shape: tuple[int, ...]
@@ -64,123 +48,79 @@ class NpyArray:
     fortran_order: bool
     header_bytes: int
     open: Callable[[], IO[bytes]]
-    path: Optional[Path] = None  # the file, for arrays that can be read out of order (None: a zip member)
+    sha256: Optional[str] = None  # of the file's bytes, once a ``hash=True`` read is complete
+    count: int = field(init=False)  # rows (maps, of a stack of maps)
+    map_bytes: int = field(init=False)  # bytes of one row
+    data_bytes: int = field(init=False)
 
-    @property
-    def data_bytes(self) -> int:
-        return int(np.prod(self.shape, dtype=object)) * self.dtype.itemsize
+    def __post_init__(self) -> None:
+        self.count = self.shape[0] if self.shape else 1
+        self.map_bytes = max(1, math.prod(self.shape[1:]) * self.dtype.itemsize)
+        self.data_bytes = math.prod(self.shape) * self.dtype.itemsize
 
-    @property
-    def row_bytes(self) -> int:
-        """Bytes of one item along the first axis (one map, for a stack of maps)."""
-        return int(np.prod(self.shape[1:], dtype=object)) * self.dtype.itemsize
-
-    def blocks(self, rows: int, *, hasher: Optional[Any] = None) -> Iterator[np.ndarray]:
-        """The array ``rows`` items at a time, each block a new array; ``hasher`` is fed every byte of the file."""
-        if self.fortran_order and len(self.shape) > 1:
-            yield from self._fortran_blocks(rows, hasher)
-            return
-        n = self.shape[0] if self.shape else 1
+    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[np.ndarray]:
+        """The array ``rows`` rows at a time as stored (C order), each block a new array."""
+        hasher = hashlib.sha256()
+        update = hasher.update if hash else (lambda _: None)
         with _read_errors(self.where), self.open() as fh:
-            header = fh.read(self.header_bytes)
-            if hasher is not None:
-                hasher.update(header)
-            for start in range(0, n, max(1, rows)):
-                buf = np.empty((min(rows, n - start), *self.shape[1:]), dtype=self.dtype)
-                _fill(fh, memoryview(buf.reshape(-1).view(np.uint8)), self.where)
-                if hasher is not None:
-                    hasher.update(buf.data)
+            update(fh.read(self.header_bytes))
+            for start in range(0, max(self.count, 1), max(1, rows)):
+                buf = np.empty((min(rows, self.count - start), *self.shape[1:]), dtype=self.dtype)
+                view, pos = memoryview(buf.reshape(-1).view(np.uint8)), 0
+                while pos < len(view):  # plain reads, in 1 MiB pieces (a memory map's pages would count as ours)
+                    got = fh.readinto(view[pos:pos + (1 << 20)])  # type: ignore[attr-defined]
+                    if not got:
+                        raise DataFileError(f"{self.where} ends early: the file is truncated")
+                    pos += got
+                update(buf.data)
                 yield buf
             if fh.read(1):  # read to the end, so a zip member's CRC is checked
                 raise DataFileError(f"{self.where} holds more data than its header declares")
+        if hash:
+            self.sha256 = hasher.hexdigest()
 
-    def _fortran_blocks(self, rows: int, hasher: Optional[Any]) -> Iterator[np.ndarray]:
-        """Blocks of a Fortran-order file: maps ``a..b`` of one die position lie together."""
-        if self.path is None:
-            raise DataFileError(f"{self.where} is stored in Fortran order; it can only be read whole")
-        n, inner = self.shape[0], self.shape[1:]
-        per_map, item = int(np.prod(inner, dtype=object)), self.dtype.itemsize
-        with _read_errors(self.where), open(self.path, "rb") as fh:
-            for start in range(0, n, max(1, rows)):
-                count = min(rows, n - start)
-                buf = np.empty((per_map, count), dtype=self.dtype)
-                for j in range(per_map):
-                    fh.seek(self.header_bytes + (j * n + start) * item)
-                    _fill(fh, memoryview(buf[j].view(np.uint8)), self.where)
-                yield np.ascontiguousarray(buf.reshape(*inner[::-1], count).transpose(range(len(inner), -1, -1)))
-        if hasher is not None:  # the digest is of the file's bytes in their order
-            with _read_errors(self.where), self.open() as fh:
-                while piece := fh.read(_PIECE * 8):
-                    hasher.update(piece)
-
-    def read(self, *, hasher: Optional[Any] = None) -> np.ndarray:
+    def read(self, *, hash: bool = False) -> np.ndarray:
         """The whole array (the caller checks first that it may be held in memory)."""
-        if self.fortran_order or not self.shape:  # read as the flat array it is on disk
-            flat = replace(self, shape=(math.prod(self.shape),), fortran_order=False, path=None)
-            return flat.read(hasher=hasher).reshape(self.shape, order="F")
-        whole = list(self.blocks(max(1, self.shape[0]), hasher=hasher))
-        return whole[0] if whole else np.empty(self.shape, self.dtype)
+        flat = replace(self, shape=(math.prod(self.shape),))  # as it lies on disk, in either order
+        (whole,) = flat.raw_blocks(flat.count, hash=hash)
+        self.sha256 = flat.sha256
+        return whole.reshape(self.shape, order="F" if self.fortran_order else "C")
 
 
-def _parse_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
-    try:
+def _checked(where: str, opener: Callable[[], IO[bytes]], real: int, what: str) -> NpyArray:
+    """The array ``opener`` gives, its header parsed and its size checked against ``real`` (what ``what``)."""
+    with _read_errors(where), opener() as fh:
         version = npy_format.read_magic(fh)
-    except (ValueError, EOFError):
-        raise DataFileError(f"{where} is not a valid .npy array file (no .npy header)") from None
-    try:
-        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        shape, fortran, dtype = reader(fh, max_header_size=MAX_HEADER_BYTES)
-    except ValueError as exc:
-        text = str(exc)
-        if "pickle" in text.lower() or "object" in text.lower():
-            raise DataFileError(f"{where} holds Python objects, which are never loaded; save plain numeric arrays") from None
-        raise DataFileError(f"{where} is not a valid .npy array file ({text.splitlines()[0]})") from None
-    except (EOFError, OSError) as exc:
-        raise DataFileError(f"{where} is not a valid .npy array file ({exc or 'header cut short'})") from None
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh, max_header_size=10_000)  # numpy's own limit
+        array = NpyArray(where, tuple(int(d) for d in shape), dtype, bool(fortran), fh.tell(), opener)
     if dtype.hasobject:
         raise DataFileError(f"{where} holds Python objects, which are never loaded; save plain numeric arrays")
-    if dtype.fields is not None or dtype.subdtype is not None:
-        raise DataFileError(f"{where} holds a structured array ({dtype}); expected plain numbers")
     if any(d < 0 for d in shape):
         raise DataFileError(f"{where} is not a valid .npy array file (negative shape {shape})")
-    return tuple(int(d) for d in shape), dtype, bool(fortran), fh.tell()
-
-
-def _checked(where: str, opener: Callable[[], IO[bytes]], real: int, what: str, path: Optional[Path]) -> NpyArray:
-    with _read_errors(where), opener() as fh:
-        shape, dtype, fortran, header = _parse_header(fh, where)
-    arr = NpyArray(where, shape, dtype, fortran, header, opener, path)
-    declared = header + arr.data_bytes
+    declared = array.header_bytes + array.data_bytes
     if declared != real:
-        raise DataFileError(
-            f"{where}: its header declares a {dtype} array of shape {shape}, {_size(declared)} with the header, "
-            f"but {what} {_size(real)}; "
-            + ("the file is truncated or its header lies" if declared > real else "the header does not describe its data"))
-    return arr
+        why = "the file is truncated or its header lies" if declared > real else "the header does not describe its data"
+        raise DataFileError(f"{where}: its header declares a {dtype} array of shape {array.shape}, {declared:,} bytes "
+                            f"with the header, but {what} {real:,} bytes; {why}")
+    return array
 
 
 def open_npy_file(path: Path) -> NpyArray:
     """A ``.npy`` file on disk, its header checked against the file's length."""
-    try:
-        if path.is_dir():
-            raise DataFileError(f"{path} is a folder, not a .npy file")
+    with _read_errors(str(path)):
         real = path.stat().st_size
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return _checked(str(path), lambda: open(path, "rb"), real, "the file holds", path)
+    return _checked(str(path), lambda: open(path, "rb"), real, "the file holds")
 
 
 def open_npy_member(zf_path: Path, member: zipfile.ZipInfo) -> NpyArray:
     """A ``.npy`` member of a zip, its header checked against the member's size (:mod:`zipfile` never inflates more)."""
 
-    @contextlib.contextmanager
-    def opener() -> Iterator[IO[bytes]]:
-        with zipfile.ZipFile(zf_path) as zf, zf.open(member) as fh:
-            yield fh
+    def opener() -> IO[bytes]:
+        with zipfile.ZipFile(zf_path) as zf:
+            return zf.open(member)  # it keeps the archive's file open until it is closed itself
 
-    return _checked(f"{zf_path}:{member.filename}", opener, member.file_size, "the zip says the member inflates to", None)
+    return _checked(f"{zf_path}:{member.filename}", opener, member.file_size, "the zip says the member inflates to")
 
 
 class NpyWriter:
@@ -208,4 +148,3 @@ def npy_writer(path: Any, shape: Sequence[int], dtype: Any = np.float32) -> Iter
         yield writer
         if writer.rows != writer.shape[0]:
             raise ValueError(f"{path}: wrote {writer.rows} of {writer.shape[0]} rows")
-

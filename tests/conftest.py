@@ -32,7 +32,7 @@ def wafer_zip() -> Path:
 
 @pytest.fixture(scope="session")
 def wafer_data(wafer_zip):
-    """The 1281 course maps and labels, validated (edge_infer.io.Dataset)."""
+    """The 1281 course maps and labels, validated (edge_infer.io.load_dataset)."""
     from edge_infer.io import load_dataset
 
     return load_dataset(wafer_zip, require_labels=True)

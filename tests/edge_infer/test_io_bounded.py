@@ -31,7 +31,6 @@ from edge_infer.io import (
     load_npy,
     max_input_memory,
     open_input,
-    open_maps,
 )
 from edge_infer.wafer import ResizeNote, to_onehot
 
@@ -88,7 +87,7 @@ def test_zip_bomb_of_zeros_is_refused_at_its_first_map(tmp_path):
     n = 250_000  # 2 GB of zeros behind an honest header, in a 2 MB zip
     bomb = zip_of_zeros(tmp_path / "bomb.zip", npy_header((n, 26, 26, 3)), n * MAP_BYTES)
     assert bomb.stat().st_size < 3_000_000
-    source = open_maps(bomb)
+    source = open_input(bomb).maps
     assert source.count == n
     with pytest.raises(InputError, match=r"map 0 in .*bomb.zip:data.npy is not one-hot"):
         check_start(source)
@@ -179,7 +178,7 @@ def test_first_bad_map_is_named_by_its_index_in_the_whole_input(tmp_path):
     maps[737, 5, 5] = [1, 1, 0]
     np.save(tmp_path / "m.npy", maps)
     with pytest.raises(InputError, match=r"^map 737 in .*m.npy is not one-hot"):
-        for _ in iter_maps(open_maps(tmp_path / "m.npy"), rows=128):
+        for _ in iter_maps(open_input(tmp_path / "m.npy").maps, rows=128):
             pass
     maps[737, 5, 5] = [0, 1, 0]
     maps[901, 0, 0, 0] = np.nan
@@ -191,7 +190,7 @@ def test_first_bad_map_is_named_by_its_index_in_the_whole_input(tmp_path):
 def test_blocks_cover_every_map_in_order_with_one_resize_note(tmp_path):
     states = np.repeat(np.repeat(wafer_states(300), 2, axis=1), 2, axis=2)  # 52×52
     np.save(tmp_path / "big.npy", states)
-    source = open_maps(tmp_path / "big.npy")
+    source = open_input(tmp_path / "big.npy").maps
     with pytest.warns(ResizeNote) as notes:
         blocks = list(iter_maps(source, rows=64))
     assert [s for s, _ in blocks] == list(range(0, 300, 64))
@@ -223,7 +222,7 @@ def test_memory_ceiling_refuses_whole_reads_and_says_how_to_raise_it(tmp_path, m
     assert max_input_memory() == 1 << 20
     with pytest.raises(TooLargeError):
         load_dataset(tmp_path / "m.npy")
-    assert sum(b.shape[0] for _, b in iter_maps(open_maps(tmp_path / "m.npy"))) == 200, "streaming is not held back"
+    assert sum(b.shape[0] for _, b in iter_maps(open_input(tmp_path / "m.npy").maps)) == 200, "streaming is not held back"
     monkeypatch.setenv(MAX_MEMORY_ENV, "2g")
     assert load_dataset(tmp_path / "m.npy").maps.shape == (200, 26, 26, 3)
     monkeypatch.setenv(MAX_MEMORY_ENV, "lots")
@@ -235,14 +234,14 @@ def test_inputs_that_cannot_be_cut_into_maps_are_read_whole_within_the_ceiling(t
     one = to_onehot(wafer_states(1))[0]  # (26, 26, 3): a single map
     np.save(tmp_path / "one.npy", one)
     assert load_dataset(tmp_path / "one.npy").maps.shape == (1, 26, 26, 3)
-    # Fortran order streams from a file, but a zip member cannot be read out of order: read whole.
+    # Fortran order cannot be cut into maps as it is read: read whole.
     raw = io.BytesIO()
     np.save(raw, np.asfortranarray(to_onehot(wafer_states(4))))
     with zipfile.ZipFile(tmp_path / "f.zip", "w") as zf:
         zf.writestr("data.npy", raw.getvalue())
     np.testing.assert_array_equal(load_dataset(tmp_path / "f.zip").maps, to_onehot(wafer_states(4)))
     with pytest.raises(TooLargeError, match="read whole"):
-        open_maps(tmp_path / "f.zip", max_memory=10_000)
+        open_input(tmp_path / "f.zip", max_memory=10_000)
 
 
 # ---------------------------------------------------------------- a million maps, bounded
@@ -288,10 +287,10 @@ def test_a_million_maps_are_read_in_bounded_memory(tmp_path):
         textwrap.dedent(
             f"""
             import numpy as np
-            from edge_infer.io import block_rows, open_maps
-            source = open_maps({str(path)!r})
+            from edge_infer.io import open_input
+            source = open_input({str(path)!r}).maps
             count = defects = 0
-            for raw in source.raw_blocks(block_rows(source)):
+            for raw in source.raw_blocks(4096):  # BLOCK_ROWS
                 count += raw.shape[0]
                 defects += int(np.count_nonzero(raw == 2))
             result = {{"count": count, "declared": source.count, "defects": defects}}
@@ -311,9 +310,9 @@ def test_every_map_is_validated_in_bounded_memory(tmp_path):
     peak, result = _peak_rss_mb(
         textwrap.dedent(
             f"""
-            from edge_infer.io import iter_maps, open_maps
+            from edge_infer.io import iter_maps, open_input
             count = normal = 0
-            for start, maps in iter_maps(open_maps({str(path)!r})):
+            for start, maps in iter_maps(open_input({str(path)!r}).maps):
                 count += maps.shape[0]
                 normal += int(maps[..., 1].sum())
             result = {{"count": count, "normal": normal}}

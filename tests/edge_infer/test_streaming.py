@@ -13,7 +13,7 @@ from edge_infer import WaferGenerator
 from edge_infer.cli import main
 from edge_infer.errors import InputError, TooLargeError
 from edge_infer.streaming import augment_blocks, reconstruct_blocks, reconstruction_metrics
-from edge_infer.io import open_input, open_maps
+from edge_infer.io import open_input
 from edge_infer.npy import npy_writer
 from edge_infer.wafer import MAP_SHAPE
 
@@ -31,7 +31,7 @@ def small_blocks(monkeypatch):
 
 def _reconstruct_to(gen, data, path, **kw):
     """Reconstruct every map of ``data`` (a path) into the .npy ``path``, a block at a time."""
-    source = open_maps(data)
+    source = open_input(data).maps
     with npy_writer(path, (source.count, *MAP_SHAPE)) as sink:
         return reconstruct_blocks(gen, source, sink=sink, **kw)
 
@@ -58,16 +58,18 @@ def test_reconstruct_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small
     np.testing.assert_array_equal(np.concatenate(result.first_outputs), gen.reconstruct(wafer_data.maps[:8]))
 
 
-def test_files_stream_in_either_order(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
-    """The course data.npy is float64 in Fortran order: streamed from a file, as C order is."""
+def test_files_in_either_order_give_the_same_maps(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
+    """The course data.npy is float64 in Fortran order: read whole (within the ceiling); C order streams."""
     import zipfile
 
     with zipfile.ZipFile(wafer_zip) as zf:
         (tmp_path / "data.npy").write_bytes(zf.read("data.npy"))
     np.save(tmp_path / "c.npy", np.ascontiguousarray(wafer_data.maps))
+    # a stack in C order streams: it opens under a 1 MiB ceiling (it holds 10 MiB); Fortran order is read whole
+    assert eio.open_input(tmp_path / "c.npy", max_memory=1 << 20).maps.count == 1281
+    with pytest.raises(TooLargeError, match="read whole"):
+        eio.open_input(tmp_path / "data.npy", max_memory=1 << 20)
     for name in ("data.npy", "c.npy"):
-        # streamed, not read whole: opens under a 1 MiB ceiling (the float64 file is 20 MiB)
-        assert eio.open_maps(tmp_path / name, max_memory=1 << 20).count == 1281
         with pytest.raises(TooLargeError, match="ceiling"):
             eio.load_npy(tmp_path / name, max_memory=1 << 20)
         result = _reconstruct_to(gen, tmp_path / name, tmp_path / f"r-{name}")
