@@ -1,7 +1,5 @@
 """``WaferGenerator``: a request's plan (:mod:`~edge_infer.sampling`) → one bundle graph run per block → a sink.
-
-Graph outputs are checked (finite; one-hot where promised) because a bundle is code from elsewhere. A generator
-holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads.
+It holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads.
 """
 
 from __future__ import annotations
@@ -28,8 +26,6 @@ ProgressFn = Callable[[int, int], None]
 #: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
 DATA_FILE, LABEL_FILE = "gen_data.npy", "gen_label.npy"
-GENERATOR_INPUTS = ("source", "seed", "row0", "strength")
-CORE_INPUTS = ("latent", "sigma", "outline", "seed", "row", "attempt")
 
 
 @dataclass(frozen=True)
@@ -77,43 +73,32 @@ def _need_memory(n: int) -> None:
                          "WaferGenerator.generate_to_files (the CLI streams to disk automatically)")
 
 
-def _open(path: Path, provider: str, threads: Optional[int], inputs: tuple[str, ...]) -> tuple[Any, SessionInfo]:
-    """A generation graph's session, its inputs the format's."""
+def _open(path: Path, provider: str, threads: Optional[int], inputs: Sequence[str], output: str = "",
+          shape: tuple = ()) -> tuple[Any, SessionInfo]:
+    """A graph's session, refused at load unless it has ``inputs`` and (when named) ``output`` ``(batch, *shape)``."""
     session, info = open_session(path, provider=provider, threads=threads)
     have = sorted(i.name for i in session.get_inputs())
     if have != sorted(inputs):
         raise BundleError(f"{path}: inputs {', '.join(have)} are not the format's {', '.join(inputs)}")
+    if output:
+        dims = {o.name: o.shape[1:] for o in session.get_outputs()}.get(output)
+        if dims is None:
+            raise BundleError(f"{path}: has no output {output!r}, as the manifest says")
+        got = tuple(d if isinstance(d, int) else -1 for d in dims)
+        if len(got) != len(shape) or any(g not in (-1, w) for g, w in zip(got, shape)):
+            raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not "
+                              f"(batch, {', '.join(map(str, shape))})")
     return session, info
 
 
-def checked(maps: np.ndarray, graph: Path, *, onehot: bool) -> np.ndarray:
-    """``maps`` as a graph returned them, if they are what the format promises; else :class:`BundleError`."""
-    if not np.isfinite(maps).all():
-        raise BundleError(f"{graph}: the graph computed NaN or infinite values; this bundle is broken")
-    if onehot and not is_onehot(maps):
-        raise BundleError(f"{graph}: the graph's maps are not one-hot; this bundle is broken")
-    return maps
-
-
-def _open_one_io(path: Path, names: tuple[str, str], shape: tuple, provider: str, threads: Optional[int]) -> Any:
-    """The encoder or decoder: its input and output named as the manifest says, the output's shape the format's."""
-    session = open_session(path, provider=provider, threads=threads)[0]
-    outputs = {o.name: o for o in session.get_outputs()}
-    if names[0] not in [i.name for i in session.get_inputs()] or names[1] not in outputs:
-        raise BundleError(f"{path}: has no input {names[0]!r} and output {names[1]!r}, as the manifest says")
-    got = tuple(d if isinstance(d, int) else -1 for d in outputs[names[1]].shape[1:])
-    if len(got) != len(shape) or any(g not in (-1, w) for g, w in zip(got, shape)):
-        raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not "
-                          f"(batch, {', '.join(map(str, shape))})")
-    return session
-
-
-def _run_one_io(session: Any, path: Path, names: tuple[str, str], x: np.ndarray) -> np.ndarray:
-    """The encoder or decoder over ``x``, a block at a time; its output checked finite."""
-    parts = [session.run([names[1]], {names[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})[0]
-             for i in range(0, x.shape[0], BLOCK_ROWS)]
-    out = np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
-    return checked(out, path, onehot=False)
+def _run(session: Any, path: Path, output: str, feeds: dict, *, onehot: bool = False) -> np.ndarray:
+    """A graph's ``output``, if it is what the format promises (a bundle is code from elsewhere)."""
+    out = session.run([output], feeds)[0]
+    if not np.isfinite(out).all():
+        raise BundleError(f"{path}: the graph computed NaN or infinite values; this bundle is broken")
+    if onehot and not is_onehot(out):
+        raise BundleError(f"{path}: the graph's maps are not one-hot; this bundle is broken")
+    return out
 
 
 def _as_latents(latents: Any) -> np.ndarray:
@@ -140,13 +125,14 @@ class WaferGenerator:
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
-        self.bundle = bundle
-        self.generator_session, self.provider_info = _open(bundle.generator_path, provider, threads, GENERATOR_INPUTS)
+        b = self.bundle = bundle
+        self.generator_session, self.provider_info = _open(b.generator_path, provider, threads,
+                                                           ("source", "seed", "row0", "strength"))
         on = self.provider_info.actual  # the other graphs run where the generator really runs
-        self.core_session = _open(bundle.core_path, on, threads, CORE_INPUTS)[0]
-        self.encoder_session = _open_one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
-        self.decoder_session = _open_one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
-        self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
+        self.core_session = _open(b.core_path, on, threads, ("latent", "sigma", "outline", "seed", "row", "attempt"))[0]
+        self.encoder_session = _open(b.encoder_path, on, threads, b.encoder_io[:1], b.encoder_io[1], LATENT_SHAPE)[0]
+        self.decoder_session = _open(b.decoder_path, on, threads, b.decoder_io[:1], b.decoder_io[1], MAP_SHAPE)[0]
+        self._bank = Sources(b.latents, b.labels, b.outline_ids, b.outlines, True)
 
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
@@ -169,14 +155,19 @@ class WaferGenerator:
         """What really runs the graphs: ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"``."""
         return self.provider_info.actual
 
+    def _blockwise(self, session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> np.ndarray:
+        parts = [_run(session, path, io[1], {io[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})
+                 for i in range(0, x.shape[0], BLOCK_ROWS)]
+        return np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
+
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
         b = self.bundle
-        return _run_one_io(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
+        return self._blockwise(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
         b = self.bundle
-        return _run_one_io(self.decoder_session, b.decoder_path, b.decoder_io, latents)
+        return self._blockwise(self.decoder_session, b.decoder_path, b.decoder_io, latents)
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
@@ -199,7 +190,7 @@ class WaferGenerator:
         idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
-        return lock_outline(self._decode(self.bundle.latents[idx]), self.bundle.outlines[self.bundle.outline_ids[idx]])
+        return lock_outline(self._decode(self.bundle.latents[idx]), self.bundle.source_outlines(idx))
 
     def generate(self, cls: Optional[ClassLike], n: int = 1, *, seed: sampling.SeedLike = None, maps: Any = None,
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
@@ -260,8 +251,8 @@ class WaferGenerator:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
         if source_offset and not uniform:
             raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
-        src = self._sources(maps, labels, None, require_labels=True)
-        counts = sampling.variant_counts(k if uniform else per_source, src.labels.shape[0])
+        src = self._sources(maps, labels, None)
+        counts = sampling.variant_counts(per_source, len(src.labels))
         _need_memory(int(counts.sum()))
         opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
@@ -281,7 +272,7 @@ class WaferGenerator:
             raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
         opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
         seed = sampling.check_seed(seed)
-        src = self._sources(maps, labels, cls_index, require_labels=False)
+        src = self._sources(maps, labels, cls_index)
         pin = None
         if source_index is not None:
             pin = sampling.check_source_index(source_index, src, cls_index, self.classes)
@@ -292,7 +283,8 @@ class WaferGenerator:
             raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
         return sampling.plan_generate(src, candidates, n, seed, opts, self.classes, pin=pin)
 
-    def _sources(self, maps: Any, labels: Any, cls_index: Optional[int], *, require_labels: bool) -> Sources:
+    def _sources(self, maps: Any, labels: Any, cls_index: Optional[int]) -> Sources:
+        """The bank, or ``maps`` encoded; without ``labels`` they are all class ``cls_index`` (generate only)."""
         if maps is None:
             if labels is not None:
                 raise InputError("labels were given without maps")
@@ -300,7 +292,7 @@ class WaferGenerator:
         onehot = as_maps(maps)
         m = onehot.shape[0]
         if labels is None:
-            if require_labels or cls_index is None:
+            if cls_index is None:
                 raise InputError("labels are needed for the given maps (one class index per map)")
             lab = np.full(m, cls_index, dtype=np.int64)
         else:
@@ -315,47 +307,58 @@ def _gather(n: int, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
         out[lo:lo + len(block)] = block
     return out
 
-def _block(gen: WaferGenerator, plan: Plan, lo: int, hi: int) -> np.ndarray:
-    """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
-    if plan.bank_graph:
-        feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
-                 "row0": np.array([plan.row0 + lo], np.int64), "strength": np.array([plan.settings.strength], np.float32)}
-        return checked(gen.generator_session.run(["maps"], feeds)[0], gen.bundle.generator_path, onehot=True)
-    return _draw(gen, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
+
+def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
+    seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
+    for lo in range(0, plan.n, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, plan.n)
+        if plan.bank_graph:
+            feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
+                     "row0": np.array([plan.row0 + lo], np.int64),
+                     "strength": np.array([plan.settings.strength], np.float32)}
+            maps = _run(gen.generator_session, gen.bundle.generator_path, "maps", feeds, onehot=True)
+        else:
+            maps = _draw(gen, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
+        if plan.siblings:
+            _redraw_siblings(gen, plan, lo, maps, seen)
+        yield lo, maps
+        if progress is not None:
+            progress(hi, plan.n)
+
 
 def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
     """Maps of request ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
     src, sources, opts = plan.src, plan.sources[rows], plan.settings
     latent = src.latents[sources]
-    if plan.partners is not None and plan.weights is not None:
-        latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
+    if plan.partners is not None:  # mix: (1-t)·a + t·b in float32
+        t = plan.weights[rows].reshape(-1, 1, 1, 1)
+        latent = ((np.float32(1) - t) * latent + t * src.latents[plan.partners[rows]]).astype(np.float32)
     sigma = sampling.noise_sigma(opts.mode, opts.strength, gen.bundle.latent_std, plan.variants[rows])
     if attempts.any():
-        sigma = sampling.redraw_sigma(sigma, attempts[:, None])
+        sigma = sigma * (sampling.REDRAW_GROWTH ** attempts[:, None]).astype(np.float32)
     feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
              "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
              "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}
-    where = gen.bundle.core_path
     if opts.outline_lock and not opts.raw:
-        return checked(gen.core_session.run(["maps"], feeds)[0], where, onehot=True)
-    probs = checked(gen.core_session.run(["probs"], feeds)[0], where, onehot=False)
+        return _run(gen.core_session, gen.bundle.core_path, "maps", feeds, onehot=True)
+    probs = _run(gen.core_session, gen.bundle.core_path, "probs", feeds)
     return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
+
 
 def _redraw_siblings(gen: WaferGenerator, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
     """Replace, in row order, each map equal to a kept map of an earlier row with its source by the first of its
     redraws (1 … MAX_REDRAWS) that is new, else the last. ``seen``: the keys of rows before ``lo`` (updated)."""
     keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
     clashing = sampling.repeated_rows(keys, seen)
-    if clashing.size == 0:
-        seen.update(keys.tolist())
-        return
-    redraws = _redraws(gen, plan, lo, lo + clashing)  # every clashing row's redraws in one run
+    redraws = _redraws(gen, plan, lo, lo + clashing) if clashing.size else {}  # every clashing row's, in one run
     for i, key in enumerate(keys.tolist()):
         if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
             cand_maps, cand_keys = redraws.get(i) or _redraws(gen, plan, lo, np.array([lo + i]))[i]
             k = next((j for j, c in enumerate(cand_keys) if c not in seen), len(cand_keys) - 1)
             maps[i], key = cand_maps[k], cand_keys[k]
         seen.add(key)
+
 
 def _redraws(gen: WaferGenerator, plan: Plan, lo: int, rows: np.ndarray) -> dict:
     """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
@@ -365,15 +368,3 @@ def _redraws(gen: WaferGenerator, plan: Plan, lo: int, rows: np.ndarray) -> dict
     keys = sampling.sibling_keys(plan.sources[all_rows], maps).reshape(rows.size, r)
     maps = maps.reshape(rows.size, r, *MAP_SHAPE)
     return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
-
-def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
-    seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
-    for lo in range(0, plan.n, BLOCK_ROWS):
-        hi = min(lo + BLOCK_ROWS, plan.n)
-        maps = _block(gen, plan, lo, hi)
-        if plan.siblings:
-            _redraw_siblings(gen, plan, lo, maps, seen)
-        yield lo, maps
-        if progress is not None:
-            progress(hi, plan.n)
