@@ -268,9 +268,10 @@ def plan_generate(src: Sources, candidates: np.ndarray, n: int, seed: int, opts:
     return make_plan(src, choose_sources(candidates, n, seed, pin=pin), variants, seed, opts, classes)
 
 
-def plan_augment(src: Sources, counts: np.ndarray, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
-    """``counts[i]`` rows for source i, the variants of each source following each other, numbered 0.. within it:
-    with one k, rows k·i … k·i+k−1."""
+def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
+    """``per_source`` rows for every source (one k for all, or the counts of :func:`variant_counts`), the variants
+    of each source following each other, numbered 0.. within it: with one k, rows k·i … k·i+k−1."""
+    counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (len(src.labels),))
     sources = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     variants = np.arange(sources.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     return make_plan(src, sources, variants, seed, opts, classes)

@@ -33,8 +33,6 @@ def test_draws_are_the_splitmix64_sequence_of_the_stream_key():
     np.testing.assert_array_equal(S.draws(7, 1, 100)[:10], S.draws(7, 1, 10))
     assert not np.array_equal(S.draws(7, 1, 10), S.draws(8, 1, 10))
     assert not np.array_equal(S.draws(7, 1, 10), S.draws(7, 2, 10))
-    u = S.unit_floats(S.draws(1, 0, 100_000))
-    assert u.dtype == np.float32 and u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
 
 
 def test_seeds_ints_pass_unchanged_none_is_fresh_sequences_are_accepted():
@@ -97,18 +95,7 @@ def test_partners_same_class_not_self_same_outline_when_possible():
     np.testing.assert_array_equal(w2, weights)
 
 
-def test_mixed_latents_lie_between_their_two_sources():
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((200, 64, 3, 3)).astype(np.float32)
-    b = rng.standard_normal((200, 64, 3, 3)).astype(np.float32)
-    t = S.choose_partners(np.zeros(200, np.int64), np.zeros(2, np.int64), np.zeros(2, np.int64), 3)[1]
-    m = S.mix_latents(a, b, t)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    assert m.dtype == np.float32 and ((m >= lo - 1e-6) & (m <= hi + 1e-6)).all()
-    np.testing.assert_allclose(m[0], (1 - t[0]) * a[0] + t[0] * b[0], rtol=1e-6)
-
-
-def test_sigma_relative_course_and_redraw_growth():
+def test_sigma_relative_and_course():
     std = np.linspace(0.1, 2.0, 64).astype(np.float32)
     rel = S.noise_sigma("relative", 0.4, std, np.arange(3))
     assert rel.shape == (3, 64) and rel.dtype == np.float32
@@ -116,9 +103,6 @@ def test_sigma_relative_course_and_redraw_growth():
     course = S.noise_sigma("course", 123.0, std, np.arange(10))
     np.testing.assert_allclose(course[:, 0], [0.1, 0.2, 0.3, 0.4, 0.5] * 2, rtol=1e-6)
     assert (course == course[:, :1]).all()
-    np.testing.assert_array_equal(S.redraw_sigma(rel[:1], 2), rel[:1] * np.float32(2.25))
-    with pytest.raises(InputError):
-        S.noise_sigma("loud", 1.0, std, np.arange(3))
 
 
 def test_check_choice():
