@@ -159,7 +159,7 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
     """The recipe of an ``augment`` call: ``name``'s, else the classic one when ``per_source`` is given (what
     ``augment --per-source K`` always did), else :data:`DEFAULT_RECIPE`'s; changed by the options not None."""
     base = get_recipe(name) if name is not None else RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
-    options = {"per_source": per_source, "balance": balance, "symmetries": None if symmetries is None else bool(symmetries)}
+    options = {"per_source": per_source, "balance": balance, "symmetries": symmetries}
     changes = {key: value for key, value in options.items() if value is not None}
     if not changes:
         return base

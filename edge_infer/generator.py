@@ -101,6 +101,13 @@ def _run(session: Any, path: Path, output: str, feeds: dict, *, onehot: bool = F
     return out
 
 
+def _blockwise(session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> np.ndarray:
+    """The encoder or decoder over ``x``, a block at a time."""
+    parts = [_run(session, path, io[1], {io[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})
+             for i in range(0, x.shape[0], BLOCK_ROWS)]
+    return np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
+
+
 def _as_latents(latents: Any) -> np.ndarray:
     """Latents ``(N, 64, 3, 3)`` float32 (one latent becomes a batch of one), finite."""
     try:
@@ -116,12 +123,8 @@ def _as_latents(latents: Any) -> np.ndarray:
 
 
 class WaferGenerator:
-    """Generate, encode, decode and reconstruct wafer maps with a verified bundle.
-
-    Maps are accepted one-hot ``(N, 26, 26, 3)`` like ``data.npy``, as die states ``(N, 26, 26)`` (0 boundary,
-    1 normal, 2 defect), or as a single map; other sizes are resized to 26×26 (nearest neighbour) with a
-    :class:`~edge_infer.wafer.ResizeNote`. Classes are given by name (any case) or index.
-    """
+    """Generate, encode, decode and reconstruct wafer maps with a verified bundle (docs/api.md). Maps are taken
+    in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index."""
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
@@ -137,12 +140,8 @@ class WaferGenerator:
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
              verify: bool = True) -> "WaferGenerator":
-        """Load and verify a bundle (the default one when ``path`` is None) and open its graphs.
-
-        ``provider``: ``"auto"`` (CUDA where a session really gets it, else the CPU), ``"cpu"``, ``"cuda"``,
-        ``"tensorrt"`` or ``"openvino"`` (a :class:`~edge_infer.errors.ProviderError` where it does not really
-        run). ``threads``: onnxruntime intra-op threads per graph (None: onnxruntime's default).
-        """
+        """Load and verify a bundle (the default one when ``path`` is None) and open its graphs on ``provider``
+        (``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``) with ``threads`` intra-op threads."""
         return cls(load_bundle(path, verify=verify), provider, threads)
 
     @property
@@ -155,29 +154,19 @@ class WaferGenerator:
         """What really runs the graphs: ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"``."""
         return self.provider_info.actual
 
-    def _blockwise(self, session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> np.ndarray:
-        parts = [_run(session, path, io[1], {io[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})
-                 for i in range(0, x.shape[0], BLOCK_ROWS)]
-        return np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
-
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
         b = self.bundle
-        return self._blockwise(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
-
-    def _decode(self, latents: np.ndarray) -> np.ndarray:
-        b = self.bundle
-        return self._blockwise(self.decoder_session, b.decoder_path, b.decoder_io, latents)
+        return _blockwise(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
         ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
-        probs = self._decode(_as_latents(latents))
+        b = self.bundle
+        probs = _blockwise(self.decoder_session, b.decoder_path, b.decoder_io, _as_latents(latents))
         if raw:
             return probs
-        if outlines is not None:
-            return lock_outline(probs, np.asarray(outlines, dtype=bool))
-        return to_onehot(probs.argmax(axis=-1))
+        return to_onehot(probs.argmax(axis=-1)) if outlines is None else lock_outline(probs, np.asarray(outlines, bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
         """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
@@ -190,21 +179,15 @@ class WaferGenerator:
         idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
-        return lock_outline(self._decode(self.bundle.latents[idx]), self.bundle.source_outlines(idx))
+        return self.decode(self.bundle.latents[idx], outlines=self.bundle.source_outlines(idx))
 
     def generate(self, cls: Optional[ClassLike], n: int = 1, *, seed: sampling.SeedLike = None, maps: Any = None,
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
                  method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
                  raw: bool = False, progress: Optional[ProgressFn] = None) -> Generated:
-        """Generate ``n`` new maps of class ``cls`` (name, any case, or index).
-
-        Sources: the bundle's latent bank, or ``maps`` (with ``labels``; without labels every given map counts as
-        class ``cls``), in a seeded random order of the class's maps, cycled, so ``n`` up to the class count gives
-        distinct sources. ``source_index`` pins every map to that row of the source set (``cls`` may then be None).
-        ``strength``, ``method`` (``noise``/``mix``), ``mode`` (``relative``/``course``) and ``outline_lock``
-        default to the bundle's. ``seed``: 0 … 2**63-1 (None: fresh); same seed, same maps. ``progress(done, total)``
-        after each block.
-        """
+        """``n`` new maps of class ``cls`` from the bank or from ``maps`` (+ ``labels``, else all of ``cls``),
+        a seeded order of the class's sources, cycled; ``source_index`` pins one. Options None take the bundle's
+        defaults; same seed, same maps; ``progress(done, total)`` after each block."""
         _need_memory(check_count(n))
         made = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
                                     strength=strength, method=method, mode=mode, outline_lock=outline_lock, raw=raw,
@@ -238,39 +221,30 @@ class WaferGenerator:
                 seed: sampling.SeedLike = None, strength: Optional[float] = None, method: Optional[str] = None,
                 mode: Optional[str] = None, outline_lock: Optional[bool] = None, raw: bool = False,
                 progress: Optional[ProgressFn] = None, source_offset: int = 0) -> Generated:
-        """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
-
-        The k variants of source i are rows ``k·i … k·i+k−1``, each with its source's label and outline.
-        ``per_source`` may be one count per source (≥ 0): each source's variants then follow each other, in source
-        order. ``source_offset``: the index of ``maps[0]`` in a larger set the caller augments block by block; rows
-        and their noise are numbered as in one call on the whole set (``method="noise"`` only).
-        """
-        uniform = not isinstance(per_source, (list, tuple, np.ndarray))
-        k = check_count(per_source, "per_source") if uniform else 0
+        """``per_source`` new maps (one k, or a count per source) for every source map (the bank, or ``maps`` +
+        ``labels``): the variants of source i on consecutive rows, k·i … k·i+k−1. ``source_offset``: the index of
+        ``maps[0]`` in a larger set augmented block by block, so rows and noise are those of one call on the set."""
         if not sampling.is_whole_number(source_offset) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
-        if source_offset and not uniform:
+        if source_offset and np.ndim(per_source):
             raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
         src = self._sources(maps, labels, None)
         counts = sampling.variant_counts(per_source, len(src.labels))
         _need_memory(int(counts.sum()))
         opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        if source_offset and opts.method == "mix":
+            raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
-        if source_offset:
-            if plan.partners is not None:
-                raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
-            plan = plan._replace(row0=int(source_offset) * k)
+        plan = plan._replace(row0=int(source_offset) * int(counts[0]))
         maps = _gather(plan.n, plan_blocks(self, plan, progress))
         return Generated(maps, plan.labels, plan.sources + int(source_offset))
 
     def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
-              labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
-              method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
-              raw: bool = False) -> Plan:
+              labels: Any = None, source_index: Optional[int] = None, **noise: Any) -> Plan:
         cls_index = None if cls is None else resolve_class(cls, self.classes)
         if cls_index is None and source_index is None:
             raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
-        opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        opts = sampling.settings(self.bundle.noise_defaults, **noise)
         seed = sampling.check_seed(seed)
         src = self._sources(maps, labels, cls_index)
         pin = None

@@ -234,8 +234,8 @@ class Plan(NamedTuple):
         return self.src.bank and self.partners is None and s.mode == "relative" and s.outline_lock and not s.raw
 
 
-def settings(defaults: Any, strength: Optional[float], method: Optional[str], mode: Optional[str],
-             outline_lock: Optional[bool], raw: bool) -> Settings:
+def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
+             outline_lock: Optional[bool] = None, raw: bool = False) -> Settings:
     """Check a request's options; ``None`` takes the bundle's ``noise_defaults``."""
     return Settings(
         method=check_choice(method if method is not None else defaults.method, METHODS, "method"),
