@@ -1,8 +1,6 @@
-"""The plan of a request: every per-row decision (source, variant, mixing partner and weight), made from the seed
-before any graph runs, which then draw the noise. Pure numpy, no state: the same seed gives the same maps in any
-thread, block size or language. The randomness contract (SplitMix64 streams, sibling keys) is
-docs/other-languages.md; the graphs' interface is docs/bundle-format.md.
-"""
+"""The plan of a request: each row's source, variant, mixing partner and weight, made from the seed before the graphs
+draw the noise. No state: the same seed gives the same maps in any thread, block size or language. The randomness
+contract (SplitMix64 streams, sibling keys) is docs/other-languages.md."""
 
 from __future__ import annotations
 
@@ -74,17 +72,6 @@ def check_seed(seed: SeedLike) -> int:
     return int(seed)
 
 
-def check_strength(strength: float) -> float:
-    """A finite strength > 0 (zero noise would make sibling variants identical)."""
-    try:
-        value = float(strength)
-    except (TypeError, ValueError):
-        raise InputError(f"strength must be a number, not {strength!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"strength must be a finite number > 0, not {strength!r}")
-    return value
-
-
 def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     """``value`` lower-cased if it is one of ``allowed``, else InputError."""
     v = str(value).strip().lower()
@@ -110,8 +97,6 @@ def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[i
     if pin is not None:
         return np.full(n, int(pin), dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
-    if candidates.size == 0:
-        raise InputError("no source maps to generate from")
     order = candidates[draws(seed, PLAN_STREAM, candidates.size).argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
 
@@ -236,14 +221,18 @@ class Plan(NamedTuple):
 
 def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
              outline_lock: Optional[bool] = None, raw: bool = False) -> Settings:
-    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``."""
-    return Settings(
-        method=check_choice(method if method is not None else defaults.method, METHODS, "method"),
-        mode=check_choice(mode if mode is not None else defaults.mode, MODES, "noise mode"),
-        strength=check_strength(strength if strength is not None else defaults.strength),
-        outline_lock=bool(defaults.outline_lock if outline_lock is None else outline_lock),
-        raw=bool(raw),
-    )
+    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``. The strength must be > 0: zero
+    noise would make sibling variants identical."""
+    strength = defaults.strength if strength is None else strength
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"strength must be a finite number > 0, not {strength!r}")
+    return Settings(check_choice(defaults.method if method is None else method, METHODS, "method"),
+                    check_choice(defaults.mode if mode is None else mode, MODES, "noise mode"), value,
+                    bool(defaults.outline_lock if outline_lock is None else outline_lock), bool(raw))
 
 
 def make_plan(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int, opts: Settings,
@@ -278,20 +267,18 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
 
 
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
-    """Variants of each of ``n_sources`` sources: one whole number k ≥ 1 for all,
-    or one count ≥ 0 per source (at least one map in all). int64 ``(n_sources,)``."""
+    """Variants of each of ``n_sources`` sources, int64: one whole number k ≥ 1 for all, or one count ≥ 0 per
+    source (at least one map in all)."""
     if np.ndim(per_source) == 0:
         return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     try:
-        raw = np.asarray(per_source)
-    except (TypeError, ValueError):
-        raise InputError(f"per_source must be a whole number or one count per source, not {per_source!r}") from None
-    if raw.ndim != 1 or raw.size != n_sources or (raw.size and raw.dtype.kind not in "iu"):
-        raise InputError(f"per_source counts must be {n_sources} whole numbers (one per source), got shape {raw.shape}")
-    counts = raw.astype(np.int64)
-    if (counts < 0).any() or counts.sum() < 1:
-        raise InputError("per_source counts must be ≥ 0 and make at least one map")
-    return counts
+        counts = np.asarray(per_source)
+    except (TypeError, ValueError):  # ragged
+        counts = np.zeros(0)
+    if counts.shape != (n_sources,) or counts.dtype.kind not in "iu" or (counts < 0).any() or counts.sum() < 1:
+        raise InputError(f"per_source counts must be whole numbers ≥ 0, one per source ({n_sources}), making at "
+                         "least one map")
+    return counts.astype(np.int64)
 
 
 def check_source_index(source_index: Any, src: Sources, cls_index: Optional[int], classes: tuple[str, ...]) -> int:

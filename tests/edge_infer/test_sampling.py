@@ -54,7 +54,7 @@ def test_bad_seeds(bad):
 @pytest.mark.parametrize("bad", [0, -0.5, float("nan"), float("inf"), "x"])
 def test_bad_strength(bad):
     with pytest.raises(InputError, match="strength"):
-        S.check_strength(bad)
+        settings(DEFAULTS, bad)
 
 
 def test_choose_sources_distinct_then_cycles_and_pins():
@@ -71,8 +71,6 @@ def test_choose_sources_distinct_then_cycles_and_pins():
         np.testing.assert_array_equal(S.choose_sources(cands, 1, seed), S.choose_sources(cands, 3, seed)[:1])
         np.testing.assert_array_equal(S.choose_sources(cands, 3, seed), S.choose_sources(cands, 12, seed)[:3])
     assert len({tuple(S.choose_sources(cands, 5, s)) for s in range(20)}) > 10
-    with pytest.raises(InputError):
-        S.choose_sources(np.array([], dtype=np.int64), 3, 0)
 
 
 def test_partners_same_class_not_self_same_outline_when_possible():
