@@ -42,10 +42,7 @@ class Generated:
         return int(self.labels.shape[0])
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
-        if copy is False and dtype is not None and np.dtype(dtype) != self.maps.dtype:
-            raise ValueError("Generated.maps cannot be converted to another dtype without a copy")
-        arr = self.maps if dtype is None else self.maps.astype(dtype, copy=False)
-        return arr.copy() if copy else arr
+        return np.array(self.maps, dtype=dtype, copy=copy)
 
 
 class Blocks(NamedTuple):
@@ -247,15 +244,7 @@ class WaferGenerator:
         opts = sampling.settings(self.bundle.noise_defaults, **noise)
         seed = sampling.check_seed(seed)
         src = self._sources(maps, labels, cls_index)
-        pin = None
-        if source_index is not None:
-            pin = sampling.check_source_index(source_index, src, cls_index, self.classes)
-            cls_index = int(src.labels[pin])
-        candidates = np.flatnonzero(src.labels == cls_index)
-        if candidates.size == 0:
-            where = "the given maps" if maps is not None else "the bundle's latent bank"
-            raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
-        return sampling.plan_generate(src, candidates, n, seed, opts, self.classes, pin=pin)
+        return sampling.plan_generate(src, cls_index, n, seed, opts, self.classes, source_index)
 
     def _sources(self, maps: Any, labels: Any, cls_index: Optional[int]) -> Sources:
         """The bank, or ``maps`` encoded; without ``labels`` they are all class ``cls_index`` (generate only)."""

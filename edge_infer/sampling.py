@@ -90,12 +90,10 @@ def check_count(n: Any, what: str = "n") -> int:
     return int(n)
 
 
-def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[int] = None) -> np.ndarray:
+def choose_sources(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``n`` rows: ``candidates`` ordered by their draw of :data:`PLAN_STREAM` (candidate i gets value i; ties keep
-    index order) and cycled, or ``pin`` on every row. So ``n ≤ len`` gives distinct sources, each is used about
-    equally often, and a larger ``n`` keeps the first rows of a smaller one."""
-    if pin is not None:
-        return np.full(n, int(pin), dtype=np.int64)
+    index order) and cycled. So ``n ≤ len`` gives distinct sources, each is used about equally often, and a larger
+    ``n`` keeps the first rows of a smaller one."""
     candidates = np.asarray(candidates, dtype=np.int64)
     order = candidates[draws(seed, PLAN_STREAM, candidates.size).argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
@@ -250,11 +248,27 @@ def make_plan(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
                 siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
 
 
-def plan_generate(src: Sources, candidates: np.ndarray, n: int, seed: int, opts: Settings,
-                  classes: tuple[str, ...], pin: Optional[int] = None) -> Plan:
-    """``n`` rows from ``candidates`` (a class's rows of ``src``) in the seeded order, cycled."""
-    variants = np.arange(n, dtype=np.int64) % COURSE_VARIANTS
-    return make_plan(src, choose_sources(candidates, n, seed, pin=pin), variants, seed, opts, classes)
+def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opts: Settings,
+                  classes: tuple[str, ...], source_index: Any = None) -> Plan:
+    """``n`` rows of class ``cls_index`` of ``src`` in the seeded order (:func:`choose_sources`), or row
+    ``source_index`` of ``src`` on every row (of class ``cls_index`` when that is given)."""
+    if source_index is not None:
+        if not is_whole_number(source_index):
+            raise InputError(f"source index must be a whole number, not {source_index!r}")
+        if not 0 <= source_index < len(src.labels):
+            raise InputError(f"source index {source_index} is out of range 0..{len(src.labels) - 1}")
+        own = int(src.labels[source_index])
+        if cls_index is not None and own != cls_index:
+            raise InputError(f"source {int(source_index)} is class {classes[own]}, not {classes[cls_index]}; "
+                             "drop --class or pick a source of that class")
+        sources = np.full(n, int(source_index), dtype=np.int64)
+    else:
+        candidates = np.flatnonzero(src.labels == cls_index)
+        if candidates.size == 0:
+            where = "the bundle's latent bank" if src.bank else "the given maps"
+            raise InputError(f"no maps of class {classes[cls_index]} in {where}")
+        sources = choose_sources(candidates, n, seed)
+    return make_plan(src, sources, np.arange(n, dtype=np.int64) % COURSE_VARIANTS, seed, opts, classes)
 
 
 def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
@@ -279,16 +293,3 @@ def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
         raise InputError(f"per_source counts must be whole numbers ≥ 0, one per source ({n_sources}), making at "
                          "least one map")
     return counts.astype(np.int64)
-
-
-def check_source_index(source_index: Any, src: Sources, cls_index: Optional[int], classes: tuple[str, ...]) -> int:
-    """A valid row of ``src`` whose class agrees with ``cls_index`` (when given)."""
-    if not is_whole_number(source_index):
-        raise InputError(f"source index must be a whole number, not {source_index!r}")
-    if not 0 <= source_index < len(src.labels):
-        raise InputError(f"source index {source_index} is out of range 0..{len(src.labels) - 1}")
-    src_cls = int(src.labels[source_index])
-    if cls_index is not None and src_cls != cls_index:
-        raise InputError(f"source {int(source_index)} is class {classes[src_cls]}, not {classes[cls_index]}; "
-                         "drop --class or pick a source of that class")
-    return int(source_index)

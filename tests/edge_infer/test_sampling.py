@@ -9,7 +9,7 @@ import pytest
 from edge_infer import sampling as S
 from edge_infer.bundle import NoiseDefaults
 from edge_infer.errors import InputError
-from edge_infer.sampling import Sources, check_source_index, plan_augment, plan_generate, settings
+from edge_infer.sampling import Sources, plan_augment, plan_generate, settings
 
 
 def _splitmix64_sequence(seed: int, count: int) -> list[int]:
@@ -66,7 +66,6 @@ def test_choose_sources_distinct_then_cycles_and_pins():
     many = S.choose_sources(cands, 23, 1)
     counts = np.bincount(many)[cands]
     assert set(many) == set(cands) and counts.max() - counts.min() <= 1  # cycled: used evenly
-    np.testing.assert_array_equal(S.choose_sources(cands, 4, 0, pin=11), [11] * 4)
     for seed in range(20):  # batch 1 (argmin) is the first row of any longer request
         np.testing.assert_array_equal(S.choose_sources(cands, 1, seed), S.choose_sources(cands, 3, seed)[:1])
         np.testing.assert_array_equal(S.choose_sources(cands, 3, seed), S.choose_sources(cands, 12, seed)[:3])
@@ -164,26 +163,25 @@ def test_augment_rows_labels_and_the_graph_they_take():
 
 def test_generate_rows_distinct_then_repeating_and_siblings_only_where_they_can_clash():
     opts = settings(DEFAULTS, None, None, None, None, False)
-    rows = np.array([2, 3, 4])
-    few = plan_generate(_src(), rows, 3, 1, opts, CLASSES)
+    few = plan_generate(_src(), 1, 3, 1, opts, CLASSES)  # class 1: rows 2, 3, 4
     assert sorted(few.sources) == [2, 3, 4] and not few.siblings
-    many = plan_generate(_src(), rows, 7, 1, opts, CLASSES)
+    many = plan_generate(_src(), 1, 7, 1, opts, CLASSES)
     np.testing.assert_array_equal(many.sources[:3], few.sources)
     assert many.siblings
-    assert not plan_generate(_src(), rows, 7, 1, settings(DEFAULTS, None, None, "course", None, False), CLASSES).siblings
-    assert not plan_generate(_src(), rows, 7, 1, settings(DEFAULTS, None, None, None, None, True), CLASSES).siblings
-    np.testing.assert_array_equal(plan_generate(_src(), rows, 4, 1, opts, CLASSES, pin=3).sources, [3] * 4)
+    assert not plan_generate(_src(), 1, 7, 1, settings(DEFAULTS, None, None, "course", None, False), CLASSES).siblings
+    assert not plan_generate(_src(), 1, 7, 1, settings(DEFAULTS, None, None, None, None, True), CLASSES).siblings
+    np.testing.assert_array_equal(plan_generate(_src(), 1, 4, 1, opts, CLASSES, source_index=3).sources, [3] * 4)
 
 
 def test_source_index_checks():
-    assert check_source_index(3, _src(), 1, CLASSES) == 3
-    assert check_source_index(np.int64(5), _src(), None, CLASSES) == 5
-    with pytest.raises(InputError, match="is class b, not a"):
-        check_source_index(3, _src(), 0, CLASSES)
-    with pytest.raises(InputError, match="out of range 0..5"):
-        check_source_index(6, _src(), None, CLASSES)
-    with pytest.raises(InputError, match="whole number"):
-        check_source_index(True, _src(), None, CLASSES)
+    opts = settings(DEFAULTS)
+    assert plan_generate(_src(), 1, 2, 0, opts, CLASSES, source_index=3).sources.tolist() == [3, 3]
+    assert plan_generate(_src(), None, 1, 0, opts, CLASSES, source_index=np.int64(5)).labels.tolist() == [[2]]
+    for index, cls, match in ((3, 0, "is class b, not a"), (6, None, "out of range 0..5"), (True, None, "whole number")):
+        with pytest.raises(InputError, match=match):
+            plan_generate(_src(), cls, 2, 0, opts, CLASSES, source_index=index)
+    with pytest.raises(InputError, match="no maps of class c in the given maps"):
+        plan_generate(_src(bank=False)._replace(labels=np.zeros(6, np.int64)), 2, 2, 0, opts, CLASSES)
 
 
 def test_variant_counts():
