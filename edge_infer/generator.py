@@ -70,20 +70,19 @@ def _need_memory(n: int) -> None:
                          "WaferGenerator.generate_to_files (the CLI streams to disk automatically)")
 
 
-def _open(path: Path, provider: str, threads: Optional[int], inputs: Sequence[str], output: str = "",
-          shape: tuple = ()) -> tuple[Any, SessionInfo]:
-    """A graph's session, refused at load unless it has ``inputs`` and (when named) ``output`` ``(batch, *shape)``."""
+def _open(path: Path, provider: str, threads: Optional[int], inputs: Sequence[str],
+          outputs: dict[str, tuple]) -> tuple[Any, SessionInfo]:
+    """A graph's session, refused at load unless it has the format's ``inputs`` and ``outputs`` (name: shape after
+    the batch axis)."""
     session, info = open_session(path, provider=provider, threads=threads)
     have = sorted(i.name for i in session.get_inputs())
-    if have != sorted(inputs):
-        raise BundleError(f"{path}: inputs {', '.join(have)} are not the format's {', '.join(inputs)}")
-    if output:
-        dims = {o.name: o.shape[1:] for o in session.get_outputs()}.get(output)
-        if dims is None:
-            raise BundleError(f"{path}: has no output {output!r}, as the manifest says")
-        got = tuple(d if isinstance(d, int) else -1 for d in dims)
-        if len(got) != len(shape) or any(g not in (-1, w) for g, w in zip(got, shape)):
-            raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not "
+    got = {o.name: tuple(d if isinstance(d, int) else -1 for d in o.shape[1:]) for o in session.get_outputs()}
+    if have != sorted(inputs) or not set(outputs) <= set(got):
+        raise BundleError(f"{path}: inputs {', '.join(have)}, outputs {', '.join(got)} are not the format's "
+                          f"{', '.join(inputs)}, {', '.join(outputs)}")
+    for name, shape in outputs.items():
+        if len(got[name]) != len(shape) or any(g not in (-1, w) for g, w in zip(got[name], shape)):
+            raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got[name]))}) is not "
                               f"(batch, {', '.join(map(str, shape))})")
     return session, info
 
@@ -127,11 +126,12 @@ class WaferGenerator:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
         b = self.bundle = bundle
         self.generator_session, self.provider_info = _open(b.generator_path, provider, threads,
-                                                           ("source", "seed", "row0", "strength"))
+                                                           ("source", "seed", "row0", "strength"), {"maps": MAP_SHAPE})
         on = self.provider_info.actual  # the other graphs run where the generator really runs
-        self.core_session = _open(b.core_path, on, threads, ("latent", "sigma", "outline", "seed", "row", "attempt"))[0]
-        self.encoder_session = _open(b.encoder_path, on, threads, b.encoder_io[:1], b.encoder_io[1], LATENT_SHAPE)[0]
-        self.decoder_session = _open(b.decoder_path, on, threads, b.decoder_io[:1], b.decoder_io[1], MAP_SHAPE)[0]
+        self.core_session = _open(b.core_path, on, threads, ("latent", "sigma", "outline", "seed", "row", "attempt"),
+                                  {"maps": MAP_SHAPE, "probs": MAP_SHAPE})[0]
+        self.encoder_session = _open(b.encoder_path, on, threads, b.encoder_io[:1], {b.encoder_io[1]: LATENT_SHAPE})[0]
+        self.decoder_session = _open(b.decoder_path, on, threads, b.decoder_io[:1], {b.decoder_io[1]: MAP_SHAPE})[0]
         self._bank = Sources(b.latents, b.labels, b.outline_ids, b.outlines, True)
 
     @classmethod
