@@ -69,16 +69,12 @@ def all_symmetries(maps: Any) -> np.ndarray:
 
 def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
     """The per-class target count: ``"max"`` (the largest of ``totals``) or a whole number ≥ 1 (or its text)."""
-    if isinstance(balance, str):
-        if balance.strip().lower() == "max":
-            return int(np.max(totals)) if np.size(totals) else 0
-        try:
-            balance = int(balance)
-        except ValueError:
-            raise InputError(f"balance target must be 'max' or a whole number, not {balance!r}") from None
-    if not is_whole_number(balance) or balance < 1:
+    if isinstance(balance, str) and balance.strip().lower() == "max":
+        return int(np.max(totals))
+    value = int(balance) if isinstance(balance, str) and balance.strip().isdigit() else balance
+    if not is_whole_number(value) or value < 1:
         raise InputError(f"balance target must be 'max' or a whole number of at least 1, not {balance!r}")
-    return int(balance)
+    return int(value)
 
 
 def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) -> np.ndarray:

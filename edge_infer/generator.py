@@ -233,7 +233,7 @@ class WaferGenerator:
             raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
         plan = plan._replace(row0=int(source_offset) * int(counts[0]))
-        maps = _gather(plan.n, plan_blocks(self, plan, progress))
+        maps = _gather(len(plan.sources), plan_blocks(self, plan, progress))
         return Generated(maps, plan.labels, plan.sources + int(source_offset))
 
     def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
@@ -274,8 +274,9 @@ def _gather(n: int, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
 def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
     """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
     seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
-    for lo in range(0, plan.n, BLOCK_ROWS):
-        hi = min(lo + BLOCK_ROWS, plan.n)
+    n = len(plan.sources)
+    for lo in range(0, n, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, n)
         if plan.bank_graph:
             feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
                      "row0": np.array([plan.row0 + lo], np.int64),
@@ -287,7 +288,7 @@ def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn])
             _redraw_siblings(gen, plan, lo, maps, seen)
         yield lo, maps
         if progress is not None:
-            progress(hi, plan.n)
+            progress(hi, n)
 
 
 def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:

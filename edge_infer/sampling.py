@@ -122,13 +122,9 @@ def choose_partners(sources: np.ndarray, labels: np.ndarray, outline_ids: np.nda
         if pool.size < 2:
             alone[rows] = True
             continue
-        own = sources[rows]
-        pos = np.searchsorted(pool, own)  # the row's own place in pool: skipped
-        in_pool = (pos < pool.size) & (pool[np.minimum(pos, pool.size - 1)] == own)
-        size = pool.size - 1 if in_pool.all() else pool.size
-        draw = (values[rows, 0] % np.uint64(size)).astype(np.int64)
-        draw = np.where(in_pool & (draw >= pos), draw + 1, draw)
-        partners[rows] = pool[draw]
+        own = np.searchsorted(pool, sources[rows])  # each row's own place in the pool (always there): skipped
+        draw = (values[rows, 0] % np.uint64(pool.size - 1)).astype(np.int64)
+        partners[rows] = pool[draw + (draw >= own)]
     return partners, weights, alone
 
 
@@ -200,10 +196,6 @@ class Plan(NamedTuple):
     siblings: bool  # some source repeats: identical variants are redrawn
     #: Row 0's place in the whole request: noise and redraws key on global rows, so split calls give one call's maps.
     row0: int = 0
-
-    @property
-    def n(self) -> int:
-        return len(self.sources)
 
     @property
     def labels(self) -> np.ndarray:

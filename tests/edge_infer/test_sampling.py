@@ -150,7 +150,7 @@ def test_augment_rows_labels_and_the_graph_they_take():
     np.testing.assert_array_equal(plan.sources, np.repeat(np.arange(6), 3))
     np.testing.assert_array_equal(plan.variants, np.tile(np.arange(3), 6))
     np.testing.assert_array_equal(plan.labels[:, 0], np.repeat([0, 0, 1, 1, 1, 2], 3))
-    assert plan.n == 18 and plan.siblings and plan.bank_graph and plan.partners is None
+    assert len(plan.sources) == 18 and plan.siblings and plan.bank_graph and plan.partners is None
     # anything but bank rows with relative noise and the lock goes through the core graph
     for other in (plan_augment(_src(bank=False), 3, 7, opts, CLASSES),
                   plan_augment(_src(), 3, 7, settings(DEFAULTS, None, None, "course", None, False), CLASSES),
