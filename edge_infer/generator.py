@@ -153,8 +153,7 @@ class WaferGenerator:
 
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
-        b = self.bundle
-        return _blockwise(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
+        return _blockwise(self.encoder_session, self.bundle.encoder_path, self.bundle.encoder_io, as_maps(maps))
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
@@ -186,10 +185,9 @@ class WaferGenerator:
         a seeded order of the class's sources, cycled; ``source_index`` pins one. Options None take the bundle's
         defaults; same seed, same maps; ``progress(done, total)`` after each block."""
         _need_memory(check_count(n))
-        made = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
-                                    strength=strength, method=method, mode=mode, outline_lock=outline_lock, raw=raw,
-                                    progress=progress)
-        return Generated(_gather(n, made.blocks), made.labels, made.sources)
+        plan = self._plan(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index, strength=strength,
+                          method=method, mode=mode, outline_lock=outline_lock, raw=raw)
+        return Generated(_gather(self, plan, progress), plan.labels, plan.sources)
 
     def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
                         **options: Any) -> Blocks:
@@ -233,8 +231,7 @@ class WaferGenerator:
             raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
         plan = plan._replace(row0=int(source_offset) * int(counts[0]))
-        maps = _gather(len(plan.sources), plan_blocks(self, plan, progress))
-        return Generated(maps, plan.labels, plan.sources + int(source_offset))
+        return Generated(_gather(self, plan, progress), plan.labels, plan.sources + int(source_offset))
 
     def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
               labels: Any = None, source_index: Optional[int] = None, **noise: Any) -> Plan:
@@ -263,10 +260,10 @@ class WaferGenerator:
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
 
-def _gather(n: int, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
-    """The ``n`` maps of ``(first row, maps)`` blocks in one array."""
-    out = np.empty((n, *MAP_SHAPE), dtype=np.float32)
-    for lo, block in blocks:
+def _gather(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> np.ndarray:
+    """A plan's maps in one array."""
+    out = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
+    for lo, block in plan_blocks(gen, plan, progress):
         out[lo:lo + len(block)] = block
     return out
 
@@ -313,22 +310,19 @@ def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarra
 def _redraw_siblings(gen: WaferGenerator, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
     """Replace, in row order, each map equal to a kept map of an earlier row with its source by the first of its
     redraws (1 … MAX_REDRAWS) that is new, else the last. ``seen``: the keys of rows before ``lo`` (updated)."""
+    def redraws(rows: np.ndarray) -> dict:  # {row: (maps (R, 26, 26, 3), keys [R])} of redraws 1 … R, one run
+        r = sampling.MAX_REDRAWS
+        every = np.repeat(rows, r)
+        made = _draw(gen, plan, every, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
+        keys = sampling.sibling_keys(plan.sources[every], made).reshape(rows.size, r).tolist()
+        return {int(row): (made[j * r:(j + 1) * r], keys[j]) for j, row in enumerate(rows)}
+
     keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
-    clashing = sampling.repeated_rows(keys, seen)
-    redraws = _redraws(gen, plan, lo, lo + clashing) if clashing.size else {}  # every clashing row's, in one run
+    clashing = lo + sampling.repeated_rows(keys, seen)
+    batch = redraws(clashing) if clashing.size else {}  # every clashing row's redraws at once
     for i, key in enumerate(keys.tolist()):
         if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
-            cand_maps, cand_keys = redraws.get(i) or _redraws(gen, plan, lo, np.array([lo + i]))[i]
+            cand_maps, cand_keys = batch.get(lo + i) or redraws(np.array([lo + i]))[lo + i]
             k = next((j for j, c in enumerate(cand_keys) if c not in seen), len(cand_keys) - 1)
             maps[i], key = cand_maps[k], cand_keys[k]
         seen.add(key)
-
-
-def _redraws(gen: WaferGenerator, plan: Plan, lo: int, rows: np.ndarray) -> dict:
-    """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
-    r = sampling.MAX_REDRAWS
-    all_rows = np.repeat(rows, r)
-    maps = _draw(gen, plan, all_rows, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
-    keys = sampling.sibling_keys(plan.sources[all_rows], maps).reshape(rows.size, r)
-    maps = maps.reshape(rows.size, r, *MAP_SHAPE)
-    return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
