@@ -31,9 +31,8 @@ def transform_states(states: np.ndarray, k: int) -> np.ndarray:
 
 
 def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
-    """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (no rotation or flip maps a
-    course outline onto itself or the other): dies moved off it are dropped, dies it leaves uncovered take the
-    state of the nearest covered die."""
+    """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (no symmetry maps a course
+    outline onto itself): dies moved off it are dropped, dies left uncovered take the nearest covered die's state."""
     moved = transform_states(states, k)
     if k == 0:
         return moved
@@ -206,7 +205,7 @@ def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: An
     per_kind = np.stack([p.emit_base, p.noise, p.copies], axis=1)
     rows = np.repeat(np.arange(len(per_kind)), per_kind.sum(axis=1))
     kind = np.repeat(np.tile(np.arange(3), len(per_kind)), per_kind.reshape(-1))
-    out = base[rows].astype(np.float32, copy=False)
+    out = base[rows]
     if p.noise.sum():
         if generator is None:
             raise InputError(f"recipe {recipe.name!r} makes noise variants: it needs a generator")

@@ -1,6 +1,5 @@
 """``WaferGenerator``: a request's plan (:mod:`~edge_infer.sampling`) → one bundle graph run per block → a sink.
-It holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads.
-"""
+It holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads."""
 
 from __future__ import annotations
 
@@ -72,8 +71,7 @@ def _need_memory(n: int) -> None:
 
 def _open(path: Path, provider: str, threads: Optional[int], inputs: Sequence[str],
           outputs: dict[str, tuple]) -> tuple[Any, SessionInfo]:
-    """A graph's session, refused at load unless it has the format's ``inputs`` and ``outputs`` (name: shape after
-    the batch axis)."""
+    """A graph's session, refused unless it has the format's ``inputs`` and ``outputs`` (name: shape after batch)."""
     session, info = open_session(path, provider=provider, threads=threads)
     have = sorted(i.name for i in session.get_inputs())
     got = {o.name: tuple(d if isinstance(d, int) else -1 for d in o.shape[1:]) for o in session.get_outputs()}

@@ -81,8 +81,7 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 
 def check_count(n: Any, what: str = "n") -> int:
-    """A count of maps (``n``, ``per_source``, ``-n``): a whole number, at least 1; the one count rule, for the
-    API and the CLI alike (the CLI calls it before any model loads, naming its option)."""
+    """A count of maps, a whole number ≥ 1: the one count rule (the CLI calls it before a model loads)."""
     if not is_whole_number(n):
         raise InputError(f"{what} must be a whole number, not {n!r}")
     if n < 1:
@@ -133,9 +132,10 @@ def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarra
     ``(v mod 5 + 1) / 10`` for variant v (the course's schedule)."""
     std = np.asarray(std, dtype=np.float32)
     if mode == "course":
-        sigma = ((np.asarray(variants, dtype=np.int64) % COURSE_VARIANTS) + 1).astype(np.float32) / np.float32(10)
-        return np.repeat(sigma[:, None], std.size, axis=1)
-    return np.broadcast_to(np.float32(strength) * std, (len(variants), std.size))
+        sigma = ((np.asarray(variants) % COURSE_VARIANTS) + 1).astype(np.float32)[:, None] / np.float32(10)
+    else:
+        sigma = np.float32(strength) * std
+    return np.broadcast_to(sigma, (len(variants), std.size))
 
 
 # A map's key is a weighted sum of its packed bits mod 2**64 with fixed odd weights, so two different maps
