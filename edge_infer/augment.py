@@ -70,7 +70,7 @@ def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
     """The per-class target count: ``"max"`` (the largest of ``totals``) or a whole number ≥ 1 (or its text)."""
     if isinstance(balance, str) and balance.strip().lower() == "max":
         return int(np.max(totals))
-    value = int(balance) if isinstance(balance, str) and balance.strip().isdigit() else balance
+    value = int(balance) if isinstance(balance, str) and balance.strip().isdecimal() else balance
     if not is_whole_number(value) or value < 1:
         raise InputError(f"balance target must be 'max' or a whole number of at least 1, not {balance!r}")
     return int(value)

@@ -41,7 +41,11 @@ class Generated:
         return int(self.labels.shape[0])
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
-        return np.array(self.maps, dtype=dtype, copy=copy)
+        # Not np.array(..., copy=copy): numpy 1.x (still supported) calls this without copy and refuses copy=None.
+        if copy is False and dtype is not None and np.dtype(dtype) != self.maps.dtype:
+            raise ValueError("Generated.maps cannot be converted to another dtype without a copy")
+        arr = self.maps if dtype is None else self.maps.astype(dtype, copy=False)
+        return arr.copy() if copy else arr
 
 
 class Blocks(NamedTuple):
