@@ -106,20 +106,6 @@ def _blockwise(session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> 
     return np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
 
 
-def _as_latents(latents: Any) -> np.ndarray:
-    """Latents ``(N, 64, 3, 3)`` float32 (one latent becomes a batch of one), finite."""
-    try:
-        z = np.asarray(latents, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"latents cannot be read as numbers: {exc}") from None
-    z = z[None] if z.shape == LATENT_SHAPE else z
-    if z.ndim != 4 or tuple(z.shape[1:]) != LATENT_SHAPE:
-        raise InputError(f"latents have shape {z.shape}; expected (N, 64, 3, 3)")
-    if not np.isfinite(z).all():
-        raise InputError("latents contain NaN or infinite values")
-    return z
-
-
 class WaferGenerator:
     """Generate, encode, decode and reconstruct wafer maps with a verified bundle (docs/api.md). Maps are taken
     in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index."""
@@ -160,8 +146,16 @@ class WaferGenerator:
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
         ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
-        b = self.bundle
-        probs = _blockwise(self.decoder_session, b.decoder_path, b.decoder_io, _as_latents(latents))
+        try:
+            z = np.asarray(latents, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"latents cannot be read as numbers: {exc}") from None
+        z = z[None] if z.shape == LATENT_SHAPE else z  # one latent: a batch of one
+        if z.ndim != 4 or tuple(z.shape[1:]) != LATENT_SHAPE:
+            raise InputError(f"latents have shape {z.shape}; expected (N, 64, 3, 3)")
+        if not np.isfinite(z).all():
+            raise InputError("latents contain NaN or infinite values")
+        probs = _blockwise(self.decoder_session, self.bundle.decoder_path, self.bundle.decoder_io, z)
         if raw:
             return probs
         return to_onehot(probs.argmax(axis=-1)) if outlines is None else lock_outline(probs, np.asarray(outlines, bool))
