@@ -1,20 +1,10 @@
-"""Augmentation recipes: which maps ``augment`` makes from a set of sources (measured in docs/evaluation.md).
-
-* **symmetries**: the 8 rotations/flips of every source (a rotated Scratch is still a Scratch). No rotation or
-  flip maps a course outline onto itself or the other, so :func:`symmetric` moves the dies and keeps the
-  source's outline: dies falling off it are dropped, dies left uncovered take the state of the nearest covered die;
-* **noise variants**: ``per_source`` autoencoder variants of every base map (the sources, or their 8
-  symmetries), as ``augment`` always made (the course's classic "5 per map");
-* **balance**: every class topped up to a target count of real + generated maps (``"max"``: the largest class)
-  with more variants of rare-class sources (:func:`balance_plan`): noise (``fill="noise"``) or copies (``"repeat"``).
-
-The maps made from source i are contiguous, in source order: the classic k variants of source i are rows k·i … k·i+k−1.
-"""
+"""Augmentation recipes: the 8 rotations/flips of every source (each keeping its own outline), noise variants of
+every base map, every class topped up to a target by variants or copies. Measured in docs/evaluation.md."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -40,37 +30,27 @@ def transform_states(states: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(s, k % 4, axes=(1, 2)))
 
 
-def _fill_from(inside: np.ndarray, covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices of the dies inside an outline that its transform left uncovered, and of each one's nearest
-    covered die."""
-    need = np.flatnonzero(inside & ~covered)
-    have = np.flatnonzero(inside & covered)
-    if need.size == 0 or have.size == 0:
-        return need, np.zeros(0, dtype=np.int64)
-    ny, nx = np.divmod(need, MAP_SIZE)
-    hy, hx = np.divmod(have, MAP_SIZE)
-    d2 = (ny[:, None] - hy[None, :]) ** 2 + (nx[:, None] - hx[None, :]) ** 2
-    return need, have[d2.argmin(axis=1)]
-
-
 def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
-    """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (module docstring)."""
+    """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (no symmetry maps a course
+    outline onto itself): dies moved off it are dropped, dies left uncovered take the nearest covered die's state."""
     moved = transform_states(states, k)
     if k == 0:
         return moved
     inside = states != BOUNDARY
     out = np.where(inside, moved, BOUNDARY).astype(states.dtype)
-    flat_out = out.reshape(len(out), -1)
-    flat_moved = moved.reshape(len(moved), -1)
+    flat_out, flat_moved = out.reshape(len(out), -1), moved.reshape(len(moved), -1)
     # One fill per distinct outline, grouped on packed bits (np.unique(axis=0) on bool rows is ~100x slower).
     packed = np.ascontiguousarray(np.packbits(inside.reshape(len(out), -1), axis=1))
     keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     for u, row in enumerate(first):
-        rows = np.flatnonzero(inverse.reshape(-1) == u)
-        need, src = _fill_from(inside[row], transform_states(inside[row : row + 1], k)[0])
-        if need.size and src.size:
-            flat_out[np.ix_(rows, need)] = flat_moved[np.ix_(rows, src)]
+        covered = transform_states(inside[row:row + 1], k)[0]
+        need, have = np.flatnonzero(inside[row] & ~covered), np.flatnonzero(inside[row] & covered)
+        if need.size and have.size:
+            (ny, nx), (hy, hx) = np.divmod(need[:, None], MAP_SIZE), np.divmod(have, MAP_SIZE)
+            nearest = have[((ny - hy) ** 2 + (nx - hx) ** 2).argmin(axis=1)]
+            rows = np.flatnonzero(inverse.reshape(-1) == u)
+            flat_out[np.ix_(rows, need)] = flat_moved[np.ix_(rows, nearest)]
     return out
 
 
@@ -87,17 +67,13 @@ def all_symmetries(maps: Any) -> np.ndarray:
 
 
 def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
-    """The per-class target count: ``"max"`` (the largest class's ``totals``) or a whole number ≥ 1."""
-    if isinstance(balance, str):
-        if balance.strip().lower() == "max":
-            return int(np.max(totals)) if np.size(totals) else 0
-        try:
-            balance = int(balance)
-        except ValueError:
-            raise InputError(f"balance target must be 'max' or a whole number, not {balance!r}") from None
-    if not is_whole_number(balance) or balance < 1:
+    """The per-class target count: ``"max"`` (the largest of ``totals``) or a whole number ≥ 1 (or its text)."""
+    if isinstance(balance, str) and balance.strip().lower() == "max":
+        return int(np.max(totals))
+    value = int(balance) if isinstance(balance, str) and balance.strip().isdecimal() else balance
+    if not is_whole_number(value) or value < 1:
         raise InputError(f"balance target must be 'max' or a whole number of at least 1, not {balance!r}")
-    return int(balance)
+    return int(value)
 
 
 def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) -> np.ndarray:
@@ -111,9 +87,8 @@ def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) 
     extra = np.zeros(len(y), dtype=np.int64)
     if len(y) == 0:
         return extra
-    n_classes = int(y.max()) + 1
-    totals = np.bincount(y, weights=h, minlength=n_classes).astype(np.int64)
-    present = np.bincount(y, minlength=n_classes) > 0
+    totals = np.bincount(y, weights=h).astype(np.int64)
+    present = np.bincount(y) > 0
     t = class_target(totals[present], target)
     for c in np.flatnonzero(present):
         rows = np.flatnonzero(y == c)
@@ -178,11 +153,7 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
                    symmetries: Optional[bool] = None) -> Recipe:
     """The recipe of an ``augment`` call: ``name``'s, else the classic one when ``per_source`` is given (what
     ``augment --per-source K`` always did), else :data:`DEFAULT_RECIPE`'s; changed by the options not None."""
-    if name is not None:
-        base = get_recipe(name)
-    else:
-        base = RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
-    symmetries = None if symmetries is None else bool(symmetries)
+    base = get_recipe(name) if name is not None else RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
     options = {"per_source": per_source, "balance": balance, "symmetries": symmetries}
     changes = {key: value for key, value in options.items() if value is not None}
     if not changes:
@@ -191,20 +162,14 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
     return replace(base, name=base.name if plain_classic else f"{base.name}+options", **changes)
 
 
-@dataclass(frozen=True)
-class BaseMaps:
-    """What a recipe makes from M sources: ``base_sources`` ``(B,)`` the source of each base map (each source
-    once, or 8 times with symmetries), ``base_symmetry`` its symmetry index, ``noise`` and ``copies`` the noise
-    variants and copies of it; base maps with ``base_symmetry > 0`` are output too."""
+class BaseMaps(NamedTuple):
+    """What a recipe makes from M sources, per base map (each source once, or its 8 symmetries): its source, whether
+    it is output itself (a symmetry other than the identity), its noise variants and its copies."""
 
     base_sources: np.ndarray
-    base_symmetry: np.ndarray
+    emit_base: np.ndarray
     noise: np.ndarray
     copies: np.ndarray
-
-    @property
-    def emit_base(self) -> np.ndarray:
-        return self.base_symmetry > 0
 
     @property
     def count(self) -> int:
@@ -216,14 +181,13 @@ def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     reps = N_SYMMETRIES if recipe.symmetries else 1
     base_sources = np.repeat(np.arange(len(y), dtype=np.int64), reps)
-    base_symmetry = np.tile(np.arange(reps, dtype=np.int64), len(y))
     noise = np.full(base_sources.size, recipe.per_source, dtype=np.int64)
-    copies = np.zeros(base_sources.size, dtype=np.int64)
     if recipe.balance is not None:
         noise = noise + balance_plan(y[base_sources], recipe.balance, have=1 + noise)
+    copies = np.zeros_like(noise)
     if recipe.fill == "repeat":
         noise, copies = copies, noise
-    return BaseMaps(base_sources, base_symmetry, noise, copies)
+    return BaseMaps(base_sources, np.tile(np.arange(reps) > 0, len(y)), noise, copies)
 
 
 def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
@@ -237,30 +201,18 @@ def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: An
     if p.count == 0:
         raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
     base = all_symmetries(onehot) if recipe.symmetries else onehot
-    parts_maps, parts_order = [], []
-    b_idx = np.arange(p.base_sources.size)
-
-    def add(base_rows: np.ndarray, made: np.ndarray, rank: int) -> None:
-        # Sort key: source, then base map, then kind (0 symmetry, 1 noise, 2 copy), then row.
-        parts_maps.append(made)
-        parts_order.append(np.stack([p.base_sources[base_rows], base_rows, np.full(len(base_rows), rank)], axis=1))
-
-    emit = b_idx[p.emit_base]
-    if emit.size:
-        add(emit, base[emit], 0)
+    # Each base map in turn gives: itself (a symmetry other than the identity), its noise variants, its copies.
+    per_kind = np.stack([p.emit_base, p.noise, p.copies], axis=1)
+    rows = np.repeat(np.arange(len(per_kind)), per_kind.sum(axis=1))
+    kind = np.repeat(np.tile(np.arange(3), len(per_kind)), per_kind.reshape(-1))
+    out = base[rows]
     if p.noise.sum():
         if generator is None:
             raise InputError(f"recipe {recipe.name!r} makes noise variants: it needs a generator")
         keep = p.noise > 0
-        gen = generator.augment([int(c) for c in p.noise[keep]], maps=base[keep], labels=y[p.base_sources[keep]],
-                                seed=seed, strength=strength if strength is not None else recipe.strength,
-                                **augment_options)
-        add(b_idx[keep][np.asarray(gen.sources)], np.asarray(gen.maps), 1)
-    if p.copies.sum():
-        rows = np.repeat(b_idx, p.copies)
-        add(rows, base[rows], 2)
-    order_key = np.concatenate(parts_order)
-    order = np.lexsort((np.arange(len(order_key)), order_key[:, 2], order_key[:, 1], order_key[:, 0]))
-    src = order_key[order, 0]
-    return Generated(np.concatenate(parts_maps)[order].astype(np.float32, copy=False),
-                     y[src].astype(np.int64).reshape(-1, 1), src)
+        out[kind == 1] = generator.augment([int(c) for c in p.noise[keep]], maps=base[keep],
+                                           labels=y[p.base_sources[keep]], seed=seed,
+                                           strength=strength if strength is not None else recipe.strength,
+                                           **augment_options).maps
+    src = p.base_sources[rows]
+    return Generated(out, y[src].astype(np.int64).reshape(-1, 1), src)

@@ -1,8 +1,5 @@
 """``WaferGenerator``: a request's plan (:mod:`~edge_infer.sampling`) → one bundle graph run per block → a sink.
-
-Graph outputs are checked (finite; one-hot where promised) because a bundle is code from elsewhere. A generator
-holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads.
-"""
+It holds only immutable state (onnxruntime's ``run`` is thread-safe), so one instance may serve many threads."""
 
 from __future__ import annotations
 
@@ -28,8 +25,6 @@ ProgressFn = Callable[[int, int], None]
 #: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
 DATA_FILE, LABEL_FILE = "gen_data.npy", "gen_label.npy"
-GENERATOR_INPUTS = ("source", "seed", "row0", "strength")
-CORE_INPUTS = ("latent", "sigma", "outline", "seed", "row", "attempt")
 
 
 @dataclass(frozen=True)
@@ -46,6 +41,7 @@ class Generated:
         return int(self.labels.shape[0])
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        # Not np.array(..., copy=copy): numpy 1.x (still supported) calls this without copy and refuses copy=None.
         if copy is False and dtype is not None and np.dtype(dtype) != self.maps.dtype:
             raise ValueError("Generated.maps cannot be converted to another dtype without a copy")
         arr = self.maps if dtype is None else self.maps.astype(dtype, copy=False)
@@ -77,86 +73,60 @@ def _need_memory(n: int) -> None:
                          "WaferGenerator.generate_to_files (the CLI streams to disk automatically)")
 
 
-def _open(path: Path, provider: str, threads: Optional[int], inputs: tuple[str, ...]) -> tuple[Any, SessionInfo]:
-    """A generation graph's session, its inputs the format's."""
+def _open(path: Path, provider: str, threads: Optional[int], inputs: Sequence[str],
+          outputs: dict[str, tuple]) -> tuple[Any, SessionInfo]:
+    """A graph's session, refused unless it has the format's ``inputs`` and ``outputs`` (name: shape after batch)."""
     session, info = open_session(path, provider=provider, threads=threads)
     have = sorted(i.name for i in session.get_inputs())
-    if have != sorted(inputs):
-        raise BundleError(f"{path}: inputs {', '.join(have)} are not the format's {', '.join(inputs)}")
+    got = {o.name: tuple(d if isinstance(d, int) else -1 for d in o.shape[1:]) for o in session.get_outputs()}
+    if have != sorted(inputs) or not set(outputs) <= set(got):
+        raise BundleError(f"{path}: inputs {', '.join(have)}, outputs {', '.join(got)} are not the format's "
+                          f"{', '.join(inputs)}, {', '.join(outputs)}")
+    for name, shape in outputs.items():
+        if len(got[name]) != len(shape) or any(g not in (-1, w) for g, w in zip(got[name], shape)):
+            raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got[name]))}) is not "
+                              f"(batch, {', '.join(map(str, shape))})")
     return session, info
 
 
-def checked(maps: np.ndarray, graph: Path, *, onehot: bool) -> np.ndarray:
-    """``maps`` as a graph returned them, if they are what the format promises; else :class:`BundleError`."""
-    if not np.isfinite(maps).all():
-        raise BundleError(f"{graph}: the graph computed NaN or infinite values; this bundle is broken")
-    if onehot and not is_onehot(maps):
-        raise BundleError(f"{graph}: the graph's maps are not one-hot; this bundle is broken")
-    return maps
+def _run(session: Any, path: Path, output: str, feeds: dict, *, onehot: bool = False) -> np.ndarray:
+    """A graph's ``output``, if it is what the format promises (a bundle is code from elsewhere)."""
+    out = session.run([output], feeds)[0]
+    if not np.isfinite(out).all():
+        raise BundleError(f"{path}: the graph computed NaN or infinite values; this bundle is broken")
+    if onehot and not is_onehot(out):
+        raise BundleError(f"{path}: the graph's maps are not one-hot; this bundle is broken")
+    return out
 
 
-def _open_one_io(path: Path, names: tuple[str, str], shape: tuple, provider: str, threads: Optional[int]) -> Any:
-    """The encoder or decoder: its input and output named as the manifest says, the output's shape the format's."""
-    session = open_session(path, provider=provider, threads=threads)[0]
-    outputs = {o.name: o for o in session.get_outputs()}
-    if names[0] not in [i.name for i in session.get_inputs()] or names[1] not in outputs:
-        raise BundleError(f"{path}: has no input {names[0]!r} and output {names[1]!r}, as the manifest says")
-    got = tuple(d if isinstance(d, int) else -1 for d in outputs[names[1]].shape[1:])
-    if len(got) != len(shape) or any(g not in (-1, w) for g, w in zip(got, shape)):
-        raise BundleError(f"{path}: output shape (batch, {', '.join(map(str, got))}) is not "
-                          f"(batch, {', '.join(map(str, shape))})")
-    return session
-
-
-def _run_one_io(session: Any, path: Path, names: tuple[str, str], x: np.ndarray) -> np.ndarray:
-    """The encoder or decoder over ``x``, a block at a time; its output checked finite."""
-    parts = [session.run([names[1]], {names[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})[0]
+def _blockwise(session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> np.ndarray:
+    """The encoder or decoder over ``x``, a block at a time."""
+    parts = [_run(session, path, io[1], {io[0]: np.ascontiguousarray(x[i:i + BLOCK_ROWS], dtype=np.float32)})
              for i in range(0, x.shape[0], BLOCK_ROWS)]
-    out = np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
-    return checked(out, path, onehot=False)
-
-
-def _as_latents(latents: Any) -> np.ndarray:
-    """Latents ``(N, 64, 3, 3)`` float32 (one latent becomes a batch of one), finite."""
-    try:
-        z = np.asarray(latents, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"latents cannot be read as numbers: {exc}") from None
-    z = z[None] if z.shape == LATENT_SHAPE else z
-    if z.ndim != 4 or tuple(z.shape[1:]) != LATENT_SHAPE:
-        raise InputError(f"latents have shape {z.shape}; expected (N, 64, 3, 3)")
-    if not np.isfinite(z).all():
-        raise InputError("latents contain NaN or infinite values")
-    return z
+    return np.concatenate(parts) if parts else np.empty((0, *session.get_outputs()[0].shape[1:]), np.float32)
 
 
 class WaferGenerator:
-    """Generate, encode, decode and reconstruct wafer maps with a verified bundle.
-
-    Maps are accepted one-hot ``(N, 26, 26, 3)`` like ``data.npy``, as die states ``(N, 26, 26)`` (0 boundary,
-    1 normal, 2 defect), or as a single map; other sizes are resized to 26×26 (nearest neighbour) with a
-    :class:`~edge_infer.wafer.ResizeNote`. Classes are given by name (any case) or index.
-    """
+    """Generate, encode, decode and reconstruct wafer maps with a verified bundle (docs/api.md). Maps are taken
+    in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index."""
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
-        self.bundle = bundle
-        self.generator_session, self.provider_info = _open(bundle.generator_path, provider, threads, GENERATOR_INPUTS)
+        b = self.bundle = bundle
+        self.generator_session, self.provider_info = _open(b.generator_path, provider, threads,
+                                                           ("source", "seed", "row0", "strength"), {"maps": MAP_SHAPE})
         on = self.provider_info.actual  # the other graphs run where the generator really runs
-        self.core_session = _open(bundle.core_path, on, threads, CORE_INPUTS)[0]
-        self.encoder_session = _open_one_io(bundle.encoder_path, bundle.encoder_io, LATENT_SHAPE, on, threads)
-        self.decoder_session = _open_one_io(bundle.decoder_path, bundle.decoder_io, MAP_SHAPE, on, threads)
-        self._bank = Sources(bundle.latents, bundle.labels, bundle.outline_ids, bundle.outlines, True)
+        self.core_session = _open(b.core_path, on, threads, ("latent", "sigma", "outline", "seed", "row", "attempt"),
+                                  {"maps": MAP_SHAPE, "probs": MAP_SHAPE})[0]
+        self.encoder_session = _open(b.encoder_path, on, threads, b.encoder_io[:1], {b.encoder_io[1]: LATENT_SHAPE})[0]
+        self.decoder_session = _open(b.decoder_path, on, threads, b.decoder_io[:1], {b.decoder_io[1]: MAP_SHAPE})[0]
+        self._bank = Sources(b.latents, b.labels, b.outline_ids, b.outlines, True)
 
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
              verify: bool = True) -> "WaferGenerator":
-        """Load and verify a bundle (the default one when ``path`` is None) and open its graphs.
-
-        ``provider``: ``"auto"`` (CUDA where a session really gets it, else the CPU), ``"cpu"``, ``"cuda"``,
-        ``"tensorrt"`` or ``"openvino"`` (a :class:`~edge_infer.errors.ProviderError` where it does not really
-        run). ``threads``: onnxruntime intra-op threads per graph (None: onnxruntime's default).
-        """
+        """Load and verify a bundle (the default one when ``path`` is None) and open its graphs on ``provider``
+        (``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``) with ``threads`` intra-op threads."""
         return cls(load_bundle(path, verify=verify), provider, threads)
 
     @property
@@ -171,22 +141,24 @@ class WaferGenerator:
 
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
-        b = self.bundle
-        return _run_one_io(self.encoder_session, b.encoder_path, b.encoder_io, as_maps(maps))
-
-    def _decode(self, latents: np.ndarray) -> np.ndarray:
-        b = self.bundle
-        return _run_one_io(self.decoder_session, b.decoder_path, b.decoder_io, latents)
+        return _blockwise(self.encoder_session, self.bundle.encoder_path, self.bundle.encoder_io, as_maps(maps))
 
     def decode(self, latents: Any, *, raw: bool = False, outlines: Optional[np.ndarray] = None) -> np.ndarray:
         """Maps ``(N, 26, 26, 3)`` from latents ``(N, 64, 3, 3)``: one-hot by the most likely die state, with
         ``outlines`` (bool, True = off-wafer) locked in where given; ``raw=True``: the probabilities."""
-        probs = self._decode(_as_latents(latents))
+        try:
+            z = np.asarray(latents, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"latents cannot be read as numbers: {exc}") from None
+        z = z[None] if z.shape == LATENT_SHAPE else z  # one latent: a batch of one
+        if z.ndim != 4 or tuple(z.shape[1:]) != LATENT_SHAPE:
+            raise InputError(f"latents have shape {z.shape}; expected (N, 64, 3, 3)")
+        if not np.isfinite(z).all():
+            raise InputError("latents contain NaN or infinite values")
+        probs = _blockwise(self.decoder_session, self.bundle.decoder_path, self.bundle.decoder_io, z)
         if raw:
             return probs
-        if outlines is not None:
-            return lock_outline(probs, np.asarray(outlines, dtype=bool))
-        return to_onehot(probs.argmax(axis=-1))
+        return to_onehot(probs.argmax(axis=-1)) if outlines is None else lock_outline(probs, np.asarray(outlines, bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
         """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
@@ -199,26 +171,19 @@ class WaferGenerator:
         idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
-        return lock_outline(self._decode(self.bundle.latents[idx]), self.bundle.outlines[self.bundle.outline_ids[idx]])
+        return self.decode(self.bundle.latents[idx], outlines=self.bundle.source_outlines(idx))
 
     def generate(self, cls: Optional[ClassLike], n: int = 1, *, seed: sampling.SeedLike = None, maps: Any = None,
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
                  method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
                  raw: bool = False, progress: Optional[ProgressFn] = None) -> Generated:
-        """Generate ``n`` new maps of class ``cls`` (name, any case, or index).
-
-        Sources: the bundle's latent bank, or ``maps`` (with ``labels``; without labels every given map counts as
-        class ``cls``), in a seeded random order of the class's maps, cycled, so ``n`` up to the class count gives
-        distinct sources. ``source_index`` pins every map to that row of the source set (``cls`` may then be None).
-        ``strength``, ``method`` (``noise``/``mix``), ``mode`` (``relative``/``course``) and ``outline_lock``
-        default to the bundle's. ``seed``: 0 … 2**63-1 (None: fresh); same seed, same maps. ``progress(done, total)``
-        after each block.
-        """
+        """``n`` new maps of class ``cls`` from the bank or from ``maps`` (+ ``labels``, else all of ``cls``),
+        a seeded order of the class's sources, cycled; ``source_index`` pins one. Options None take the bundle's
+        defaults; same seed, same maps; ``progress(done, total)`` after each block."""
         _need_memory(check_count(n))
-        made = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
-                                    strength=strength, method=method, mode=mode, outline_lock=outline_lock, raw=raw,
-                                    progress=progress)
-        return Generated(_gather(n, made.blocks), made.labels, made.sources)
+        plan = self._plan(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index, strength=strength,
+                          method=method, mode=mode, outline_lock=outline_lock, raw=raw)
+        return Generated(_gather(self, plan, progress), plan.labels, plan.sources)
 
     def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
                         **options: Any) -> Blocks:
@@ -247,52 +212,35 @@ class WaferGenerator:
                 seed: sampling.SeedLike = None, strength: Optional[float] = None, method: Optional[str] = None,
                 mode: Optional[str] = None, outline_lock: Optional[bool] = None, raw: bool = False,
                 progress: Optional[ProgressFn] = None, source_offset: int = 0) -> Generated:
-        """``per_source`` new maps for every source map (the bank, or ``maps`` + ``labels``).
-
-        The k variants of source i are rows ``k·i … k·i+k−1``, each with its source's label and outline.
-        ``per_source`` may be one count per source (≥ 0): each source's variants then follow each other, in source
-        order. ``source_offset``: the index of ``maps[0]`` in a larger set the caller augments block by block; rows
-        and their noise are numbered as in one call on the whole set (``method="noise"`` only).
-        """
-        uniform = not isinstance(per_source, (list, tuple, np.ndarray))
-        k = check_count(per_source, "per_source") if uniform else 0
+        """``per_source`` new maps (one k, or a count per source) for every source map (the bank, or ``maps`` +
+        ``labels``): the variants of source i on consecutive rows, k·i … k·i+k−1. ``source_offset``: the index of
+        ``maps[0]`` in a larger set augmented block by block, so rows and noise are those of one call on the set."""
         if not sampling.is_whole_number(source_offset) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
-        if source_offset and not uniform:
+        if source_offset and np.ndim(per_source):
             raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
-        src = self._sources(maps, labels, None, require_labels=True)
-        counts = sampling.variant_counts(k if uniform else per_source, src.labels.shape[0])
+        src = self._sources(maps, labels, None)
+        counts = sampling.variant_counts(per_source, len(src.labels))
         _need_memory(int(counts.sum()))
         opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        if source_offset and opts.method == "mix":
+            raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
-        if source_offset:
-            if plan.partners is not None:
-                raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
-            plan = plan._replace(row0=int(source_offset) * k)
-        maps = _gather(plan.n, plan_blocks(self, plan, progress))
-        return Generated(maps, plan.labels, plan.sources + int(source_offset))
+        plan = plan._replace(row0=int(source_offset) * int(counts[0]))
+        return Generated(_gather(self, plan, progress), plan.labels, plan.sources + int(source_offset))
 
     def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
-              labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
-              method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
-              raw: bool = False) -> Plan:
+              labels: Any = None, source_index: Optional[int] = None, **noise: Any) -> Plan:
         cls_index = None if cls is None else resolve_class(cls, self.classes)
         if cls_index is None and source_index is None:
             raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
-        opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        opts = sampling.settings(self.bundle.noise_defaults, **noise)
         seed = sampling.check_seed(seed)
-        src = self._sources(maps, labels, cls_index, require_labels=False)
-        pin = None
-        if source_index is not None:
-            pin = sampling.check_source_index(source_index, src, cls_index, self.classes)
-            cls_index = int(src.labels[pin])
-        candidates = np.flatnonzero(src.labels == cls_index)
-        if candidates.size == 0:
-            where = "the given maps" if maps is not None else "the bundle's latent bank"
-            raise InputError(f"no maps of class {self.classes[cls_index]} in {where}")
-        return sampling.plan_generate(src, candidates, n, seed, opts, self.classes, pin=pin)
+        src = self._sources(maps, labels, cls_index)
+        return sampling.plan_generate(src, cls_index, n, seed, opts, self.classes, source_index)
 
-    def _sources(self, maps: Any, labels: Any, cls_index: Optional[int], *, require_labels: bool) -> Sources:
+    def _sources(self, maps: Any, labels: Any, cls_index: Optional[int]) -> Sources:
+        """The bank, or ``maps`` encoded; without ``labels`` they are all class ``cls_index`` (generate only)."""
         if maps is None:
             if labels is not None:
                 raise InputError("labels were given without maps")
@@ -300,7 +248,7 @@ class WaferGenerator:
         onehot = as_maps(maps)
         m = onehot.shape[0]
         if labels is None:
-            if require_labels or cls_index is None:
+            if cls_index is None:
                 raise InputError("labels are needed for the given maps (one class index per map)")
             lab = np.full(m, cls_index, dtype=np.int64)
         else:
@@ -308,72 +256,69 @@ class WaferGenerator:
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
 
-def _gather(n: int, blocks: Iterator[tuple[int, np.ndarray]]) -> np.ndarray:
-    """The ``n`` maps of ``(first row, maps)`` blocks in one array."""
-    out = np.empty((n, *MAP_SHAPE), dtype=np.float32)
-    for lo, block in blocks:
+def _gather(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> np.ndarray:
+    """A plan's maps in one array."""
+    out = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
+    for lo, block in plan_blocks(gen, plan, progress):
         out[lo:lo + len(block)] = block
     return out
 
-def _block(gen: WaferGenerator, plan: Plan, lo: int, hi: int) -> np.ndarray:
-    """The maps of rows ``[lo, hi)`` (first draws): one run of a generator graph."""
-    if plan.bank_graph:
-        feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
-                 "row0": np.array([plan.row0 + lo], np.int64), "strength": np.array([plan.settings.strength], np.float32)}
-        return checked(gen.generator_session.run(["maps"], feeds)[0], gen.bundle.generator_path, onehot=True)
-    return _draw(gen, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
+
+def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
+    seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
+    n = len(plan.sources)
+    for lo in range(0, n, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, n)
+        if plan.bank_graph:
+            feeds = {"source": plan.sources[lo:hi], "seed": np.array([plan.seed], np.int64),
+                     "row0": np.array([plan.row0 + lo], np.int64),
+                     "strength": np.array([plan.settings.strength], np.float32)}
+            maps = _run(gen.generator_session, gen.bundle.generator_path, "maps", feeds, onehot=True)
+        else:
+            maps = _draw(gen, plan, np.arange(lo, hi, dtype=np.int64), np.zeros(hi - lo, dtype=np.int64))
+        if plan.siblings:
+            _redraw_siblings(gen, plan, lo, maps, seen)
+        yield lo, maps
+        if progress is not None:
+            progress(hi, n)
+
 
 def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarray) -> np.ndarray:
     """Maps of request ``rows`` at draw ``attempts`` (per row): one run of the core graph."""
     src, sources, opts = plan.src, plan.sources[rows], plan.settings
     latent = src.latents[sources]
-    if plan.partners is not None and plan.weights is not None:
-        latent = sampling.mix_latents(latent, src.latents[plan.partners[rows]], plan.weights[rows])
+    if plan.partners is not None:  # mix: (1-t)·a + t·b in float32
+        t = plan.weights[rows].reshape(-1, 1, 1, 1)
+        latent = ((np.float32(1) - t) * latent + t * src.latents[plan.partners[rows]]).astype(np.float32)
     sigma = sampling.noise_sigma(opts.mode, opts.strength, gen.bundle.latent_std, plan.variants[rows])
     if attempts.any():
-        sigma = sampling.redraw_sigma(sigma, attempts[:, None])
+        sigma = sigma * (sampling.REDRAW_GROWTH ** attempts[:, None]).astype(np.float32)
     feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
              "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
              "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}
-    where = gen.bundle.core_path
     if opts.outline_lock and not opts.raw:
-        return checked(gen.core_session.run(["maps"], feeds)[0], where, onehot=True)
-    probs = checked(gen.core_session.run(["probs"], feeds)[0], where, onehot=False)
+        return _run(gen.core_session, gen.bundle.core_path, "maps", feeds, onehot=True)
+    probs = _run(gen.core_session, gen.bundle.core_path, "probs", feeds)
     return probs if opts.raw else to_onehot(probs.argmax(axis=-1))
+
 
 def _redraw_siblings(gen: WaferGenerator, plan: Plan, lo: int, maps: np.ndarray, seen: set) -> None:
     """Replace, in row order, each map equal to a kept map of an earlier row with its source by the first of its
     redraws (1 … MAX_REDRAWS) that is new, else the last. ``seen``: the keys of rows before ``lo`` (updated)."""
+    def redraws(rows: np.ndarray) -> dict:  # {row: (maps (R, 26, 26, 3), keys [R])} of redraws 1 … R, one run
+        r = sampling.MAX_REDRAWS
+        every = np.repeat(rows, r)
+        made = _draw(gen, plan, every, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
+        keys = sampling.sibling_keys(plan.sources[every], made).reshape(rows.size, r).tolist()
+        return {int(row): (made[j * r:(j + 1) * r], keys[j]) for j, row in enumerate(rows)}
+
     keys = sampling.sibling_keys(plan.sources[lo:lo + len(maps)], maps)
-    clashing = sampling.repeated_rows(keys, seen)
-    if clashing.size == 0:
-        seen.update(keys.tolist())
-        return
-    redraws = _redraws(gen, plan, lo, lo + clashing)  # every clashing row's redraws in one run
+    clashing = lo + sampling.repeated_rows(keys, seen)
+    batch = redraws(clashing) if clashing.size else {}  # every clashing row's redraws at once
     for i, key in enumerate(keys.tolist()):
         if key in seen:  # a row that clashes only with an earlier row's redraw gets its own run
-            cand_maps, cand_keys = redraws.get(i) or _redraws(gen, plan, lo, np.array([lo + i]))[i]
+            cand_maps, cand_keys = batch.get(lo + i) or redraws(np.array([lo + i]))[lo + i]
             k = next((j for j, c in enumerate(cand_keys) if c not in seen), len(cand_keys) - 1)
             maps[i], key = cand_maps[k], cand_keys[k]
         seen.add(key)
-
-def _redraws(gen: WaferGenerator, plan: Plan, lo: int, rows: np.ndarray) -> dict:
-    """``{row - lo: (maps (R, 26, 26, 3), keys [R])}`` for redraws 1 … R of request ``rows``."""
-    r = sampling.MAX_REDRAWS
-    all_rows = np.repeat(rows, r)
-    maps = _draw(gen, plan, all_rows, np.tile(np.arange(1, r + 1, dtype=np.int64), rows.size))
-    keys = sampling.sibling_keys(plan.sources[all_rows], maps).reshape(rows.size, r)
-    maps = maps.reshape(rows.size, r, *MAP_SHAPE)
-    return {int(row) - lo: (maps[j], keys[j].tolist()) for j, row in enumerate(rows)}
-
-def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
-    seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
-    for lo in range(0, plan.n, BLOCK_ROWS):
-        hi = min(lo + BLOCK_ROWS, plan.n)
-        maps = _block(gen, plan, lo, hi)
-        if plan.siblings:
-            _redraw_siblings(gen, plan, lo, maps, seen)
-        yield lo, maps
-        if progress is not None:
-            progress(hi, plan.n)

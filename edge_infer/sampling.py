@@ -1,25 +1,6 @@
-"""The plan of a request: every per-row decision, made from the seed before any graph runs. Pure numpy.
-
-A :class:`Plan` gives each row its source, variant (for the course schedule), mixing partner and weight; the
-generator runs the bundle's graphs on it block by block, and the graphs draw the noise (``docs/bundle-format.md``).
-All randomness, host or graph, is value ``c`` of stream ``s`` for seed ``seed`` (:func:`draws`):
-
-    mix(mix(seed XOR s·K) + (c + 1)·γ)        (uint64, wrapping)
-
-with ``mix`` the SplitMix64 output function (:func:`splitmix64`), γ = :data:`GAMMA` and K = :data:`ATTEMPT_MUL`.
-Streams 0 … 8 are the latent noise of the first draw and of the sibling redraws 1 … 8 (inside the graph);
-:data:`PLAN_STREAM` orders the sources, :data:`MIX_STREAM` picks mixing partners and weights. No state, no global
-random generator: the same seed gives the same maps in any thread, block size or language.
-
-Noise: ``"relative"`` (default) σ[c] = ``float32(strength) × std[c]``, ``std`` the bank's per-channel latent std
-(manifest ``latent_stats.overall.std``); ``"course"`` σ = (k+1)/10 for variant index k mod 5, ``strength`` unused.
-Methods: ``"noise"`` is source latent + noise; ``"mix"`` is ``(1-t)·z_a + t·z_b`` (float32, ``t`` in
-``[0.25, 0.75)``) + noise, ``z_b`` another source of a's class and, where there is one, of a's outline; the map
-keeps a's outline. A class with a single source cannot mix: its rows use noise alone, with a :class:`MixFallback`.
-Siblings: with relative noise, in row order, a map equal to any earlier map of its source in the request is
-redrawn with attempt k = 1, 2, … :data:`MAX_REDRAWS` (noise stream k, σ × :data:`REDRAW_GROWTH`\\ :sup:`k`) until
-it differs. Course noise is left as the course had it.
-"""
+"""The plan of a request: each row's source, variant, mixing partner and weight, made from the seed before the graphs
+draw the noise. No state: the same seed gives the same maps in any thread, block size or language. The randomness
+contract (SplitMix64 streams, sibling keys) is docs/other-languages.md."""
 
 from __future__ import annotations
 
@@ -35,7 +16,6 @@ from .errors import InputError
 DEFAULT_NOISE_STRENGTH: float = 0.3  # when neither the caller nor the bundle says
 METHODS: tuple[str, ...] = ("noise", "mix")
 MODES: tuple[str, ...] = ("relative", "course")
-MIX_RANGE = (0.25, 0.75)  # the partner's mixing weight
 COURSE_VARIANTS = 5
 #: A variant identical to a sibling is redrawn with σ grown by this factor per attempt, at most MAX_REDRAWS times:
 #: moderate noise cannot move a near-saturated source (a wafer all defect) off its saturated decoder output.
@@ -50,7 +30,6 @@ ATTEMPT_MUL = 0xD1B54A32D192ED03  # K: odd, so no two streams share a key
 PLAN_STREAM = 1 << 32
 MIX_STREAM = PLAN_STREAM + 1
 MAX_SEED = 2**63 - 1  # seeds are int64: the graphs take them unchanged
-_MASK = (1 << 64) - 1
 
 SeedLike = Union[None, int, np.random.SeedSequence]
 
@@ -76,37 +55,21 @@ def splitmix64(x: "np.ndarray | np.uint64") -> np.ndarray:
 
 
 def draws(seed: int, stream: int, count: int) -> np.ndarray:
-    """Values ``0 … count-1`` of ``stream`` for ``seed``: uint64 ``(count,)`` (module docstring)."""
-    key = splitmix64((int(seed) ^ int(stream) * ATTEMPT_MUL) & _MASK)
+    """Values ``0 … count-1`` of ``stream`` for ``seed``, uint64: ``mix(mix(seed XOR stream·K) + (c + 1)·γ)``."""
+    key = splitmix64((int(seed) ^ int(stream) * ATTEMPT_MUL) & (2**64 - 1))
     with np.errstate(over="ignore"):
         return splitmix64(np.arange(1, count + 1, dtype=np.uint64) * np.uint64(GAMMA) + key)
-
-
-def unit_floats(values: np.ndarray) -> np.ndarray:
-    """float32 in ``[0, 1)`` from the top 24 bits of uint64 ``values`` (exact)."""
-    return (values >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
 
 
 def check_seed(seed: SeedLike) -> int:
     """The int64 seed the graphs get: ``seed``, a fresh one for None, 63 bits of a ``SeedSequence``'s state."""
     if seed is None:
-        return int.from_bytes(os.urandom(8), "little") >> 1  # 63 bits from the OS
+        return int.from_bytes(os.urandom(8), "little") >> 1
     if isinstance(seed, np.random.SeedSequence):
         return int(seed.generate_state(1, np.uint64)[0]) >> 1
     if not is_whole_number(seed) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be a whole number from 0 to 2**63-1, not {seed!r}")
     return int(seed)
-
-
-def check_strength(strength: float) -> float:
-    """A finite strength > 0 (zero noise would make sibling variants identical)."""
-    try:
-        value = float(strength)
-    except (TypeError, ValueError):
-        raise InputError(f"strength must be a number, not {strength!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"strength must be a finite number > 0, not {strength!r}")
-    return value
 
 
 def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -117,15 +80,20 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return v
 
 
-def choose_sources(candidates: np.ndarray, n: int, seed: int, *, pin: Optional[int] = None) -> np.ndarray:
-    """``n`` rows: ``candidates`` (sorted bank or given-map rows) ordered by their draw of :data:`PLAN_STREAM`
-    (candidate i gets value i; ties keep index order) and cycled, or ``pin`` on every row. So ``n ≤ len`` gives
-    distinct sources, each is used about equally often, and a larger ``n`` keeps the first rows of a smaller one."""
-    if pin is not None:
-        return np.full(n, int(pin), dtype=np.int64)
+def check_count(n: Any, what: str = "n") -> int:
+    """A count of maps, a whole number ≥ 1: the one count rule (the CLI calls it before a model loads)."""
+    if not is_whole_number(n):
+        raise InputError(f"{what} must be a whole number, not {n!r}")
+    if n < 1:
+        raise InputError(f"{what} must be at least 1, not {n}")
+    return int(n)
+
+
+def choose_sources(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` rows: ``candidates`` ordered by their draw of :data:`PLAN_STREAM` (candidate i gets value i; ties keep
+    index order) and cycled. So ``n ≤ len`` gives distinct sources, each is used about equally often, and a larger
+    ``n`` keeps the first rows of a smaller one."""
     candidates = np.asarray(candidates, dtype=np.int64)
-    if candidates.size == 0:
-        raise InputError("no source maps to generate from")
     order = candidates[draws(seed, PLAN_STREAM, candidates.size).argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
 
@@ -136,13 +104,13 @@ def choose_partners(sources: np.ndarray, labels: np.ndarray, outline_ids: np.nda
 
     Row r takes values 2r and 2r+1 of :data:`MIX_STREAM`: the first picks the partner (``value mod (pool size
     − 1)`` among the pool without the row's own source, pool in index order), the second the weight
-    ``0.25 + 0.5·u`` (float32, ``u`` from :func:`unit_floats`). Returns ``(partners, weights, alone)``:
+    ``0.25 + 0.5·u``, ``u`` float32 from the value's top 24 bits. Returns ``(partners, weights, alone)``:
     ``alone`` marks rows whose class has no other source; their partner is themselves (mixing is a no-op).
     """
     sources = np.asarray(sources, dtype=np.int64)
     values = draws(seed, MIX_STREAM, 2 * sources.size).reshape(-1, 2)
-    low, high = MIX_RANGE
-    weights = np.float32(low) + np.float32(high - low) * unit_floats(values[:, 1])
+    u = (values[:, 1] >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
+    weights = np.float32(0.25) + np.float32(0.5) * u
     partners = sources.copy()
     alone = np.zeros(sources.shape, dtype=bool)
     keys = np.stack([labels[sources], outline_ids[sources]], axis=1)
@@ -153,50 +121,33 @@ def choose_partners(sources: np.ndarray, labels: np.ndarray, outline_ids: np.nda
         if pool.size < 2:
             alone[rows] = True
             continue
-        own = sources[rows]
-        pos = np.searchsorted(pool, own)  # the row's own place in pool: skipped
-        in_pool = (pos < pool.size) & (pool[np.minimum(pos, pool.size - 1)] == own)
-        size = pool.size - 1 if in_pool.all() else pool.size
-        draw = (values[rows, 0] % np.uint64(size)).astype(np.int64)
-        draw = np.where(in_pool & (draw >= pos), draw + 1, draw)
-        partners[rows] = pool[draw]
+        own = np.searchsorted(pool, sources[rows])  # each row's own place in the pool (always there): skipped
+        draw = (values[rows, 0] % np.uint64(pool.size - 1)).astype(np.int64)
+        partners[rows] = pool[draw + (draw >= own)]
     return partners, weights, alone
 
 
-def mix_latents(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Convex mix ``(1-t)·a + t·b`` row by row, float32 (``t`` shape ``(n,)``)."""
-    t = np.asarray(t, dtype=np.float32).reshape(-1, *([1] * (np.ndim(a) - 1)))
-    return ((np.float32(1) - t) * a + t * b).astype(np.float32)
-
-
 def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarray) -> np.ndarray:
-    """σ per row and latent channel, float32 ``(n, 64)`` (module docstring)."""
-    variants = np.asarray(variants, dtype=np.int64)
+    """σ per row and latent channel, float32 ``(n, 64)``: ``float32(strength) × std`` (relative), or
+    ``(v mod 5 + 1) / 10`` for variant v (the course's schedule)."""
     std = np.asarray(std, dtype=np.float32)
     if mode == "course":
-        sigma = ((variants % COURSE_VARIANTS) + 1).astype(np.float32) / np.float32(10)
-        return np.repeat(sigma[:, None], std.size, axis=1)
-    if mode == "relative":
-        return np.broadcast_to(np.float32(strength) * std, (variants.size, std.size))
-    raise InputError(f"unknown noise mode {mode!r}; choose one of: {', '.join(MODES)}")
-
-
-def redraw_sigma(sigma: np.ndarray, attempt: int) -> np.ndarray:
-    """σ of redraw ``attempt``: ``sigma × float32(1.5**attempt)``, float32."""
-    return (np.asarray(sigma, dtype=np.float32) * np.float32(REDRAW_GROWTH**attempt)).astype(np.float32)
+        sigma = ((np.asarray(variants) % COURSE_VARIANTS) + 1).astype(np.float32)[:, None] / np.float32(10)
+    else:
+        sigma = np.float32(strength) * std
+    return np.broadcast_to(sigma, (len(variants), std.size))
 
 
 # A map's key is a weighted sum of its packed bits mod 2**64 with fixed odd weights, so two different maps
 # share a key with probability ~2**-63. 26*26*3 one-hot bits = 254 bytes, zero-padded to 32 uint64 words.
-_KEY_WORDS = 32
-_KEY_WEIGHTS = draws(0x51B1, 0, _KEY_WORDS) | np.uint64(1)
+_KEY_WEIGHTS = draws(0x51B1, 0, 32) | np.uint64(1)
 
 
 def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
     """A 64-bit key per row of one-hot ``maps``: equal for the same source and map (a collision only costs a
     needless, still deterministic, redraw)."""
     n = int(sources.shape[0])
-    packed = np.zeros((n, _KEY_WORDS * 8), dtype=np.uint8)
+    packed = np.zeros((n, 256), dtype=np.uint8)
     packed[:, :254] = np.packbits(maps.reshape(n, -1) != 0, axis=1)
     with np.errstate(over="ignore"):
         keys = (packed.view(np.uint64) * _KEY_WEIGHTS).sum(axis=1, dtype=np.uint64)
@@ -205,11 +156,10 @@ def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
 
 def repeated_rows(keys: np.ndarray, seen: Optional[set] = None) -> np.ndarray:
     """Indices, in row order, of rows whose key appeared earlier in ``keys`` or is in ``seen``."""
-    n = int(keys.shape[0])
-    repeated = np.ones(n, dtype=bool)
+    repeated = np.ones(len(keys), dtype=bool)
     repeated[np.unique(keys, return_index=True)[1]] = False
     if seen:
-        repeated |= np.fromiter((int(k) in seen for k in keys), dtype=bool, count=n)
+        repeated |= np.fromiter((int(k) in seen for k in keys), dtype=bool, count=len(keys))
     return np.flatnonzero(repeated)
 
 
@@ -248,10 +198,6 @@ class Plan(NamedTuple):
     row0: int = 0
 
     @property
-    def n(self) -> int:
-        return int(self.sources.shape[0])
-
-    @property
     def labels(self) -> np.ndarray:
         """int64 ``(N, 1)``, like ``label.npy``."""
         return self.src.labels[self.sources].astype(np.int64).reshape(-1, 1)
@@ -263,19 +209,23 @@ class Plan(NamedTuple):
         return self.src.bank and self.partners is None and s.mode == "relative" and s.outline_lock and not s.raw
 
 
-def settings(defaults: Any, strength: Optional[float], method: Optional[str], mode: Optional[str],
-             outline_lock: Optional[bool], raw: bool) -> Settings:
-    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``."""
-    return Settings(
-        method=check_choice(method if method is not None else defaults.method, METHODS, "method"),
-        mode=check_choice(mode if mode is not None else defaults.mode, MODES, "noise mode"),
-        strength=check_strength(strength if strength is not None else defaults.strength),
-        outline_lock=bool(defaults.outline_lock if outline_lock is None else outline_lock),
-        raw=bool(raw),
-    )
+def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
+             outline_lock: Optional[bool] = None, raw: bool = False) -> Settings:
+    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``. The strength must be > 0: zero
+    noise would make sibling variants identical."""
+    strength = defaults.strength if strength is None else strength
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"strength must be a finite number > 0, not {strength!r}")
+    return Settings(check_choice(defaults.method if method is None else method, METHODS, "method"),
+                    check_choice(defaults.mode if mode is None else mode, MODES, "noise mode"), value,
+                    bool(defaults.outline_lock if outline_lock is None else outline_lock), bool(raw))
 
 
-def plan_rows(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int, opts: Settings,
+def make_plan(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int, opts: Settings,
               classes: tuple[str, ...]) -> Plan:
     """The plan for given rows: mixing partners where asked, whether siblings can clash."""
     partners = weights = None
@@ -290,60 +240,48 @@ def plan_rows(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
                 siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
 
 
-def plan_generate(src: Sources, candidates: np.ndarray, n: int, seed: int, opts: Settings,
-                  classes: tuple[str, ...], pin: Optional[int] = None) -> Plan:
-    """``n`` rows from ``candidates`` (a class's rows of ``src``) in the seeded order, cycled."""
-    sources = choose_sources(candidates, n, seed, pin=pin)
-    variants = np.arange(n, dtype=np.int64) % COURSE_VARIANTS
-    return plan_rows(src, sources, variants, seed, opts, classes)
+def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opts: Settings,
+                  classes: tuple[str, ...], source_index: Any = None) -> Plan:
+    """``n`` rows of class ``cls_index`` of ``src`` in the seeded order (:func:`choose_sources`), or row
+    ``source_index`` of ``src`` on every row (of class ``cls_index`` when that is given)."""
+    if source_index is not None:
+        if not is_whole_number(source_index):
+            raise InputError(f"source index must be a whole number, not {source_index!r}")
+        if not 0 <= source_index < len(src.labels):
+            raise InputError(f"source index {source_index} is out of range 0..{len(src.labels) - 1}")
+        own = int(src.labels[source_index])
+        if cls_index is not None and own != cls_index:
+            raise InputError(f"source {int(source_index)} is class {classes[own]}, not {classes[cls_index]}; "
+                             "drop --class or pick a source of that class")
+        sources = np.full(n, int(source_index), dtype=np.int64)
+    else:
+        candidates = np.flatnonzero(src.labels == cls_index)
+        if candidates.size == 0:
+            where = "the bundle's latent bank" if src.bank else "the given maps"
+            raise InputError(f"no maps of class {classes[cls_index]} in {where}")
+        sources = choose_sources(candidates, n, seed)
+    return make_plan(src, sources, np.arange(n, dtype=np.int64) % COURSE_VARIANTS, seed, opts, classes)
 
 
 def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
-    """``per_source`` rows for every source (one k for all, or the counts of :func:`variant_counts`), the
-    variants of each source following each other and numbered 0.. within it: with one k, rows k·i … k·i+k−1."""
-    m = src.labels.shape[0]
-    counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (m,))
-    sources = np.repeat(np.arange(m, dtype=np.int64), counts)
+    """``per_source`` rows for every source (one k for all, or the counts of :func:`variant_counts`), the variants
+    of each source following each other, numbered 0.. within it: with one k, rows k·i … k·i+k−1."""
+    counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (len(src.labels),))
+    sources = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     variants = np.arange(sources.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    return plan_rows(src, sources, variants, seed, opts, classes)
+    return make_plan(src, sources, variants, seed, opts, classes)
 
 
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
-    """Variants of each of ``n_sources`` sources: one whole number k ≥ 1 for all,
-    or one count ≥ 0 per source (at least one map in all). int64 ``(n_sources,)``."""
+    """Variants of each of ``n_sources`` sources, int64: one whole number k ≥ 1 for all, or one count ≥ 0 per
+    source (at least one map in all)."""
     if np.ndim(per_source) == 0:
         return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     try:
-        raw = np.asarray(per_source)
-    except (TypeError, ValueError):
-        raise InputError(f"per_source must be a whole number or one count per source, not {per_source!r}") from None
-    if raw.ndim != 1 or raw.size != n_sources or (raw.size and raw.dtype.kind not in "iu"):
-        raise InputError(f"per_source counts must be {n_sources} whole numbers (one per source), got shape {raw.shape}")
-    counts = raw.astype(np.int64)
-    if (counts < 0).any() or counts.sum() < 1:
-        raise InputError("per_source counts must be ≥ 0 and make at least one map")
-    return counts
-
-
-def check_count(n: Any, what: str = "n") -> int:
-    """A count of maps (``n``, ``per_source``, ``-n``): a whole number, at least 1; the one count rule, for the
-    API and the CLI alike (the CLI calls it before any model loads, naming its option)."""
-    if not is_whole_number(n):
-        raise InputError(f"{what} must be a whole number, not {n!r}")
-    if n < 1:
-        raise InputError(f"{what} must be at least 1, not {n}")
-    return int(n)
-
-
-def check_source_index(source_index: Any, src: Sources, cls_index: Optional[int], classes: tuple[str, ...]) -> int:
-    """A valid row of ``src`` whose class agrees with ``cls_index`` (when given)."""
-    if not is_whole_number(source_index):
-        raise InputError(f"source index must be a whole number, not {source_index!r}")
-    count = src.labels.shape[0]
-    if not 0 <= source_index < count:
-        raise InputError(f"source index {source_index} is out of range 0..{count - 1}")
-    src_cls = int(src.labels[int(source_index)])
-    if cls_index is not None and src_cls != cls_index:
-        raise InputError(f"source {int(source_index)} is class {classes[src_cls]}, not {classes[cls_index]}; "
-                         "drop --class or pick a source of that class")
-    return int(source_index)
+        counts = np.asarray(per_source)
+    except (TypeError, ValueError):  # ragged
+        counts = np.zeros(0)
+    if counts.shape != (n_sources,) or counts.dtype.kind not in "iu" or (counts < 0).any() or counts.sum() < 1:
+        raise InputError(f"per_source counts must be whole numbers ≥ 0, one per source ({n_sources}), making at "
+                         "least one map")
+    return counts.astype(np.int64)

@@ -170,7 +170,7 @@ def test_graph_names_and_shapes_are_checked_against_the_manifest(bundle_copy, ca
     m = _manifest(bundle_copy)
     m["graphs"]["encoder"]["input"] = "pixels"
     _write_manifest(bundle_copy, m)
-    with pytest.raises(BundleError, match=r"encoder\.onnx: has no input 'pixels' and output 'latent'"):
+    with pytest.raises(BundleError, match=r"encoder\.onnx: inputs wafer, outputs latent are not the format's pixels, latent"):
         WaferGenerator.load(bundle_copy, provider="cpu")
     # encoder and decoder swapped (names fixed up so only the shapes are wrong)
     m = _manifest(bundle_copy)
