@@ -1,9 +1,6 @@
-"""The ``edge-infer`` command line: a thin typer layer over the Python API.
-
-Each verb is a function in :mod:`edge_infer.commands` wrapped in :func:`~edge_infer.commands.handle_errors`;
-its docstring is its help and its module's ``EPILOG`` its examples. Usage errors (an unknown option, a bad
-number) print as one ``error:`` line and exit 1; a bare ``edge-infer`` shows the help and exits 2, as click does.
-"""
+"""The ``edge-infer`` command line: one typer verb per module of :mod:`edge_infer.commands`, each wrapped in
+:func:`~edge_infer.commands.handle_errors`. A usage error is one ``error:`` line and exit 1, like any other error;
+a bare ``edge-infer`` shows the help and exits 2, as click does."""
 
 from __future__ import annotations
 
@@ -19,16 +16,7 @@ from .commands import augment, bench, bundle, convert, generate, info, reconstru
 HELP = """\
 Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal,
 defect) of any WM-811K defect class with a torch-free ONNX autoencoder.
-
-Examples:
-
-\b
-  edge-infer generate --class Scratch -n 20 --seed 0
-  edge-infer augment --per-source 5
-  edge-infer reconstruct --data wafer.zip
-  edge-infer convert --data wafer.zip --to g85
-  edge-infer bundle export my-tool/model
-  edge-infer info
+`edge-infer VERB --help` explains a verb, with examples.
 """
 
 app = typer.Typer(name="edge-infer", help=HELP, add_completion=False, no_args_is_help=True,
