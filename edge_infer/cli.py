@@ -1,6 +1,5 @@
 """The ``edge-infer`` command line: one typer verb per module of :mod:`edge_infer.commands`, each wrapped in
-:func:`~edge_infer.commands.handle_errors`. A usage error is one ``error:`` line and exit 1, like any other error;
-a bare ``edge-infer`` shows the help and exits 2, as click does."""
+:func:`~edge_infer.commands.handle_errors`."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from .commands import augment, bench, bundle, convert, generate, info, reconstru
 HELP = """\
 Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal,
 defect) of any WM-811K defect class with a torch-free ONNX autoencoder.
-`edge-infer VERB --help` explains a verb, with examples.
 """
 
 app = typer.Typer(name="edge-infer", help=HELP, add_completion=False, no_args_is_help=True,
@@ -37,11 +35,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version,
                                        is_eager=True)) -> None:
-    """Generate realistic wafer maps with a torch-free ONNX autoencoder."""
+    pass
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Console entry point (``edge-infer``): run the app; a usage error is one line, like any other error."""
+    """Console entry point (``edge-infer``): a usage error is one ``error:`` line and exit 1, like any other error;
+    a bare ``edge-infer`` shows the help and exits 2, as click does."""
     try:
         code = app(args=list(argv if argv is not None else sys.argv[1:]), prog_name="edge-infer",
                    standalone_mode=False)

@@ -89,19 +89,6 @@ def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> No
     tell(f"{'note' if issubclass(category, Note) else 'warning'}: {message}")
 
 
-def _failure(exc: BaseException) -> tuple[str, int]:
-    if isinstance(exc, KeyboardInterrupt):  # exit 128 + the signal, as shells report it
-        signum = exc.args[0] if exc.args else signal.SIGINT
-        return _SIGNALS[signum], 128 + signum
-    if isinstance(exc, MemoryError):
-        return f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time", 1
-    if isinstance(exc, OSError) and not isinstance(exc, EdgeInferError):  # the OS refusing a path, wherever met
-        name = str(exc.filename or "")
-        where = f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""
-        return f"error: {exc.strerror or exc}{where}", 1
-    return f"error: {exc}", 1
-
-
 def handle_errors(func: F) -> F:
     """Run a command so every failure is one line and an exit code (``error: …`` and 1; Ctrl-C, SIGTERM, SIGHUP:
     128 + the signal), warnings are ``note:``/``warning:`` lines, and a failed run leaves no folder it created."""
@@ -121,14 +108,24 @@ def handle_errors(func: F) -> F:
             for folder in reversed(_CREATED):
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only ever removes an empty folder
+            if isinstance(exc, KeyboardInterrupt):  # exit 128 + the signal, as shells report it
+                signum = exc.args[0] if exc.args else signal.SIGINT
+                tell(_SIGNALS[signum])
+                raise SystemExit(128 + signum) from None
             if isinstance(exc, BrokenPipeError):  # whoever read stdout went away (`| head`): stop quietly
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise SystemExit(1) from None
-            if not isinstance(exc, (EdgeInferError, KeyboardInterrupt, MemoryError, OSError)):
+            if isinstance(exc, MemoryError):
+                tell(f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time")
+            elif isinstance(exc, OSError) and not isinstance(exc, EdgeInferError):  # the OS refusing a path
+                name = str(exc.filename or "")
+                where = f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""
+                tell(f"error: {exc.strerror or exc}{where}")
+            elif isinstance(exc, EdgeInferError):
+                tell(f"error: {exc}")
+            else:
                 raise
-            line, code = _failure(exc)
-            tell(line)
-            raise SystemExit(code) from None
+            raise SystemExit(1) from None
         finally:
             _end_bars()
             for s, handler in old.items():

@@ -74,11 +74,9 @@ def augment(
     from ..files import check_free_space
     from ..generator import WaferGenerator
     from ..io import check_start, iter_maps, open_input, read_all
-    from ..sampling import check_count, check_seed
+    from ..sampling import check_seed
     from ..wafer import BLOCK_ROWS, MAP_BYTES
 
-    if per_source is not None:
-        check_count(per_source, "--per-source")
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
     noise_options = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
     given = [option for option, value in noise_options.items() if value is not None]

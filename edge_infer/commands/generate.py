@@ -57,9 +57,8 @@ def generate(
 ) -> None:
     """Generate new wafer maps of one defect class.
 
-    Each map is a source map's latent code from the bundle's latent bank plus
-    Gaussian noise, decoded by the bundle's generator graph; the source's wafer
-    outline is kept exactly unless --no-outline-lock.
+    Each map is a source map's latent code from the bundle's latent bank plus Gaussian noise, decoded by the
+    bundle's generator graph; the source's wafer outline is kept exactly unless --no-outline-lock.
     """
     from ..errors import InputError
     from ..files import check_free_space

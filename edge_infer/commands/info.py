@@ -13,9 +13,8 @@ EPILOG = examples("info", "info --json", "info --model models/wafer-cae --provid
 
 
 @handle_errors
-def info(model: ModelOpt = None, provider: ProviderOpt = "auto",
-         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for scripts.")] = False,
-         ) -> None:
+def info(model: ModelOpt = None, provider: ProviderOpt = "auto", as_json: Annotated[bool, typer.Option(
+         "--json", help="One JSON object on stdout, for scripts.")] = False) -> None:
     """Show the bundle (verified), its classes, and what onnxruntime runs it on (works without onnxruntime too)."""
     from ..bundle import load_bundle
     from ..errors import EdgeInferError

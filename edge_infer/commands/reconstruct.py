@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import typer
@@ -18,22 +17,14 @@ DATA_FILE, PICTURE, MAX_SHOWN = "reconstructed.npy", "reconstructed.png", 8
 EPILOG = examples("reconstruct --data ../shared/data/wafer.zip", "reconstruct --data maps.npy --out out/recon")
 
 
-def metric_sums(onehot: Any, probs: Any) -> np.ndarray:
-    """Squared error, dies, dies right, defect dies, defect dies found: float64, so blocks add up exactly."""
-    onehot, probs = np.asarray(onehot, np.float32), np.asarray(probs, np.float32)
+def metric_sums(onehot: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Squared error of probabilities vs one-hot, dies, dies whose most likely state is the input's, defect dies,
+    defect dies reconstructed as defects: float64, so blocks add up exactly."""
     truth, pred = onehot.argmax(axis=-1), probs.argmax(axis=-1)
     defects = truth == DEFECT
     return np.array([np.sum(np.square(probs - onehot), dtype=np.float64), truth.size,
                      np.count_nonzero(pred == truth), np.count_nonzero(defects),
                      np.count_nonzero(pred[defects] == DEFECT)], dtype=np.float64)
-
-
-def metrics(sums: np.ndarray) -> dict[str, float]:
-    """MSE over all N×26×26×3 elements of (probabilities − one-hot)², die-state accuracy (share of dies whose most
-    likely state is the input's), defect recall (share of defective dies reconstructed as defective; NaN without)."""
-    squared, dies, right, defects, found = sums
-    return {"mse": squared / (dies * N_STATES) if dies else math.nan, "accuracy": right / dies if dies else math.nan,
-            "defect_recall": found / defects if defects else math.nan}
 
 
 @handle_errors
@@ -82,11 +73,11 @@ def reconstruct(
             render_grid([firsts, recons], row_labels=["input", "reconstructed"],
                         col_labels=[f"map {i}" for i in range(len(firsts))],
                         title=f"reconstruction of the first {len(firsts)} maps").save(tmp_picture, format="PNG")
-    m = metrics(sums)
+    squared, dies, right, defects, found = sums
     say(f"maps: {source.count} from {data}")
-    say(f"mse: {m['mse']:.6f}")
-    say(f"die-state accuracy: {100 * m['accuracy']:.2f} %")
-    say(f"defect recall: {100 * m['defect_recall']:.2f} %")
+    say(f"mse: {squared / (dies * N_STATES):.6f}")  # over all N×26×26×3 elements
+    say(f"die-state accuracy: {100 * right / dies:.2f} %")
+    say(f"defect recall: {100 * found / defects:.2f} %" if defects else "defect recall: none (no defect dies)")
     if out is not None:
         say(f"  {out / DATA_FILE}  ({source.count}, 26, 26, 3) float32 one-hot")
         say(f"  {out / PICTURE}")
