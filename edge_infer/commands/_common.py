@@ -217,25 +217,20 @@ def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
     if fmt != "npy":
         files[out / G85_FILE] = f"{n} <Map>s, SEMI G85 XML"
     with atomic_files([*files, out / picture], force=force) as tmps, contextlib.ExitStack() as stack:
-        npy = g85 = None
+        writers = []
         if fmt != "g85":
             write_npy(tmps[1], labels)
-            npy = stack.enter_context(npy_writer(tmps[0], (n, *MAP_SHAPE)))
+            writers.append(stack.enter_context(npy_writer(tmps[0], (n, *MAP_SHAPE))).write)
         if fmt != "npy":
-            g85 = G85Writer(stack.enter_context(open(tmps[len(files) - 1], "wb")), lot_id="edge-infer")
-        rows = 0
+            g85 = G85Writer(stack.enter_context(open(tmps[-2], "wb")), lot_id="edge-infer")
+            stack.callback(g85.close)  # before the file closes; a failed run's file is removed anyway
+            writers.append(lambda block: g85.write(block, labels[g85.count:g85.count + len(block)]))
 
         def write(block: Any) -> None:
-            nonlocal rows
-            if npy is not None:
-                npy.write(block)
-            if g85 is not None:
-                g85.write(block, labels[rows:rows + len(block)])
-            rows += len(block)
+            for w in writers:
+                w(block)
 
         yield write, tmps[-1]
-        if g85 is not None:
-            g85.close()
     say(headline)
     for path, holds in files.items():
         say(f"  {path}  {holds}")

@@ -78,8 +78,8 @@ def augment(
     from ..wafer import BLOCK_ROWS, MAP_BYTES
 
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
-    noise_options = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
-    given = [option for option, value in noise_options.items() if value is not None]
+    noise = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
+    given = [option for option, value in noise.items() if value is not None]
     if given and not plan.uses_generator:
         raise InputError(f"recipe {plan.name} makes no noise variants, so {', '.join(given)} would do nothing; "
                          "add -k K (noise variants per map) or choose a recipe that generates")
