@@ -18,7 +18,7 @@ EPILOG = examples("generate --class None -n 5", "generate --class scratch -n 200
                   "generate --source-index 17 -n 8 --method noise --strength 0.5")
 
 
-def picture(gen, maps: np.ndarray, sources: np.ndarray, class_name: str, n: int):
+def picture(gen, maps: list, sources: np.ndarray, class_name: str, n: int):
     """Sources above their generated maps, up to MAX_SHOWN in rows of WRAP; the title says when capped."""
     from ..render import render_grid
 
@@ -75,11 +75,10 @@ def generate(
     if not quiet:
         tell(f"provider: {gen.provider_info.describe()}")
     class_name = gen.classes[int(made.labels[0, 0])]
-    shown = np.empty((min(n, MAX_SHOWN), 26, 26, 3), np.float32)  # the first maps, kept for the picture
     headline = f"generated {n} {class_name} map(s) from {len(set(made.sources.tolist()))} source(s) into {folder}"
+    shown: list = []  # the first maps, for the picture
     with map_writer(folder, made.labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
         for lo, block in made.blocks:
             write(block)
-            if lo < MAX_SHOWN:
-                shown[lo:lo + len(block)] = block[:MAX_SHOWN - lo]
+            shown += list(block[:max(0, MAX_SHOWN - lo)].copy())
         picture(gen, shown, made.sources, class_name, n).save(tmp_picture, format="PNG")

@@ -66,9 +66,8 @@ def reconstruct(
             recon = to_onehot(probs.argmax(axis=-1))
             if out is not None:
                 sink.write(recon)
-            if start < MAX_SHOWN:
-                firsts += list(block[:MAX_SHOWN - start].copy())
-                recons += list(recon[:MAX_SHOWN - start])
+            firsts += list(block[:max(0, MAX_SHOWN - start)].copy())
+            recons += list(recon[:max(0, MAX_SHOWN - start)])
         if out is not None:
             render_grid([firsts, recons], row_labels=["input", "reconstructed"],
                         col_labels=[f"map {i}" for i in range(len(firsts))],
