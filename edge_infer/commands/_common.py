@@ -135,10 +135,8 @@ def handle_errors(func: F) -> F:
 
 
 def output_folder(out: Optional[Path], verb: str) -> Path:
-    """The folder a run writes into, created now: ``out``, or a new ``out/VERB-N``.
-
-    The folders this creates are removed again if the run fails while they are still empty.
-    """
+    """The folder a run writes into, created now: ``out``, or a new ``out/VERB-N``; the folders this creates are
+    removed again if the run fails while they are still empty."""
     root = Path(out) if out is not None else RUNS_ROOT
     _CREATED.extend(reversed([p for p in (root, *root.parents) if not os.path.lexists(p)]))
     ensure_folder(root)
@@ -201,11 +199,8 @@ def _end_bars() -> None:
 @contextlib.contextmanager
 def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
                force: bool) -> Iterator[tuple[Callable[[Any], None], Path]]:
-    """``(write(block), temporary picture path)`` for the maps of ``labels``, written block by block in ``fmt``.
-
-    Every file, the picture included, appears only if all of them are complete (a failed or interrupted run
-    leaves none of them); then ``headline`` and the files are the result lines.
-    """
+    """``(write(block), temporary picture path)`` for the maps of ``labels`` in ``fmt``. Every file, the picture
+    included, appears only when all are complete; then ``headline`` and the files are the result lines."""
     from ..g85 import G85Writer
     from ..generator import DATA_FILE, LABEL_FILE
     from ..npy import npy_writer
