@@ -11,13 +11,10 @@ import typer
 
 from . import __version__
 from .commands import augment, bench, bundle, convert, generate, info, reconstruct
+from .commands._common import examples
 
-HELP = """\
-Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal,
-defect) of any WM-811K defect class with a torch-free ONNX autoencoder.
-"""
-
-app = typer.Typer(name="edge-infer", help=HELP, add_completion=False, no_args_is_help=True,
+app = typer.Typer(name="edge-infer", add_completion=False, no_args_is_help=True,
+                  epilog=examples("generate --class Scratch -n 20 --seed 0", "augment --per-source 5", "info"),
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 for module in (generate, augment, reconstruct, convert, info, bench):
@@ -35,7 +32,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version,
                                        is_eager=True)) -> None:
-    pass
+    """Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal, defect) of any WM-811K defect
+    class with a torch-free ONNX autoencoder."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
