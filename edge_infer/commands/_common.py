@@ -19,6 +19,10 @@ import typer
 
 from ..errors import EdgeInferError, Note, OutputError
 from ..files import atomic_files, ensure_folder, next_run_folder, write_npy
+from ..g85 import G85Writer
+from ..generator import DATA_FILE, LABEL_FILE
+from ..npy import npy_writer
+from ..wafer import MAP_SHAPE
 
 F = TypeVar("F", bound=Callable[..., Any])
 G85_FILE = "gen_maps.xml"
@@ -201,11 +205,6 @@ def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
                force: bool) -> Iterator[tuple[Callable[[Any], None], Path]]:
     """``(write(block), temporary picture path)`` for the maps of ``labels`` in ``fmt``. Every file, the picture
     included, appears only when all are complete; then ``headline`` and the files are the result lines."""
-    from ..g85 import G85Writer
-    from ..generator import DATA_FILE, LABEL_FILE
-    from ..npy import npy_writer
-    from ..wafer import MAP_SHAPE
-
     n, files = len(labels), {}
     if fmt != "g85":
         files.update({out / DATA_FILE: f"({n}, 26, 26, 3) float32 one-hot", out / LABEL_FILE: f"({n}, 1) int64"})

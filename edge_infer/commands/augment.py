@@ -7,7 +7,14 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ..augment import DEFAULT_RECIPE, RECIPES
+from ..augment import DEFAULT_RECIPE, RECIPES, augment_recipe, resolve_recipe
+from ..errors import InputError, TooLargeError
+from ..files import check_free_space
+from ..generator import WaferGenerator
+from ..io import check_start, iter_maps, open_input, read_all
+from ..render import render_grid
+from ..sampling import check_seed
+from ..wafer import BLOCK_ROWS, MAP_BYTES
 from ._common import (DataOpt, ForceOpt, FormatOpt, LabelsOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt,
                       Progress, ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, examples, handle_errors,
                       map_writer, output_folder, tell)
@@ -27,8 +34,6 @@ def _add_firsts(firsts: dict, start: int, sources: np.ndarray, made) -> None:
 
 def picture(classes, firsts: dict, recipe: str, first_word: str):
     """One row per class: its first source, then up to 5 maps made from it."""
-    from ..render import render_grid
-
     shown = max(len(made) for _, _, made in firsts.values())
     rows = [[src, *made] for _, src, made in (firsts[c] for c in sorted(firsts))]
     names = [f"{classes[c]} (source {firsts[c][0]})" for c in sorted(firsts)]
@@ -69,14 +74,6 @@ def augment(
 
     Without --data the sources are the bundle's latent bank (the 1281 training maps): -k 5 makes 6405 new maps.
     """
-    from ..augment import augment_recipe, resolve_recipe
-    from ..errors import InputError, TooLargeError
-    from ..files import check_free_space
-    from ..generator import WaferGenerator
-    from ..io import check_start, iter_maps, open_input, read_all
-    from ..sampling import check_seed
-    from ..wafer import BLOCK_ROWS, MAP_BYTES
-
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
     noise = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
     given = [option for option, value in noise.items() if value is not None]

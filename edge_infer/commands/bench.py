@@ -7,6 +7,9 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from ..bench import format_table, parse_batches, run_bench
+from ..errors import InputError
+from ..files import atomic_path, check_targets, json_text
 from ._common import ModelOpt, examples, handle_errors, say, tell
 
 EPILOG = examples("bench", "bench --threads 2 --seconds 2 --out bench.json",
@@ -35,10 +38,6 @@ def bench(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out file.")] = False,
 ) -> None:
     """Time encode, decode and generate (maps/s, p50/p99 latency) on this machine."""
-    from ..bench import format_table, parse_batches, run_bench
-    from ..errors import InputError
-    from ..files import atomic_path, check_targets, json_text
-
     if out is not None:
         check_targets([out], force=force)  # before minutes of measuring, not after
     if seconds <= 0:

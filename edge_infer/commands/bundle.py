@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..bundle import export_bundle, load_bundle
 from ._common import ForceOpt, ModelOpt, examples, handle_errors, say
 
 app = typer.Typer(help="The model bundle: the files any onnxruntime binding needs to generate the same maps.",
@@ -25,8 +26,6 @@ def export(
 ) -> None:
     """Copy the verified bundle (the default one, or --model) to a folder of yours: manifest.json, the .onnx
     graphs and latent_bank.npz, what a tool in another language needs to generate exactly the same maps."""
-    from ..bundle import export_bundle, load_bundle
-
     bundle = load_bundle(model)
     export_bundle(bundle, dest, force=force)
     say(f"exported bundle {bundle.manifest.get('name', '?')} ({len(bundle.manifest['files']) + 1} files) to {dest}")

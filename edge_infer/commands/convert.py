@@ -7,6 +7,12 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from ..errors import DataFileError, InputError
+from ..files import atomic_files, atomic_path, check_targets, write_npy
+from ..g85 import G85Writer, check_bins, looks_like_g85
+from ..io import DATA_NAME, LABEL_NAME, iter_maps, open_input
+from ..npy import npy_writer
+from ..wafer import MAP_SHAPE
 from ._common import DataOpt, ForceOpt, LabelsOpt, OutOpt, Progress, examples, handle_errors, output_folder, say, tell
 
 G85_FILE = "maps.xml"
@@ -43,13 +49,6 @@ def convert(
     force: ForceOpt = False,
 ) -> None:
     """Convert wafer maps between the course .npy layout and SEMI G85 XML (streamed: any size)."""
-    from ..errors import DataFileError, InputError
-    from ..files import atomic_files, atomic_path, check_targets, write_npy
-    from ..g85 import G85Writer, check_bins, looks_like_g85, parse_bin_map
-    from ..io import DATA_NAME, LABEL_NAME, iter_maps, open_input
-    from ..npy import npy_writer
-    from ..wafer import MAP_SHAPE
-
     if not data.exists():
         raise DataFileError(f"{data}: no such file or folder")
     source_is_g85 = data.is_file() and data.suffix.lower() != ".npy" and looks_like_g85(data)
@@ -61,8 +60,7 @@ def convert(
     unused = [opt for opt, given in writing.items() if given and target != "g85"]
     if unused:
         raise InputError(f"{', '.join(unused)} shape(s) the G85 that --to g85 writes; this run writes npy")
-    parse_bin_map(bin_map)
-    if target == "g85":
+    if target == "g85":  # before a G85 input's validating pass (a bad --bin-map fails as that pass starts)
         check_bins(bin_type, null_bin, pass_bin, fail_bin)
     inp = open_input(data, labels, bin_map=bin_map)  # headers, sizes and labels checked: no map read yet
     n, lab = inp.maps.count, inp.labels

@@ -7,7 +7,11 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ..wafer import CLASS_NAMES
+from ..errors import InputError
+from ..files import check_free_space
+from ..generator import WaferGenerator
+from ..render import render_grid
+from ..wafer import CLASS_NAMES, MAP_BYTES
 from ._common import (RUNS_ROOT, ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress,
                       ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, examples, handle_errors, map_writer,
                       output_folder, tell)
@@ -20,8 +24,6 @@ EPILOG = examples("generate --class None -n 5", "generate --class scratch -n 200
 
 def picture(gen, maps: list, sources: np.ndarray, class_name: str, n: int):
     """Sources above their generated maps, up to MAX_SHOWN in rows of WRAP; the title says when capped."""
-    from ..render import render_grid
-
     shown = min(n, MAX_SHOWN)
     src = gen.bank_maps(sources[:shown])  # the bundle holds latents only: a source is drawn as the decoder sees it
     rows, labels = [], []
@@ -60,11 +62,6 @@ def generate(
     Each map is a source map's latent code from the bundle's latent bank plus Gaussian noise, decoded by the
     bundle's generator graph; the source's wafer outline is kept exactly unless --no-outline-lock.
     """
-    from ..errors import InputError
-    from ..files import check_free_space
-    from ..generator import WaferGenerator
-    from ..wafer import MAP_BYTES
-
     if cls is None and source_index is None:  # before a model loads, in the options' own words
         raise InputError(f"give --class (one of: {', '.join(CLASS_NAMES)}) or --source-index")
     gen = WaferGenerator.load(model, provider=provider, threads=threads)

@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ..bundle import load_bundle
+from ..errors import EdgeInferError
+from ..generator import WaferGenerator
+from ..runtime import available_providers, clash, ort, ort_distribution
 from ._common import ModelOpt, ProviderOpt, examples, handle_errors, say, tell
 
 EPILOG = examples("info", "info --json", "info --model models/wafer-cae --provider cpu")
@@ -16,11 +20,6 @@ EPILOG = examples("info", "info --json", "info --model models/wafer-cae --provid
 def info(model: ModelOpt = None, provider: ProviderOpt = "auto", as_json: Annotated[bool, typer.Option(
          "--json", help="One JSON object on stdout, for scripts.")] = False) -> None:
     """Show the bundle (verified), its classes, and what onnxruntime runs it on (works without onnxruntime too)."""
-    from ..bundle import load_bundle
-    from ..errors import EdgeInferError
-    from ..generator import WaferGenerator
-    from ..runtime import available_providers, clash, ort, ort_distribution
-
     b = load_bundle(model)
     m = b.manifest
     try:

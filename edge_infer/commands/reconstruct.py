@@ -9,7 +9,12 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ..wafer import DEFECT, N_STATES
+from ..files import atomic_files, check_free_space, check_targets
+from ..generator import WaferGenerator
+from ..io import check_start, iter_maps, open_input
+from ..npy import npy_writer
+from ..render import render_grid
+from ..wafer import DEFECT, MAP_BYTES, MAP_SHAPE, N_STATES, to_onehot
 from ._common import (DataOpt, ForceOpt, ModelOpt, Progress, ProviderOpt, QuietOpt, ThreadsOpt, examples,
                       handle_errors, output_folder, say, tell)
 
@@ -39,13 +44,6 @@ def reconstruct(
     quiet: QuietOpt = False,
 ) -> None:
     """Encode then decode maps and report how close the result is (bounded memory, any input size)."""
-    from ..files import atomic_files, check_free_space, check_targets
-    from ..generator import WaferGenerator
-    from ..io import check_start, iter_maps, open_input
-    from ..npy import npy_writer
-    from ..render import render_grid
-    from ..wafer import MAP_BYTES, MAP_SHAPE, to_onehot
-
     if out is not None:
         check_targets([out / DATA_FILE, out / PICTURE], force=force)
     source = open_input(data).maps  # headers and sizes checked: no map read yet

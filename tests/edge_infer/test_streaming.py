@@ -155,7 +155,9 @@ def test_out_of_memory_says_how_much_was_asked(bundle_dir, tmp_path, capsys, mon
     def too_big(*a, **k):
         np.empty((10**7, 26, 26, 3, 1000), dtype=np.float32)  # 74 TiB: numpy refuses it, and says so
 
-    monkeypatch.setattr(eio, "iter_maps", too_big)
+    import edge_infer.commands.reconstruct as cmd
+
+    monkeypatch.setattr(cmd, "iter_maps", too_big)
     yy, xx = np.mgrid[:26, :26]
     wafer = ((yy - 12.5) ** 2 + (xx - 12.5) ** 2 <= 12.5**2).astype(np.uint8)  # a disc: passes the wafer rule
     np.save(tmp_path / "m.npy", np.stack([wafer, wafer]))
