@@ -33,7 +33,8 @@ def convert(
         "--bin-map", show_default=False,
         help="Reading G85: CODE=STATE pairs, e.g. '7=defect,99=boundary' (states: boundary, normal, defect). Named "
         "codes take that state; the rest follow BinQuality (Pass normal, Fail defect) and NullBin (boundary).")] = None,
-    bin_type: Annotated[str, typer.Option("--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")] = "ascii",
+    bin_type: Annotated[str, typer.Option(
+        "--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")] = "ascii",
     null_bin: Annotated[Optional[str], typer.Option(
         "--null-bin", show_default=False,
         help="Writing G85: code of off-wafer dies. Default: . (ascii), 000, 00, 0000.")] = None,
