@@ -1,9 +1,5 @@
-"""The ``edge-infer`` command line: a thin typer layer over the Python API.
-
-Each verb is a function in :mod:`edge_infer.commands` wrapped in :func:`~edge_infer.commands.handle_errors`;
-its docstring is its help and its module's ``EPILOG`` its examples. Usage errors (an unknown option, a bad
-number) print as one ``error:`` line and exit 1; a bare ``edge-infer`` shows the help and exits 2, as click does.
-"""
+"""The ``edge-infer`` command line: one typer verb per module of :mod:`edge_infer.commands`, each wrapped in
+:func:`~edge_infer.commands.handle_errors`."""
 
 from __future__ import annotations
 
@@ -15,23 +11,10 @@ import typer
 
 from . import __version__
 from .commands import augment, bench, bundle, convert, generate, info, reconstruct
+from .commands._common import examples
 
-HELP = """\
-Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal,
-defect) of any WM-811K defect class with a torch-free ONNX autoencoder.
-
-Examples:
-
-\b
-  edge-infer generate --class Scratch -n 20 --seed 0
-  edge-infer augment --per-source 5
-  edge-infer reconstruct --data wafer.zip
-  edge-infer convert --data wafer.zip --to g85
-  edge-infer bundle export my-tool/model
-  edge-infer info
-"""
-
-app = typer.Typer(name="edge-infer", help=HELP, add_completion=False, no_args_is_help=True,
+app = typer.Typer(name="edge-infer", add_completion=False, no_args_is_help=True,
+                  epilog=examples("generate --class Scratch -n 20 --seed 0", "augment --per-source 5", "info"),
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 for module in (generate, augment, reconstruct, convert, info, bench):
@@ -49,11 +32,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version,
                                        is_eager=True)) -> None:
-    """Generate realistic wafer maps with a torch-free ONNX autoencoder."""
+    """Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal, defect) of any WM-811K defect
+    class with a torch-free ONNX autoencoder."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Console entry point (``edge-infer``): run the app; a usage error is one line, like any other error."""
+    """Console entry point (``edge-infer``): a usage error is one ``error:`` line and exit 1, like any other error;
+    a bare ``edge-infer`` shows the help and exits 2, as click does."""
     try:
         code = app(args=list(argv if argv is not None else sys.argv[1:]), prog_name="edge-infer",
                    standalone_mode=False)

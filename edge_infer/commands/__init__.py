@@ -1,5 +1,4 @@
-"""One module per ``edge-infer`` verb (see :mod:`edge_infer.cli`); :func:`handle_errors` is the
-project's one entry-point wrapper."""
+"""One module per ``edge-infer`` verb (see :mod:`edge_infer.cli`); :func:`handle_errors` wraps every tool."""
 
 from ._common import handle_errors
 

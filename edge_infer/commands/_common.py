@@ -1,8 +1,5 @@
-"""What every ``edge-infer`` verb shares: the error wrapper, options, output lines, progress, run folders, map files.
-
-:func:`handle_errors` also wraps ``python -m training`` / ``export`` / ``training.evaluation`` and the drivers in
-``bench/``, so every tool of the project fails the same way.
-"""
+"""What every ``edge-infer`` verb shares: options, output lines, the error wrapper (which the project's other tools
+use too), run folders, progress, map files."""
 
 from __future__ import annotations
 
@@ -16,51 +13,58 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, TypeVar
+from typing import Annotated, Any, Callable, Literal, Optional, TypeVar
 
 import typer
 
-from ..errors import EdgeInferError, InputError, Note, OutputError
-from ..files import atomic_files, next_run_folder, write_npy
+from ..errors import EdgeInferError, Note, OutputError
+from ..files import atomic_files, ensure_folder, next_run_folder, write_npy
+from ..g85 import G85Writer
+from ..generator import DATA_FILE, LABEL_FILE
+from ..npy import npy_writer
+from ..wafer import MAP_SHAPE
 
 F = TypeVar("F", bound=Callable[..., Any])
 G85_FILE = "gen_maps.xml"
-#: Where a run writes when no --out is given: a new ``out/VERB-N`` each time.
-RUNS_ROOT = Path("out")
+RUNS_ROOT = Path("out")  # without --out, each run writes a new out/VERB-N here
 
 ModelOpt = Annotated[Optional[Path], typer.Option(
-    "--model", "-m", show_default=False,
-    help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the bundle shipped with edge-infer.")]
+    "--model", "-m", show_default=False, help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the shipped one.")]
 ProviderOpt = Annotated[str, typer.Option(
     "--provider", help="auto: CUDA if onnxruntime really gets a GPU, else the CPU (says why). cpu, cuda, tensorrt, "
     "openvino: that one, or an error naming what is missing.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
     "--threads", show_default=False, help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
 SeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", "-s", show_default=False,
-    help="Random seed: the same seed gives the same maps. Default: fresh randomness.")]
+    "--seed", "-s", show_default=False, help="The same seed gives the same maps. Default: fresh randomness.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
-QuietOpt = Annotated[bool, typer.Option(
-    "--quiet", "-q", help="No progress or provider line on stderr (errors still show).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or provider line (errors still show).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
     "--out", "-o", show_default=False,
     help="Output folder (created if needed). Default: a new folder out/VERB-N for each run, so runs never collide.")]
 StrengthOpt = Annotated[Optional[float], typer.Option(
-    "--strength", show_default=False,
-    help="Noise strength, relative to each latent channel's spread. Default: the bundle's.")]
+    "--strength", show_default=False, help="Noise relative to each latent channel's spread. Default: the bundle's.")]
 MethodOpt = Annotated[Optional[str], typer.Option(
-    "--method", show_default=False,
-    help="noise: source latent + noise. mix: blend with another source of the class, then noise. "
-    "Default: the bundle's.")]
+    "--method", show_default=False, help="noise: source latent + noise. mix: blend with another source of the class, "
+    "then noise. Default: the bundle's.")]
 ModeOpt = Annotated[Optional[str], typer.Option(
     "--noise-mode", show_default=False,
     help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).")]
 OutlineOpt = Annotated[bool, typer.Option(
-    "--no-outline-lock",
-    help="Let the decoder redraw the wafer outline too (default: keep each source's outline exactly).")]
-FormatOpt = Annotated[str, typer.Option(
-    "--format", help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml (SEMI G85 XML, "
-    "class in ei:ClassIndex). both.")]
+    "--no-outline-lock", help="Let the decoder redraw the wafer outline too (default: keep each source's exactly).")]
+DataOpt = Annotated[Optional[Path], typer.Option(
+    "--data", "-d", show_default=False, help="Maps: a wafer.zip, a folder with data.npy (+ label.npy), a .npy of maps "
+    "(one-hot or die states; with --labels), or a SEMI G85 .xml (its maps may carry their class).")]
+LabelsOpt = Annotated[Optional[Path], typer.Option(
+    "--labels", "-l", show_default=False, help="A .npy of class indices, one per map in --data.")]
+FormatOpt = Annotated[Literal["npy", "g85", "both"], typer.Option(
+    "--format", case_sensitive=False, help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml "
+    "(SEMI G85 XML, class in ei:ClassIndex). both.")]
+
+
+def examples(*commands: str) -> str:
+    """A verb's ``--help`` epilog: its example command lines, shown as written."""
+    return "Examples:\n\n\b\n" + "".join(f"  edge-infer {c}\n" for c in commands)
 
 
 def say(message: str) -> None:
@@ -76,115 +80,79 @@ def tell(message: str) -> None:
 # ---------------------------------------------------------------- the wrapper
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the run is, so it unwinds like Ctrl-C (temporary files removed)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+_CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
+_BARS: list["Progress"] = []  # bars to end before an error line, so the line is not drawn over
+_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hangup (SIGHUP)"}
 
 
 def _stop(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
-
-
-_CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
-_BARS: list["Progress"] = []  # bars to end before an error line, so the line is not drawn over
+    raise KeyboardInterrupt(signum)  # where the run is, so SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed)
 
 
 def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
     tell(f"{'note' if issubclass(category, Note) else 'warning'}: {message}")
 
 
-def _failure(exc: BaseException) -> tuple[str, int]:
-    """The one line and the exit code for a failure :func:`handle_errors` catches."""
-    if isinstance(exc, EdgeInferError):
-        return f"error: {exc}", 1
-    if isinstance(exc, KeyboardInterrupt):  # exit 128 + the signal, as shells report it
-        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-        names = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hangup (SIGHUP)"}
-        return names[signum], 128 + signum
-    if isinstance(exc, MemoryError):
-        return f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time", 1
-    # An OSError: the OS refusing a path (too long, a link loop, no permission), wherever it was met.
-    line = f"error: {exc.strerror or exc}"  # type: ignore[attr-defined]
-    name = str(exc.filename or "")  # type: ignore[attr-defined]
-    if len(name) > 100:
-        line += f": {name[:100]}…"
-    elif name:
-        line += f": {name}"
-    return line, 1
-
-
 def handle_errors(func: F) -> F:
-    """Run a command so every failure is one line and an exit code, and nothing half-made stays behind.
-
-    An :class:`~edge_infer.errors.EdgeInferError`, an OSError or a MemoryError prints ``error: …`` and
-    exits 1; Ctrl-C, SIGTERM and SIGHUP print one line and exit 128 + the signal; warnings print as
-    ``note:``/``warning:`` lines. Files being written are removed on the way out (:mod:`edge_infer.files`),
-    and so are the output folders a failed run created.
-    """
+    """Run a command so every failure is one line and an exit code (``error: …`` and 1; Ctrl-C, SIGTERM, SIGHUP:
+    128 + the signal), warnings are ``note:``/``warning:`` lines, and a failed run leaves no folder it created."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
         old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)} if main else {}
         del _CREATED[:]
-        ok = False
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always")
                 warnings.showwarning = _show_warning
-                result = func(*args, **kwargs)
-            ok = True
-            return result
-        except BrokenPipeError:  # whoever read stdout went away (`| head`): stop quietly, as a pipeline expects
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise SystemExit(1) from None
-        except (EdgeInferError, KeyboardInterrupt, MemoryError, OSError) as exc:
+                return func(*args, **kwargs)
+        except BaseException as exc:
             _end_bars()
-            line, code = _failure(exc)
-            tell(line)
-            raise SystemExit(code) from None
+            for folder in reversed(_CREATED):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only ever removes an empty folder
+            if isinstance(exc, KeyboardInterrupt):  # exit 128 + the signal, as shells report it
+                signum = exc.args[0] if exc.args else signal.SIGINT
+                tell(_SIGNALS[signum])
+                raise SystemExit(128 + signum) from None
+            if isinstance(exc, BrokenPipeError):  # whoever read stdout went away (`| head`): stop quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise SystemExit(1) from None
+            if isinstance(exc, MemoryError):
+                tell(f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time")
+            elif isinstance(exc, OSError) and not isinstance(exc, EdgeInferError):  # the OS refusing a path
+                name = str(exc.filename or "")
+                where = f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""
+                tell(f"error: {exc.strerror or exc}{where}")
+            elif isinstance(exc, EdgeInferError):
+                tell(f"error: {exc}")
+            else:
+                raise
+            raise SystemExit(1) from None
         finally:
             _end_bars()
             for s, handler in old.items():
                 signal.signal(s, handler)
-            if not ok:
-                for folder in reversed(_CREATED):
-                    with contextlib.suppress(OSError):
-                        folder.rmdir()  # only ever removes an empty folder
 
     return wrapper  # type: ignore[return-value]
 
 
 def output_folder(out: Optional[Path], verb: str) -> Path:
-    """The folder a run writes into: ``out`` itself, or a new ``out/VERB-N``.
-
-    The folders this creates are recorded, so a failed run removes them again.
-    """
+    """The folder a run writes into, created now: ``out``, or a new ``out/VERB-N``; the folders this creates are
+    removed again if the run fails while they are still empty."""
+    root = Path(out) if out is not None else RUNS_ROOT
+    _CREATED.extend(reversed([p for p in (root, *root.parents) if not os.path.lexists(p)]))
+    ensure_folder(root)
     if out is not None:
-        missing = []
-        p = Path(out)
-        while not os.path.lexists(p) and p != p.parent:
-            missing.append(p)
-            p = p.parent
-        _CREATED.extend(reversed(missing))
-        return Path(out)
-    for _ in range(1000):
-        folder = next_run_folder(RUNS_ROOT, verb)
-        created = not os.path.lexists(RUNS_ROOT)
-        try:
-            folder.mkdir(parents=True)
-        except FileExistsError:
-            if folder.is_dir():
-                continue  # another run took that number a moment ago
-            raise OutputError(f"cannot create {folder}: {RUNS_ROOT} is not a folder; give --out") from None
-        except OSError as exc:
-            raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; give --out") from None
-        _CREATED.extend([RUNS_ROOT, folder] if created else [folder])
-        return folder
-    raise OutputError(f"cannot find a free run folder in {RUNS_ROOT} (can it be listed?); give --out")
+        return root
+    for _ in range(100):  # another run may take a number between looking and creating it
+        folder = next_run_folder(root, verb)
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            _CREATED.append(folder)
+            return folder
+    raise OutputError(f"cannot find a free run folder in {root} (can it be listed?); give --out")
 
 
 # ---------------------------------------------------------------- progress
@@ -196,7 +164,7 @@ class Progress:
 
     def __init__(self, what: str, *, quiet: bool = False, delay: float = 1.0, every: float = 5.0) -> None:
         self.what, self.quiet, self.delay, self.every = what, quiet, delay, every
-        self.start, self.last, self.bar, self.task = time.monotonic(), 0.0, None, None
+        self.start, self.last, self.bar = time.monotonic(), 0.0, None
         _BARS.append(self)
 
     def __call__(self, done: int, total: int) -> None:
@@ -209,10 +177,10 @@ class Progress:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TimeRemainingColumn
 
                 self.bar = Bar(self.what, BarColumn(), MofNCompleteColumn(), "maps", TimeRemainingColumn(),
-                               transient=False, console=Console(stderr=True))
+                               console=Console(stderr=True))
                 self.bar.start()
-                self.task = self.bar.add_task(self.what, total=total)
-            self.bar.update(self.task, completed=done)
+                self.bar.add_task(self.what, total=total)
+            self.bar.update(self.bar.task_ids[0], completed=done)
         elif now - self.last >= self.every or done >= total:
             self.last = now
             rate = done / max(now - self.start, 1e-9)
@@ -232,70 +200,32 @@ def _end_bars() -> None:
 # ---------------------------------------------------------------- map files
 
 
-def check_format(fmt: str) -> str:
-    """``--format`` as a key: npy, g85 or both."""
-    key = fmt.strip().lower()
-    if key not in ("npy", "g85", "both"):
-        raise InputError(f"--format must be npy, g85 or both, not {fmt!r}")
-    return key
-
-
-def map_files(out: Path, fmt: str) -> list[Path]:
-    """The map files a format writes into ``out``: npy first (maps, labels), then G85."""
-    from ..generator import DATA_FILE, LABEL_FILE
-
-    files = []
-    if fmt != "g85":
-        files += [out / DATA_FILE, out / LABEL_FILE]
-    if fmt != "npy":
-        files.append(out / G85_FILE)
-    return files
-
-
-class MapSink:
-    """Blocks of maps, in order, to every file of a format; the labels, known up front, go beside them."""
-
-    def __init__(self, npy: Any, g85: Any, labels: Any) -> None:
-        self.npy, self.g85, self.labels, self.rows = npy, g85, labels, 0
-
-    def write(self, block: Any) -> None:
-        if self.npy is not None:
-            self.npy.write(block)
-        if self.g85 is not None:
-            self.g85.write(block, self.labels[self.rows:self.rows + len(block)])
-        self.rows += len(block)
-
-
 @contextlib.contextmanager
-def map_writer(out: Path, labels: Any, fmt: str, picture: str, *, force: bool) -> Iterator[tuple[MapSink, Path]]:
-    """``(sink, temporary picture path)`` for the maps of ``labels``, written block by block in ``fmt``.
-
-    Every file, the picture included, appears only if all of them are complete: a failed or
-    interrupted run leaves none of them.
-    """
-    from ..g85 import G85Writer
-    from ..npy import npy_writer
-    from ..wafer import MAP_SHAPE
-
-    files = map_files(out, fmt)
+def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
+               force: bool) -> Iterator[tuple[Callable[[Any], None], Path]]:
+    """``(write(block), temporary picture path)`` for the maps of ``labels`` in ``fmt``. Every file, the picture
+    included, appears only when all are complete; then ``headline`` and the files are the result lines."""
+    n, files = len(labels), {}
+    if fmt != "g85":
+        files.update({out / DATA_FILE: f"({n}, 26, 26, 3) float32 one-hot", out / LABEL_FILE: f"({n}, 1) int64"})
+    if fmt != "npy":
+        files[out / G85_FILE] = f"{n} <Map>s, SEMI G85 XML"
     with atomic_files([*files, out / picture], force=force) as tmps, contextlib.ExitStack() as stack:
-        npy = g85 = None
+        writers = []
         if fmt != "g85":
             write_npy(tmps[1], labels)
-            npy = stack.enter_context(npy_writer(tmps[0], (len(labels), *MAP_SHAPE)))
+            writers.append(stack.enter_context(npy_writer(tmps[0], (n, *MAP_SHAPE))).write)
         if fmt != "npy":
-            g85 = G85Writer(stack.enter_context(open(tmps[len(files) - 1], "wb")), lot_id="edge-infer")
-        yield MapSink(npy, g85, labels), tmps[-1]
-        if g85 is not None:
-            g85.close()
+            g85 = G85Writer(stack.enter_context(open(tmps[-2], "wb")), lot_id="edge-infer")
+            stack.callback(g85.close)  # before the file closes; a failed run's file is removed anyway
+            writers.append(lambda block: g85.write(block, labels[g85.count:g85.count + len(block)]))
 
+        def write(block: Any) -> None:
+            for w in writers:
+                w(block)
 
-def say_maps(out: Path, n: int, fmt: str, picture: str) -> None:
-    """The result lines for what :func:`map_writer` wrote: each file, and what it holds."""
-    from ..generator import DATA_FILE, LABEL_FILE
-
-    holds = {DATA_FILE: f"({n}, 26, 26, 3) float32 one-hot", LABEL_FILE: f"({n}, 1) int64",
-             G85_FILE: f"{n} <Map>s, SEMI G85 XML"}
-    for path in map_files(out, fmt):
-        say(f"  {path}  {holds[path.name]}")
+        yield write, tmps[-1]
+    say(headline)
+    for path, holds in files.items():
+        say(f"  {path}  {holds}")
     say(f"  {out / picture}")

@@ -2,79 +2,55 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import numpy as np
 import typer
 
-from ..augment import DEFAULT_RECIPE, RECIPES
-from ._common import (ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress, ProviderOpt,
-                      QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, check_format, handle_errors, map_writer,
-                      output_folder, say, say_maps, tell)
+from ..augment import DEFAULT_RECIPE, RECIPES, augment_recipe, resolve_recipe
+from ..errors import InputError, TooLargeError
+from ..files import check_free_space
+from ..generator import WaferGenerator
+from ..io import check_start, iter_maps, open_input, read_all
+from ..render import render_grid
+from ..sampling import check_seed
+from ..wafer import BLOCK_ROWS, MAP_BYTES
+from ._common import (DataOpt, ForceOpt, FormatOpt, LabelsOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt,
+                      Progress, ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, examples, handle_errors,
+                      map_writer, output_folder, tell)
 
 PICTURE = "augment.png"
-
-EPILOG = """\
-Examples:
-
-\b
-  edge-infer augment
-  edge-infer augment --data ../shared/data/wafer.zip --per-source 5 --seed 0
-  edge-infer augment --data my_maps.npy --labels my_labels.npy --out out/mine
-
-The maps made from source i are on consecutive rows, in source order (-k K:
-rows k·i … k·i+k−1); augment.png shows, per class, a source and the first maps
-made from it. -k K alone streams --data of any size; the other recipes (and
---method mix) read it whole, up to $EDGE_INFER_MAX_INPUT_MEMORY (default 2G).
-
-\b
-Recipes:
-  classic                     k noise variants per map (the course's 5)
-  symmetries                  the 7 other rotations/flips of each map (the default:
-                              the only recipe that measurably helped a classifier)
-  balanced                    every class topped up to the largest, by noise variants
-  balanced-copies             the same by copies of the sources (no generation)
-  symmetries+noise            rotations/flips, and one noise variant of each
-  symmetries+balanced-copies  rotations/flips, classes topped up by copies
-  symmetries+balanced         rotations/flips, classes topped up by noise variants
-"""
+EPILOG = examples("augment", "augment --data ../shared/data/wafer.zip --per-source 5 --seed 0",
+                  "augment --data my_maps.npy --labels my_labels.npy --recipe balanced --out out/mine")
 
 
-def first_examples(result, source_map, shown: int) -> dict:
-    """Per class of ``result``, its first source: ``(source row, source map, the first maps made from it)``."""
-    examples = {}
-    for c in np.unique(result.labels[:, 0]):
-        i = int(result.sources[np.flatnonzero(result.labels[:, 0] == c)[0]])
-        examples[int(c)] = (i, source_map(i), result.maps[result.sources == i][:shown])
-    return examples
+def _add_firsts(firsts: dict, start: int, sources: np.ndarray, made) -> None:
+    """Per class not in ``firsts`` yet: its first source ``(row, map, the first maps made from it)``."""
+    for c in np.unique(made.labels[:, 0]):
+        if int(c) not in firsts:
+            i = int(made.sources[np.flatnonzero(made.labels[:, 0] == c)[0]])
+            firsts[int(c)] = (i, sources[i - start].copy(), made.maps[made.sources == i][:5])
 
 
-def picture(classes, examples: dict, shown: int, recipe: str, first_word: str):
-    """One row per class: its first source, then up to ``shown`` maps made from it."""
-    from ..render import render_grid
-
-    rows = [[src, *made] for _, src, made in (examples[c] for c in sorted(examples))]
-    names = [f"{classes[c]} (source {examples[c][0]})" for c in sorted(examples)]
+def picture(classes, firsts: dict, recipe: str, first_word: str):
+    """One row per class: its first source, then up to 5 maps made from it."""
+    shown = max(len(made) for _, _, made in firsts.values())
+    rows = [[src, *made] for _, src, made in (firsts[c] for c in sorted(firsts))]
+    names = [f"{classes[c]} (source {firsts[c][0]})" for c in sorted(firsts)]
     return render_grid(rows, row_labels=names, col_labels=[first_word, *[f"made {j + 1}" for j in range(shown)]],
                        title=f"recipe {recipe}: the first maps made from one source of each class")
 
 
 @handle_errors
 def augment(
-    data: Annotated[Optional[Path], typer.Option(
-        "--data", "-d", show_default=False,
-        help="Source maps: a wafer.zip, a folder with data.npy + label.npy, a .npy of maps (with --labels), or a SEMI "
-        "G85 .xml whose maps carry their class. Default: the bundle's latent bank (the 1281 training maps).")] = None,
-    labels: Annotated[Optional[Path], typer.Option(
-        "--labels", "-l", show_default=False, help="A .npy of class indices, one per map in --data.")] = None,
+    data: DataOpt = None,
+    labels: LabelsOpt = None,
     per_source: Annotated[Optional[int], typer.Option(
-        "--per-source", "-k", show_default=False,
-        help="Noise variants per source map. Alone: the classic recipe with k (the course's 5 per map: -k 5). "
-        "With --recipe: changes that recipe's count.")] = None,
+        "--per-source", "-k", show_default=False, help="Noise variants per source map. Alone: the classic recipe "
+        "(the course's: -k 5). With --recipe: changes that recipe's count.")] = None,
     recipe: Annotated[Optional[str], typer.Option(
-        "--recipe", "-r", show_default=False,
-        help="What to make (see below): " + ", ".join(RECIPES) + f". Default: {DEFAULT_RECIPE}.")] = None,
+        "--recipe", "-r", show_default=False, help=f"What to make: {', '.join(RECIPES)}; symmetries+X: the 8 "
+        f"rotations/flips, then X. Default: {DEFAULT_RECIPE}.")] = None,
     balance: Annotated[Optional[str], typer.Option(
         "--balance", show_default=False, help="Top every class up to this many maps (sources + new): a number, or "
         "'max' (the largest class); rare classes get more variants per source.")] = None,
@@ -96,27 +72,14 @@ def augment(
 ) -> None:
     """Make new maps from every source map, by a recipe (default: the 8 rotations/flips) or k noise variants each.
 
-    Without --data the sources are the bundle's latent bank, so no data file
-    is needed: -k 5 makes 1281 sources × 5 = 6405 new maps.
+    Without --data the sources are the bundle's latent bank (the 1281 training maps): -k 5 makes 6405 new maps.
     """
-    from ..augment import augment_recipe, resolve_recipe
-    from ..errors import InputError, TooLargeError
-    from ..files import check_free_space
-    from ..generator import WaferGenerator
-    from ..streaming import augment_blocks
-    from ..io import check_start, open_input, read_all
-    from ..sampling import check_count, settings
-    from ..wafer import MAP_BYTES
-
-    if per_source is not None:
-        check_count(per_source, "--per-source")
     plan = resolve_recipe(recipe, per_source=per_source, balance=balance, symmetries=symmetries)
-    noise_options = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
-    given = [option for option, value in noise_options.items() if value is not None]
+    noise = {"--strength": strength, "--method": method, "--noise-mode": noise_mode}
+    given = [option for option, value in noise.items() if value is not None]
     if given and not plan.uses_generator:
         raise InputError(f"recipe {plan.name} makes no noise variants, so {', '.join(given)} would do nothing; "
                          "add -k K (noise variants per map) or choose a recipe that generates")
-    fmt = check_format(fmt)
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
     inp = None
@@ -124,52 +87,46 @@ def augment(
         inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
         check_start(inp.maps)  # a broken start fails now, before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
-    options = dict(seed=seed, strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
-    settings(gen.bundle.noise_defaults, strength, method, noise_mode, None, False)  # bad values fail before any work
+    options = dict(seed=check_seed(seed), strength=strength, method=method, mode=noise_mode,  # one seed, all blocks
+                   outline_lock=not no_outline_lock)
     folder = output_folder(out, "augment")
     if not quiet:
         tell(f"provider: {gen.provider_info.describe()}")
     progress = Progress("augment", quiet=quiet)
-    first_word = "source" if inp is not None else "source (reconstructed)"
     classic = not plan.symmetries and plan.balance is None and plan.fill == "noise"
-
-    if classic and inp is not None:
-        # The one recipe that can stream: k variants of each source, a block of sources at a time (bounded memory).
-        k = plan.per_source
-        n, sources_count = inp.maps.count * k, inp.maps.count
+    # Only the classic recipe streams given maps: mix pairs sources across all of them, and the other recipes
+    # rotate and balance the whole set.
+    if classic and inp is not None and (method or gen.bundle.noise_defaults.method).lower() != "mix":
+        k, sources_count = plan.per_source, inp.maps.count
+        n = k * sources_count
         check_free_space(folder, n * (MAP_BYTES + 8), f"{n} generated maps")
-        with map_writer(folder, np.repeat(inp.labels, k, axis=0), fmt, PICTURE, force=force) as (sink, tmp_picture):
-            examples = augment_blocks(gen, k, inp, sink=sink, progress=progress, **options)
-            picture(gen.classes, examples, min(k, 5), plan.name, first_word).save(tmp_picture, format="PNG")
+        made_labels = np.repeat(inp.labels, k, axis=0)
+        blocks = iter_maps(inp.maps, rows=max(1, BLOCK_ROWS // k), progress=lambda done, _: progress(k * done, n))
+        parts = ((start, maps, gen.augment(k, maps=maps, labels=inp.labels[start:start + len(maps)],
+                                           source_offset=start, **options))  # rows numbered as in one call
+                 for start, maps in blocks)
     else:
-        # Everything else is made in memory: from the bank's latents themselves (classic), or from maps
-        # (other recipes rotate and balance the whole set, so they read the input whole).
-        if classic:
-            result = gen.augment(plan.per_source, progress=progress, **options)
-            sources_count = gen.bundle.count
-
-            def source_map(i):
-                return gen.bank_maps([i])[0]
+        if inp is None:  # the bank, as the decoder draws it (outline locked)
+            maps, src_labels = gen.bank_maps(np.arange(gen.bundle.count)), gen.bundle.labels
         else:
-            if inp is None:  # the bank, as the decoder draws it (outline locked)
-                maps, src_labels = gen.bank_maps(np.arange(gen.bundle.count)), gen.bundle.labels
-            else:
-                try:
-                    maps = read_all(inp.maps)
-                except TooLargeError as exc:
-                    raise TooLargeError(f"recipe {plan.name} reads the input whole: {exc}") from None
-                src_labels = inp.labels
+            try:
+                maps, src_labels = read_all(inp.maps), inp.labels
+            except TooLargeError as exc:
+                raise TooLargeError(f"{'--method mix' if classic else f'recipe {plan.name}'} reads the input "
+                                    f"whole: {exc}") from None
+        if classic:  # from the bank's own latents, or the given maps
+            sources = {} if inp is None else {"maps": maps, "labels": src_labels}
+            result = gen.augment(plan.per_source, progress=progress, **sources, **options)
+        else:
             result = augment_recipe(gen, plan, maps, src_labels, progress=progress, **options)
-            sources_count = int(np.unique(result.sources).size)
-
-            def source_map(i):
-                return maps[i]
-        n = len(result)
-        shown = int(min(5, np.bincount(result.sources).max()))
-        examples = first_examples(result, source_map, shown)
-        with map_writer(folder, result.labels, fmt, PICTURE, force=force) as (sink, tmp_picture):
-            sink.write(result.maps)
-            picture(gen.classes, examples, shown, plan.name, first_word).save(tmp_picture, format="PNG")
-    say(f"recipe {plan.name}: made {n} maps from {sources_count} source maps into {folder}, "
-        "those of source i on consecutive rows")
-    say_maps(folder, n, fmt, PICTURE)
+        n, sources_count, made_labels = len(result), int(np.unique(result.sources).size), result.labels
+        parts = [(0, maps, result)]
+    headline = (f"recipe {plan.name}: made {n} maps from {sources_count} source maps into {folder}, "
+                "those of source i on consecutive rows")
+    firsts: dict = {}
+    with map_writer(folder, made_labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
+        for start, sources, made in parts:
+            write(made.maps)
+            _add_firsts(firsts, start, sources, made)
+        first_word = "source" if inp is not None else "source (reconstructed)"
+        picture(gen.classes, firsts, plan.name, first_word).save(tmp_picture, format="PNG")

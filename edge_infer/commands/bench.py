@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from ._common import ModelOpt, handle_errors, say, tell
+from ..bench import format_table, parse_batches, run_bench
+from ..errors import InputError
+from ..files import atomic_path, check_targets, json_text
+from ._common import ModelOpt, examples, handle_errors, say, tell
 
-EPILOG = """\
-Examples:
-
-\b
-  edge-infer bench
-  edge-infer bench --threads 2 --seconds 2 --out bench.json
-  edge-infer bench --provider cuda --batches 1,1024,65536 --io-binding both
-  edge-infer bench --compare other-bundle/ --compare decoder_plain.onnx
-"""
+EPILOG = examples("bench", "bench --threads 2 --seconds 2 --out bench.json",
+                  "bench --provider cuda --batches 1,1024,65536 --io-binding both")
 
 
 @handle_errors
@@ -28,33 +24,24 @@ def bench(
         "--provider", help="all: the CPU and every other provider of this onnxruntime (cuda, tensorrt, openvino) that "
         "really runs here, with die-state parity against the CPU. auto, cpu, cuda, tensorrt, openvino: only that "
         "(an explicit one that does not work is an error).")] = "all",
-    io_binding: Annotated[str, typer.Option(
-        "--io-binding", help="encode/decode timed with outputs bound to a preallocated buffer (on), with plain "
-        "session.run (off), or both.")] = "on",
+    io_binding: Annotated[Literal["on", "off", "both"], typer.Option(
+        "--io-binding", case_sensitive=False, help="encode/decode timed with outputs bound to a preallocated "
+        "buffer (on), with plain session.run (off), or both.")] = "on",
     threads: Annotated[Optional[int], typer.Option(
         "--threads", show_default=False,
         help="onnxruntime intra-op threads. Default: the cores this process may use.")] = None,
     seconds: Annotated[float, typer.Option("--seconds", help="About how long each measurement runs.")] = 1.0,
     tasks: Annotated[str, typer.Option(
         "--tasks", help="Comma-separated: encode, decode, generate.")] = "encode,decode,generate",
-    compare: Annotated[Optional[list[Path]], typer.Option(
-        "--compare", show_default=False,
-        help="Another decoder to time too: a bundle folder or a decoder .onnx (repeatable).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", show_default=False, help="Also write the results as JSON to this file.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out file.")] = False,
 ) -> None:
     """Time encode, decode and generate (maps/s, p50/p99 latency) on this machine."""
-    from ..bench import format_table, parse_batches, run_bench
-    from ..errors import InputError
-    from ..files import atomic_path, check_targets, json_text
-
     if out is not None:
         check_targets([out], force=force)  # before minutes of measuring, not after
     if seconds <= 0:
         raise InputError(f"--seconds must be positive, not {seconds}")
-    if io_binding not in ("on", "off", "both"):
-        raise InputError(f"--io-binding must be on, off or both, not {io_binding!r}")
     report = run_bench(model, batches=parse_batches(batches), provider=provider, threads=threads, seconds=seconds,
                        io_binding=("on", "off") if io_binding == "both" else (io_binding,),
                        tasks=[t.strip() for t in tasks.split(",") if t.strip()], progress=tell)

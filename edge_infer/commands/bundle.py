@@ -7,22 +7,13 @@ from typing import Annotated
 
 import typer
 
-from ._common import ForceOpt, ModelOpt, handle_errors, say
+from ..bundle import export_bundle, load_bundle
+from ._common import ForceOpt, ModelOpt, examples, handle_errors, say
 
 app = typer.Typer(help="The model bundle: the files any onnxruntime binding needs to generate the same maps.",
                   no_args_is_help=True)
 
-EPILOG = """\
-Examples:
-
-\b
-  edge-infer bundle export my-tool/model
-  edge-infer bundle export my-tool/model --model models/wafer-cae --force
-
-The folder then holds manifest.json, the four .onnx graphs and latent_bank.npz:
-what a C#, C++, Java or JavaScript tool needs to generate exactly the maps the
-Python API does.
-"""
+EPILOG = examples("bundle export my-tool/model", "bundle export my-tool/model --model models/wafer-cae --force")
 
 
 @app.command("export", epilog=EPILOG)
@@ -33,9 +24,8 @@ def export(
     model: ModelOpt = None,
     force: ForceOpt = False,
 ) -> None:
-    """Copy the verified bundle (the default one, or --model) to a folder of yours."""
-    from ..bundle import export_bundle, load_bundle
-
+    """Copy the verified bundle (the default one, or --model) to a folder of yours: manifest.json, the .onnx
+    graphs and latent_bank.npz, what a tool in another language needs to generate exactly the same maps."""
     bundle = load_bundle(model)
     export_bundle(bundle, dest, force=force)
     say(f"exported bundle {bundle.manifest.get('name', '?')} ({len(bundle.manifest['files']) + 1} files) to {dest}")

@@ -3,42 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from ._common import ForceOpt, OutOpt, Progress, handle_errors, output_folder, say, tell
+from ..errors import DataFileError, InputError
+from ..files import atomic_files, atomic_path, check_targets, write_npy
+from ..g85 import G85Writer, check_bins, looks_like_g85
+from ..io import DATA_NAME, LABEL_NAME, iter_maps, open_input
+from ..npy import npy_writer
+from ..wafer import MAP_SHAPE
+from ._common import DataOpt, ForceOpt, LabelsOpt, OutOpt, Progress, examples, handle_errors, output_folder, say, tell
 
 G85_FILE = "maps.xml"
-
-EPILOG = """\
-Examples:
-
-\b
-  edge-infer convert --data ../shared/data/wafer.zip --to g85 --out g
-  edge-infer convert --data g/maps.xml --to npy --out back
-  edge-infer convert --data fab_lot.xml --bin-map "7=defect,99=boundary" --out lot
-
---to npy writes data.npy (N, 26, 26, 3) float32 one-hot and, when the maps
-carry classes, label.npy (N, 1) int64: the course layout. --to g85 writes
-maps.xml, one <Map> per wafer: off-wafer dies as the NullBin, normal dies a
-Pass bin, defects a Fail bin, the class in ei:ClassIndex. G85 maps of any size
-are resized to 26×26 (nearest neighbour). Any input size runs in bounded memory.
-"""
+EPILOG = examples("convert --data ../shared/data/wafer.zip --to g85 --out g",
+                  "convert --data g/maps.xml --to npy --out back",
+                  'convert --data fab_lot.xml --bin-map "7=defect,99=boundary" --out lot')
 
 
 @handle_errors
 def convert(
-    data: Annotated[Path, typer.Option(
-        "--data", "-d", show_default=False,
-        help="Maps: a SEMI G85 .xml, a wafer.zip, a folder with data.npy (+ label.npy), or a .npy of maps "
-        "(with --labels).")],
-    to: Annotated[Optional[str], typer.Option(
-        "--to", "-t", show_default=False,
-        help="g85 or npy. Default: npy for G85 input, g85 for anything else.")] = None,
-    labels: Annotated[Optional[Path], typer.Option(
-        "--labels", "-l", show_default=False,
-        help="A .npy of class indices, one per map in --data (overrides labels in the input).")] = None,
+    data: DataOpt,
+    to: Annotated[Optional[Literal["g85", "npy"]], typer.Option(
+        "--to", "-t", show_default=False, case_sensitive=False, help="g85: maps.xml, one <Map> per wafer. npy: "
+        "data.npy + label.npy (the course layout). Default: npy for G85 input, g85 for anything else.")] = None,
+    labels: LabelsOpt = None,
     out: OutOpt = None,
     bin_map: Annotated[Optional[str], typer.Option(
         "--bin-map", show_default=False,
@@ -56,24 +45,15 @@ def convert(
         "--fail-bin", show_default=False,
         help="Writing G85: code of defective dies. Default: X (ascii), 002, 02, 0002.")] = None,
     lot_id: Annotated[Optional[str], typer.Option(
-        "--lot-id", show_default=False,
-        help="Writing G85: the LotId, also the prefix of each SubstrateId. Default: the input's name.")] = None,
+        "--lot-id", show_default=False, help="Writing G85: the LotId, also each SubstrateId's prefix. Default: the "
+        "input's name.")] = None,
     force: ForceOpt = False,
 ) -> None:
     """Convert wafer maps between the course .npy layout and SEMI G85 XML (streamed: any size)."""
-    from ..errors import DataFileError, InputError
-    from ..files import atomic_files, atomic_path, check_targets, write_npy
-    from ..g85 import G85Writer, check_bins, looks_like_g85, parse_bin_map
-    from ..io import DATA_NAME, LABEL_NAME, iter_maps, open_input
-    from ..npy import npy_writer
-    from ..wafer import MAP_SHAPE
-
     if not data.exists():
         raise DataFileError(f"{data}: no such file or folder")
     source_is_g85 = data.is_file() and data.suffix.lower() != ".npy" and looks_like_g85(data)
-    target = (to or ("npy" if source_is_g85 else "g85")).strip().lower()
-    if target not in ("g85", "npy"):
-        raise InputError(f"--to must be g85 or npy, not {to!r}")
+    target = to or ("npy" if source_is_g85 else "g85")
     if bin_map is not None and not source_is_g85:  # options that would do nothing are refused, not ignored
         raise InputError(f"--bin-map says what a G85 file's bins mean; {data} is not a G85 file")
     writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin,
@@ -81,8 +61,7 @@ def convert(
     unused = [opt for opt, given in writing.items() if given and target != "g85"]
     if unused:
         raise InputError(f"{', '.join(unused)} shape(s) the G85 that --to g85 writes; this run writes npy")
-    parse_bin_map(bin_map)
-    if target == "g85":
+    if target == "g85":  # before a G85 input's validating pass (a bad --bin-map fails as that pass starts)
         check_bins(bin_type, null_bin, pass_bin, fail_bin)
     inp = open_input(data, labels, bin_map=bin_map)  # headers, sizes and labels checked: no map read yet
     n, lab = inp.maps.count, inp.labels
@@ -107,13 +86,12 @@ def convert(
                 tell(f"note: removed the old {label_out}, which did not belong to these maps")
             tell("note: the maps carry no classes, so no label.npy was written (give --labels to add them)")
         return
-    path = folder / G85_FILE
-    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(folder / G85_FILE, force=force) as tmp, open(tmp, "wb") as fh:
         writer = G85Writer(fh, bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin,
                            lot_id=lot_id or data.stem)
         for start, block in iter_maps(inp.maps, progress=progress):
             writer.write(block, None if lab is None else lab[start:start + len(block)])
         writer.close()
     say(f"converted {n} map(s) from {data}")
-    say(f"  {path}  {n} <Map>s, 26×26, {bin_type} bins"
+    say(f"  {folder / G85_FILE}  {n} <Map>s, 26×26, {bin_type} bins"
         + ("" if lab is not None else " (no classes: the input has no labels)"))

@@ -7,33 +7,23 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ..wafer import CLASS_NAMES
+from ..errors import InputError
+from ..files import check_free_space
+from ..generator import WaferGenerator
+from ..render import render_grid
+from ..wafer import CLASS_NAMES, MAP_BYTES
 from ._common import (RUNS_ROOT, ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeOpt, OutlineOpt, OutOpt, Progress,
-                      ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, check_format, handle_errors, map_writer,
-                      output_folder, say, say_maps, tell)
+                      ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, examples, handle_errors, map_writer,
+                      output_folder, tell)
 
-#: Maps drawn in the picture at most, in rows of WRAP.
-MAX_SHOWN, WRAP = 64, 8
+MAX_SHOWN, WRAP = 64, 8  # maps drawn in the picture at most, in rows of WRAP
 PICTURE = "generated.png"
-
-EPILOG = """\
-Examples:
-
-\b
-  edge-infer generate --class None -n 5
-  edge-infer generate --class scratch -n 200 --seed 7 --out out/scratch
-  edge-infer generate --source-index 17 -n 8 --method noise --strength 0.5
-
-generated.png shows each source above its generated map (up to 64 maps, in
-rows of 8). Any n runs in bounded memory: maps are made and written 4096 at
-a time.
-"""
+EPILOG = examples("generate --class None -n 5", "generate --class scratch -n 200 --seed 7 --out out/scratch",
+                  "generate --source-index 17 -n 8 --method noise --strength 0.5")
 
 
-def picture(gen, maps: np.ndarray, sources: np.ndarray, class_name: str, n: int):
+def picture(gen, maps: list, sources: np.ndarray, class_name: str, n: int):
     """Sources above their generated maps, up to MAX_SHOWN in rows of WRAP; the title says when capped."""
-    from ..render import render_grid
-
     shown = min(n, MAX_SHOWN)
     src = gen.bank_maps(sources[:shown])  # the bundle holds latents only: a source is drawn as the decoder sees it
     rows, labels = [], []
@@ -69,22 +59,11 @@ def generate(
 ) -> None:
     """Generate new wafer maps of one defect class.
 
-    Each map is a source map's latent code from the bundle's latent bank plus
-    Gaussian noise, decoded by the bundle's generator graph; the source's wafer
-    outline is kept exactly unless --no-outline-lock.
+    Each map is a source map's latent code from the bundle's latent bank plus Gaussian noise, decoded by the
+    bundle's generator graph; the source's wafer outline is kept exactly unless --no-outline-lock.
     """
-    from ..errors import InputError
-    from ..files import check_free_space
-    from ..generator import WaferGenerator
-    from ..sampling import check_count
-    from ..wafer import MAP_BYTES, resolve_class
-
-    check_count(n, "-n")
-    fmt = check_format(fmt)
-    if cls is None and source_index is None:
+    if cls is None and source_index is None:  # before a model loads, in the options' own words
         raise InputError(f"give --class (one of: {', '.join(CLASS_NAMES)}) or --source-index")
-    if cls is not None:
-        resolve_class(cls)  # a bad class fails before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_free_space(out or RUNS_ROOT, n * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
     made = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), seed=seed, source_index=source_index,
@@ -93,12 +72,10 @@ def generate(
     if not quiet:
         tell(f"provider: {gen.provider_info.describe()}")
     class_name = gen.classes[int(made.labels[0, 0])]
-    shown = np.empty((min(n, MAX_SHOWN), 26, 26, 3), np.float32)  # the first maps, kept for the picture
-    with map_writer(folder, made.labels, fmt, PICTURE, force=force) as (sink, tmp_picture):
+    headline = f"generated {n} {class_name} map(s) from {len(set(made.sources.tolist()))} source(s) into {folder}"
+    shown: list = []  # the first maps, for the picture
+    with map_writer(folder, made.labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
         for lo, block in made.blocks:
-            sink.write(block)
-            if lo < MAX_SHOWN:
-                shown[lo:lo + len(block)] = block[:MAX_SHOWN - lo]
+            write(block)
+            shown += list(block[:max(0, MAX_SHOWN - lo)].copy())
         picture(gen, shown, made.sources, class_name, n).save(tmp_picture, format="PNG")
-    say(f"generated {n} {class_name} map(s) from {len(set(made.sources.tolist()))} source(s) into {folder}")
-    say_maps(folder, n, fmt, PICTURE)

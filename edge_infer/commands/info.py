@@ -7,30 +7,19 @@ from typing import Annotated
 
 import typer
 
-from ._common import ModelOpt, ProviderOpt, handle_errors, say, tell
+from ..bundle import load_bundle
+from ..errors import EdgeInferError
+from ..generator import WaferGenerator
+from ..runtime import available_providers, clash, ort, ort_distribution
+from ._common import ModelOpt, ProviderOpt, examples, handle_errors, say, tell
 
-EPILOG = """\
-Examples:
-
-\b
-  edge-infer info
-  edge-infer info --json
-  edge-infer info --model models/wafer-cae --provider cpu
-
-Works without onnxruntime too (then it says which extra to install).
-"""
+EPILOG = examples("info", "info --json", "info --model models/wafer-cae --provider cpu")
 
 
 @handle_errors
-def info(model: ModelOpt = None, provider: ProviderOpt = "auto",
-         as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout, for scripts.")] = False,
-         ) -> None:
-    """Show the bundle (verified), its classes, and what onnxruntime runs it on."""
-    from ..bundle import load_bundle
-    from ..errors import EdgeInferError
-    from ..generator import WaferGenerator
-    from ..runtime import available_providers, clash, ort, ort_distribution
-
+def info(model: ModelOpt = None, provider: ProviderOpt = "auto", as_json: Annotated[bool, typer.Option(
+         "--json", help="One JSON object on stdout, for scripts.")] = False) -> None:
+    """Show the bundle (verified), its classes, and what onnxruntime runs it on (works without onnxruntime too)."""
     b = load_bundle(model)
     m = b.manifest
     try:

@@ -342,7 +342,7 @@ def test_generate_and_augment_write_g85(run, tmp_path, bundle_dir):
     np.testing.assert_array_equal(to_onehot(both.states), np.load(c / "gen_data.npy"))
     np.testing.assert_array_equal(both.labels, np.load(c / "gen_label.npy"))
     code, _, err = run("generate", "-n", "2", "--format", "xml", "-o", str(tmp_path / "d"), "--model", str(bundle_dir))
-    assert code == 1 and "--format must be npy, g85 or both" in _one_error_line(err)
+    assert code == 1 and "'xml' is not one of 'npy', 'g85', 'both'" in _one_error_line(err)
 
 
 # ---------------------------------------------------------------- malformed files

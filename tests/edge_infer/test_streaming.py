@@ -1,5 +1,5 @@
-"""Block-wise consumption (edge_infer.generator.reconstruct_blocks / augment_blocks, the CLI): streamed results
-equal the in-memory calls on the whole input."""
+"""Block-wise consumption (the reconstruct and augment verbs): streamed results equal the in-memory calls on the
+whole input."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import edge_infer.io as eio
 from edge_infer import WaferGenerator
 from edge_infer.cli import main
 from edge_infer.errors import InputError, TooLargeError
-from edge_infer.streaming import augment_blocks, reconstruct_blocks, reconstruction_metrics
+from edge_infer.commands.reconstruct import metric_sums
 from edge_infer.io import open_input
-from edge_infer.npy import npy_writer
-from edge_infer.wafer import MAP_SHAPE
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +27,9 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(eio, "BLOCK_BYTES", 300 * 26 * 26 * 3 * 4)
 
 
-def _reconstruct_to(gen, data, path, **kw):
-    """Reconstruct every map of ``data`` (a path) into the .npy ``path``, a block at a time."""
-    source = open_input(data).maps
-    with npy_writer(path, (source.count, *MAP_SHAPE)) as sink:
-        return reconstruct_blocks(gen, source, sink=sink, **kw)
+def reconstruction_metrics(onehot, probs):
+    squared, dies, right, defects, found = metric_sums(np.asarray(onehot, np.float32), probs)
+    return {"mse": squared / (dies * 3), "accuracy": right / dies, "defect_recall": found / defects}
 
 
 def _cli(capsys, *args):
@@ -44,21 +40,23 @@ def _cli(capsys, *args):
     return exc.value.code, out.out, out.err
 
 
-def test_reconstruct_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
-    whole = gen.reconstruct(wafer_data.maps, raw=True)
-    expected = reconstruction_metrics(wafer_data.maps, whole)
-    done = []
-    result = _reconstruct_to(gen, wafer_zip, tmp_path / "r.npy", progress=lambda d, t: done.append((d, t)))
-    assert done == [(300, 1281), (600, 1281), (900, 1281), (1200, 1281), (1281, 1281)]
-    np.testing.assert_array_equal(np.load(tmp_path / "r.npy"), gen.reconstruct(wafer_data.maps))
-    assert result.count == 1281
-    for key, value in expected.items():
-        assert result.metrics[key] == pytest.approx(value, rel=1e-9)
-    np.testing.assert_array_equal(np.concatenate(result.first_inputs), wafer_data.maps[:8])
-    np.testing.assert_array_equal(np.concatenate(result.first_outputs), gen.reconstruct(wafer_data.maps[:8]))
+def test_reconstruct_streamed_equals_in_memory(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path,
+                                              capsys, monkeypatch):
+    import functools
+
+    import edge_infer.commands.reconstruct as cmd
+    from edge_infer.commands._common import Progress
+
+    monkeypatch.setattr(cmd, "Progress", functools.partial(Progress, delay=0.0, every=0.0))  # a line per block
+    code, out, err = _cli(capsys, "reconstruct", "--data", str(wafer_zip), "-o", str(tmp_path), "--model", str(bundle_dir))
+    assert code == 0, err
+    done = [ln.split()[1] for ln in err.splitlines() if ln.startswith("reconstruct: ")]
+    assert done == ["300/1,281", "600/1,281", "900/1,281", "1,200/1,281", "1,281/1,281"]
+    np.testing.assert_array_equal(np.load(tmp_path / "reconstructed.npy"), gen.reconstruct(wafer_data.maps))
 
 
-def test_files_in_either_order_give_the_same_maps(gen, wafer_zip, wafer_data, small_blocks, tmp_path):
+def test_files_in_either_order_give_the_same_maps(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path,
+                                                 capsys):
     """The course data.npy is float64 in Fortran order: read whole (within the ceiling); C order streams."""
     import zipfile
 
@@ -72,9 +70,11 @@ def test_files_in_either_order_give_the_same_maps(gen, wafer_zip, wafer_data, sm
     for name in ("data.npy", "c.npy"):
         with pytest.raises(TooLargeError, match="ceiling"):
             eio.load_npy(tmp_path / name, max_memory=1 << 20)
-        result = _reconstruct_to(gen, tmp_path / name, tmp_path / f"r-{name}")
-        assert result.count == 1281
-        np.testing.assert_array_equal(np.load(tmp_path / f"r-{name}"), gen.reconstruct(wafer_data.maps))
+        code, out, err = _cli(capsys, "reconstruct", "--data", str(tmp_path / name), "-o", str(tmp_path / f"r-{name}"),
+                              "--model", str(bundle_dir))
+        assert code == 0 and "maps: 1281 from" in out, err
+        np.testing.assert_array_equal(np.load(tmp_path / f"r-{name}" / "reconstructed.npy"),
+                                      gen.reconstruct(wafer_data.maps))
 
 
 def test_reconstruct_cli_streams_the_same_figures_and_files(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
@@ -87,21 +87,16 @@ def test_reconstruct_cli_streams_the_same_figures_and_files(gen, bundle_dir, waf
     assert (tmp_path / "reconstructed.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("k, options", [(3, {}), (2, {"mode": "course"}), (1, {"outline_lock": False})])
-def test_augment_streamed_equals_in_memory(gen, wafer_zip, wafer_data, small_blocks, tmp_path, k, options):
-    whole = gen.augment(k, maps=wafer_data.maps, labels=wafer_data.labels, seed=11, **options)
-    inp = open_input(wafer_zip, require_labels=True)
-    done = []
-    with npy_writer(tmp_path / "gen_data.npy", (1281 * k, *MAP_SHAPE)) as sink:  # refuses fewer or more rows
-        examples = augment_blocks(gen, k, inp, sink=sink, seed=11, progress=lambda d, t: done.append((d, t)), **options)
+@pytest.mark.parametrize("k, options", [(3, []), (2, ["--noise-mode", "course"]), (1, ["--no-outline-lock"])])
+def test_augment_streamed_equals_in_memory(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path, capsys, k,
+                                           options):
+    api = {"mode": "course"} if "course" in options else {"outline_lock": False} if options else {}
+    whole = gen.augment(k, maps=wafer_data.maps, labels=wafer_data.labels, seed=11, **api)
+    code, out, err = _cli(capsys, "augment", "--data", str(wafer_zip), "-k", str(k), "--seed", "11", *options,
+                          "-o", str(tmp_path), "--model", str(bundle_dir))
+    assert code == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "gen_data.npy"), whole.maps)
-    np.testing.assert_array_equal(np.repeat(inp.labels, k, axis=0), whole.labels)
-    assert len(done) > 1 and done[-1] == (1281 * k, 1281 * k)  # in blocks
-    assert sorted(examples) == sorted(set(wafer_data.labels[:, 0].tolist()))
-    for c, (row, source, made) in examples.items():  # each class: its first source and its first variants
-        assert row == int(np.flatnonzero(wafer_data.labels[:, 0] == c)[0])
-        np.testing.assert_array_equal(source, wafer_data.maps[row])
-        np.testing.assert_array_equal(made, whole.maps[k * row:k * row + min(k, 5)])
+    np.testing.assert_array_equal(np.load(tmp_path / "gen_label.npy"), whole.labels)
 
 
 def test_augment_cli_streams_the_in_memory_result(gen, bundle_dir, wafer_zip, wafer_data, small_blocks, tmp_path, capsys):
@@ -153,14 +148,6 @@ def test_a_bad_map_late_in_the_input_leaves_no_output(gen, bundle_dir, wafer_dat
         assert (out / "gen_data.npy").read_bytes() == b"precious"
 
 
-def test_reconstruct_blocks_accepts_arrays(gen, wafer_data):
-    result = reconstruct_blocks(gen, wafer_data.maps[:10], keep=3)
-    assert result.count == 10 and np.concatenate(result.first_outputs).shape == (3, 26, 26, 3)
-    np.testing.assert_array_equal(np.concatenate(result.first_outputs), gen.reconstruct(wafer_data.maps[:3]))
-    assert result.metrics == pytest.approx(reconstruction_metrics(wafer_data.maps[:10],
-                                                                  gen.reconstruct(wafer_data.maps[:10], raw=True)))
-
-
 def test_streamed_inputs_and_labels_come_from_every_layout(wafer_zip, tmp_path):
     inp = open_input(wafer_zip, require_labels=True)
     assert inp.maps.count == 1281 and inp.labels.shape == (1281, 1)
@@ -168,12 +155,12 @@ def test_streamed_inputs_and_labels_come_from_every_layout(wafer_zip, tmp_path):
 
 
 def test_out_of_memory_says_how_much_was_asked(bundle_dir, tmp_path, capsys, monkeypatch):
-    import edge_infer.streaming as streaming
-
     def too_big(*a, **k):
         np.empty((10**7, 26, 26, 3, 1000), dtype=np.float32)  # 74 TiB: numpy refuses it, and says so
 
-    monkeypatch.setattr(streaming, "iter_maps", too_big)
+    import edge_infer.commands.reconstruct as cmd
+
+    monkeypatch.setattr(cmd, "iter_maps", too_big)
     yy, xx = np.mgrid[:26, :26]
     wafer = ((yy - 12.5) ** 2 + (xx - 12.5) ** 2 <= 12.5**2).astype(np.uint8)  # a disc: passes the wafer rule
     np.save(tmp_path / "m.npy", np.stack([wafer, wafer]))
