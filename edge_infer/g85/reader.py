@@ -1,4 +1,5 @@
-"""Reading SEMI G85: maps one at a time (:func:`iter_g85`), all at 26×26 (:func:`read_g85`), or in blocks (:class:`G85Source`)."""
+"""Reading SEMI G85: maps one at a time (:func:`iter_g85`), all at 26×26 (:func:`read_g85`), or in blocks
+(:class:`G85Source`)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import IO, Any, Optional, Union
 
 import numpy as np
 
-from ..wafer import CLASS_NAMES, MAP_SIZE, ResizeNote, resize_states
-from .build import G85Map, MapBuilder
 from ..files import PathLike
+from ..wafer import CLASS_NAMES, MAP_SIZE, ResizeNote, resize_states
+from .build import G85Map
 from .codes import G85Error, parse_bin_map
 from .parser import CHUNK, Parser
 
@@ -44,8 +45,7 @@ def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, clas
     of the codes it names; ``digest`` (a hashlib object) is fed every byte read, so the sha256 costs no second pass."""
     codes = parse_bin_map(bin_map)
     fh, where, owned = _open(source)
-    builder = MapBuilder(where, codes, tuple(classes), max_side)
-    parser = Parser(where, builder)
+    parser = Parser(where, codes, tuple(classes), max_side)
     try:
         while True:
             try:
@@ -54,11 +54,8 @@ def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, clas
                 raise G85Error(f"{where}: cannot read ({exc.strerror or exc})") from None
             if digest is not None:
                 digest.update(chunk)
-            parser.feed(chunk, final=not chunk)
-            done, builder.ready = builder.ready, []
-            yield from done
+            yield from parser.feed(chunk)
             if not chunk:
-                builder.close()
                 return
     finally:
         if owned:
@@ -80,20 +77,22 @@ def looks_like_g85(path: PathLike) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
-class _Labels(list):
-    """Each map's class (None where it carries none), checked to be there on every map or on none."""
+def _labelled(maps: Iterator[G85Map], where: str, labels: list) -> Iterator[G85Map]:
+    """``maps``, their labels appended to ``labels``, checked to be on every map or on none."""
+    first: Optional[G85Map] = None
+    for m in maps:
+        first = first or m
+        if (first.label is None) != (m.label is None):
+            lacking, having = (m, first) if m.label is None else (first, m)
+            raise G85Error(f"{where}: map {lacking.map_id!r} carries no class (ei:ClassIndex) while map "
+                           f"{having.map_id!r} does; label every map or none")
+        labels.append(m.label)
+        yield m
 
-    def add(self, m: G85Map, where: str) -> None:
-        if not self:
-            self.first = m.map_id
-        elif (self[0] is None) != (m.label is None):
-            lacking, having = (m.map_id, self.first) if m.label is None else (self.first, m.map_id)
-            raise G85Error(f"{where}: map {lacking!r} carries no class (ei:ClassIndex) while map {having!r} does; label every map or none")
-        self.append(m.label)
 
-    def array(self) -> Optional[np.ndarray]:
-        """int64 (N, 1), or None when the maps carry no class."""
-        return np.array(self, dtype=np.int64).reshape(-1, 1) if self and self[0] is not None else None
+def _label_array(labels: list) -> Optional[np.ndarray]:
+    """int64 (N, 1), or None when the maps carry no class."""
+    return np.array(labels, dtype=np.int64).reshape(-1, 1) if labels[0] is not None else None
 
 
 @dataclass(frozen=True)
@@ -108,38 +107,35 @@ class G85Contents:
 
 def read_g85(source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> G85Contents:
     """All maps of a G85 file, brought to 26×26 die states (one :class:`ResizeNote` for the file)."""
-    digest, labels = hashlib.sha256(), _Labels()
-    states, ids, sizes = [], [], Counter()  # type: ignore[var-annotated]
-    for m in iter_g85(source, bin_map=bin_map, classes=classes, digest=digest):
-        labels.add(m, str(source))
+    digest, sizes = hashlib.sha256(), Counter()  # type: ignore[var-annotated]
+    labels, ids, states = [], [], []  # type: ignore[var-annotated]
+    for m in _labelled(iter_g85(source, bin_map=bin_map, classes=classes, digest=digest), str(source), labels):
         ids.append(m.map_id)
         h, w = m.states.shape
         if (h, w) != (MAP_SIZE, MAP_SIZE):
             if min(h, w) < 2:
                 raise G85Error(f"{source}: map {m.map_id!r} is {h}×{w} dies; too small to be a wafer")
             sizes[(h, w)] += 1
-        states.append(resize_states(m.states) if (h, w) != (MAP_SIZE, MAP_SIZE) else m.states)
+        states.append(resize_states(m.states))
     if sizes:
         parts = ", ".join(f"{h}×{w}: {k}" for (h, w), k in sorted(sizes.items()))
-        note = f"resized {sum(sizes.values())} map(s) ({parts}) to {MAP_SIZE}×{MAP_SIZE} dies"
-        warnings.warn(f"{note} (nearest neighbour on die states, so no state is invented)", ResizeNote, stacklevel=2)
-    return G85Contents(np.stack(states).astype(np.uint8), labels.array(), digest.hexdigest(), ids)
+        warnings.warn(f"resized {sum(sizes.values())} map(s) ({parts}) to {MAP_SIZE}×{MAP_SIZE} dies (nearest "
+                      "neighbour on die states, so no state is invented)", ResizeNote, stacklevel=2)
+    return G85Contents(np.stack(states), _label_array(labels), digest.hexdigest(), ids)
 
 
 class G85Source:
-    """A G85 file as map blocks for readers that need the count and labels first: opening it validates every map
-    keeping only the labels (8 bytes a map), and ``raw_blocks`` reads the file again, one map in memory."""
+    """A G85 file as an :class:`edge_infer.io.MapSource`: opening it validates every map keeping only the labels
+    (8 bytes a map), and ``raw_blocks`` reads the file again, one map in memory."""
 
     def __init__(self, source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> None:
         self.path, self.where = Path(source), str(source)
         self._options = dict(bin_map=bin_map, classes=tuple(classes))
-        labels, digest, largest = _Labels(), hashlib.sha256(), 0
-        for m in iter_g85(self.path, digest=digest, **self._options):  # type: ignore[arg-type]
-            labels.add(m, self.where)
-            largest = max(largest, m.states.size)
+        digest, labels = hashlib.sha256(), []  # type: ignore[var-annotated]
+        maps = iter_g85(self.path, digest=digest, **self._options)  # type: ignore[arg-type]
+        self.map_bytes = max(m.states.size for m in _labelled(maps, self.where, labels))  # the largest, uint8
         self.count = len(labels)
-        self.map_bytes = largest  # the largest map as read (uint8 die states)
-        self.labels: Optional[np.ndarray] = labels.array()
+        self.labels: Optional[np.ndarray] = _label_array(labels)
         self.sha256: Optional[str] = digest.hexdigest()
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import html
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Optional
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import PathLike, atomic_path
 from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
 from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, check_bins
-
-
-def quoteattr(value: str) -> str:
-    """``value`` as a double-quoted XML attribute, line breaks and tabs kept as character references."""
-    return '"' + html.escape(value, quote=True).translate({10: "&#10;", 13: "&#13;", 9: "&#9;"}) + '"'
 
 
 class G85Writer:
@@ -45,9 +40,11 @@ class G85Writer:
         null, ok, bad = codes
         self._device = (
             f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={quoteattr(null)} Rows="{MAP_SIZE}" '
-            f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={quoteattr(self.lot_id)} ProductId="edge-infer">\n'
+            f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={quoteattr(self.lot_id)} '
+            'ProductId="edge-infer">\n'
             f'    <Bin BinCode={quoteattr(ok)} BinQuality="Pass" BinCount="{{normal}}" BinDescription="normal die"/>\n'
-            f'    <Bin BinCode={quoteattr(bad)} BinQuality="Fail" BinCount="{{defect}}" BinDescription="defective die"/>\n'
+            f'    <Bin BinCode={quoteattr(bad)} BinQuality="Fail" BinCount="{{defect}}" '
+            'BinDescription="defective die"/>\n'
         )
         fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
 
