@@ -13,8 +13,6 @@ from ..errors import InputError
 from ..wafer import BOUNDARY, DEFECT, NORMAL
 from .codes import BIN_TYPES, EI_NS, G85Error, bin_type_key, format_code, parse_code
 
-LUT_LIMIT = 1 << 17  # codes below are counted through a table; larger ones (rare Unicode ASCII codes) sort
-
 _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
 _QUALITY = {"pass": NORMAL, "fail": DEFECT}
@@ -73,7 +71,6 @@ class MapBuilder:
         self.bin_type: Optional[str] = None  # set by the <Device>
         self.null = self.rows = self.columns = None  # type: Optional[int]
         self.orientation = self.origin = None  # type: Optional[str]
-        self.data = False
         self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}  # code → (quality, BinCount, as written)
         self.row_codes: list[np.ndarray] = []
 
@@ -119,16 +116,11 @@ class MapBuilder:
             raise self.fail(f"bin {text!r} has BinCount={attrs['bincount']!r}, not a whole number")
         self.bins[code] = (quality.strip().lower() if quality else None, int(count) if count else None, text)
 
-    def start_data(self) -> None:
-        if self.bin_type is None:
-            raise self.fail("<Data> comes before (or outside) its <Device>, which gives the BinType")
-        if self.data:
-            raise self.fail("has more than one <Data>")
-        self.data = True
-
     def start_row(self) -> int:
         """Checks there may be one more row; returns the most characters it may hold."""
         r = len(self.row_codes) + 1
+        if self.bin_type is None:
+            raise self.fail("<Data> comes before (or outside) its <Device>, which gives the BinType", row=r)
         if self.rows is not None and r > self.rows:
             raise self.fail(f"has more <Row>s than its Rows={self.rows}", row=r)
         if r > self.max_side:
@@ -163,7 +155,7 @@ class MapBuilder:
         explicit = {self.code(code, f"bin mapping {code!r}"): state for code, state in bin_map.items()}
         keys, self.row_codes = np.stack(self.row_codes), []
         # Codes are mostly small (ASCII characters, 0..65535): bincount and a lookup table are linear; np.unique sorts.
-        if keys.max() < LUT_LIMIT:
+        if keys.max() < 1 << 17:
             counts = np.bincount(keys.ravel())
             uniq = slots = np.flatnonzero(counts)
             counts, index = counts[uniq], keys
@@ -198,6 +190,7 @@ class MapBuilder:
         return _QUALITY[declared[0]]
 
     def _label(self, classes: tuple[str, ...]) -> Optional[int]:
+        """ei:ClassIndex and ei:Class (either, or both if they agree) as an index into ``classes``."""
         index: Optional[int] = None
         if self.class_index is not None:
             t = self.class_index.strip()
@@ -209,9 +202,8 @@ class MapBuilder:
             name = self.class_name.strip().lower()
             if name not in lowered:
                 raise self.fail(f"ei:Class={self.class_name!r} is not a known class ({', '.join(classes)})")
-            if index is None:
-                index = lowered.index(name)
-            elif lowered[index] != name:
+            if index is not None and lowered[index] != name:
                 raise self.fail(f"ei:ClassIndex={index} is {classes[index]} here but the map says "
                                 f"ei:Class={self.class_name!r}; it was written with another class order")
+            index = lowered.index(name)
         return index

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
@@ -17,10 +18,9 @@ EI_NS = "urn:edge-infer:g85"  # edge-infer's own attributes (the class label), w
 BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
 _BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
 #: Writer defaults per bin type: (NullBin, pass bin, fail bin), so Decimal and hex codes equal the die states.
-DEFAULT_BINS = {
-    "ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"),
-    "integer2": ("0000", "0001", "0002"),
-}
+DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"),
+                "integer2": ("0000", "0001", "0002")}
+_DIGITS = {"decimal": (9, string.digits), "hex": (2, string.hexdigits), "integer2": (4, string.hexdigits)}
 _FORMATS = {"ascii": "{:c}", "decimal": "{:03d}", "hex": "{:02X}", "integer2": "{:04X}"}  # as the writer writes
 _LARGEST = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}  # codes the writer writes
 
@@ -45,20 +45,16 @@ def bin_type_key(name: str) -> str:
 
 def parse_code(text: str, bin_type: str) -> int:
     """A bin code as written to the integer compared: ASCII by character, the others by value (``7`` = ``007``)."""
-    t = str(text)
     if bin_type == "ascii":
-        if len(t) != 1:
+        if len(text) != 1:
             raise InputError(f"ASCII bin code {text!r} must be exactly one character")
-        return ord(t)
-    t = t.strip()
-    if bin_type == "decimal":
-        if not (t.isascii() and t.isdigit() and len(t) <= 9):
-            raise InputError(f"Decimal bin code {text!r} is not a whole number of up to 9 digits")
-        return int(t)
-    width = 2 if bin_type == "hex" else 4
-    if not (0 < len(t) <= width and all(c in "0123456789abcdefABCDEF" for c in t)):
-        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} hex digits")
-    return int(t, 16)
+        return ord(text)
+    width, digits = _DIGITS[bin_type]
+    t = text.strip()
+    if not (0 < len(t) <= width and all(c in digits for c in t)):
+        kind = "" if bin_type == "decimal" else "hex "
+        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} {kind}digits")
+    return int(t, 10 if bin_type == "decimal" else 16)
 
 
 def format_code(key: int, bin_type: str) -> str:

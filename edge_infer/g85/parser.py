@@ -91,8 +91,6 @@ class Parser:
             m.set_device(attrs)
         elif tag == "bin" and parent == "device":
             m.add_bin(attrs)
-        elif tag == "data":
-            m.start_data()
 
     def _text(self, data: str) -> None:
         if self.row is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import warnings
@@ -25,18 +26,15 @@ MAX_SIDE = 16384  # the largest side a map may have: 16384² dies is 256 MB of c
 BinMap = Union[None, str, Mapping[str, Any]]
 
 
-def _open(source: Union[PathLike, IO[bytes]]) -> tuple[IO[bytes], str, bool]:
-    if hasattr(source, "read"):
-        return source, getattr(source, "name", "G85 stream"), False  # type: ignore[return-value]
-    p = Path(source)
-    if not p.exists():
-        raise G85Error(f"{p}: no such file")
-    if p.is_dir():
-        raise G85Error(f"{p} is a folder, not a G85 file")
+def _open(path: PathLike) -> IO[bytes]:
     try:
-        return open(p, "rb"), str(p), True
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise G85Error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise G85Error(f"{path} is a folder, not a G85 file") from None
     except OSError as exc:
-        raise G85Error(f"{p}: cannot read ({exc.strerror or exc})") from None
+        raise G85Error(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES,
@@ -44,22 +42,18 @@ def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, clas
     """The maps of a G85 file (path or binary file) one by one, at their own size; ``bin_map`` overrides the states
     of the codes it names; ``digest`` (a hashlib object) is fed every byte read, so the sha256 costs no second pass."""
     codes = parse_bin_map(bin_map)
-    fh, where, owned = _open(source)
-    parser = Parser(where, codes, tuple(classes), max_side)
-    try:
+    with contextlib.nullcontext(source) if hasattr(source, "read") else _open(source) as fh:  # type: ignore[arg-type]
+        parser = Parser(getattr(fh, "name", "G85 stream"), codes, tuple(classes), max_side)
         while True:
             try:
                 chunk = fh.read(CHUNK)
             except OSError as exc:
-                raise G85Error(f"{where}: cannot read ({exc.strerror or exc})") from None
+                raise G85Error(f"{parser.where}: cannot read ({exc.strerror or exc})") from None
             if digest is not None:
                 digest.update(chunk)
             yield from parser.feed(chunk)
             if not chunk:
                 return
-    finally:
-        if owned:
-            fh.close()
 
 
 def looks_like_g85(path: PathLike) -> bool:
