@@ -1,18 +1,206 @@
-"""The XML layer of the G85 reader: expat over untrusted bytes, every hostile shape refused, each ``<Map>``'s
-elements handed to a :class:`~.build.MapBuilder`."""
+"""G85 XML to maps: a :class:`Parser` runs expat over untrusted bytes and refuses every hostile shape the moment it
+appears; a :class:`MapBuilder` turns one ``<Map>``'s device, bins and rows into a :class:`G85Map`."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional
 from xml.parsers import expat
 
-from .build import G85Map, MapBuilder
-from .codes import G85Error
+import numpy as np
+
+from ..errors import InputError
+from ..wafer import BOUNDARY, DEFECT, NORMAL
+from .codes import BIN_TYPES, EI_NS, G85Error, bin_type_key, format_code, parse_code
 
 #: The most characters of one tag's attributes, a comment, text outside a ``<Row>``, or an unfinished tag.
 FIELD_LIMIT = 64 * 1024
 CHUNK = 1 << 16  # bytes read at a time
 KIB = f"{FIELD_LIMIT // 1024} KiB"
+_DECIMAL_ROW = re.compile(r"[0-9\s]*")
+_LONG_NUMBER = re.compile(r"[0-9]{10}")
+_QUALITY = {"pass": NORMAL, "fail": DEFECT}
+
+
+@dataclass
+class G85Map:
+    """One wafer read from a G85 file, at the size the file gives; ``orientation`` and ``origin`` are reported as
+    written, never applied (``docs/g85.md`` says why)."""
+
+    states: np.ndarray  # uint8 (Rows, Columns): 0 boundary, 1 normal, 2 defect
+    label: Optional[int]  # ei:ClassIndex / ei:Class, or None
+    map_id: str  # SubstrateId, else WaferId, else "#k" (1-based position in the file)
+    index: int  # 0-based position in the file
+    bin_type: str = "ascii"
+    orientation: Optional[str] = None
+    origin: Optional[str] = None
+    bin_counts: dict = field(default_factory=dict)  # dies per code, NullBin included, as the writer writes codes
+
+
+class MapBuilder:
+    """One ``<Map>`` being read: the parser hands it the device, bins and rows, :meth:`finish` makes the map.
+    Attribute names come in lower case; ``fail(message, row=)`` makes the error naming file, map and line."""
+
+    def __init__(self, index: int, attrs: Mapping[str, str], fail: Callable[..., G85Error], max_side: int) -> None:
+        self.index, self.fail, self.max_side = index, fail, max_side
+        self.map_id = attrs.get("substrateid") or attrs.get("waferid") or f"#{index + 1}"
+        self.class_index, self.class_name = attrs.get(f"{EI_NS}}}classindex"), attrs.get(f"{EI_NS}}}class")
+        self.bin_type: Optional[str] = None  # set by the <Device>
+        self.null = self.rows = self.columns = None  # type: Optional[int]
+        self.orientation = self.origin = None  # type: Optional[str]
+        self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}  # code → (quality, BinCount, as written)
+        self.row_codes: list[np.ndarray] = []
+
+    def code(self, text: str, what: str) -> int:
+        try:
+            return parse_code(text, self.bin_type)  # type: ignore[arg-type]
+        except InputError as exc:
+            raise self.fail(f"{what}: {exc}") from None
+
+    def set_device(self, attrs: Mapping[str, str]) -> None:
+        if self.bin_type is not None:
+            raise self.fail("has more than one <Device>")
+        if "bintype" not in attrs:
+            raise self.fail("its <Device> has no BinType (ASCII, Decimal, HexaDecimal or Integer2)")
+        try:
+            self.bin_type = bin_type_key(attrs["bintype"])
+        except InputError as exc:
+            raise self.fail(str(exc)) from None
+        if attrs.get("nullbin"):
+            self.null = self.code(attrs["nullbin"], "NullBin")
+        for attr in ("Rows", "Columns"):
+            value = attrs.get(attr.lower())
+            if value is None:
+                continue
+            if not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
+                raise self.fail(f"{attr}={value!r} is not a positive whole number")
+            if int(value) > self.max_side:
+                raise self.fail(f"{attr}={value} is more than {self.max_side}, the most edge-infer reads")
+            setattr(self, attr.lower(), int(value))
+        self.orientation, self.origin = attrs.get("orientation"), attrs.get("originlocation")
+
+    def add_bin(self, attrs: Mapping[str, str]) -> None:
+        text = attrs.get("bincode")
+        if text is None:
+            raise self.fail("has a <Bin> without a BinCode")
+        code = self.code(text, "BinCode")
+        if code in self.bins:
+            raise self.fail(f"declares bin {text!r} twice")
+        quality, count = attrs.get("binquality"), (attrs.get("bincount") or "").strip()
+        if count and not (count.isascii() and count.isdigit()):
+            raise self.fail(f"bin {text!r} has BinCount={attrs['bincount']!r}, not a whole number")
+        self.bins[code] = (quality.strip().lower() if quality else None, int(count) if count else None, text)
+
+    def start_row(self) -> int:
+        """Checks there may be one more row; returns the most characters it may hold."""
+        r = len(self.row_codes) + 1
+        if self.bin_type is None:
+            raise self.fail("<Data> comes before (or outside) its <Device>, which gives the BinType", row=r)
+        if self.rows is not None and r > self.rows:
+            raise self.fail(f"has more <Row>s than its Rows={self.rows}", row=r)
+        if r > self.max_side:
+            raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=r)
+        # Room for the codes, spaces between them and indentation; more is not a row.
+        return (self.columns or self.max_side) * 6 + 4096
+
+    def add_row(self, text: str) -> None:
+        r = len(self.row_codes) + 1
+        codes = self._codes(text, r)
+        if self.columns is None:
+            if codes.size == 0:
+                raise self.fail("an empty <Row>", row=r)
+            if codes.size > self.max_side:
+                raise self.fail(f"{codes.size} dies in a row, more than {self.max_side}", row=r)
+            self.columns = codes.size
+        elif codes.size != self.columns:
+            raise self.fail(f"{codes.size} dies where its Columns={self.columns}", row=r)
+        self.row_codes.append(codes)
+
+    def _codes(self, text: str, r: int) -> np.ndarray:
+        """Row ``r``'s bin codes as unsigned integers."""
+        if self.bin_type == "ascii":
+            # Taken as is with exactly Columns characters (a space may be a code); else stripped.
+            text = text if len(text) == self.columns else text.strip()
+            return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        if self.bin_type == "decimal":
+            if not _DECIMAL_ROW.fullmatch(text) or _LONG_NUMBER.search(text):
+                bad = next(t for t in text.split() if not (t.isascii() and t.isdigit() and len(t) <= 9))
+                raise self.fail(f"{bad[:20]!r} is not a Decimal bin code (up to 9 digits)", row=r)
+            return np.array(text.split(), dtype=np.uint32)
+        width, name = (1 if self.bin_type == "hex" else 2), BIN_TYPES[self.bin_type]  # bytes per code
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise self.fail(f"is not {name} codes ({2 * width} hex digits each)", row=r) from None
+        if len(raw) % width:
+            raise self.fail(f"holds an odd number of hex digits for {name} codes", row=r)
+        return np.frombuffer(raw, dtype=f">u{width}")
+
+    def finish(self, bin_map: dict[str, int], classes: tuple[str, ...]) -> G85Map:
+        """The map's die states: the ``bin_map`` (--bin-map) codes, then NullBin, then BinQuality."""
+        if self.bin_type is None:
+            raise self.fail("has no <Device> (which gives BinType, NullBin, Rows and Columns)")
+        if not self.row_codes:
+            raise self.fail("has no <Data> with a <Row>, so no dies")
+        if self.rows is not None and len(self.row_codes) != self.rows:
+            raise self.fail(f"has {len(self.row_codes)} <Row>s but its Rows={self.rows}")
+        explicit = {self.code(code, f"bin mapping {code!r}"): state for code, state in bin_map.items()}
+        keys, self.row_codes = np.stack(self.row_codes), []
+        # Codes are mostly small (ASCII characters, 0..65535): bincount and a lookup table are linear; np.unique sorts.
+        if keys.max() < 1 << 17:
+            counts = np.bincount(keys.ravel())
+            uniq = slots = np.flatnonzero(counts)
+            counts, index = counts[uniq], keys
+        else:
+            uniq, index, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
+            slots, index = np.arange(len(uniq)), index.reshape(keys.shape)
+        table = np.zeros(int(slots[-1]) + 1, dtype=np.uint8)
+        table[slots] = [self._state(key, keys, explicit) for key in uniq.tolist()]
+        found = dict(zip(uniq.tolist(), counts.tolist()))
+        for key, (_, count, text) in self.bins.items():
+            if count is not None and count != found.get(key, 0):
+                raise self.fail(f"bin {text!r} declares BinCount={count} but {found.get(key, 0)} dies carry it")
+        counted = {format_code(k, self.bin_type): v for k, v in found.items()}
+        return G85Map(table[index], self._label(classes), self.map_id, self.index, self.bin_type, self.orientation,
+                      self.origin, counted)
+
+    def _state(self, key: int, keys: np.ndarray, explicit: dict[int, int]) -> int:
+        if key in explicit:
+            return explicit[key]
+        if key == self.null:
+            return BOUNDARY
+        declared = self.bins.get(key)
+        if declared is None:
+            r, c = divmod(int(np.flatnonzero(keys.ravel() == key)[0]), keys.shape[1])
+            known = ", ".join(v[2] for v in self.bins.values()) or "none declared"
+            raise self.fail(f"column {c + 1}: bin code {format_code(key, self.bin_type)!r} is neither the NullBin "
+                            f"nor one of its <Bin>s ({known}); declare it, or say what it means with --bin-map "
+                            "CODE=STATE", row=r + 1)
+        if declared[0] not in _QUALITY:
+            raise self.fail(f"bin {declared[2]!r} has BinQuality={declared[0]!r}, neither Pass nor Fail; "
+                            f"say what it means with --bin-map {declared[2]}=boundary|normal|defect")
+        return _QUALITY[declared[0]]
+
+    def _label(self, classes: tuple[str, ...]) -> Optional[int]:
+        """ei:ClassIndex and ei:Class (either, or both if they agree) as an index into ``classes``."""
+        index: Optional[int] = None
+        if self.class_index is not None:
+            t = self.class_index.strip()
+            if not (t.isascii() and t.isdigit()) or int(t) >= len(classes):
+                raise self.fail(f"ei:ClassIndex={self.class_index!r} is not a class index 0..{len(classes) - 1}")
+            index = int(t)
+        if self.class_name is not None:
+            lowered = [c.lower() for c in classes]
+            name = self.class_name.strip().lower()
+            if name not in lowered:
+                raise self.fail(f"ei:Class={self.class_name!r} is not a known class ({', '.join(classes)})")
+            if index is not None and lowered[index] != name:
+                raise self.fail(f"ei:ClassIndex={index} is {classes[index]} here but the map says "
+                                f"ei:Class={self.class_name!r}; it was written with another class order")
+            index = lowered.index(name)
+        return index
 
 
 def _local(name: str) -> str:
@@ -73,6 +261,7 @@ class Parser:
             raise self.fail(f"<{_local(name)}> has attributes longer than {KIB} ({_local(longest)} alone is "
                             f"{len(attrs[longest]):,} characters), the most edge-infer reads outside a <Row>")
         tag, parent, m = _local(name).lower(), self.stack[-1] if self.stack else None, self.map
+        attrs = {k.lower(): v for k, v in attrs.items()}  # files differ in case
         self.stack.append(tag)
         self.loose = 0
         if parent is None and tag not in ("maps", "map"):
@@ -104,13 +293,13 @@ class Parser:
         self.row.append(data)
 
     def _end(self, name: str) -> None:
-        tag, m = self.stack.pop(), self.map
+        tag = self.stack.pop()
         self.loose = 0
-        if m is not None and tag == "row" and self.row is not None:
-            m.add_row("".join(self.row))
+        if tag == "row" and self.row is not None:
+            self.map.add_row("".join(self.row))  # type: ignore[union-attr]
             self.row = None
-        elif m is not None and tag == "map":
-            self.ready.append(m.finish(self.bin_map, self.classes))
+        elif tag == "map":
+            self.ready.append(self.map.finish(self.bin_map, self.classes))  # type: ignore[union-attr]
             self.map = None
 
     def feed(self, chunk: bytes) -> list[G85Map]:
@@ -118,9 +307,8 @@ class Parser:
         try:
             self.p.Parse(chunk, not chunk)
         except expat.ExpatError as exc:
-            msg = expat.ErrorString(exc.code) if exc.code is not None else str(exc)
-            raise G85Error(f"{self.where} is not well-formed XML: {msg} (line {exc.lineno}, column "
-                           f"{exc.offset + 1})") from None
+            raise G85Error(f"{self.where} is not well-formed XML: {expat.ErrorString(exc.code)} (line {exc.lineno}, "
+                           f"column {exc.offset + 1})") from None
         self.fed += len(chunk)
         # expat hands a tag over only when complete: stop an unfinished one (from CurrentByteIndex) growing unbounded.
         if self.fed - max(self.p.CurrentByteIndex, 0) > FIELD_LIMIT:

@@ -17,9 +17,8 @@ import numpy as np
 
 from ..files import PathLike
 from ..wafer import CLASS_NAMES, MAP_SIZE, ResizeNote, resize_states
-from .build import G85Map
 from .codes import G85Error, parse_bin_map
-from .parser import CHUNK, Parser
+from .parser import CHUNK, G85Map, Parser
 
 MAX_SIDE = 16384  # the largest side a map may have: 16384² dies is 256 MB of codes
 

@@ -20,18 +20,16 @@ class G85Writer:
     """Writes maps, block by block, into an open binary file as one ``<Maps>`` document; every map 26×26 with
     ``Orientation="0"`` and ``OriginLocation="2"``, so the first ``<Row>`` is the top row, as in ``data.npy``."""
 
-    _ROW_OPEN = b"      <Row><![CDATA["
-    _ROW_CLOSE = b"]]></Row>\n"
+    _ROW_ENDS = np.frombuffer(b"      <Row><![CDATA[", np.uint8), np.frombuffer(b"]]></Row>\n", np.uint8)
 
     def __init__(self, fh: IO[bytes], *, bin_type: str = "ascii", null_bin: Optional[str] = None,
                  pass_bin: Optional[str] = None, fail_bin: Optional[str] = None, lot_id: str = "edge-infer",
                  classes: tuple[str, ...] = CLASS_NAMES) -> None:
         self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
         # Decimal codes are separated by spaces, the fixed-width types not: as every published example.
-        entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
-        self._width = len(entry[0])
-        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(len(codes), self._width)
-        self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
+        sep = " " if self.bin_type == "decimal" else ""
+        self._codes = np.array([list((code + sep).encode("ascii")) for code in codes], dtype=np.uint8)
+        self._body = MAP_SIZE * self._codes.shape[1] - len(sep)  # a row's codes, without a separator after the last
         self.fh, self.lot_id, self.classes, self.count = fh, str(lot_id), tuple(classes), 0
         if len(self.lot_id) > 256:  # it is in every map's attributes, which readers cap
             raise InputError(f"lot id of {len(self.lot_id)} characters; at most 256")
@@ -61,11 +59,9 @@ class G85Writer:
             raise InputError("give labels for every block of maps or for none")
         counts = {s: (states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT)}
         # Every <Row> line of the block at once: (n, 26, line length) bytes.
-        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
-        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
-        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
-        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
-        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
+        row_open, row_close = (np.broadcast_to(end, (n, MAP_SIZE, end.size)) for end in self._ROW_ENDS)
+        codes = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
+        lines = np.concatenate([row_open, codes, row_close], axis=-1)
         parts = []
         for i in range(n):
             self.count += 1
