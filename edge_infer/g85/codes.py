@@ -98,5 +98,4 @@ def check_bins(bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin
     if len(set(keys)) != 3:
         raise InputError("NullBin, pass bin and fail bin must be three different codes, "
                          f"not {', '.join(map(repr, given))}")
-    null, ok, bad = (format_code(k, key) for k in keys)
-    return key, (null, ok, bad)
+    return key, tuple(format_code(k, key) for k in keys)  # type: ignore[return-value]
