@@ -45,10 +45,9 @@ class G85Writer:
         states = as_states(maps)
         n = states.shape[0]
         lab = None if labels is None else as_labels(labels, n, len(self.classes))[:, 0]
-        if self._labelled is None:
-            self._labelled = lab is not None
-        elif self._labelled != (lab is not None):
+        if self._labelled not in (None, lab is not None):
             raise InputError("give labels for every block of maps or for none")
+        self._labelled = lab is not None
         normal, defect = ((states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT))
         # Every <Row> line of the block at once: (n, 26, line length) bytes.
         row_open, row_close = (np.broadcast_to(end, (n, MAP_SIZE, end.size)) for end in self._ROW_ENDS)
