@@ -31,6 +31,7 @@ KIB = f"{FIELD_LIMIT // 1024} KiB"
 _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
 _QUALITY = {"pass": NORMAL, "fail": DEFECT}
+_DTYPES = {"ascii": "<u4", "decimal": "<u4", "hex": ">u1", "integer2": ">u2"}  # a row's codes kept as these bytes
 
 BinMap = Union[None, str, Mapping[str, Any]]
 
@@ -163,7 +164,7 @@ class MapBuilder:
         self.orientation = self.origin = None  # type: Optional[str]
         self.data = False
         self.bins: dict[int, tuple[Optional[str], Optional[int], str]] = {}  # code → (quality, BinCount, as written)
-        self.row_codes: list[np.ndarray] = []
+        self.row_codes: list[bytes] = []
 
     def code(self, text: str, what: str) -> int:
         try:
@@ -180,6 +181,7 @@ class MapBuilder:
             self.bin_type = bin_type_key(attrs["bintype"])
         except InputError as exc:
             raise self.fail(str(exc)) from None
+        self.dtype = np.dtype(_DTYPES[self.bin_type])
         if attrs.get("nullbin"):
             self.null = self.code(attrs["nullbin"], "NullBin")
         for attr in ("Rows", "Columns"):
@@ -225,35 +227,37 @@ class MapBuilder:
     def add_row(self, text: str) -> None:
         r = len(self.row_codes) + 1
         codes = self._codes(text, r)
+        n = len(codes) // self.dtype.itemsize
         if self.columns is None:
-            if codes.size == 0:
+            if n == 0:
                 raise self.fail("an empty <Row>", row=r)
-            if codes.size > self.max_side:
-                raise self.fail(f"{codes.size} dies in a row, more than {self.max_side}", row=r)
-            self.columns = codes.size
-        elif codes.size != self.columns:
-            raise self.fail(f"{codes.size} dies where its Columns={self.columns}", row=r)
+            if n > self.max_side:
+                raise self.fail(f"{n} dies in a row, more than {self.max_side}", row=r)
+            self.columns = n
+        elif n != self.columns:
+            raise self.fail(f"{n} dies where its Columns={self.columns}", row=r)
         self.row_codes.append(codes)
 
-    def _codes(self, text: str, r: int) -> np.ndarray:
-        """Row ``r``'s bin codes as unsigned integers."""
+    def _codes(self, text: str, r: int) -> bytes:
+        """Row ``r``'s bin codes as the bytes of ``self.dtype`` integers (one copy per map at the end is cheap;
+        one array per row is not)."""
         if self.bin_type == "ascii":
             # Taken as is with exactly Columns characters (a space may be a code); else stripped.
             text = text if len(text) == self.columns else text.strip()
-            return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+            return text.encode("utf-32-le")
         if self.bin_type == "decimal":
             if not _DECIMAL_ROW.fullmatch(text) or _LONG_NUMBER.search(text):
                 bad = next(t for t in text.split() if not (t.isascii() and t.isdigit() and len(t) <= 9))
                 raise self.fail(f"{bad[:20]!r} is not a Decimal bin code (up to 9 digits)", row=r)
-            return np.array(text.split(), dtype=np.uint32)
-        width, name = (1 if self.bin_type == "hex" else 2), BIN_TYPES[self.bin_type]  # bytes per code
+            return np.array(text.split(), dtype=self.dtype).tobytes()
+        width, name = self.dtype.itemsize, BIN_TYPES[self.bin_type]
         try:
             raw = bytes.fromhex(text)
         except ValueError:
             raise self.fail(f"is not {name} codes ({2 * width} hex digits each)", row=r) from None
         if len(raw) % width:
             raise self.fail(f"holds an odd number of hex digits for {name} codes", row=r)
-        return np.frombuffer(raw, dtype=f">u{width}")
+        return raw
 
     def finish(self, bin_map: dict[str, int], classes: tuple[str, ...]) -> G85Map:
         """The map's die states: the ``bin_map`` (--bin-map) codes, then NullBin, then BinQuality."""
@@ -264,7 +268,8 @@ class MapBuilder:
         if self.rows is not None and len(self.row_codes) != self.rows:
             raise self.fail(f"has {len(self.row_codes)} <Row>s but its Rows={self.rows}")
         explicit = {self.code(code, f"bin mapping {code!r}"): state for code, state in bin_map.items()}
-        keys, self.row_codes = np.stack(self.row_codes), []
+        keys = np.frombuffer(b"".join(self.row_codes), dtype=self.dtype).reshape(len(self.row_codes), self.columns)
+        self.row_codes = []
         # Codes are mostly small (ASCII characters, 0..65535): bincount and a lookup table are linear; np.unique sorts.
         if keys.max() < 1 << 17:
             counts = np.bincount(keys.ravel())
