@@ -325,10 +325,6 @@ class MapBuilder:
         return index
 
 
-def _local(name: str) -> str:
-    return name.rsplit("}", 1)[-1]  # without the namespace
-
-
 class Parser:
     """Feeds bytes to expat, refusing entities, attribute defaults and oversized fields the moment they appear;
     :meth:`feed` returns the maps completed so far."""
@@ -373,16 +369,17 @@ class Parser:
             raise self.fail(f"a comment longer than {KIB}, the most edge-infer reads outside a <Row>")
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
+        local = name.rsplit("}", 1)[-1]  # without the namespace
         if attrs and sum(map(len, attrs.values())) > FIELD_LIMIT:
             longest = max(attrs, key=lambda k: len(attrs[k]))
-            raise self.fail(f"<{_local(name)}> has attributes longer than {KIB} ({_local(longest)} alone is "
+            raise self.fail(f"<{local}> has attributes longer than {KIB} ({longest.rsplit('}', 1)[-1]} alone is "
                             f"{len(attrs[longest]):,} characters), the most edge-infer reads outside a <Row>")
-        tag, parent, m = _local(name).lower(), self.stack[-1] if self.stack else None, self.map
+        tag, parent, m = local.lower(), self.stack[-1] if self.stack else None, self.map
         attrs = {k.lower(): v for k, v in attrs.items()}  # files differ in case
         self.stack.append(tag)
         self.loose = 0
         if parent is None and tag not in ("maps", "map"):
-            raise G85Error(f"{self.where}: the document's root is <{_local(name)}>, not <Maps> or <Map>; "
+            raise G85Error(f"{self.where}: the document's root is <{local}>, not <Maps> or <Map>; "
                            "not a SEMI G85 map file")
         if tag == "map":
             if m is not None:
