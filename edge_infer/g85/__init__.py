@@ -1,10 +1,8 @@
 """SEMI G85 XML wafer maps in and out with the standard library alone; untrusted files are streamed one ``<Map>``
 at a time and every problem is one :class:`G85Error` naming file, map, row and line (``docs/g85.md``)."""
 
-from .build import G85Map
 from .codes import BIN_TYPES, DEFAULT_BINS, EI_NS, FORMAT_REVISION, SEMI_NS, G85Error, check_bins, parse_bin_map
-from .parser import FIELD_LIMIT
-from .reader import MAX_SIDE, G85Contents, G85Source, iter_g85, looks_like_g85, read_g85
+from .reader import FIELD_LIMIT, MAX_SIDE, G85Contents, G85Map, G85Source, iter_g85, looks_like_g85, read_g85
 from .writer import G85Writer, open_g85, save_g85
 
 __all__ = [

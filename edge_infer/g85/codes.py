@@ -1,7 +1,8 @@
-"""SEMI G85 bin codes: the bin types, the codes edge-infer writes, the options users give, the file error."""
+"""SEMI G85 bin types and codes, as files and users give them and as the writer writes them; the file error."""
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
@@ -17,7 +18,11 @@ EI_NS = "urn:edge-infer:g85"  # edge-infer's own attributes (the class label), w
 BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
 _BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
 #: Writer defaults per bin type: (NullBin, pass bin, fail bin), so Decimal and hex codes equal the die states.
-DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"), "integer2": ("0000", "0001", "0002")}
+DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"),
+                "integer2": ("0000", "0001", "0002")}
+_DIGITS = {"decimal": (9, string.digits), "hex": (2, string.hexdigits), "integer2": (4, string.hexdigits)}
+_FORMATS = {"ascii": "{:c}", "decimal": "{:03d}", "hex": "{:02X}", "integer2": "{:04X}"}  # as the writer writes
+_LARGEST = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}  # codes the writer writes
 
 _STATE_WORDS = {
     "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
@@ -40,29 +45,21 @@ def bin_type_key(name: str) -> str:
 
 def parse_code(text: str, bin_type: str) -> int:
     """A bin code as written to the integer compared: ASCII by character, the others by value (``7`` = ``007``)."""
-    t = str(text)
     if bin_type == "ascii":
-        if len(t) != 1:
+        if len(text) != 1:
             raise InputError(f"ASCII bin code {text!r} must be exactly one character")
-        return ord(t)
-    t = t.strip()
-    if bin_type == "decimal":
-        if not (t.isascii() and t.isdigit() and len(t) <= 9):
-            raise InputError(f"Decimal bin code {text!r} is not a whole number of up to 9 digits")
-        return int(t)
-    width = 2 if bin_type == "hex" else 4
-    if not (0 < len(t) <= width and all(c in "0123456789abcdefABCDEF" for c in t)):
-        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} hex digits")
-    return int(t, 16)
+        return ord(text)
+    width, digits = _DIGITS[bin_type]
+    t = text.strip()
+    if not (0 < len(t) <= width and all(c in digits for c in t)):
+        kind = "" if bin_type == "decimal" else "hex "
+        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} {kind}digits")
+    return int(t, 10 if bin_type == "decimal" else 16)
 
 
 def format_code(key: int, bin_type: str) -> str:
     """The inverse of :func:`parse_code`, in the form the writer uses."""
-    if bin_type == "ascii":
-        return chr(key)
-    if bin_type == "decimal":
-        return f"{key:03d}"
-    return f"{key:02X}" if bin_type == "hex" else f"{key:04X}"
+    return _FORMATS[bin_type].format(key)
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
@@ -70,11 +67,11 @@ def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
     if spec is None:
         return {}
     if isinstance(spec, str):
-        parts = [p for p in spec.split(",") if p.strip()]
-        bad = [p for p in parts if "=" not in p]
-        if bad:
-            raise InputError(f"bin mapping {bad[0].strip()!r} is not CODE=STATE (e.g. 7=defect)")
-        spec = {(code.strip() or code): state for code, state in (p.rsplit("=", 1) for p in parts)}
+        pairs = [p.rsplit("=", 1) for p in spec.split(",") if p.strip()]
+        for pair in pairs:
+            if len(pair) == 1:
+                raise InputError(f"bin mapping {pair[0].strip()!r} is not CODE=STATE (e.g. 7=defect)")
+        spec = {(code.strip() or code): state for code, state in pairs}  # " " stays: a space is an ASCII code
     out: dict[str, int] = {}
     for code, state in spec.items():
         word = str(state).strip().lower()
@@ -89,15 +86,16 @@ def check_bins(bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin
     """The writer's bin type key and its (NullBin, pass, fail) codes as written; :class:`InputError` if unusable."""
     key = bin_type_key(bin_type)
     given = [code or default for code, default in zip((null_bin, pass_bin, fail_bin), DEFAULT_BINS[key])]
-    limit = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}[key]
     keys = []
     for what, code in zip(("NullBin", "pass bin", "fail bin"), given):
         if key == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
-            raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space and ] < & \" '")
+            raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space "
+                             "and ] < & \" '")
         keys.append(parse_code(code, key))
-        if keys[-1] > limit:
-            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[key]}'s range (at most {format_code(limit, key)})")
+        if keys[-1] > _LARGEST[key]:
+            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[key]}'s range "
+                             f"(at most {format_code(_LARGEST[key], key)})")
     if len(set(keys)) != 3:
-        raise InputError(f"NullBin, pass bin and fail bin must be three different codes, not {', '.join(map(repr, given))}")
-    null, ok, bad = (format_code(k, key) for k in keys)
-    return key, (null, ok, bad)
+        raise InputError("NullBin, pass bin and fail bin must be three different codes, "
+                         f"not {', '.join(map(repr, given))}")
+    return key, tuple(format_code(k, key) for k in keys)  # type: ignore[return-value]

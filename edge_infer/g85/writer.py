@@ -3,52 +3,39 @@
 from __future__ import annotations
 
 import contextlib
-import html
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Optional
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import PathLike, atomic_path
 from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
 from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, check_bins
-
-
-def quoteattr(value: str) -> str:
-    """``value`` as a double-quoted XML attribute, line breaks and tabs kept as character references."""
-    return '"' + html.escape(value, quote=True).translate({10: "&#10;", 13: "&#13;", 9: "&#9;"}) + '"'
 
 
 class G85Writer:
     """Writes maps, block by block, into an open binary file as one ``<Maps>`` document; every map 26×26 with
     ``Orientation="0"`` and ``OriginLocation="2"``, so the first ``<Row>`` is the top row, as in ``data.npy``."""
 
-    _ROW_OPEN = b"      <Row><![CDATA["
-    _ROW_CLOSE = b"]]></Row>\n"
+    _ROW_ENDS = np.frombuffer(b"      <Row><![CDATA[", np.uint8), np.frombuffer(b"]]></Row>\n", np.uint8)
 
     def __init__(self, fh: IO[bytes], *, bin_type: str = "ascii", null_bin: Optional[str] = None,
                  pass_bin: Optional[str] = None, fail_bin: Optional[str] = None, lot_id: str = "edge-infer",
                  classes: tuple[str, ...] = CLASS_NAMES) -> None:
         self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
-        # Decimal codes are separated by spaces, the fixed-width types not: as every published example.
-        entry = [c + " " for c in codes] if self.bin_type == "decimal" else codes
-        self._width = len(entry[0])
-        self._codes = np.frombuffer("".join(entry).encode("ascii"), dtype=np.uint8).reshape(len(codes), self._width)
-        self._body = MAP_SIZE * self._width - (1 if self.bin_type == "decimal" else 0)
         self.fh, self.lot_id, self.classes, self.count = fh, str(lot_id), tuple(classes), 0
         if len(self.lot_id) > 256:  # it is in every map's attributes, which readers cap
             raise InputError(f"lot id of {len(self.lot_id)} characters; at most 256")
+        # Decimal codes are separated by spaces, the fixed-width types not: as every published example.
+        sep = " " if self.bin_type == "decimal" else ""
+        self._codes = np.array([list((code + sep).encode("ascii")) for code in codes], dtype=np.uint8)
+        self._body = MAP_SIZE * self._codes.shape[1] - len(sep)  # a row's codes, without a separator after the last
+        self._quoted = [quoteattr(text) for text in (*codes, self.lot_id)]
         self._labelled: Optional[bool] = None
         self._closed = False
-        null, ok, bad = codes
-        self._device = (
-            f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={quoteattr(null)} Rows="{MAP_SIZE}" '
-            f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={quoteattr(self.lot_id)} ProductId="edge-infer">\n'
-            f'    <Bin BinCode={quoteattr(ok)} BinQuality="Pass" BinCount="{{normal}}" BinDescription="normal die"/>\n'
-            f'    <Bin BinCode={quoteattr(bad)} BinQuality="Fail" BinCount="{{defect}}" BinDescription="defective die"/>\n'
-        )
         fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
 
     def write(self, maps: Any, labels: Any = None) -> None:
@@ -58,29 +45,29 @@ class G85Writer:
         states = as_states(maps)
         n = states.shape[0]
         lab = None if labels is None else as_labels(labels, n, len(self.classes))[:, 0]
-        if self._labelled is None:
-            self._labelled = lab is not None
-        elif self._labelled != (lab is not None):
+        if self._labelled not in (None, lab is not None):
             raise InputError("give labels for every block of maps or for none")
-        counts = {s: (states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT)}
+        self._labelled = lab is not None
+        normal, defect = ((states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT))
         # Every <Row> line of the block at once: (n, 26, line length) bytes.
-        a, b = len(self._ROW_OPEN), len(self._ROW_OPEN) + self._body
-        lines = np.empty((n, MAP_SIZE, b + len(self._ROW_CLOSE)), dtype=np.uint8)
-        lines[..., :a] = np.frombuffer(self._ROW_OPEN, dtype=np.uint8)
-        lines[..., a:b] = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
-        lines[..., b:] = np.frombuffer(self._ROW_CLOSE, dtype=np.uint8)
+        row_open, row_close = (np.broadcast_to(end, (n, MAP_SIZE, end.size)) for end in self._ROW_ENDS)
+        codes = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
+        lines = np.concatenate([row_open, codes, row_close], axis=-1)
+        null, ok, bad, lot = self._quoted
         parts = []
         for i in range(n):
             self.count += 1
             ident = quoteattr(f"{self.lot_id}-{self.count:06d}")
-            label = ""
-            if lab is not None:
-                k = int(lab[i])
-                label = f' ei:ClassIndex="{k}" ei:Class={quoteattr(self.classes[k])}'
-            head = (f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
-                    f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
-                    + self._device.format(normal=int(counts[NORMAL][i]), defect=int(counts[DEFECT][i]))
-                    + f"    <Data MapName={ident} MapVersion=\"1\">\n")
+            label = "" if lab is None else f' ei:ClassIndex="{lab[i]}" ei:Class={quoteattr(self.classes[lab[i]])}'
+            head = (
+                f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
+                f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
+                f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={null} Rows="{MAP_SIZE}" '
+                f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={lot} ProductId="edge-infer">\n'
+                f'    <Bin BinCode={ok} BinQuality="Pass" BinCount="{normal[i]}" BinDescription="normal die"/>\n'
+                f'    <Bin BinCode={bad} BinQuality="Fail" BinCount="{defect[i]}" BinDescription="defective die"/>\n'
+                f'    <Data MapName={ident} MapVersion="1">\n'
+            )
             parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
         self.fh.write(b"".join(parts))
 

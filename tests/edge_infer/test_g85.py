@@ -442,10 +442,10 @@ def test_failure_keeps_existing_outputs(run, tmp_path):
 
 
 def test_ctrl_c_while_streaming_leaves_nothing(run, tmp_path, monkeypatch):
-    from edge_infer.g85 import build
+    from edge_infer.g85 import reader
 
     path = save_g85(tmp_path / "in.xml", _random_states(3000, seed=7), np.zeros(3000, int))
-    real, interrupted = build._Map.finish, []
+    real, interrupted = reader.MapBuilder.finish, []
 
     def finish(self, *args):
         # Interrupted once the output's temporary file is on disk: a partial output exists to be removed.
@@ -454,7 +454,7 @@ def test_ctrl_c_while_streaming_leaves_nothing(run, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, *args)
 
-    monkeypatch.setattr(build._Map, "finish", finish)
+    monkeypatch.setattr(reader.MapBuilder, "finish", finish)
     code, _, err = run("convert", "--data", str(path), "--out", str(tmp_path / "o"))
     assert interrupted and code == 130 and "interrupted" in err
     assert not (tmp_path / "o").exists()
