@@ -18,7 +18,7 @@ from typing import Annotated, Any, Callable, Literal, Optional, TypeVar
 import typer
 
 from ..errors import EdgeInferError, Note, OutputError
-from ..files import atomic_files, ensure_folder, next_run_folder, write_npy
+from ..files import atomic_files, check_can_create, next_run_folder, write_npy
 from ..g85 import G85Writer
 from ..generator import DATA_FILE, LABEL_FILE
 from ..npy import npy_writer
@@ -143,7 +143,8 @@ def output_folder(out: Optional[Path], verb: str) -> Path:
     removed again if the run fails while they are still empty."""
     root = Path(out) if out is not None else RUNS_ROOT
     _CREATED.extend(reversed([p for p in (root, *root.parents) if not os.path.lexists(p)]))
-    ensure_folder(root)
+    check_can_create(root)
+    root.mkdir(parents=True, exist_ok=True)
     if out is not None:
         return root
     for _ in range(100):  # another run may take a number between looking and creating it
