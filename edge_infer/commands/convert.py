@@ -8,8 +8,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from ..errors import DataFileError, InputError
-from ..files import atomic_files, atomic_path, check_targets, write_npy
-from ..g85 import G85Writer, check_bins, looks_like_g85
+from ..files import atomic_files, check_targets, write_npy
+from ..g85 import looks_like_g85, open_g85
 from ..io import DATA_NAME, LABEL_NAME, iter_maps, open_input
 from ..npy import npy_writer
 from ..wafer import MAP_SHAPE
@@ -33,17 +33,6 @@ def convert(
         "--bin-map", show_default=False,
         help="Reading G85: CODE=STATE pairs, e.g. '7=defect,99=boundary' (states: boundary, normal, defect). Named "
         "codes take that state; the rest follow BinQuality (Pass normal, Fail defect) and NullBin (boundary).")] = None,
-    bin_type: Annotated[str, typer.Option(
-        "--bin-type", help="Writing G85: ascii, decimal, hex or integer2.")] = "ascii",
-    null_bin: Annotated[Optional[str], typer.Option(
-        "--null-bin", show_default=False,
-        help="Writing G85: code of off-wafer dies. Default: . (ascii), 000, 00, 0000.")] = None,
-    pass_bin: Annotated[Optional[str], typer.Option(
-        "--pass-bin", show_default=False,
-        help="Writing G85: code of normal dies. Default: 1 (ascii), 001, 01, 0001.")] = None,
-    fail_bin: Annotated[Optional[str], typer.Option(
-        "--fail-bin", show_default=False,
-        help="Writing G85: code of defective dies. Default: X (ascii), 002, 02, 0002.")] = None,
     lot_id: Annotated[Optional[str], typer.Option(
         "--lot-id", show_default=False, help="Writing G85: the LotId, also each SubstrateId's prefix. Default: the "
         "input's name.")] = None,
@@ -56,13 +45,8 @@ def convert(
     target = to or ("npy" if source_is_g85 else "g85")
     if bin_map is not None and not source_is_g85:  # options that would do nothing are refused, not ignored
         raise InputError(f"--bin-map says what a G85 file's bins mean; {data} is not a G85 file")
-    writing = {"--bin-type": bin_type != "ascii", "--null-bin": null_bin, "--pass-bin": pass_bin,
-               "--fail-bin": fail_bin, "--lot-id": lot_id}
-    unused = [opt for opt, given in writing.items() if given and target != "g85"]
-    if unused:
-        raise InputError(f"{', '.join(unused)} shape(s) the G85 that --to g85 writes; this run writes npy")
-    if target == "g85":  # before a G85 input's validating pass (a bad --bin-map fails as that pass starts)
-        check_bins(bin_type, null_bin, pass_bin, fail_bin)
+    if lot_id is not None and target != "g85":
+        raise InputError("--lot-id names the G85 that --to g85 writes; this run writes npy")
     inp = open_input(data, labels, bin_map=bin_map)  # headers, sizes and labels checked: no map read yet
     n, lab = inp.maps.count, inp.labels
     folder = output_folder(out, "convert")
@@ -86,12 +70,9 @@ def convert(
                 tell(f"note: removed the old {label_out}, which did not belong to these maps")
             tell("note: the maps carry no classes, so no label.npy was written (give --labels to add them)")
         return
-    with atomic_path(folder / G85_FILE, force=force) as tmp, open(tmp, "wb") as fh:
-        writer = G85Writer(fh, bin_type=bin_type, null_bin=null_bin, pass_bin=pass_bin, fail_bin=fail_bin,
-                           lot_id=lot_id or data.stem)
+    with open_g85(folder / G85_FILE, force=force, lot_id=lot_id or data.stem) as writer:
         for start, block in iter_maps(inp.maps, progress=progress):
             writer.write(block, None if lab is None else lab[start:start + len(block)])
-        writer.close()
     say(f"converted {n} map(s) from {data}")
-    say(f"  {folder / G85_FILE}  {n} <Map>s, 26×26, {bin_type} bins"
+    say(f"  {folder / G85_FILE}  {n} <Map>s, 26×26, ascii bins"
         + ("" if lab is not None else " (no classes: the input has no labels)"))

@@ -1,10 +1,10 @@
-"""SEMI G85 bin types and codes, as files and users give them and as the writer writes them; the file error."""
+"""SEMI G85's vocabulary: namespaces, bin types and codes as files and users give them; the file error."""
 
 from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ..errors import DataFileError, InputError
 from ..wafer import BOUNDARY, DEFECT, NORMAL
@@ -14,15 +14,9 @@ FORMAT_REVISION = "SEMI G85 0703"  # the standard's current edition
 SEMI_NS = "http://www.semi.org"
 EI_NS = "urn:edge-infer:g85"  # edge-infer's own attributes (the class label), which other G85 readers ignore
 
-#: Bin types by the lower-case name users and files give; the value is what the writer puts in ``BinType``.
+#: Bin types by their lower-case key (``G85Map.bin_type``); the value is the standard's ``BinType``.
 BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
-_BIN_TYPE_ALIASES = {"hexadecimal": "hex", "hexa": "hex", "integer": "integer2", "int2": "integer2"}
-#: Writer defaults per bin type: (NullBin, pass bin, fail bin), so Decimal and hex codes equal the die states.
-DEFAULT_BINS = {"ascii": (".", "1", "X"), "decimal": ("000", "001", "002"), "hex": ("00", "01", "02"),
-                "integer2": ("0000", "0001", "0002")}
 _DIGITS = {"decimal": (9, string.digits), "hex": (2, string.hexdigits), "integer2": (4, string.hexdigits)}
-_FORMATS = {"ascii": "{:c}", "decimal": "{:03d}", "hex": "{:02X}", "integer2": "{:04X}"}  # as the writer writes
-_LARGEST = {"ascii": 0x7E, "decimal": 255, "hex": 0xFF, "integer2": 0xFFFF}  # codes the writer writes
 
 _STATE_WORDS = {
     "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
@@ -33,14 +27,6 @@ _STATE_WORDS = {
 
 class G85Error(DataFileError):
     """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
-
-
-def bin_type_key(name: str) -> str:
-    """The canonical key (``ascii``, ``decimal``, ``hex``, ``integer2``) of a ``BinType`` value, any case."""
-    key = _BIN_TYPE_ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in BIN_TYPES:
-        raise InputError(f"unknown BinType {name!r}; G85 bin types are ASCII, Decimal, HexaDecimal (Hex), Integer2")
-    return key
 
 
 def parse_code(text: str, bin_type: str) -> int:
@@ -55,11 +41,6 @@ def parse_code(text: str, bin_type: str) -> int:
         kind = "" if bin_type == "decimal" else "hex "
         raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} {kind}digits")
     return int(t, 10 if bin_type == "decimal" else 16)
-
-
-def format_code(key: int, bin_type: str) -> str:
-    """The inverse of :func:`parse_code`, in the form the writer uses."""
-    return _FORMATS[bin_type].format(key)
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
@@ -79,23 +60,3 @@ def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:
             raise InputError(f"bin mapping {code}={state}: state must be boundary, normal or defect (or 0, 1, 2)")
         out[str(code)] = _STATE_WORDS[word]
     return out
-
-
-def check_bins(bin_type: str = "ascii", null_bin: Optional[str] = None, pass_bin: Optional[str] = None,
-               fail_bin: Optional[str] = None) -> tuple[str, tuple[str, str, str]]:
-    """The writer's bin type key and its (NullBin, pass, fail) codes as written; :class:`InputError` if unusable."""
-    key = bin_type_key(bin_type)
-    given = [code or default for code, default in zip((null_bin, pass_bin, fail_bin), DEFAULT_BINS[key])]
-    keys = []
-    for what, code in zip(("NullBin", "pass bin", "fail bin"), given):
-        if key == "ascii" and (len(code) != 1 or not code.isprintable() or code.isspace() or code in "]<&\"'"):
-            raise InputError(f"{what} {code!r}: an ASCII bin code is one printable character other than a space "
-                             "and ] < & \" '")
-        keys.append(parse_code(code, key))
-        if keys[-1] > _LARGEST[key]:
-            raise InputError(f"{what} {code!r} is beyond {BIN_TYPES[key]}'s range "
-                             f"(at most {format_code(_LARGEST[key], key)})")
-    if len(set(keys)) != 3:
-        raise InputError("NullBin, pass bin and fail bin must be three different codes, "
-                         f"not {', '.join(map(repr, given))}")
-    return key, tuple(format_code(k, key) for k in keys)  # type: ignore[return-value]

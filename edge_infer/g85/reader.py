@@ -1,5 +1,4 @@
-"""Reading SEMI G85: maps one at a time (:func:`iter_g85`), all at 26×26 (:func:`read_g85`), or in blocks
-(:class:`G85Source`). Below them a :class:`Parser` runs expat over the untrusted bytes, refusing every hostile
+"""Reading SEMI G85: maps one at a time (:func:`iter_g85`) or in blocks (:class:`G85Source`). Below them a :class:`Parser` runs expat over the untrusted bytes, refusing every hostile
 shape the moment it appears, and a :class:`MapBuilder` turns each ``<Map>`` into a :class:`G85Map`."""
 
 from __future__ import annotations
@@ -8,8 +7,6 @@ import contextlib
 import hashlib
 import itertools
 import re
-import warnings
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +17,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..files import PathLike
-from ..wafer import BOUNDARY, CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, ResizeNote, resize_states
-from .codes import BIN_TYPES, EI_NS, G85Error, bin_type_key, format_code, parse_bin_map, parse_code
+from ..wafer import BOUNDARY, CLASS_NAMES, DEFECT, NORMAL
+from .codes import BIN_TYPES, EI_NS, G85Error, parse_bin_map, parse_code
 
 MAX_SIDE = 16384  # the largest side a map may have: 16384² dies is 256 MB of codes
 #: The most characters of one tag's attributes, a comment, text outside a ``<Row>``, or an unfinished tag.
@@ -32,18 +29,19 @@ _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
 _QUALITY = {"pass": NORMAL, "fail": DEFECT}
 _DTYPES = {"ascii": "<u4", "decimal": "<u4", "hex": ">u1", "integer2": ">u2"}  # a row's codes kept as these bytes
+_FORMATS = {"ascii": "{:c}", "decimal": "{:03d}", "hex": "{:02X}", "integer2": "{:04X}"}  # codes as reported
 
 BinMap = Union[None, str, Mapping[str, Any]]
 
 
-def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES,
-             max_side: int = MAX_SIDE, digest: Optional[Any] = None) -> Iterator[G85Map]:
+def iter_g85(source: Union[PathLike, IO[bytes]], *, bin_map: BinMap = None,
+             digest: Optional[Any] = None) -> Iterator[G85Map]:
     """The maps of a G85 file (path or binary file) one by one, at their own size; ``bin_map`` overrides the states
     of the codes it names; ``digest`` (a hashlib object) is fed every byte read, so the sha256 costs no second pass.
     A path that cannot be read raises the OSError itself (FileNotFoundError, IsADirectoryError, …)."""
     codes = parse_bin_map(bin_map)
     with contextlib.nullcontext(source) if hasattr(source, "read") else open(source, "rb") as fh:  # type: ignore
-        parser = Parser(getattr(fh, "name", "G85 stream"), codes, tuple(classes), max_side)
+        parser = Parser(getattr(fh, "name", "G85 stream"), codes)
         while True:
             chunk = fh.read(CHUNK)
             if digest is not None:
@@ -68,70 +66,29 @@ def looks_like_g85(path: PathLike) -> bool:
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
-def _labelled(maps: Iterator[G85Map], where: str, labels: list) -> Iterator[G85Map]:
-    """``maps``, their labels appended to ``labels``, checked to be on every map or on none."""
-    first: Optional[G85Map] = None
-    for m in maps:
-        first = first or m
-        if (first.label is None) != (m.label is None):
-            lacking, having = (m, first) if m.label is None else (first, m)
-            raise G85Error(f"{where}: map {lacking.map_id!r} carries no class (ei:ClassIndex) while map "
-                           f"{having.map_id!r} does; label every map or none")
-        labels.append(m.label)
-        yield m
-
-
-def _label_array(labels: list) -> Optional[np.ndarray]:
-    """int64 (N, 1), or None when the maps carry no class."""
-    return np.array(labels, dtype=np.int64).reshape(-1, 1) if labels[0] is not None else None
-
-
-@dataclass(frozen=True)
-class G85Contents:
-    """All maps of a G85 file as 26×26 die states, their labels and the file's sha256."""
-
-    states: np.ndarray
-    labels: Optional[np.ndarray]
-    sha256: str
-    map_ids: list
-
-
-def read_g85(source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> G85Contents:
-    """All maps of a G85 file, brought to 26×26 die states (one :class:`ResizeNote` for the file)."""
-    digest, sizes = hashlib.sha256(), Counter()  # type: ignore[var-annotated]
-    labels, ids, states = [], [], []  # type: ignore[var-annotated]
-    for m in _labelled(iter_g85(source, bin_map=bin_map, classes=classes, digest=digest), str(source), labels):
-        ids.append(m.map_id)
-        h, w = m.states.shape
-        if (h, w) != (MAP_SIZE, MAP_SIZE):
-            if min(h, w) < 2:
-                raise G85Error(f"{source}: map {m.map_id!r} is {h}×{w} dies; too small to be a wafer")
-            sizes[(h, w)] += 1
-        states.append(resize_states(m.states))
-    if sizes:
-        parts = ", ".join(f"{h}×{w}: {k}" for (h, w), k in sorted(sizes.items()))
-        warnings.warn(f"resized {sum(sizes.values())} map(s) ({parts}) to {MAP_SIZE}×{MAP_SIZE} dies (nearest "
-                      "neighbour on die states, so no state is invented)", ResizeNote, stacklevel=2)
-    return G85Contents(np.stack(states), _label_array(labels), digest.hexdigest(), ids)
-
-
 class G85Source:
     """A G85 file as an :class:`edge_infer.io.MapSource`: opening it validates every map keeping only the labels
     (8 bytes a map), and ``raw_blocks`` reads the file again, one map in memory."""
 
-    def __init__(self, source: PathLike, *, bin_map: BinMap = None, classes: tuple[str, ...] = CLASS_NAMES) -> None:
-        self.path, self.where = Path(source), str(source)
-        self._options = dict(bin_map=bin_map, classes=tuple(classes))
-        digest, labels = hashlib.sha256(), []  # type: ignore[var-annotated]
-        maps = iter_g85(self.path, digest=digest, **self._options)  # type: ignore[arg-type]
-        self.map_bytes = max(m.states.size for m in _labelled(maps, self.where, labels))  # the largest, uint8
+    def __init__(self, source: PathLike, *, bin_map: BinMap = None) -> None:
+        self.path, self.where, self.bin_map = Path(source), str(source), bin_map
+        digest, labels, first = hashlib.sha256(), [], None
+        self.map_bytes = 0  # the largest map, uint8
+        for m in iter_g85(self.path, bin_map=bin_map, digest=digest):
+            first = first or m
+            if (first.label is None) != (m.label is None):
+                lacking, having = (m, first) if m.label is None else (first, m)
+                raise G85Error(f"{self.where}: map {lacking.map_id!r} carries no class (ei:ClassIndex) while map "
+                               f"{having.map_id!r} does; label every map or none")
+            labels.append(m.label)
+            self.map_bytes = max(self.map_bytes, m.states.size)
         self.count = len(labels)
-        self.labels: Optional[np.ndarray] = _label_array(labels)
+        self.labels = None if first.label is None else np.array(labels, dtype=np.int64).reshape(-1, 1)
         self.sha256: Optional[str] = digest.hexdigest()
 
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]:
         """Up to ``rows`` maps a block: uint8 (B, H, W), or a list where sizes differ; ``hash`` is not needed."""
-        maps = (m.states for m in iter_g85(self.path, **self._options))  # type: ignore[arg-type]
+        maps = (m.states for m in iter_g85(self.path, bin_map=self.bin_map))
         while block := list(itertools.islice(maps, rows)):
             yield np.stack(block) if len({b.shape for b in block}) == 1 else block
 
@@ -155,8 +112,8 @@ class MapBuilder:
     """One ``<Map>`` being read: the parser hands it the device, bins and rows, :meth:`finish` makes the map.
     Attribute names come in lower case; ``fail(message, row=)`` makes the error naming file, map and line."""
 
-    def __init__(self, index: int, attrs: Mapping[str, str], fail: Callable[..., G85Error], max_side: int) -> None:
-        self.index, self.fail, self.max_side = index, fail, max_side
+    def __init__(self, index: int, attrs: Mapping[str, str], fail: Callable[..., G85Error]) -> None:
+        self.index, self.fail = index, fail
         self.map_id = attrs.get("substrateid") or attrs.get("waferid") or f"#{index + 1}"
         self.class_index, self.class_name = attrs.get(f"{EI_NS}}}classindex"), attrs.get(f"{EI_NS}}}class")
         self.bin_type: Optional[str] = None  # set by the <Device>
@@ -175,12 +132,12 @@ class MapBuilder:
     def set_device(self, attrs: Mapping[str, str]) -> None:
         if self.bin_type is not None:
             raise self.fail("has more than one <Device>")
-        if "bintype" not in attrs:
+        name = attrs.get("bintype")
+        if name is None:
             raise self.fail("its <Device> has no BinType (ASCII, Decimal, HexaDecimal or Integer2)")
-        try:
-            self.bin_type = bin_type_key(attrs["bintype"])
-        except InputError as exc:
-            raise self.fail(str(exc)) from None
+        self.bin_type = name.strip().lower().replace("hexadecimal", "hex")  # Hex is the short form files use
+        if self.bin_type not in BIN_TYPES:
+            raise self.fail(f"unknown BinType {name!r}; G85 bin types are ASCII, Decimal, HexaDecimal (Hex), Integer2")
         self.dtype = np.dtype(_DTYPES[self.bin_type])
         if attrs.get("nullbin"):
             self.null = self.code(attrs["nullbin"], "NullBin")
@@ -190,8 +147,8 @@ class MapBuilder:
                 continue
             if not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
                 raise self.fail(f"{attr}={value!r} is not a positive whole number")
-            if int(value) > self.max_side:
-                raise self.fail(f"{attr}={value} is more than {self.max_side}, the most edge-infer reads")
+            if int(value) > MAX_SIDE:
+                raise self.fail(f"{attr}={value} is more than {MAX_SIDE}, the most edge-infer reads")
             setattr(self, attr.lower(), int(value))
         self.orientation, self.origin = attrs.get("orientation"), attrs.get("originlocation")
 
@@ -219,10 +176,10 @@ class MapBuilder:
         r = len(self.row_codes) + 1
         if self.rows is not None and r > self.rows:
             raise self.fail(f"has more <Row>s than its Rows={self.rows}", row=r)
-        if r > self.max_side:
-            raise self.fail(f"has more than {self.max_side} rows, the most edge-infer reads", row=r)
+        if r > MAX_SIDE:
+            raise self.fail(f"has more than {MAX_SIDE} rows, the most edge-infer reads", row=r)
         # Room for the codes, spaces between them and indentation; more is not a row.
-        return (self.columns or self.max_side) * 6 + 4096
+        return (self.columns or MAX_SIDE) * 6 + 4096
 
     def add_row(self, text: str) -> None:
         r = len(self.row_codes) + 1
@@ -231,8 +188,8 @@ class MapBuilder:
         if self.columns is None:
             if n == 0:
                 raise self.fail("an empty <Row>", row=r)
-            if n > self.max_side:
-                raise self.fail(f"{n} dies in a row, more than {self.max_side}", row=r)
+            if n > MAX_SIDE:
+                raise self.fail(f"{n} dies in a row, more than {MAX_SIDE}", row=r)
             self.columns = n
         elif n != self.columns:
             raise self.fail(f"{n} dies where its Columns={self.columns}", row=r)
@@ -259,7 +216,7 @@ class MapBuilder:
             raise self.fail(f"holds an odd number of hex digits for {name} codes", row=r)
         return raw
 
-    def finish(self, bin_map: dict[str, int], classes: tuple[str, ...]) -> G85Map:
+    def finish(self, bin_map: dict[str, int]) -> G85Map:
         """The map's die states: the ``bin_map`` (--bin-map) codes, then NullBin, then BinQuality."""
         if self.bin_type is None:
             raise self.fail("has no <Device> (which gives BinType, NullBin, Rows and Columns)")
@@ -284,8 +241,8 @@ class MapBuilder:
         for key, (_, count, text) in self.bins.items():
             if count is not None and count != found.get(key, 0):
                 raise self.fail(f"bin {text!r} declares BinCount={count} but {found.get(key, 0)} dies carry it")
-        counted = {format_code(k, self.bin_type): v for k, v in found.items()}
-        return G85Map(table[index], self._label(classes), self.map_id, self.index, self.bin_type, self.orientation,
+        counted = {_FORMATS[self.bin_type].format(k): v for k, v in found.items()}
+        return G85Map(table[index], self._label(), self.map_id, self.index, self.bin_type, self.orientation,
                       self.origin, counted)
 
     def _state(self, key: int, keys: np.ndarray, explicit: dict[int, int]) -> int:
@@ -297,7 +254,7 @@ class MapBuilder:
         if declared is None:
             r, c = divmod(int(np.flatnonzero(keys.ravel() == key)[0]), keys.shape[1])
             known = ", ".join(v[2] for v in self.bins.values()) or "none declared"
-            raise self.fail(f"column {c + 1}: bin code {format_code(key, self.bin_type)!r} is neither the NullBin "
+            raise self.fail(f"column {c + 1}: bin code {_FORMATS[self.bin_type].format(key)!r} is neither the NullBin "
                             f"nor one of its <Bin>s ({known}); declare it, or say what it means with --bin-map "
                             "CODE=STATE", row=r + 1)
         if declared[0] not in _QUALITY:
@@ -305,21 +262,21 @@ class MapBuilder:
                             f"say what it means with --bin-map {declared[2]}=boundary|normal|defect")
         return _QUALITY[declared[0]]
 
-    def _label(self, classes: tuple[str, ...]) -> Optional[int]:
-        """ei:ClassIndex and ei:Class (either, or both if they agree) as an index into ``classes``."""
+    def _label(self) -> Optional[int]:
+        """ei:ClassIndex and ei:Class (either, or both if they agree) as a class index."""
         index: Optional[int] = None
         if self.class_index is not None:
             t = self.class_index.strip()
-            if not (t.isascii() and t.isdigit()) or int(t) >= len(classes):
-                raise self.fail(f"ei:ClassIndex={self.class_index!r} is not a class index 0..{len(classes) - 1}")
+            if not (t.isascii() and t.isdigit()) or int(t) >= len(CLASS_NAMES):
+                raise self.fail(f"ei:ClassIndex={self.class_index!r} is not a class index 0..{len(CLASS_NAMES) - 1}")
             index = int(t)
         if self.class_name is not None:
-            lowered = [c.lower() for c in classes]
+            lowered = [c.lower() for c in CLASS_NAMES]
             name = self.class_name.strip().lower()
             if name not in lowered:
-                raise self.fail(f"ei:Class={self.class_name!r} is not a known class ({', '.join(classes)})")
+                raise self.fail(f"ei:Class={self.class_name!r} is not a known class ({', '.join(CLASS_NAMES)})")
             if index is not None and lowered[index] != name:
-                raise self.fail(f"ei:ClassIndex={index} is {classes[index]} here but the map says "
+                raise self.fail(f"ei:ClassIndex={index} is {CLASS_NAMES[index]} here but the map says "
                                 f"ei:Class={self.class_name!r}; it was written with another class order")
             index = lowered.index(name)
         return index
@@ -329,8 +286,8 @@ class Parser:
     """Feeds bytes to expat, refusing entities, attribute defaults and oversized fields the moment they appear;
     :meth:`feed` returns the maps completed so far."""
 
-    def __init__(self, where: str, bin_map: dict[str, int], classes: tuple[str, ...], max_side: int) -> None:
-        self.where, self.bin_map, self.classes, self.max_side = where, bin_map, classes, max_side
+    def __init__(self, where: str, bin_map: dict[str, int]) -> None:
+        self.where, self.bin_map = where, bin_map
         self.ready: list[G85Map] = []
         self.map: Optional[MapBuilder] = None
         self.n_maps = self.fed = 0
@@ -384,7 +341,7 @@ class Parser:
         if tag == "map":
             if m is not None:
                 raise self.fail("a <Map> inside another <Map>")
-            self.map = MapBuilder(self.n_maps, attrs, self.fail, self.max_side)
+            self.map = MapBuilder(self.n_maps, attrs, self.fail)
             self.n_maps += 1
         elif m is None:
             return
@@ -415,7 +372,7 @@ class Parser:
             self.map.add_row("".join(self.row))  # type: ignore[union-attr]
             self.row = None
         elif tag == "map":
-            self.ready.append(self.map.finish(self.bin_map, self.classes))  # type: ignore[union-attr]
+            self.ready.append(self.map.finish(self.bin_map))  # type: ignore[union-attr]
             self.map = None
 
     def feed(self, chunk: bytes) -> list[G85Map]:

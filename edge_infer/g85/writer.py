@@ -13,27 +13,21 @@ import numpy as np
 from ..errors import InputError
 from ..files import PathLike, atomic_path
 from ..wafer import CLASS_NAMES, DEFECT, MAP_SIZE, NORMAL, as_labels, as_states
-from .codes import BIN_TYPES, EI_NS, FORMAT_REVISION, SEMI_NS, check_bins
+from .codes import EI_NS, FORMAT_REVISION, SEMI_NS
 
 
 class G85Writer:
-    """Writes maps, block by block, into an open binary file as one ``<Maps>`` document; every map 26×26 with
-    ``Orientation="0"`` and ``OriginLocation="2"``, so the first ``<Row>`` is the top row, as in ``data.npy``."""
+    """Writes maps, block by block, into an open binary file as one ``<Maps>`` document; every map 26×26 in ASCII
+    bins (NullBin ``.``, Pass ``1``, Fail ``X``) with ``Orientation="0"`` and ``OriginLocation="2"``, so the first
+    ``<Row>`` is the top row, as in ``data.npy``."""
 
+    _CODES = np.frombuffer(b".1X", np.uint8)  # indexed by die state
     _ROW_ENDS = np.frombuffer(b"      <Row><![CDATA[", np.uint8), np.frombuffer(b"]]></Row>\n", np.uint8)
 
-    def __init__(self, fh: IO[bytes], *, bin_type: str = "ascii", null_bin: Optional[str] = None,
-                 pass_bin: Optional[str] = None, fail_bin: Optional[str] = None, lot_id: str = "edge-infer",
-                 classes: tuple[str, ...] = CLASS_NAMES) -> None:
-        self.bin_type, codes = check_bins(bin_type, null_bin, pass_bin, fail_bin)  # codes indexed by die state
-        self.fh, self.lot_id, self.classes, self.count = fh, str(lot_id), tuple(classes), 0
+    def __init__(self, fh: IO[bytes], *, lot_id: str = "edge-infer") -> None:
+        self.fh, self.lot_id, self.count = fh, str(lot_id), 0
         if len(self.lot_id) > 256:  # it is in every map's attributes, which readers cap
             raise InputError(f"lot id of {len(self.lot_id)} characters; at most 256")
-        # Decimal codes are separated by spaces, the fixed-width types not: as every published example.
-        sep = " " if self.bin_type == "decimal" else ""
-        self._codes = np.array([list((code + sep).encode("ascii")) for code in codes], dtype=np.uint8)
-        self._body = MAP_SIZE * self._codes.shape[1] - len(sep)  # a row's codes, without a separator after the last
-        self._quoted = [quoteattr(text) for text in (*codes, self.lot_id)]
         self._labelled: Optional[bool] = None
         self._closed = False
         fh.write(b'<?xml version="1.0" encoding="UTF-8"?>\n<Maps>\n')
@@ -44,28 +38,27 @@ class G85Writer:
             raise InputError("this G85 writer is closed")
         states = as_states(maps)
         n = states.shape[0]
-        lab = None if labels is None else as_labels(labels, n, len(self.classes))[:, 0]
+        lab = None if labels is None else as_labels(labels, n)[:, 0]
         if self._labelled not in (None, lab is not None):
             raise InputError("give labels for every block of maps or for none")
         self._labelled = lab is not None
         normal, defect = ((states == s).sum(axis=(1, 2)) for s in (NORMAL, DEFECT))
         # Every <Row> line of the block at once: (n, 26, line length) bytes.
         row_open, row_close = (np.broadcast_to(end, (n, MAP_SIZE, end.size)) for end in self._ROW_ENDS)
-        codes = self._codes[states].reshape(n, MAP_SIZE, -1)[..., : self._body]
-        lines = np.concatenate([row_open, codes, row_close], axis=-1)
-        null, ok, bad, lot = self._quoted
+        lines = np.concatenate([row_open, self._CODES[states], row_close], axis=-1)
+        lot = quoteattr(self.lot_id)
         parts = []
         for i in range(n):
             self.count += 1
             ident = quoteattr(f"{self.lot_id}-{self.count:06d}")
-            label = "" if lab is None else f' ei:ClassIndex="{lab[i]}" ei:Class={quoteattr(self.classes[lab[i]])}'
+            label = "" if lab is None else f' ei:ClassIndex="{lab[i]}" ei:Class={quoteattr(CLASS_NAMES[lab[i]])}'
             head = (
                 f'<Map xmlns="{SEMI_NS}" xmlns:ei="{EI_NS}" SubstrateType="Wafer" SubstrateId={ident} '
                 f'FormatRevision="{FORMAT_REVISION}"{label}>\n'
-                f'  <Device BinType="{BIN_TYPES[self.bin_type]}" NullBin={null} Rows="{MAP_SIZE}" '
+                f'  <Device BinType="ASCII" NullBin="." Rows="{MAP_SIZE}" '
                 f'Columns="{MAP_SIZE}" Orientation="0" OriginLocation="2" LotId={lot} ProductId="edge-infer">\n'
-                f'    <Bin BinCode={ok} BinQuality="Pass" BinCount="{normal[i]}" BinDescription="normal die"/>\n'
-                f'    <Bin BinCode={bad} BinQuality="Fail" BinCount="{defect[i]}" BinDescription="defective die"/>\n'
+                f'    <Bin BinCode="1" BinQuality="Pass" BinCount="{normal[i]}" BinDescription="normal die"/>\n'
+                f'    <Bin BinCode="X" BinQuality="Fail" BinCount="{defect[i]}" BinDescription="defective die"/>\n'
                 f'    <Data MapName={ident} MapVersion="1">\n'
             )
             parts += [head.encode("utf-8"), lines[i].tobytes(), b"    </Data>\n  </Device>\n</Map>\n"]
@@ -78,17 +71,17 @@ class G85Writer:
             self._closed = True
 
 
-def save_g85(path: PathLike, maps: Any, labels: Any = None, *, force: bool = False, **options: Any) -> Path:
+def save_g85(path: PathLike, maps: Any, labels: Any = None, *, force: bool = False, lot_id: str = "edge-infer") -> Path:
     """Write ``maps`` (and ``labels``) to ``path`` as one G85 document, atomically."""
-    with open_g85(path, force=force, **options) as w:
+    with open_g85(path, force=force, lot_id=lot_id) as w:
         w.write(maps, labels)
     return Path(path)
 
 
 @contextlib.contextmanager
-def open_g85(path: PathLike, *, force: bool = False, **options: Any) -> Iterator[G85Writer]:
+def open_g85(path: PathLike, *, force: bool = False, lot_id: str = "edge-infer") -> Iterator[G85Writer]:
     """A :class:`G85Writer` on a temporary file that becomes ``path`` only if the block succeeds."""
     with atomic_path(path, force=force) as tmp, open(tmp, "wb") as fh:
-        w = G85Writer(fh, **options)
+        w = G85Writer(fh, lot_id=lot_id)
         yield w
         w.close()
