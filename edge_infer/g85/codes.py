@@ -1,8 +1,7 @@
-"""SEMI G85's vocabulary: namespaces, bin types and codes as files and users give them; the file error."""
+"""SEMI G85's vocabulary: namespaces, bin types, the states users give codes (``--bin-map``); the file error."""
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -16,7 +15,6 @@ EI_NS = "urn:edge-infer:g85"  # edge-infer's own attributes (the class label), w
 
 #: Bin types by their lower-case key (``G85Map.bin_type``); the value is the standard's ``BinType``.
 BIN_TYPES = {"ascii": "ASCII", "decimal": "Decimal", "hex": "HexaDecimal", "integer2": "Integer2"}
-_DIGITS = {"decimal": (9, string.digits), "hex": (2, string.hexdigits), "integer2": (4, string.hexdigits)}
 
 _STATE_WORDS = {
     "boundary": BOUNDARY, "off": BOUNDARY, "off-wafer": BOUNDARY, "null": BOUNDARY, "0": BOUNDARY,
@@ -27,20 +25,6 @@ _STATE_WORDS = {
 
 class G85Error(DataFileError):
     """A G85 file that is malformed, unsafe, or not a wafer map edge-infer can read."""
-
-
-def parse_code(text: str, bin_type: str) -> int:
-    """A bin code as written to the integer compared: ASCII by character, the others by value (``7`` = ``007``)."""
-    if bin_type == "ascii":
-        if len(text) != 1:
-            raise InputError(f"ASCII bin code {text!r} must be exactly one character")
-        return ord(text)
-    width, digits = _DIGITS[bin_type]
-    t = text.strip()
-    if not (0 < len(t) <= width and all(c in digits for c in t)):
-        kind = "" if bin_type == "decimal" else "hex "
-        raise InputError(f"{BIN_TYPES[bin_type]} bin code {text!r} must be 1 to {width} {kind}digits")
-    return int(t, 10 if bin_type == "decimal" else 16)
 
 
 def parse_bin_map(spec: Union[None, str, Mapping[str, Any]]) -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""Reading SEMI G85: maps one at a time (:func:`iter_g85`) or in blocks (:class:`G85Source`). Below them a :class:`Parser` runs expat over the untrusted bytes, refusing every hostile
-shape the moment it appears, and a :class:`MapBuilder` turns each ``<Map>`` into a :class:`G85Map`."""
+"""Reading SEMI G85: maps one at a time (:func:`iter_g85`) or in blocks (:class:`G85Source`). Below them a
+:class:`Parser` runs expat over the untrusted bytes, refusing every hostile shape the moment it appears, and a
+:class:`MapBuilder` turns each ``<Map>`` into a :class:`G85Map`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import hashlib
 import itertools
 import re
+import string
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +17,9 @@ from xml.parsers import expat
 
 import numpy as np
 
-from ..errors import InputError
 from ..files import PathLike
 from ..wafer import BOUNDARY, CLASS_NAMES, DEFECT, NORMAL
-from .codes import BIN_TYPES, EI_NS, G85Error, parse_bin_map, parse_code
+from .codes import BIN_TYPES, EI_NS, G85Error, parse_bin_map
 
 MAX_SIDE = 16384  # the largest side a map may have: 16384² dies is 256 MB of codes
 #: The most characters of one tag's attributes, a comment, text outside a ``<Row>``, or an unfinished tag.
@@ -29,6 +30,7 @@ _DECIMAL_ROW = re.compile(r"[0-9\s]*")
 _LONG_NUMBER = re.compile(r"[0-9]{10}")
 _QUALITY = {"pass": NORMAL, "fail": DEFECT}
 _DTYPES = {"ascii": "<u4", "decimal": "<u4", "hex": ">u1", "integer2": ">u2"}  # a row's codes kept as these bytes
+_DIGITS = {"decimal": (9, string.digits), "hex": (2, string.hexdigits), "integer2": (4, string.hexdigits)}
 _FORMATS = {"ascii": "{:c}", "decimal": "{:03d}", "hex": "{:02X}", "integer2": "{:04X}"}  # codes as reported
 
 BinMap = Union[None, str, Mapping[str, Any]]
@@ -105,7 +107,7 @@ class G85Map:
     bin_type: str = "ascii"
     orientation: Optional[str] = None
     origin: Optional[str] = None
-    bin_counts: dict = field(default_factory=dict)  # dies per code, NullBin included, as the writer writes codes
+    bin_counts: dict = field(default_factory=dict)  # dies per code (zero-padded: '007'), NullBin included
 
 
 class MapBuilder:
@@ -124,10 +126,17 @@ class MapBuilder:
         self.row_codes: list[bytes] = []
 
     def code(self, text: str, what: str) -> int:
-        try:
-            return parse_code(text, self.bin_type)  # type: ignore[arg-type]
-        except InputError as exc:
-            raise self.fail(f"{what}: {exc}") from None
+        """A bin code as written to the integer compared: ASCII by character, the others by value (7 = 007)."""
+        if self.bin_type == "ascii":
+            if len(text) != 1:
+                raise self.fail(f"{what}: ASCII bin code {text!r} must be exactly one character")
+            return ord(text)
+        width, digits = _DIGITS[self.bin_type]  # type: ignore[index]
+        t = text.strip()
+        if not (0 < len(t) <= width and all(c in digits for c in t)):
+            kind = "" if self.bin_type == "decimal" else "hex "
+            raise self.fail(f"{what}: {BIN_TYPES[self.bin_type]} bin code {text!r} must be 1 to {width} {kind}digits")
+        return int(t, 10 if self.bin_type == "decimal" else 16)
 
     def set_device(self, attrs: Mapping[str, str]) -> None:
         if self.bin_type is not None:
