@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -30,13 +30,12 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 def max_input_memory() -> int:
     """The ceiling on one input held in memory: ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, K/M/G/T: ``8G``) or 2 GiB."""
-    text = os.environ.get(MAX_MEMORY_ENV, "").strip()
-    if not text:
-        return 2 << 30
+    text = os.environ.get(MAX_MEMORY_ENV, "").strip() or "2G"
     size = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?", text.upper())
-    if not size or float(size[1]) * _UNITS[size[2]] < 1:
+    limit = int(float(size[1]) * _UNITS[size[2]]) if size else 0
+    if limit < 1:
         raise InputError(f"{MAX_MEMORY_ENV}={text!r} is not a size; give bytes or e.g. 512M, 8G")
-    return int(float(size[1]) * _UNITS[size[2]])
+    return limit
 
 
 def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> None:
@@ -49,19 +48,8 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
             "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)")
 
 
-class MapSource(Protocol):
-    """Maps of one input, front to back in blocks of any form :func:`~edge_infer.wafer.as_maps` accepts."""
-
-    where: str  # names the input in messages (``wafer.zip:data.npy``)
-    count: int  # maps it holds, known before any is read
-    map_bytes: int  # raw bytes of one map as read (sizes the blocks)
-    sha256: Optional[str]  # of the input's bytes, once a raw_blocks(..., hash=True) pass is complete
-
-    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]: ...
-
-
 class ArraySource:
-    """Maps already in memory (validated one-hot float32), as a :class:`MapSource`."""
+    """Maps already in memory (validated one-hot float32), as a :data:`MapSource`."""
 
     def __init__(self, maps: np.ndarray, where: str = "maps", sha256: Optional[str] = None) -> None:
         self.maps, self.where, self.sha256 = maps, where, sha256
@@ -70,6 +58,12 @@ class ArraySource:
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[np.ndarray]:
         for start in range(0, self.count, rows):
             yield self.maps[start : start + rows]
+
+
+# The maps of one input, front to back: ``where`` names it in messages, ``count`` maps are known before any is read,
+# ``raw_blocks(rows, hash=)`` yields them in blocks of any form as_maps accepts (``map_bytes`` raw bytes a map sizes
+# the blocks), and ``sha256`` of the input's bytes is set once a hashed pass is complete.
+MapSource = Union[NpyArray, ArraySource, G85Source]
 
 
 def _npy_maps(array: NpyArray, max_memory: Optional[int]) -> MapSource:
