@@ -21,10 +21,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 PART_SUFFIX = ".edge-infer-part"  # marks our temporaries, so a later run may remove stale ones
 
 
-def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
-    return OutputError(f"cannot {action} {path}: {exc.strerror or exc}")
-
-
 def _dead(part: Path) -> bool:
     """Whether the process whose id ``part``'s name carries has ended."""
     try:
@@ -46,7 +42,7 @@ def check_can_create(folder: PathLike) -> Path:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
     except OSError as exc:
-        raise _os_error("use", folder, exc) from None
+        raise OutputError(f"cannot use {folder}: {exc.strerror or exc}") from None
     if not probe.is_dir():
         raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -60,7 +56,7 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
         try:
             exists, is_dir = p.exists(), p.is_dir()
         except OSError as exc:
-            raise _os_error("write", p, exc) from None
+            raise OutputError(f"cannot write {p}: {exc.strerror or exc}") from None
         if is_dir:
             raise OutputError(f"{p} is a folder; cannot write a file there")
         if exists and not force:
@@ -136,7 +132,7 @@ def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) ->
     except OutputError:
         raise
     except OSError as exc:
-        raise _os_error("write", target, exc) from None
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         _remove(tmp)
         _remove(old)
