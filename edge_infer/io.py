@@ -60,9 +60,8 @@ class ArraySource:
             yield self.maps[start : start + rows]
 
 
-# The maps of one input, front to back: ``where`` names it in messages, ``count`` maps are known before any is read,
-# ``raw_blocks(rows, hash=)`` yields them in blocks of any form as_maps accepts (``map_bytes`` raw bytes a map sizes
-# the blocks), and ``sha256`` of the input's bytes is set once a hashed pass is complete.
+# What iter_maps reads: ``count`` maps of ``where`` (known before any is read) from ``raw_blocks(rows, hash=)`` in any
+# form as_maps takes, ``map_bytes`` raw bytes a map (sizes the blocks); a complete hashed pass sets ``sha256``.
 MapSource = Union[NpyArray, ArraySource, G85Source]
 
 
@@ -166,7 +165,7 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False, 
             try:
                 maps = as_maps(raw, name=f"maps in {source.where}", wafer_rule=wafer_rule)
             except InputError as exc:
-                raise _first_bad_map(raw, done, source.where) or exc from None
+                raise _first_bad_map(raw, done, source.where, wafer_rule) or exc from None
         for w in caught or []:  # one ResizeNote, counting the whole input; other warnings as they came
             if not issubclass(w.category, ResizeNote):
                 warnings.warn(w.message, w.category, stacklevel=2)
@@ -181,11 +180,11 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False, 
         raise DataFileError(f"{source.where} gave {done} maps, not the {source.count} it declares")
 
 
-def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
+def _first_bad_map(raw: Any, start: int, where: str, wafer_rule: bool) -> Optional[InputError]:
     """The error of the first map of ``raw`` that fails validation alone, named by its index."""
     for i in range(len(raw)):
         try:
-            as_maps(raw[i : i + 1], name=f"map {start + i} in {where}")
+            as_maps(raw[i : i + 1], name=f"map {start + i} in {where}", wafer_rule=wafer_rule)
         except InputError as exc:
             return exc
     return None
