@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import secrets
 import shutil
@@ -22,41 +21,18 @@ PathLike = Union[str, "os.PathLike[str]"]
 PART_SUFFIX = ".edge-infer-part"  # marks our temporaries, so a later run may remove stale ones
 
 
-def _os_error(action: str, path: Any, exc: OSError) -> OutputError:
-    return OutputError(f"cannot {action} {path}: {exc.strerror or exc}")
-
-
 def _dead(part: Path) -> bool:
     """Whether the process whose id ``part``'s name carries has ended."""
     try:
         os.kill(int(part.name[:-len(PART_SUFFIX)].rsplit(".", 1)[-1].split("-")[0]), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, OSError, OverflowError):  # no id, another user's process, or no pid here: not ours to judge
-        pass
+    except (ValueError, OSError, OverflowError) as exc:  # else no id, another user's process, or no pid here
+        return isinstance(exc, ProcessLookupError)
     return False
 
 
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-
-
-def _part_beside(target: Path, *, folder: bool = False) -> Path:
-    """A new temporary file (or folder) beside ``target``, named for this process; dead processes' parts go first."""
-    where = target.parent
-    tmp = where / f".{target.name[:200]}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        stale = [p for p in where.glob(f".*{PART_SUFFIX}") if _dead(p)]
-        for p in stale:
-            _remove(p)
-        tmp.mkdir() if folder else tmp.touch(exist_ok=False)  # the modes the umask gives any new file
-    except OSError as exc:
-        raise _os_error("write to", where, exc) from None
-    if stale:
-        warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {where}", Note, stacklevel=4)
-    return tmp
 
 
 def check_can_create(folder: PathLike) -> Path:
@@ -66,7 +42,7 @@ def check_can_create(folder: PathLike) -> Path:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
     except OSError as exc:
-        raise _os_error("use", folder, exc) from None
+        raise OutputError(f"cannot use {folder}: {exc.strerror or exc}") from None
     if not probe.is_dir():
         raise OutputError(f"cannot create folder {folder}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -80,7 +56,7 @@ def check_targets(paths: Sequence[PathLike], *, force: bool = False) -> None:
         try:
             exists, is_dir = p.exists(), p.is_dir()
         except OSError as exc:
-            raise _os_error("write", p, exc) from None
+            raise OutputError(f"cannot write {p}: {exc.strerror or exc}") from None
         if is_dir:
             raise OutputError(f"{p} is a folder; cannot write a file there")
         if exists and not force:
@@ -128,9 +104,17 @@ def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) ->
     target = Path(path)
     if not folder:
         check_targets([target], force=force)
-    tmp = _part_beside(target, folder=folder)
+    tmp = target.with_name(f".{target.name[:200]}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}")
     old = tmp.with_name(tmp.name[:-len(PART_SUFFIX)] + "-old" + PART_SUFFIX)  # a part too, if this run dies
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stale = [p for p in target.parent.glob(f".*{PART_SUFFIX}") if _dead(p)]
+        for p in stale:
+            _remove(p)
+        if stale:
+            warnings.warn(f"removed {len(stale)} partial file(s) an interrupted run left in {target.parent}", Note,
+                          stacklevel=3)
+        tmp.mkdir() if folder else tmp.touch(exist_ok=False)  # the modes the umask gives any new file
         yield tmp
         for written in filter(Path.is_file, tmp.iterdir()) if folder else [tmp]:
             with open(written, "rb") as fh:
@@ -148,7 +132,7 @@ def atomic_path(path: PathLike, *, force: bool = False, folder: bool = False) ->
     except OutputError:
         raise
     except OSError as exc:
-        raise _os_error("write", target, exc) from None
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         _remove(tmp)
         _remove(old)
@@ -163,15 +147,7 @@ def atomic_folder(path: PathLike, *, force: bool = False) -> ContextManager[Path
 def atomic_files(paths: Sequence[PathLike], *, force: bool = False) -> Iterator[list[Path]]:
     """Temporary paths for several outputs, renamed into place only if all are written."""
     with contextlib.ExitStack() as stack:
-        check_targets(paths, force=force)
         yield [stack.enter_context(atomic_path(p, force=force)) for p in paths]
-
-
-def save_bytes(path: PathLike, payload: bytes, *, force: bool = False) -> Path:
-    """Write ``payload`` to ``path``, atomically."""
-    with atomic_path(path, force=force) as tmp:
-        tmp.write_bytes(payload)
-    return Path(path)
 
 
 def write_npy(path: PathLike, array: np.ndarray) -> None:
@@ -183,15 +159,8 @@ def write_npy(path: PathLike, array: np.ndarray) -> None:
 def jsonable(value: Any) -> Any:
     """A JSON-safe copy for every JSON file written (strict readers refuse ``NaN``): NaN and infinities become
     null, numpy values plain ones, tuples lists, anything else unknown its text."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value if value is None or isinstance(value, (bool, int, str)) else str(value)
+    text = json.dumps(value, default=lambda v: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else str(v))
+    return json.loads(text, parse_constant=lambda _: None)  # the round trip turns NaN and Infinity into null
 
 
 def json_text(obj: Any, *, sort_keys: bool = True) -> str:

@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -30,13 +30,12 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 def max_input_memory() -> int:
     """The ceiling on one input held in memory: ``$EDGE_INFER_MAX_INPUT_MEMORY`` (bytes, K/M/G/T: ``8G``) or 2 GiB."""
-    text = os.environ.get(MAX_MEMORY_ENV, "").strip()
-    if not text:
-        return 2 << 30
+    text = os.environ.get(MAX_MEMORY_ENV, "").strip() or "2G"
     size = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?", text.upper())
-    if not size or float(size[1]) * _UNITS[size[2]] < 1:
+    limit = int(float(size[1]) * _UNITS[size[2]]) if size else 0
+    if limit < 1:
         raise InputError(f"{MAX_MEMORY_ENV}={text!r} is not a size; give bytes or e.g. 512M, 8G")
-    return int(float(size[1]) * _UNITS[size[2]])
+    return limit
 
 
 def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> None:
@@ -49,19 +48,8 @@ def check_fits(need: int, what: str, *, max_memory: Optional[int] = None) -> Non
             "or read it block by block (edge_infer.io.iter_maps; the CLI's reconstruct, augment and convert do)")
 
 
-class MapSource(Protocol):
-    """Maps of one input, front to back in blocks of any form :func:`~edge_infer.wafer.as_maps` accepts."""
-
-    where: str  # names the input in messages (``wafer.zip:data.npy``)
-    count: int  # maps it holds, known before any is read
-    map_bytes: int  # raw bytes of one map as read (sizes the blocks)
-    sha256: Optional[str]  # of the input's bytes, once a raw_blocks(..., hash=True) pass is complete
-
-    def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[Any]: ...
-
-
 class ArraySource:
-    """Maps already in memory (validated one-hot float32), as a :class:`MapSource`."""
+    """Maps already in memory (validated one-hot float32), as a :data:`MapSource`."""
 
     def __init__(self, maps: np.ndarray, where: str = "maps", sha256: Optional[str] = None) -> None:
         self.maps, self.where, self.sha256 = maps, where, sha256
@@ -70,6 +58,11 @@ class ArraySource:
     def raw_blocks(self, rows: int, *, hash: bool = False) -> Iterator[np.ndarray]:
         for start in range(0, self.count, rows):
             yield self.maps[start : start + rows]
+
+
+# What iter_maps reads: ``count`` maps of ``where`` (known before any is read) from ``raw_blocks(rows, hash=)`` in any
+# form as_maps takes, ``map_bytes`` raw bytes a map (sizes the blocks); a complete hashed pass sets ``sha256``.
+MapSource = Union[NpyArray, ArraySource, G85Source]
 
 
 def _npy_maps(array: NpyArray, max_memory: Optional[int]) -> MapSource:
@@ -172,7 +165,7 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False, 
             try:
                 maps = as_maps(raw, name=f"maps in {source.where}", wafer_rule=wafer_rule)
             except InputError as exc:
-                raise _first_bad_map(raw, done, source.where) or exc from None
+                raise _first_bad_map(raw, done, source.where, wafer_rule) or exc from None
         for w in caught or []:  # one ResizeNote, counting the whole input; other warnings as they came
             if not issubclass(w.category, ResizeNote):
                 warnings.warn(w.message, w.category, stacklevel=2)
@@ -187,11 +180,11 @@ def iter_maps(source: MapSource, *, rows: int = BLOCK_ROWS, hash: bool = False, 
         raise DataFileError(f"{source.where} gave {done} maps, not the {source.count} it declares")
 
 
-def _first_bad_map(raw: Any, start: int, where: str) -> Optional[InputError]:
+def _first_bad_map(raw: Any, start: int, where: str, wafer_rule: bool) -> Optional[InputError]:
     """The error of the first map of ``raw`` that fails validation alone, named by its index."""
     for i in range(len(raw)):
         try:
-            as_maps(raw[i : i + 1], name=f"map {start + i} in {where}")
+            as_maps(raw[i : i + 1], name=f"map {start + i} in {where}", wafer_rule=wafer_rule)
         except InputError as exc:
             return exc
     return None

@@ -116,9 +116,9 @@ def open_npy_file(path: Path) -> NpyArray:
 def open_npy_member(zf_path: Path, member: zipfile.ZipInfo) -> NpyArray:
     """A ``.npy`` member of a zip, its header checked against the member's size (:mod:`zipfile` never inflates more)."""
 
-    def opener() -> IO[bytes]:
+    def opener() -> IO[bytes]:  # the member keeps the archive's file open until it is closed itself
         with zipfile.ZipFile(zf_path) as zf:
-            return zf.open(member)  # it keeps the archive's file open until it is closed itself
+            return zf.open(member)
 
     return _checked(f"{zf_path}:{member.filename}", opener, member.file_size, "the zip says the member inflates to")
 
@@ -133,11 +133,8 @@ class NpyWriter:
 
     def write(self, block: np.ndarray) -> None:
         """Append ``block`` (rows of the declared item shape)."""
-        block = np.ascontiguousarray(block, dtype=self.dtype)
-        if tuple(block.shape[1:]) != self.shape[1:] or self.rows + block.shape[0] > self.shape[0]:
-            raise ValueError(f"block {block.shape} does not continue an array of shape {self.shape} at row {self.rows}")
-        self._fh.write(block.data)
-        self.rows += block.shape[0]
+        self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).data)
+        self.rows += len(block)
 
 
 @contextlib.contextmanager

@@ -187,6 +187,14 @@ def test_first_bad_map_is_named_by_its_index_in_the_whole_input(tmp_path):
         load_dataset(tmp_path / "m.npy")
 
 
+def test_without_the_wafer_rule_the_bad_map_named_is_the_one_that_is_bad(tmp_path):
+    states = np.zeros((3, 26, 26), np.uint8)  # not wafer-shaped, which a conversion without the rule accepts
+    states[1, 5, 5] = 7
+    np.save(tmp_path / "m.npy", states)
+    with pytest.raises(InputError, match=r"^map 1 in .*m.npy holds die states outside 0..2"):
+        list(iter_maps(open_input(tmp_path / "m.npy").maps, wafer_rule=False))
+
+
 def test_blocks_cover_every_map_in_order_with_one_resize_note(tmp_path):
     states = np.repeat(np.repeat(wafer_states(300), 2, axis=1), 2, axis=2)  # 52×52
     np.save(tmp_path / "big.npy", states)

@@ -71,9 +71,10 @@ def number_list(text: str, option: str, kind: Callable[[str], float] = float, wh
 
 def write_json(path: Path, doc: dict, *, force: bool) -> None:
     """A report as JSON (:func:`edge_infer.files.json_text`), atomically, in the order it was built."""
-    from edge_infer.files import json_text, save_bytes
+    from edge_infer.files import atomic_path, json_text
 
-    save_bytes(path, json_text(doc, sort_keys=False).encode(), force=force)
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_bytes(json_text(doc, sort_keys=False).encode())
 
 
 @app.command()

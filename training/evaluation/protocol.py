@@ -314,7 +314,7 @@ def run_protocol(
     compute: bool = True,
 ) -> list[dict]:
     """Every (fold, arm, seed) result: held-out macro-F1, per-class recall, counts, seconds."""
-    from edge_infer.files import json_text, save_bytes
+    from edge_infer.files import atomic_path, json_text
     from edge_infer.wafer import CLASS_NAMES, to_states
     from training.classifier import ClassifierConfig, predict, train_classifier
 
@@ -383,6 +383,7 @@ def run_protocol(
                     "seconds_train": round(time.perf_counter() - t1, 2), "generator": ae_id,
                 }
                 # Atomic: a run stopped mid-write leaves no broken cache file behind.
-                save_bytes(path, json_text(row, sort_keys=False).encode(), force=True)
+                with atomic_path(path, force=True) as tmp:
+                    tmp.write_bytes(json_text(row, sort_keys=False).encode())
                 rows.append({**row, "cached": False})
     return rows
