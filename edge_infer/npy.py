@@ -133,6 +133,8 @@ class NpyWriter:
 
     def write(self, block: np.ndarray) -> None:
         """Append ``block`` (rows of the declared item shape)."""
+        if tuple(np.shape(block)[1:]) != self.shape[1:]:  # a wrong shape would still count as rows: refuse it here
+            raise ValueError(f"a block of shape {np.shape(block)} does not continue an array of shape {self.shape}")
         self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).data)
         self.rows += len(block)
 
