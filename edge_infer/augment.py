@@ -171,10 +171,6 @@ class BaseMaps(NamedTuple):
     noise: np.ndarray
     copies: np.ndarray
 
-    @property
-    def count(self) -> int:
-        return int(self.emit_base.sum() + self.noise.sum() + self.copies.sum())
-
 
 def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
     """The :class:`BaseMaps` of ``recipe`` for sources of classes ``labels`` ``(M,)``."""
@@ -198,11 +194,11 @@ def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: An
     onehot = as_maps(maps)
     y = as_labels(labels, onehot.shape[0])[:, 0]
     p = base_maps(recipe, y)
-    if p.count == 0:
-        raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
-    base = all_symmetries(onehot) if recipe.symmetries else onehot
     # Each base map in turn gives: itself (a symmetry other than the identity), its noise variants, its copies.
     per_kind = np.stack([p.emit_base, p.noise, p.copies], axis=1)
+    if not per_kind.any():
+        raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
+    base = all_symmetries(onehot) if recipe.symmetries else onehot
     rows = np.repeat(np.arange(len(per_kind)), per_kind.sum(axis=1))
     kind = np.repeat(np.tile(np.arange(3), len(per_kind)), per_kind.reshape(-1))
     out = base[rows]

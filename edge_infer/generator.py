@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .wafer import (BLOCK_ROWS, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_m
                     resolve_class, to_onehot)
 
 ProgressFn = Callable[[int, int], None]
+Blocks = Iterator[tuple[int, np.ndarray]]  # a request's maps as made: (first row, maps)
 
 #: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
@@ -44,16 +45,7 @@ class Generated:
         # Not np.array(..., copy=copy): numpy 1.x (still supported) calls this without copy and refuses copy=None.
         if copy is False and dtype is not None and np.dtype(dtype) != self.maps.dtype:
             raise ValueError("Generated.maps cannot be converted to another dtype without a copy")
-        arr = self.maps if dtype is None else self.maps.astype(dtype, copy=False)
-        return arr.copy() if copy else arr
-
-
-class Blocks(NamedTuple):
-    """A request's labels int64 ``(N, 1)`` and sources ``(N,)``, then its maps as made: ``(first row, maps)``."""
-
-    labels: np.ndarray
-    sources: np.ndarray
-    blocks: Iterator[tuple[int, np.ndarray]]
+        return np.array(self.maps, dtype=dtype) if copy else np.asarray(self.maps, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -181,16 +173,25 @@ class WaferGenerator:
         a seeded order of the class's sources, cycled; ``source_index`` pins one. Options None take the bundle's
         defaults; same seed, same maps; ``progress(done, total)`` after each block."""
         _need_memory(check_count(n))
-        plan = self._plan(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index, strength=strength,
-                          method=method, mode=mode, outline_lock=outline_lock, raw=raw)
-        return Generated(_gather(self, plan, progress), plan.labels, plan.sources)
+        plan, blocks = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
+                                            strength=strength, method=method, mode=mode, outline_lock=outline_lock,
+                                            raw=raw, progress=progress)
+        return _gather(plan, blocks)
 
-    def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
-                        **options: Any) -> Blocks:
-        """:meth:`generate` (same options, same maps) as :class:`Blocks` of 4096 maps, for a caller that streams
-        them somewhere; everything is checked before the first block is made."""
-        plan = self._plan(cls, check_count(n), **options)
-        return Blocks(plan.labels, plan.sources, plan_blocks(self, plan, progress))
+    def generate_blocks(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
+                        labels: Any = None, source_index: Optional[int] = None,
+                        progress: Optional[ProgressFn] = None, **noise: Any) -> tuple[Plan, Blocks]:
+        """:meth:`generate` (same options, same maps) as its plan (``labels``, ``sources``) and blocks of 4096 maps,
+        for a caller that streams them; everything is checked before the first block is made."""
+        n = check_count(n)
+        cls_index = None if cls is None else resolve_class(cls, self.classes)
+        if cls_index is None and source_index is None:
+            raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
+        opts = sampling.settings(self.bundle.noise_defaults, **noise)
+        seed = sampling.check_seed(seed)
+        src = self._sources(maps, labels, cls_index)
+        plan = sampling.plan_generate(src, cls_index, n, seed, opts, self.classes, source_index)
+        return plan, plan_blocks(self, plan, progress)
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
                           progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
@@ -200,13 +201,12 @@ class WaferGenerator:
         paths = [out / DATA_FILE, out / LABEL_FILE]
         check_targets(paths, force=force)
         check_free_space(out, check_count(n) * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
-        made = self.generate_blocks(cls, n, progress=progress, **options)
-        with atomic_files(paths, force=force) as (tmp_data, tmp_label):
-            with npy_writer(tmp_data, (n, *MAP_SHAPE)) as sink:
-                for _, block in made.blocks:
-                    sink.write(block)
-            write_npy(tmp_label, made.labels)
-        return Streamed(paths[0], paths[1], n, made.labels, made.sources)
+        plan, blocks = self.generate_blocks(cls, n, progress=progress, **options)
+        with atomic_files(paths, force=force) as (tmp_data, tmp_label), npy_writer(tmp_data, (n, *MAP_SHAPE)) as sink:
+            write_npy(tmp_label, plan.labels)
+            for _, block in blocks:
+                sink.write(block)
+        return Streamed(*paths, n, plan.labels, plan.sources)
 
     def augment(self, per_source: Union[int, Sequence[int]] = 5, *, maps: Any = None, labels: Any = None,
                 seed: sampling.SeedLike = None, strength: Optional[float] = None, method: Optional[str] = None,
@@ -227,17 +227,7 @@ class WaferGenerator:
             raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
         plan = plan._replace(row0=int(source_offset) * int(counts[0]))
-        return Generated(_gather(self, plan, progress), plan.labels, plan.sources + int(source_offset))
-
-    def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
-              labels: Any = None, source_index: Optional[int] = None, **noise: Any) -> Plan:
-        cls_index = None if cls is None else resolve_class(cls, self.classes)
-        if cls_index is None and source_index is None:
-            raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
-        opts = sampling.settings(self.bundle.noise_defaults, **noise)
-        seed = sampling.check_seed(seed)
-        src = self._sources(maps, labels, cls_index)
-        return sampling.plan_generate(src, cls_index, n, seed, opts, self.classes, source_index)
+        return _gather(plan, plan_blocks(self, plan, progress), int(source_offset))
 
     def _sources(self, maps: Any, labels: Any, cls_index: Optional[int]) -> Sources:
         """The bank, or ``maps`` encoded; without ``labels`` they are all class ``cls_index`` (generate only)."""
@@ -256,15 +246,15 @@ class WaferGenerator:
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
 
-def _gather(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> np.ndarray:
-    """A plan's maps in one array."""
-    out = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
-    for lo, block in plan_blocks(gen, plan, progress):
-        out[lo:lo + len(block)] = block
-    return out
+def _gather(plan: Plan, blocks: Blocks, source_offset: int = 0) -> Generated:
+    """A plan's maps in one array, as a result."""
+    maps = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
+    for lo, block in blocks:
+        maps[lo:lo + len(block)] = block
+    return Generated(maps, plan.labels, plan.sources + source_offset)
 
 
-def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
+def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Blocks:
     """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
     seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
     n = len(plan.sources)

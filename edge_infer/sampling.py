@@ -1,6 +1,5 @@
 """The plan of a request: each row's source, variant, mixing partner and weight, made from the seed before the graphs
-draw the noise. No state: the same seed gives the same maps in any thread, block size or language. The randomness
-contract (SplitMix64 streams, sibling keys) is docs/other-languages.md."""
+draw the noise; the same seed gives the same maps in any thread, block size or language (docs/other-languages.md)."""
 
 from __future__ import annotations
 
@@ -100,13 +99,10 @@ def choose_sources(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def choose_partners(sources: np.ndarray, labels: np.ndarray, outline_ids: np.ndarray,
                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A mixing partner and weight for every row: same class, not itself, same outline if possible.
-
-    Row r takes values 2r and 2r+1 of :data:`MIX_STREAM`: the first picks the partner (``value mod (pool size
-    − 1)`` among the pool without the row's own source, pool in index order), the second the weight
-    ``0.25 + 0.5·u``, ``u`` float32 from the value's top 24 bits. Returns ``(partners, weights, alone)``:
-    ``alone`` marks rows whose class has no other source; their partner is themselves (mixing is a no-op).
-    """
+    """``(partners, weights, alone)``: a mixing partner for every row, same class, not itself, same outline if
+    possible; row r's values 2r and 2r+1 of :data:`MIX_STREAM` pick it (``value mod (pool size − 1)`` in the pool, in
+    index order, without the row's own source) and the weight ``0.25 + 0.5·u`` (``u`` float32 from the top 24 bits).
+    ``alone``: rows whose class has no other source; their partner is themselves (mixing is a no-op)."""
     sources = np.asarray(sources, dtype=np.int64)
     values = draws(seed, MIX_STREAM, 2 * sources.size).reshape(-1, 2)
     u = (values[:, 1] >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
@@ -194,6 +190,7 @@ class Plan(NamedTuple):
     seed: int
     settings: Settings
     siblings: bool  # some source repeats: identical variants are redrawn
+    bank_graph: bool  # generator.onnx covers the request (bank rows, relative noise, lock, no mix)
     #: Row 0's place in the whole request: noise and redraws key on global rows, so split calls give one call's maps.
     row0: int = 0
 
@@ -201,12 +198,6 @@ class Plan(NamedTuple):
     def labels(self) -> np.ndarray:
         """int64 ``(N, 1)``, like ``label.npy``."""
         return self.src.labels[self.sources].astype(np.int64).reshape(-1, 1)
-
-    @property
-    def bank_graph(self) -> bool:
-        """Whether ``generator.onnx`` covers the request (bank rows, relative noise, lock)."""
-        s = self.settings
-        return self.src.bank and self.partners is None and s.mode == "relative" and s.outline_lock and not s.raw
 
 
 def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
@@ -235,9 +226,10 @@ def make_plan(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
             lonely = ", ".join(sorted({classes[c] for c in src.labels[sources[alone]]}))
             warnings.warn(f"mix needs two source maps of a class; {lonely} has only one, so its maps use noise alone",
                           MixFallback, stacklevel=4)
-    repeats = len(set(sources.tolist())) < sources.size
+    relative = opts.mode == "relative" and not opts.raw
     return Plan(src, sources, variants, partners, weights, seed, opts,
-                siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
+                siblings=relative and len(set(sources.tolist())) < sources.size,
+                bank_graph=relative and src.bank and partners is None and opts.outline_lock)
 
 
 def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opts: Settings,
