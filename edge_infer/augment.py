@@ -14,14 +14,12 @@ from .sampling import check_choice, is_whole_number
 from .wafer import BOUNDARY, MAP_SIZE, as_labels, as_maps, to_onehot, to_states
 
 N_SYMMETRIES = 8
-FILLS: tuple[str, ...] = ("noise", "repeat")
 
 BalanceLike = Union[None, str, int]
 
 
 def transform_states(states: np.ndarray, k: int) -> np.ndarray:
-    """Die states ``(N, H, W)`` under symmetry ``k``, outline included: ``k % 4`` quarter turns
-    (``numpy.rot90``) after a left-right flip when ``k >= 4``."""
+    """Die states ``(N, H, W)`` under symmetry ``k``, outline too: ``k % 4`` quarter turns, flipped first if k ≥ 4."""
     if not 0 <= int(k) < N_SYMMETRIES:
         raise InputError(f"symmetry index must be 0..{N_SYMMETRIES - 1}, not {k}")
     s = np.asarray(states)
@@ -34,8 +32,6 @@ def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
     """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (no symmetry maps a course
     outline onto itself): dies moved off it are dropped, dies left uncovered take the nearest covered die's state."""
     moved = transform_states(states, k)
-    if k == 0:
-        return moved
     inside = states != BOUNDARY
     out = np.where(inside, moved, BOUNDARY).astype(states.dtype)
     flat_out, flat_moved = out.reshape(len(out), -1), moved.reshape(len(moved), -1)
@@ -113,8 +109,8 @@ class Recipe:
     strength: Optional[float] = None
 
     def __post_init__(self) -> None:
-        if self.fill not in FILLS:
-            raise InputError(f"fill must be one of {', '.join(FILLS)}, not {self.fill!r}")
+        if self.fill not in ("noise", "repeat"):
+            raise InputError(f"fill must be one of noise, repeat, not {self.fill!r}")
         if not is_whole_number(self.per_source) or self.per_source < 0:
             raise InputError(f"per_source must be a whole number ≥ 0, not {self.per_source!r}")
         if self.balance is not None:
@@ -139,8 +135,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         Recipe("symmetries+balanced", symmetries=True, balance="max", fill="noise"),
 )}
 
-#: ``augment``'s recipe when none is named: the one ``training.evaluation.report.recommend`` picks
-#: (docs/evaluation.md, "The recommended recipe"; +5.0 ± 5.1 macro-F1 points, 4 of 5 folds).
+#: ``augment``'s recipe when none is named: docs/evaluation.md's recommended one (+5.0 ± 5.1 macro-F1, 4 of 5 folds).
 DEFAULT_RECIPE = "symmetries"
 
 
@@ -156,10 +151,8 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
     base = get_recipe(name) if name is not None else RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
     options = {"per_source": per_source, "balance": balance, "symmetries": symmetries}
     changes = {key: value for key, value in options.items() if value is not None}
-    if not changes:
-        return base
-    plain_classic = base.name == "classic" and set(changes) == {"per_source"}
-    return replace(base, name=base.name if plain_classic else f"{base.name}+options", **changes)
+    keep_name = not changes or (base.name == "classic" and set(changes) == {"per_source"})
+    return replace(base, name=base.name if keep_name else f"{base.name}+options", **changes)
 
 
 class BaseMaps(NamedTuple):
@@ -188,9 +181,8 @@ def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
 
 def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
                    strength: Optional[float] = None, **augment_options: Any) -> Generated:
-    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row. Noise
-    variants are ``generator.augment``'s (None: a recipe that makes none), seeded by ``seed``, with ``strength``
-    (default: the recipe's) and ``augment_options`` (``mode``, ``progress``...)."""
+    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row. Noise variants
+    are ``generator.augment``'s (None: a recipe that makes none) with ``strength`` (default: the recipe's)."""
     onehot = as_maps(maps)
     y = as_labels(labels, onehot.shape[0])[:, 0]
     p = base_maps(recipe, y)

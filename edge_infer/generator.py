@@ -23,7 +23,6 @@ from .wafer import (BLOCK_ROWS, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_m
 ProgressFn = Callable[[int, int], None]
 Blocks = Iterator[tuple[int, np.ndarray]]  # a request's maps as made: (first row, maps)
 
-#: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
 DATA_FILE, LABEL_FILE = "gen_data.npy", "gen_label.npy"
 
@@ -100,14 +99,16 @@ def _blockwise(session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> 
 
 class WaferGenerator:
     """Generate, encode, decode and reconstruct wafer maps with a verified bundle (docs/api.md). Maps are taken
-    in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index."""
+    in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index. ``classes``: the
+    class names in label-index order; ``provider``: what really runs the graphs (``"cpu"``, ``"cuda"``, ...)."""
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
         b = self.bundle = bundle
+        self.classes = b.classes
         self.generator_session, self.provider_info = _open(b.generator_path, provider, threads,
                                                            ("source", "seed", "row0", "strength"), {"maps": MAP_SHAPE})
-        on = self.provider_info.actual  # the other graphs run where the generator really runs
+        self.provider = on = self.provider_info.actual  # the other graphs run where the generator really runs
         self.core_session = _open(b.core_path, on, threads, ("latent", "sigma", "outline", "seed", "row", "attempt"),
                                   {"maps": MAP_SHAPE, "probs": MAP_SHAPE})[0]
         self.encoder_session = _open(b.encoder_path, on, threads, b.encoder_io[:1], {b.encoder_io[1]: LATENT_SHAPE})[0]
@@ -120,16 +121,6 @@ class WaferGenerator:
         """Load and verify a bundle (the default one when ``path`` is None) and open its graphs on ``provider``
         (``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``) with ``threads`` intra-op threads."""
         return cls(load_bundle(path, verify=verify), provider, threads)
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """Class names in label-index order."""
-        return self.bundle.classes
-
-    @property
-    def provider(self) -> str:
-        """What really runs the graphs: ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"``."""
-        return self.provider_info.actual
 
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
@@ -217,14 +208,13 @@ class WaferGenerator:
         ``maps[0]`` in a larger set augmented block by block, so rows and noise are those of one call on the set."""
         if not sampling.is_whole_number(source_offset) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
-        if source_offset and np.ndim(per_source):
-            raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
+        opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        if source_offset and (np.ndim(per_source) or opts.method == "mix"):
+            raise InputError("source_offset needs one k for all sources and method 'noise' (mix pairs sources "
+                             "across the whole set)")
         src = self._sources(maps, labels, None)
         counts = sampling.variant_counts(per_source, len(src.labels))
         _need_memory(int(counts.sum()))
-        opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
-        if source_offset and opts.method == "mix":
-            raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
         plan = plan._replace(row0=int(source_offset) * int(counts[0]))
         return _gather(plan, plan_blocks(self, plan, progress), int(source_offset))
@@ -237,12 +227,9 @@ class WaferGenerator:
             return self._bank
         onehot = as_maps(maps)
         m = onehot.shape[0]
-        if labels is None:
-            if cls_index is None:
-                raise InputError("labels are needed for the given maps (one class index per map)")
-            lab = np.full(m, cls_index, dtype=np.int64)
-        else:
-            lab = as_labels(labels, m, len(self.classes))[:, 0]
+        if labels is None and cls_index is None:
+            raise InputError("labels are needed for the given maps (one class index per map)")
+        lab = np.full(m, cls_index, dtype=np.int64) if labels is None else as_labels(labels, m, len(self.classes))[:, 0]
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
 

@@ -81,10 +81,8 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 def check_count(n: Any, what: str = "n") -> int:
     """A count of maps, a whole number ≥ 1: the one count rule (the CLI calls it before a model loads)."""
-    if not is_whole_number(n):
-        raise InputError(f"{what} must be a whole number, not {n!r}")
-    if n < 1:
-        raise InputError(f"{what} must be at least 1, not {n}")
+    if not is_whole_number(n) or n < 1:
+        raise InputError(f"{what} must be a whole number, at least 1, not {n!r}")
     return int(n)
 
 
@@ -134,14 +132,13 @@ def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarra
     return np.broadcast_to(sigma, (len(variants), std.size))
 
 
-# A map's key is a weighted sum of its packed bits mod 2**64 with fixed odd weights, so two different maps
-# share a key with probability ~2**-63. 26*26*3 one-hot bits = 254 bytes, zero-padded to 32 uint64 words.
+# A map's key: its packed bits (26*26*3 = 254 bytes, zero-padded to 32 uint64 words) times fixed odd weights, summed
+# mod 2**64; two maps share a key with probability ~2**-63, and that costs only a needless (deterministic) redraw.
 _KEY_WEIGHTS = draws(0x51B1, 0, 32) | np.uint64(1)
 
 
 def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row of one-hot ``maps``: equal for the same source and map (a collision only costs a
-    needless, still deterministic, redraw)."""
+    """A 64-bit key per row of one-hot ``maps``, equal for the same source and map."""
     n = int(sources.shape[0])
     packed = np.zeros((n, 256), dtype=np.uint8)
     packed[:, :254] = np.packbits(maps.reshape(n, -1) != 0, axis=1)
@@ -202,8 +199,7 @@ class Plan(NamedTuple):
 
 def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
              outline_lock: Optional[bool] = None, raw: bool = False) -> Settings:
-    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``. The strength must be > 0: zero
-    noise would make sibling variants identical."""
+    """A request's options checked, ``None`` taking the bundle's ``noise_defaults``; strength > 0 (siblings differ)."""
     strength = defaults.strength if strength is None else strength
     try:
         value = float(strength)
@@ -237,10 +233,8 @@ def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opt
     """``n`` rows of class ``cls_index`` of ``src`` in the seeded order (:func:`choose_sources`), or row
     ``source_index`` of ``src`` on every row (of class ``cls_index`` when that is given)."""
     if source_index is not None:
-        if not is_whole_number(source_index):
-            raise InputError(f"source index must be a whole number, not {source_index!r}")
-        if not 0 <= source_index < len(src.labels):
-            raise InputError(f"source index {source_index} is out of range 0..{len(src.labels) - 1}")
+        if not is_whole_number(source_index) or not 0 <= source_index < len(src.labels):
+            raise InputError(f"source index must be a whole number in 0..{len(src.labels) - 1}, not {source_index!r}")
         own = int(src.labels[source_index])
         if cls_index is not None and own != cls_index:
             raise InputError(f"source {int(source_index)} is class {classes[own]}, not {classes[cls_index]}; "
@@ -256,8 +250,7 @@ def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opt
 
 
 def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
-    """``per_source`` rows for every source (one k for all, or the counts of :func:`variant_counts`), the variants
-    of each source following each other, numbered 0.. within it: with one k, rows k·i … k·i+k−1."""
+    """``per_source`` rows (one k, or :func:`variant_counts`) for each source, consecutive, numbered 0.. within it."""
     counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (len(src.labels),))
     sources = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     variants = np.arange(sources.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -265,8 +258,7 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
 
 
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
-    """Variants of each of ``n_sources`` sources, int64: one whole number k ≥ 1 for all, or one count ≥ 0 per
-    source (at least one map in all)."""
+    """Variants per source, int64: one whole number k ≥ 1 for all, or one count ≥ 0 each (one map at least)."""
     if np.ndim(per_source) == 0:
         return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     try:
