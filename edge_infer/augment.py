@@ -73,9 +73,8 @@ def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
 
 
 def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) -> np.ndarray:
-    """Extra maps (int64 ``(M,)``) to make from each base map of classes ``labels`` so every class reaches
-    ``target``: a class whose base maps bring ``H_c = sum(have)`` maps (default 1 each: itself) gets
-    ``max(0, T − H_c)``, spread evenly (the first take one more where it does not divide)."""
+    """Extra maps (int64 ``(M,)``) per base map of classes ``labels`` so each class reaches ``target``: a class whose
+    base maps bring ``H = sum(have)`` maps (default 1 each) gets ``max(0, T − H)``, the first taking any remainder."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     h = np.ones(len(y), dtype=np.int64) if have is None else np.asarray(have, dtype=np.int64).reshape(-1)
     if len(h) != len(y):
@@ -156,8 +155,8 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
 
 
 class BaseMaps(NamedTuple):
-    """What a recipe makes from M sources, per base map (each source once, or its 8 symmetries): its source, whether
-    it is output itself (a symmetry other than the identity), its noise variants and its copies."""
+    """Per base map (each source, or its 8 symmetries): its source, whether it is output (a symmetry but the identity),
+    its noise variants and copies."""
 
     base_sources: np.ndarray
     emit_base: np.ndarray
@@ -203,4 +202,4 @@ def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: An
                                            strength=strength if strength is not None else recipe.strength,
                                            **augment_options).maps
     src = p.base_sources[rows]
-    return Generated(out, y[src].astype(np.int64).reshape(-1, 1), src)
+    return Generated(out, y[src].reshape(-1, 1), src)

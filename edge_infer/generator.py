@@ -118,8 +118,7 @@ class WaferGenerator:
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
              verify: bool = True) -> "WaferGenerator":
-        """Load and verify a bundle (the default one when ``path`` is None) and open its graphs on ``provider``
-        (``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``) with ``threads`` intra-op threads."""
+        """Load and verify a bundle (None: the default one); open its graphs on ``provider`` (docs/providers.md)."""
         return cls(load_bundle(path, verify=verify), provider, threads)
 
     def encode(self, maps: Any) -> np.ndarray:
@@ -144,8 +143,7 @@ class WaferGenerator:
         return to_onehot(probs.argmax(axis=-1)) if outlines is None else lock_outline(probs, np.asarray(outlines, bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
-        """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
-        ``outline_lock``; ``raw=True``: the decoder's probabilities."""
+        """Encoder then decoder: plain argmax, or keeping each input's outline (``outline_lock``), or ``raw``."""
         onehot = as_maps(maps)
         return self.decode(self.encode(onehot), raw=raw, outlines=outline(onehot) if outline_lock else None)
 
@@ -269,8 +267,7 @@ def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarra
         t = plan.weights[rows].reshape(-1, 1, 1, 1)
         latent = ((np.float32(1) - t) * latent + t * src.latents[plan.partners[rows]]).astype(np.float32)
     sigma = sampling.noise_sigma(opts.mode, opts.strength, gen.bundle.latent_std, plan.variants[rows])
-    if attempts.any():
-        sigma = sigma * (sampling.REDRAW_GROWTH ** attempts[:, None]).astype(np.float32)
+    sigma = sigma * (sampling.REDRAW_GROWTH ** attempts[:, None]).astype(np.float32)  # × 1 on a first draw
     feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
              "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
              "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}

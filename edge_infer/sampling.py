@@ -181,6 +181,7 @@ class Plan(NamedTuple):
 
     src: Sources
     sources: np.ndarray  # (N,) int64 rows of src
+    labels: np.ndarray  # (N, 1) int64, like label.npy
     variants: np.ndarray  # (N,) int64, for the course schedule
     partners: Optional[np.ndarray]  # (N,) int64, for mix
     weights: Optional[np.ndarray]  # (N,) float32, for mix
@@ -190,11 +191,6 @@ class Plan(NamedTuple):
     bank_graph: bool  # generator.onnx covers the request (bank rows, relative noise, lock, no mix)
     #: Row 0's place in the whole request: noise and redraws key on global rows, so split calls give one call's maps.
     row0: int = 0
-
-    @property
-    def labels(self) -> np.ndarray:
-        """int64 ``(N, 1)``, like ``label.npy``."""
-        return self.src.labels[self.sources].astype(np.int64).reshape(-1, 1)
 
 
 def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
@@ -223,7 +219,7 @@ def make_plan(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
             warnings.warn(f"mix needs two source maps of a class; {lonely} has only one, so its maps use noise alone",
                           MixFallback, stacklevel=4)
     relative = opts.mode == "relative" and not opts.raw
-    return Plan(src, sources, variants, partners, weights, seed, opts,
+    return Plan(src, sources, src.labels[sources].reshape(-1, 1), variants, partners, weights, seed, opts,
                 siblings=relative and len(set(sources.tolist())) < sources.size,
                 bank_graph=relative and src.bank and partners is None and opts.outline_lock)
 
@@ -259,12 +255,12 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
 
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
     """Variants per source, int64: one whole number k ≥ 1 for all, or one count ≥ 0 each (one map at least)."""
-    if np.ndim(per_source) == 0:
-        return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     try:
         counts = np.asarray(per_source)
     except (TypeError, ValueError):  # ragged
         counts = np.zeros(0)
+    if counts.ndim == 0:
+        return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     if counts.shape != (n_sources,) or counts.dtype.kind not in "iu" or (counts < 0).any() or counts.sum() < 1:
         raise InputError(f"per_source counts must be whole numbers ≥ 0, one per source ({n_sources}), making at "
                          "least one map")
