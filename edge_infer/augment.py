@@ -95,10 +95,9 @@ def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) 
 
 @dataclass(frozen=True)
 class Recipe:
-    """What ``augment`` makes from each source: ``symmetries`` adds the 7 other rotations/flips and makes all 8
-    the base maps; ``per_source`` noise variants of each base map; ``balance`` None, ``"max"`` or a per-class
-    target; ``fill`` ``"noise"`` (autoencoder) or ``"repeat"`` (copies, the control of generation);
-    ``strength`` the relative noise strength (None: the bundle's)."""
+    """What ``augment`` makes from each source: ``symmetries``: all 8 rotations/flips are the base maps; ``per_source``
+    noise variants of each; ``balance`` None, ``"max"`` or a per-class target; ``fill`` ``"noise"`` (autoencoder) or
+    ``"repeat"`` (copies, the control of generation); ``strength`` relative (None: the bundle's)."""
 
     name: str = "custom"
     symmetries: bool = False
@@ -172,9 +171,8 @@ def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
     noise = np.full(base_sources.size, recipe.per_source, dtype=np.int64)
     if recipe.balance is not None:
         noise = noise + balance_plan(y[base_sources], recipe.balance, have=1 + noise)
-    copies = np.zeros_like(noise)
-    if recipe.fill == "repeat":
-        noise, copies = copies, noise
+    zeros = np.zeros_like(noise)
+    noise, copies = (zeros, noise) if recipe.fill == "repeat" else (noise, zeros)
     return BaseMaps(base_sources, np.tile(np.arange(reps) > 0, len(y)), noise, copies)
 
 

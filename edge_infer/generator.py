@@ -29,9 +29,8 @@ DATA_FILE, LABEL_FILE = "gen_data.npy", "gen_label.npy"
 
 @dataclass(frozen=True)
 class Generated:
-    """Maps float32 ``(N, 26, 26, 3)`` one-hot (probabilities with ``raw=True``), labels int64 ``(N, 1)``,
-    and ``sources`` int64 ``(N,)``: each map's row in the source set (the bank, or the maps given).
-    ``np.asarray(result)`` is ``result.maps``."""
+    """Maps float32 ``(N, 26, 26, 3)`` one-hot (probabilities with ``raw=True``), labels int64 ``(N, 1)``, ``sources``
+    int64 ``(N,)`` (each map's row in the bank or the maps given). ``np.asarray(result)`` is ``result.maps``."""
 
     maps: np.ndarray
     labels: np.ndarray
@@ -98,9 +97,8 @@ def _blockwise(session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> 
 
 
 class WaferGenerator:
-    """Generate, encode, decode and reconstruct wafer maps with a verified bundle (docs/api.md). Maps are taken
-    in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index. ``classes``: the
-    class names in label-index order; ``provider``: what really runs the graphs (``"cpu"``, ``"cuda"``, ...)."""
+    """Generate, encode, decode and reconstruct wafer maps (docs/api.md): maps in any form ``as_maps`` accepts, classes
+    by name or index. ``classes``: names in label-index order; ``provider``: what really runs the graphs."""
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
@@ -158,9 +156,8 @@ class WaferGenerator:
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
                  method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
                  raw: bool = False, progress: Optional[ProgressFn] = None) -> Generated:
-        """``n`` new maps of class ``cls`` from the bank or from ``maps`` (+ ``labels``, else all of ``cls``),
-        a seeded order of the class's sources, cycled; ``source_index`` pins one. Options None take the bundle's
-        defaults; same seed, same maps; ``progress(done, total)`` after each block."""
+        """``n`` new maps of class ``cls`` from the bank or ``maps`` (+ ``labels``, else all ``cls``): sources in a
+        seeded order, cycled, or ``source_index``; None options take the bundle's defaults; same seed, same maps."""
         _need_memory(check_count(n))
         plan, blocks = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
                                             strength=strength, method=method, mode=mode, outline_lock=outline_lock,
@@ -170,8 +167,7 @@ class WaferGenerator:
     def generate_blocks(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
                         labels: Any = None, source_index: Optional[int] = None,
                         progress: Optional[ProgressFn] = None, **noise: Any) -> tuple[Plan, Blocks]:
-        """:meth:`generate` (same options, same maps) as its plan (``labels``, ``sources``) and blocks of 4096 maps,
-        for a caller that streams them; everything is checked before the first block is made."""
+        """:meth:`generate`'s maps as its plan (``labels``, ``sources``) and 4096-map blocks, all checked up front."""
         n = check_count(n)
         cls_index = None if cls is None else resolve_class(cls, self.classes)
         if cls_index is None and source_index is None:
@@ -184,12 +180,10 @@ class WaferGenerator:
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
                           progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
-        """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``:
-        one block (4096 maps) in memory, both files appear only when complete."""
-        out = Path(out_dir)
-        paths = [out / DATA_FILE, out / LABEL_FILE]
+        """:meth:`generate` streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``, appearing when both are whole."""
+        paths = [Path(out_dir, DATA_FILE), Path(out_dir, LABEL_FILE)]
         check_targets(paths, force=force)
-        check_free_space(out, check_count(n) * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
+        check_free_space(out_dir, check_count(n) * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
         plan, blocks = self.generate_blocks(cls, n, progress=progress, **options)
         with atomic_files(paths, force=force) as (tmp_data, tmp_label), npy_writer(tmp_data, (n, *MAP_SHAPE)) as sink:
             write_npy(tmp_label, plan.labels)
@@ -232,7 +226,6 @@ class WaferGenerator:
 
 
 def _gather(plan: Plan, blocks: Blocks, source_offset: int = 0) -> Generated:
-    """A plan's maps in one array, as a result."""
     maps = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
     for lo, block in blocks:
         maps[lo:lo + len(block)] = block

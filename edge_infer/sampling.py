@@ -87,9 +87,8 @@ def check_count(n: Any, what: str = "n") -> int:
 
 
 def choose_sources(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` rows: ``candidates`` ordered by their draw of :data:`PLAN_STREAM` (candidate i gets value i; ties keep
-    index order) and cycled. So ``n ≤ len`` gives distinct sources, each is used about equally often, and a larger
-    ``n`` keeps the first rows of a smaller one."""
+    """``n`` rows: ``candidates`` ordered by their values of :data:`PLAN_STREAM` (ties keep index order), cycled; so
+    ``n ≤ len`` gives distinct sources, and a larger ``n`` keeps the first rows of a smaller one."""
     candidates = np.asarray(candidates, dtype=np.int64)
     order = candidates[draws(seed, PLAN_STREAM, candidates.size).argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
