@@ -14,14 +14,12 @@ from .sampling import check_choice, is_whole_number
 from .wafer import BOUNDARY, MAP_SIZE, as_labels, as_maps, to_onehot, to_states
 
 N_SYMMETRIES = 8
-FILLS: tuple[str, ...] = ("noise", "repeat")
 
 BalanceLike = Union[None, str, int]
 
 
 def transform_states(states: np.ndarray, k: int) -> np.ndarray:
-    """Die states ``(N, H, W)`` under symmetry ``k``, outline included: ``k % 4`` quarter turns
-    (``numpy.rot90``) after a left-right flip when ``k >= 4``."""
+    """Die states ``(N, H, W)`` under symmetry ``k``, outline too: ``k % 4`` quarter turns, flipped first if k ≥ 4."""
     if not 0 <= int(k) < N_SYMMETRIES:
         raise InputError(f"symmetry index must be 0..{N_SYMMETRIES - 1}, not {k}")
     s = np.asarray(states)
@@ -34,8 +32,6 @@ def symmetric_states(states: np.ndarray, k: int) -> np.ndarray:
     """Die states ``(N, 26, 26)`` under symmetry ``k``, each keeping its own outline (no symmetry maps a course
     outline onto itself): dies moved off it are dropped, dies left uncovered take the nearest covered die's state."""
     moved = transform_states(states, k)
-    if k == 0:
-        return moved
     inside = states != BOUNDARY
     out = np.where(inside, moved, BOUNDARY).astype(states.dtype)
     flat_out, flat_moved = out.reshape(len(out), -1), moved.reshape(len(moved), -1)
@@ -77,9 +73,8 @@ def class_target(totals: np.ndarray, balance: BalanceLike) -> int:
 
 
 def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) -> np.ndarray:
-    """Extra maps (int64 ``(M,)``) to make from each base map of classes ``labels`` so every class reaches
-    ``target``: a class whose base maps bring ``H_c = sum(have)`` maps (default 1 each: itself) gets
-    ``max(0, T − H_c)``, spread evenly (the first take one more where it does not divide)."""
+    """Extra maps (int64 ``(M,)``) per base map of classes ``labels`` so each class reaches ``target``: a class whose
+    base maps bring ``H = sum(have)`` maps (default 1 each) gets ``max(0, T − H)``, the first taking any remainder."""
     y = np.asarray(labels, dtype=np.int64).reshape(-1)
     h = np.ones(len(y), dtype=np.int64) if have is None else np.asarray(have, dtype=np.int64).reshape(-1)
     if len(h) != len(y):
@@ -100,10 +95,9 @@ def balance_plan(labels: Any, target: BalanceLike = "max", *, have: Any = None) 
 
 @dataclass(frozen=True)
 class Recipe:
-    """What ``augment`` makes from each source: ``symmetries`` adds the 7 other rotations/flips and makes all 8
-    the base maps; ``per_source`` noise variants of each base map; ``balance`` None, ``"max"`` or a per-class
-    target; ``fill`` ``"noise"`` (autoencoder) or ``"repeat"`` (copies, the control of generation);
-    ``strength`` the relative noise strength (None: the bundle's)."""
+    """What ``augment`` makes from each source: ``symmetries``: all 8 rotations/flips are the base maps; ``per_source``
+    noise variants of each; ``balance`` None, ``"max"`` or a per-class target; ``fill`` ``"noise"`` (autoencoder) or
+    ``"repeat"`` (copies, the control of generation); ``strength`` relative (None: the bundle's)."""
 
     name: str = "custom"
     symmetries: bool = False
@@ -113,8 +107,8 @@ class Recipe:
     strength: Optional[float] = None
 
     def __post_init__(self) -> None:
-        if self.fill not in FILLS:
-            raise InputError(f"fill must be one of {', '.join(FILLS)}, not {self.fill!r}")
+        if self.fill not in ("noise", "repeat"):
+            raise InputError(f"fill must be one of noise, repeat, not {self.fill!r}")
         if not is_whole_number(self.per_source) or self.per_source < 0:
             raise InputError(f"per_source must be a whole number ≥ 0, not {self.per_source!r}")
         if self.balance is not None:
@@ -139,8 +133,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         Recipe("symmetries+balanced", symmetries=True, balance="max", fill="noise"),
 )}
 
-#: ``augment``'s recipe when none is named: the one ``training.evaluation.report.recommend`` picks
-#: (docs/evaluation.md, "The recommended recipe"; +5.0 ± 5.1 macro-F1 points, 4 of 5 folds).
+#: ``augment``'s recipe when none is named: docs/evaluation.md's recommended one (+5.0 ± 5.1 macro-F1, 4 of 5 folds).
 DEFAULT_RECIPE = "symmetries"
 
 
@@ -156,24 +149,18 @@ def resolve_recipe(name: Optional[str] = None, *, per_source: Optional[int] = No
     base = get_recipe(name) if name is not None else RECIPES["classic" if per_source is not None else DEFAULT_RECIPE]
     options = {"per_source": per_source, "balance": balance, "symmetries": symmetries}
     changes = {key: value for key, value in options.items() if value is not None}
-    if not changes:
-        return base
-    plain_classic = base.name == "classic" and set(changes) == {"per_source"}
-    return replace(base, name=base.name if plain_classic else f"{base.name}+options", **changes)
+    keep_name = not changes or (base.name == "classic" and set(changes) == {"per_source"})
+    return replace(base, name=base.name if keep_name else f"{base.name}+options", **changes)
 
 
 class BaseMaps(NamedTuple):
-    """What a recipe makes from M sources, per base map (each source once, or its 8 symmetries): its source, whether
-    it is output itself (a symmetry other than the identity), its noise variants and its copies."""
+    """Per base map (each source, or its 8 symmetries): its source, whether it is output (a symmetry but the identity),
+    its noise variants and copies."""
 
     base_sources: np.ndarray
     emit_base: np.ndarray
     noise: np.ndarray
     copies: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return int(self.emit_base.sum() + self.noise.sum() + self.copies.sum())
 
 
 def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
@@ -184,25 +171,23 @@ def base_maps(recipe: Recipe, labels: Any) -> BaseMaps:
     noise = np.full(base_sources.size, recipe.per_source, dtype=np.int64)
     if recipe.balance is not None:
         noise = noise + balance_plan(y[base_sources], recipe.balance, have=1 + noise)
-    copies = np.zeros_like(noise)
-    if recipe.fill == "repeat":
-        noise, copies = copies, noise
+    zeros = np.zeros_like(noise)
+    noise, copies = (zeros, noise) if recipe.fill == "repeat" else (noise, zeros)
     return BaseMaps(base_sources, np.tile(np.arange(reps) > 0, len(y)), noise, copies)
 
 
 def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: Any, labels: Any, *, seed: Any = None,
                    strength: Optional[float] = None, **augment_options: Any) -> Generated:
-    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row. Noise
-    variants are ``generator.augment``'s (None: a recipe that makes none), seeded by ``seed``, with ``strength``
-    (default: the recipe's) and ``augment_options`` (``mode``, ``progress``...)."""
+    """Run ``recipe`` on source ``maps`` + ``labels``: the maps, their labels and each map's source row. Noise variants
+    are ``generator.augment``'s (None: a recipe that makes none) with ``strength`` (default: the recipe's)."""
     onehot = as_maps(maps)
     y = as_labels(labels, onehot.shape[0])[:, 0]
     p = base_maps(recipe, y)
-    if p.count == 0:
-        raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
-    base = all_symmetries(onehot) if recipe.symmetries else onehot
     # Each base map in turn gives: itself (a symmetry other than the identity), its noise variants, its copies.
     per_kind = np.stack([p.emit_base, p.noise, p.copies], axis=1)
+    if not per_kind.any():
+        raise InputError(f"recipe {recipe.name!r} makes no maps from these sources (every class is at the target)")
+    base = all_symmetries(onehot) if recipe.symmetries else onehot
     rows = np.repeat(np.arange(len(per_kind)), per_kind.sum(axis=1))
     kind = np.repeat(np.tile(np.arange(3), len(per_kind)), per_kind.reshape(-1))
     out = base[rows]
@@ -215,4 +200,4 @@ def augment_recipe(generator: Optional[WaferGenerator], recipe: Recipe, maps: An
                                            strength=strength if strength is not None else recipe.strength,
                                            **augment_options).maps
     src = p.base_sources[rows]
-    return Generated(out, y[src].astype(np.int64).reshape(-1, 1), src)
+    return Generated(out, y[src].reshape(-1, 1), src)

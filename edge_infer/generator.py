@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -21,17 +21,16 @@ from .wafer import (BLOCK_ROWS, MAP_BYTES, MAP_SHAPE, ClassLike, as_labels, as_m
                     resolve_class, to_onehot)
 
 ProgressFn = Callable[[int, int], None]
+Blocks = Iterator[tuple[int, np.ndarray]]  # a request's maps as made: (first row, maps)
 
-#: In-memory results larger than this are refused (use ``generate_to_files``).
 MAX_IN_MEMORY_BYTES = 2 << 30
 DATA_FILE, LABEL_FILE = "gen_data.npy", "gen_label.npy"
 
 
 @dataclass(frozen=True)
 class Generated:
-    """Maps float32 ``(N, 26, 26, 3)`` one-hot (probabilities with ``raw=True``), labels int64 ``(N, 1)``,
-    and ``sources`` int64 ``(N,)``: each map's row in the source set (the bank, or the maps given).
-    ``np.asarray(result)`` is ``result.maps``."""
+    """Maps float32 ``(N, 26, 26, 3)`` one-hot (probabilities with ``raw=True``), labels int64 ``(N, 1)``, ``sources``
+    int64 ``(N,)`` (each map's row in the bank or the maps given). ``np.asarray(result)`` is ``result.maps``."""
 
     maps: np.ndarray
     labels: np.ndarray
@@ -44,16 +43,7 @@ class Generated:
         # Not np.array(..., copy=copy): numpy 1.x (still supported) calls this without copy and refuses copy=None.
         if copy is False and dtype is not None and np.dtype(dtype) != self.maps.dtype:
             raise ValueError("Generated.maps cannot be converted to another dtype without a copy")
-        arr = self.maps if dtype is None else self.maps.astype(dtype, copy=False)
-        return arr.copy() if copy else arr
-
-
-class Blocks(NamedTuple):
-    """A request's labels int64 ``(N, 1)`` and sources ``(N,)``, then its maps as made: ``(first row, maps)``."""
-
-    labels: np.ndarray
-    sources: np.ndarray
-    blocks: Iterator[tuple[int, np.ndarray]]
+        return np.array(self.maps, dtype=dtype) if copy else np.asarray(self.maps, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -107,15 +97,16 @@ def _blockwise(session: Any, path: Path, io: tuple[str, str], x: np.ndarray) -> 
 
 
 class WaferGenerator:
-    """Generate, encode, decode and reconstruct wafer maps with a verified bundle (docs/api.md). Maps are taken
-    in any form :func:`~edge_infer.wafer.as_maps` accepts; classes by name (any case) or index."""
+    """Generate, encode, decode and reconstruct wafer maps (docs/api.md): maps in any form ``as_maps`` accepts, classes
+    by name or index. ``classes``: names in label-index order; ``provider``: what really runs the graphs."""
 
     def __init__(self, bundle: Bundle, provider: str = "auto", threads: Optional[int] = None) -> None:
         """A generator over a loaded ``bundle`` (:meth:`load` finds and verifies one)."""
         b = self.bundle = bundle
+        self.classes = b.classes
         self.generator_session, self.provider_info = _open(b.generator_path, provider, threads,
                                                            ("source", "seed", "row0", "strength"), {"maps": MAP_SHAPE})
-        on = self.provider_info.actual  # the other graphs run where the generator really runs
+        self.provider = on = self.provider_info.actual  # the other graphs run where the generator really runs
         self.core_session = _open(b.core_path, on, threads, ("latent", "sigma", "outline", "seed", "row", "attempt"),
                                   {"maps": MAP_SHAPE, "probs": MAP_SHAPE})[0]
         self.encoder_session = _open(b.encoder_path, on, threads, b.encoder_io[:1], {b.encoder_io[1]: LATENT_SHAPE})[0]
@@ -125,19 +116,8 @@ class WaferGenerator:
     @classmethod
     def load(cls, path: Optional[PathLike] = None, provider: str = "auto", threads: Optional[int] = None, *,
              verify: bool = True) -> "WaferGenerator":
-        """Load and verify a bundle (the default one when ``path`` is None) and open its graphs on ``provider``
-        (``"auto"``, ``"cpu"``, ``"cuda"``, ``"tensorrt"``, ``"openvino"``) with ``threads`` intra-op threads."""
+        """Load and verify a bundle (None: the default one); open its graphs on ``provider`` (docs/providers.md)."""
         return cls(load_bundle(path, verify=verify), provider, threads)
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        """Class names in label-index order."""
-        return self.bundle.classes
-
-    @property
-    def provider(self) -> str:
-        """What really runs the graphs: ``"cpu"``, ``"cuda"``, ``"tensorrt"`` or ``"openvino"``."""
-        return self.provider_info.actual
 
     def encode(self, maps: Any) -> np.ndarray:
         """Latents float32 ``(N, 64, 3, 3)`` of maps in any accepted form."""
@@ -161,8 +141,7 @@ class WaferGenerator:
         return to_onehot(probs.argmax(axis=-1)) if outlines is None else lock_outline(probs, np.asarray(outlines, bool))
 
     def reconstruct(self, maps: Any, *, raw: bool = False, outline_lock: bool = False) -> np.ndarray:
-        """Encoder then decoder: one-hot by plain argmax, or keeping each input's outline with
-        ``outline_lock``; ``raw=True``: the decoder's probabilities."""
+        """Encoder then decoder: plain argmax, or keeping each input's outline (``outline_lock``), or ``raw``."""
         onehot = as_maps(maps)
         return self.decode(self.encode(onehot), raw=raw, outlines=outline(onehot) if outline_lock else None)
 
@@ -177,36 +156,40 @@ class WaferGenerator:
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,
                  method: Optional[str] = None, mode: Optional[str] = None, outline_lock: Optional[bool] = None,
                  raw: bool = False, progress: Optional[ProgressFn] = None) -> Generated:
-        """``n`` new maps of class ``cls`` from the bank or from ``maps`` (+ ``labels``, else all of ``cls``),
-        a seeded order of the class's sources, cycled; ``source_index`` pins one. Options None take the bundle's
-        defaults; same seed, same maps; ``progress(done, total)`` after each block."""
+        """``n`` new maps of class ``cls`` from the bank or ``maps`` (+ ``labels``, else all ``cls``): sources in a
+        seeded order, cycled, or ``source_index``; None options take the bundle's defaults; same seed, same maps."""
         _need_memory(check_count(n))
-        plan = self._plan(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index, strength=strength,
-                          method=method, mode=mode, outline_lock=outline_lock, raw=raw)
-        return Generated(_gather(self, plan, progress), plan.labels, plan.sources)
+        plan, blocks = self.generate_blocks(cls, n, seed=seed, maps=maps, labels=labels, source_index=source_index,
+                                            strength=strength, method=method, mode=mode, outline_lock=outline_lock,
+                                            raw=raw, progress=progress)
+        return _gather(plan, blocks)
 
-    def generate_blocks(self, cls: Optional[ClassLike], n: int, *, progress: Optional[ProgressFn] = None,
-                        **options: Any) -> Blocks:
-        """:meth:`generate` (same options, same maps) as :class:`Blocks` of 4096 maps, for a caller that streams
-        them somewhere; everything is checked before the first block is made."""
-        plan = self._plan(cls, check_count(n), **options)
-        return Blocks(plan.labels, plan.sources, plan_blocks(self, plan, progress))
+    def generate_blocks(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
+                        labels: Any = None, source_index: Optional[int] = None,
+                        progress: Optional[ProgressFn] = None, **noise: Any) -> tuple[Plan, Blocks]:
+        """:meth:`generate`'s maps as its plan (``labels``, ``sources``) and 4096-map blocks, all checked up front."""
+        n = check_count(n)
+        cls_index = None if cls is None else resolve_class(cls, self.classes)
+        if cls_index is None and source_index is None:
+            raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
+        opts = sampling.settings(self.bundle.noise_defaults, **noise)
+        seed = sampling.check_seed(seed)
+        src = self._sources(maps, labels, cls_index)
+        plan = sampling.plan_generate(src, cls_index, n, seed, opts, self.classes, source_index)
+        return plan, plan_blocks(self, plan, progress)
 
     def generate_to_files(self, cls: Optional[ClassLike], n: int, out_dir: PathLike, *, force: bool = False,
                           progress: Optional[ProgressFn] = None, **options: Any) -> Streamed:
-        """:meth:`generate` (same options, same maps) streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``:
-        one block (4096 maps) in memory, both files appear only when complete."""
-        out = Path(out_dir)
-        paths = [out / DATA_FILE, out / LABEL_FILE]
+        """:meth:`generate` streamed to ``out_dir/gen_data.npy`` + ``gen_label.npy``, appearing when both are whole."""
+        paths = [Path(out_dir, DATA_FILE), Path(out_dir, LABEL_FILE)]
         check_targets(paths, force=force)
-        check_free_space(out, check_count(n) * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
-        made = self.generate_blocks(cls, n, progress=progress, **options)
-        with atomic_files(paths, force=force) as (tmp_data, tmp_label):
-            with npy_writer(tmp_data, (n, *MAP_SHAPE)) as sink:
-                for _, block in made.blocks:
-                    sink.write(block)
-            write_npy(tmp_label, made.labels)
-        return Streamed(paths[0], paths[1], n, made.labels, made.sources)
+        check_free_space(out_dir, check_count(n) * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
+        plan, blocks = self.generate_blocks(cls, n, progress=progress, **options)
+        with atomic_files(paths, force=force) as (tmp_data, tmp_label), npy_writer(tmp_data, (n, *MAP_SHAPE)) as sink:
+            write_npy(tmp_label, plan.labels)
+            for _, block in blocks:
+                sink.write(block)
+        return Streamed(*paths, n, plan.labels, plan.sources)
 
     def augment(self, per_source: Union[int, Sequence[int]] = 5, *, maps: Any = None, labels: Any = None,
                 seed: sampling.SeedLike = None, strength: Optional[float] = None, method: Optional[str] = None,
@@ -217,27 +200,16 @@ class WaferGenerator:
         ``maps[0]`` in a larger set augmented block by block, so rows and noise are those of one call on the set."""
         if not sampling.is_whole_number(source_offset) or source_offset < 0:
             raise InputError(f"source_offset must be a non-negative whole number, not {source_offset!r}")
-        if source_offset and np.ndim(per_source):
-            raise InputError("per-source counts cannot be given in blocks (source_offset needs one k for all)")
+        opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
+        if source_offset and (np.ndim(per_source) or opts.method == "mix"):
+            raise InputError("source_offset needs one k for all sources and method 'noise' (mix pairs sources "
+                             "across the whole set)")
         src = self._sources(maps, labels, None)
         counts = sampling.variant_counts(per_source, len(src.labels))
         _need_memory(int(counts.sum()))
-        opts = sampling.settings(self.bundle.noise_defaults, strength, method, mode, outline_lock, raw)
-        if source_offset and opts.method == "mix":
-            raise InputError("method 'mix' pairs sources across the whole set; it cannot be given in blocks")
         plan = sampling.plan_augment(src, counts, sampling.check_seed(seed), opts, self.classes)
         plan = plan._replace(row0=int(source_offset) * int(counts[0]))
-        return Generated(_gather(self, plan, progress), plan.labels, plan.sources + int(source_offset))
-
-    def _plan(self, cls: Optional[ClassLike], n: int, *, seed: sampling.SeedLike = None, maps: Any = None,
-              labels: Any = None, source_index: Optional[int] = None, **noise: Any) -> Plan:
-        cls_index = None if cls is None else resolve_class(cls, self.classes)
-        if cls_index is None and source_index is None:
-            raise InputError(f"give a class (one of: {', '.join(self.classes)}) or a source index")
-        opts = sampling.settings(self.bundle.noise_defaults, **noise)
-        seed = sampling.check_seed(seed)
-        src = self._sources(maps, labels, cls_index)
-        return sampling.plan_generate(src, cls_index, n, seed, opts, self.classes, source_index)
+        return _gather(plan, plan_blocks(self, plan, progress), int(source_offset))
 
     def _sources(self, maps: Any, labels: Any, cls_index: Optional[int]) -> Sources:
         """The bank, or ``maps`` encoded; without ``labels`` they are all class ``cls_index`` (generate only)."""
@@ -247,24 +219,20 @@ class WaferGenerator:
             return self._bank
         onehot = as_maps(maps)
         m = onehot.shape[0]
-        if labels is None:
-            if cls_index is None:
-                raise InputError("labels are needed for the given maps (one class index per map)")
-            lab = np.full(m, cls_index, dtype=np.int64)
-        else:
-            lab = as_labels(labels, m, len(self.classes))[:, 0]
+        if labels is None and cls_index is None:
+            raise InputError("labels are needed for the given maps (one class index per map)")
+        lab = np.full(m, cls_index, dtype=np.int64) if labels is None else as_labels(labels, m, len(self.classes))[:, 0]
         return Sources(self.encode(onehot), lab, np.arange(m, dtype=np.int64), outline(onehot), False)
 
 
-def _gather(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> np.ndarray:
-    """A plan's maps in one array."""
-    out = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
-    for lo, block in plan_blocks(gen, plan, progress):
-        out[lo:lo + len(block)] = block
-    return out
+def _gather(plan: Plan, blocks: Blocks, source_offset: int = 0) -> Generated:
+    maps = np.empty((len(plan.sources), *MAP_SHAPE), dtype=np.float32)
+    for lo, block in blocks:
+        maps[lo:lo + len(block)] = block
+    return Generated(maps, plan.labels, plan.sources + source_offset)
 
 
-def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Iterator[tuple[int, np.ndarray]]:
+def plan_blocks(gen: WaferGenerator, plan: Plan, progress: Optional[ProgressFn]) -> Blocks:
     """``(first row, maps)`` block after block, siblings redrawn, progress reported."""
     seen: set = set()  # sibling keys so far: 8 bytes a map, even for a million
     n = len(plan.sources)
@@ -292,8 +260,7 @@ def _draw(gen: WaferGenerator, plan: Plan, rows: np.ndarray, attempts: np.ndarra
         t = plan.weights[rows].reshape(-1, 1, 1, 1)
         latent = ((np.float32(1) - t) * latent + t * src.latents[plan.partners[rows]]).astype(np.float32)
     sigma = sampling.noise_sigma(opts.mode, opts.strength, gen.bundle.latent_std, plan.variants[rows])
-    if attempts.any():
-        sigma = sigma * (sampling.REDRAW_GROWTH ** attempts[:, None]).astype(np.float32)
+    sigma = sigma * (sampling.REDRAW_GROWTH ** attempts[:, None]).astype(np.float32)  # × 1 on a first draw
     feeds = {"latent": np.ascontiguousarray(latent, dtype=np.float32), "sigma": np.ascontiguousarray(sigma, np.float32),
              "outline": src.outlines[src.outline_ids[sources]], "seed": np.array([plan.seed], np.int64),
              "row": rows + plan.row0, "attempt": attempts.astype(np.int64)}

@@ -1,6 +1,5 @@
 """The plan of a request: each row's source, variant, mixing partner and weight, made from the seed before the graphs
-draw the noise. No state: the same seed gives the same maps in any thread, block size or language. The randomness
-contract (SplitMix64 streams, sibling keys) is docs/other-languages.md."""
+draw the noise; the same seed gives the same maps in any thread, block size or language (docs/other-languages.md)."""
 
 from __future__ import annotations
 
@@ -82,17 +81,14 @@ def check_choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 def check_count(n: Any, what: str = "n") -> int:
     """A count of maps, a whole number ≥ 1: the one count rule (the CLI calls it before a model loads)."""
-    if not is_whole_number(n):
-        raise InputError(f"{what} must be a whole number, not {n!r}")
-    if n < 1:
-        raise InputError(f"{what} must be at least 1, not {n}")
+    if not is_whole_number(n) or n < 1:
+        raise InputError(f"{what} must be a whole number, at least 1, not {n!r}")
     return int(n)
 
 
 def choose_sources(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` rows: ``candidates`` ordered by their draw of :data:`PLAN_STREAM` (candidate i gets value i; ties keep
-    index order) and cycled. So ``n ≤ len`` gives distinct sources, each is used about equally often, and a larger
-    ``n`` keeps the first rows of a smaller one."""
+    """``n`` rows: ``candidates`` ordered by their values of :data:`PLAN_STREAM` (ties keep index order), cycled; so
+    ``n ≤ len`` gives distinct sources, and a larger ``n`` keeps the first rows of a smaller one."""
     candidates = np.asarray(candidates, dtype=np.int64)
     order = candidates[draws(seed, PLAN_STREAM, candidates.size).argsort(kind="stable")]
     return order[:n] if n <= order.size else np.resize(order, n)
@@ -100,13 +96,10 @@ def choose_sources(candidates: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def choose_partners(sources: np.ndarray, labels: np.ndarray, outline_ids: np.ndarray,
                     seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A mixing partner and weight for every row: same class, not itself, same outline if possible.
-
-    Row r takes values 2r and 2r+1 of :data:`MIX_STREAM`: the first picks the partner (``value mod (pool size
-    − 1)`` among the pool without the row's own source, pool in index order), the second the weight
-    ``0.25 + 0.5·u``, ``u`` float32 from the value's top 24 bits. Returns ``(partners, weights, alone)``:
-    ``alone`` marks rows whose class has no other source; their partner is themselves (mixing is a no-op).
-    """
+    """``(partners, weights, alone)``: a mixing partner for every row, same class, not itself, same outline if
+    possible; row r's values 2r and 2r+1 of :data:`MIX_STREAM` pick it (``value mod (pool size − 1)`` in the pool, in
+    index order, without the row's own source) and the weight ``0.25 + 0.5·u`` (``u`` float32 from the top 24 bits).
+    ``alone``: rows whose class has no other source; their partner is themselves (mixing is a no-op)."""
     sources = np.asarray(sources, dtype=np.int64)
     values = draws(seed, MIX_STREAM, 2 * sources.size).reshape(-1, 2)
     u = (values[:, 1] >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
@@ -138,14 +131,13 @@ def noise_sigma(mode: str, strength: float, std: np.ndarray, variants: np.ndarra
     return np.broadcast_to(sigma, (len(variants), std.size))
 
 
-# A map's key is a weighted sum of its packed bits mod 2**64 with fixed odd weights, so two different maps
-# share a key with probability ~2**-63. 26*26*3 one-hot bits = 254 bytes, zero-padded to 32 uint64 words.
+# A map's key: its packed bits (26*26*3 = 254 bytes, zero-padded to 32 uint64 words) times fixed odd weights, summed
+# mod 2**64; two maps share a key with probability ~2**-63, and that costs only a needless (deterministic) redraw.
 _KEY_WEIGHTS = draws(0x51B1, 0, 32) | np.uint64(1)
 
 
 def sibling_keys(sources: np.ndarray, maps: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row of one-hot ``maps``: equal for the same source and map (a collision only costs a
-    needless, still deterministic, redraw)."""
+    """A 64-bit key per row of one-hot ``maps``, equal for the same source and map."""
     n = int(sources.shape[0])
     packed = np.zeros((n, 256), dtype=np.uint8)
     packed[:, :254] = np.packbits(maps.reshape(n, -1) != 0, axis=1)
@@ -188,31 +180,21 @@ class Plan(NamedTuple):
 
     src: Sources
     sources: np.ndarray  # (N,) int64 rows of src
+    labels: np.ndarray  # (N, 1) int64, like label.npy
     variants: np.ndarray  # (N,) int64, for the course schedule
     partners: Optional[np.ndarray]  # (N,) int64, for mix
     weights: Optional[np.ndarray]  # (N,) float32, for mix
     seed: int
     settings: Settings
     siblings: bool  # some source repeats: identical variants are redrawn
+    bank_graph: bool  # generator.onnx covers the request (bank rows, relative noise, lock, no mix)
     #: Row 0's place in the whole request: noise and redraws key on global rows, so split calls give one call's maps.
     row0: int = 0
-
-    @property
-    def labels(self) -> np.ndarray:
-        """int64 ``(N, 1)``, like ``label.npy``."""
-        return self.src.labels[self.sources].astype(np.int64).reshape(-1, 1)
-
-    @property
-    def bank_graph(self) -> bool:
-        """Whether ``generator.onnx`` covers the request (bank rows, relative noise, lock)."""
-        s = self.settings
-        return self.src.bank and self.partners is None and s.mode == "relative" and s.outline_lock and not s.raw
 
 
 def settings(defaults: Any, strength: Optional[float] = None, method: Optional[str] = None, mode: Optional[str] = None,
              outline_lock: Optional[bool] = None, raw: bool = False) -> Settings:
-    """Check a request's options; ``None`` takes the bundle's ``noise_defaults``. The strength must be > 0: zero
-    noise would make sibling variants identical."""
+    """A request's options checked, ``None`` taking the bundle's ``noise_defaults``; strength > 0 (siblings differ)."""
     strength = defaults.strength if strength is None else strength
     try:
         value = float(strength)
@@ -235,9 +217,10 @@ def make_plan(src: Sources, sources: np.ndarray, variants: np.ndarray, seed: int
             lonely = ", ".join(sorted({classes[c] for c in src.labels[sources[alone]]}))
             warnings.warn(f"mix needs two source maps of a class; {lonely} has only one, so its maps use noise alone",
                           MixFallback, stacklevel=4)
-    repeats = len(set(sources.tolist())) < sources.size
-    return Plan(src, sources, variants, partners, weights, seed, opts,
-                siblings=bool(repeats and opts.mode == "relative" and not opts.raw))
+    relative = opts.mode == "relative" and not opts.raw
+    return Plan(src, sources, src.labels[sources].reshape(-1, 1), variants, partners, weights, seed, opts,
+                siblings=relative and len(set(sources.tolist())) < sources.size,
+                bank_graph=relative and src.bank and partners is None and opts.outline_lock)
 
 
 def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opts: Settings,
@@ -245,10 +228,8 @@ def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opt
     """``n`` rows of class ``cls_index`` of ``src`` in the seeded order (:func:`choose_sources`), or row
     ``source_index`` of ``src`` on every row (of class ``cls_index`` when that is given)."""
     if source_index is not None:
-        if not is_whole_number(source_index):
-            raise InputError(f"source index must be a whole number, not {source_index!r}")
-        if not 0 <= source_index < len(src.labels):
-            raise InputError(f"source index {source_index} is out of range 0..{len(src.labels) - 1}")
+        if not is_whole_number(source_index) or not 0 <= source_index < len(src.labels):
+            raise InputError(f"source index must be a whole number in 0..{len(src.labels) - 1}, not {source_index!r}")
         own = int(src.labels[source_index])
         if cls_index is not None and own != cls_index:
             raise InputError(f"source {int(source_index)} is class {classes[own]}, not {classes[cls_index]}; "
@@ -264,8 +245,7 @@ def plan_generate(src: Sources, cls_index: Optional[int], n: int, seed: int, opt
 
 
 def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, classes: tuple[str, ...]) -> Plan:
-    """``per_source`` rows for every source (one k for all, or the counts of :func:`variant_counts`), the variants
-    of each source following each other, numbered 0.. within it: with one k, rows k·i … k·i+k−1."""
+    """``per_source`` rows (one k, or :func:`variant_counts`) for each source, consecutive, numbered 0.. within it."""
     counts = np.broadcast_to(np.asarray(per_source, dtype=np.int64), (len(src.labels),))
     sources = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
     variants = np.arange(sources.size, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -273,14 +253,13 @@ def plan_augment(src: Sources, per_source: Any, seed: int, opts: Settings, class
 
 
 def variant_counts(per_source: Any, n_sources: int) -> np.ndarray:
-    """Variants of each of ``n_sources`` sources, int64: one whole number k ≥ 1 for all, or one count ≥ 0 per
-    source (at least one map in all)."""
-    if np.ndim(per_source) == 0:
-        return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
+    """Variants per source, int64: one whole number k ≥ 1 for all, or one count ≥ 0 each (one map at least)."""
     try:
         counts = np.asarray(per_source)
     except (TypeError, ValueError):  # ragged
         counts = np.zeros(0)
+    if counts.ndim == 0:
+        return np.full(n_sources, check_count(per_source, "per_source"), dtype=np.int64)
     if counts.shape != (n_sources,) or counts.dtype.kind not in "iu" or (counts < 0).any() or counts.sum() < 1:
         raise InputError(f"per_source counts must be whole numbers ≥ 0, one per source ({n_sources}), making at "
                          "least one map")

@@ -66,16 +66,17 @@ def generate(
         raise InputError(f"give --class (one of: {', '.join(CLASS_NAMES)}) or --source-index")
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_free_space(out or RUNS_ROOT, n * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
-    made = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), seed=seed, source_index=source_index,
-                               strength=strength, method=method, mode=noise_mode, outline_lock=not no_outline_lock)
+    plan, blocks = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), seed=seed,
+                                       source_index=source_index, strength=strength, method=method, mode=noise_mode,
+                                       outline_lock=not no_outline_lock)
     folder = output_folder(out, "generate")
     if not quiet:
         tell(f"provider: {gen.provider_info.describe()}")
-    class_name = gen.classes[int(made.labels[0, 0])]
-    headline = f"generated {n} {class_name} map(s) from {len(set(made.sources.tolist()))} source(s) into {folder}"
+    class_name = gen.classes[int(plan.labels[0, 0])]
+    headline = f"generated {n} {class_name} map(s) from {len(set(plan.sources.tolist()))} source(s) into {folder}"
     shown: list = []  # the first maps, for the picture
-    with map_writer(folder, made.labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
-        for lo, block in made.blocks:
+    with map_writer(folder, plan.labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
+        for lo, block in blocks:
             write(block)
             shown += list(block[:max(0, MAX_SHOWN - lo)].copy())
-        picture(gen, shown, made.sources, class_name, n).save(tmp_picture, format="PNG")
+        picture(gen, shown, plan.sources, class_name, n).save(tmp_picture, format="PNG")

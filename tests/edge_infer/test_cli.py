@@ -60,7 +60,7 @@ def test_unknown_class_lists_the_valid_names(run, tmp_path):
 @pytest.mark.parametrize("n", ["0", "-3"])
 def test_non_positive_n(run, tmp_path, n):
     code, _, err = run("generate", "--class", "None", "-n", n, "-o", str(tmp_path))
-    assert code == 1 and "n must be at least 1" in _one_error_line(err)
+    assert code == 1 and "n must be a whole number, at least 1" in _one_error_line(err)
 
 
 def test_usage_errors_are_one_line_too(run):

@@ -177,7 +177,7 @@ def test_source_index_checks():
     opts = settings(DEFAULTS)
     assert plan_generate(_src(), 1, 2, 0, opts, CLASSES, source_index=3).sources.tolist() == [3, 3]
     assert plan_generate(_src(), None, 1, 0, opts, CLASSES, source_index=np.int64(5)).labels.tolist() == [[2]]
-    for index, cls, match in ((3, 0, "is class b, not a"), (6, None, "out of range 0..5"), (True, None, "whole number")):
+    for index, cls, match in ((3, 0, "is class b, not a"), (6, None, "in 0..5, not 6"), (True, None, "whole number")):
         with pytest.raises(InputError, match=match):
             plan_generate(_src(), cls, 2, 0, opts, CLASSES, source_index=index)
     with pytest.raises(InputError, match="no maps of class c in the given maps"):
