@@ -1,5 +1,4 @@
-"""What every ``edge-infer`` verb shares: options, output lines, the error wrapper (which the project's other tools
-use too), run folders, progress, map files."""
+"""What every ``edge-infer`` verb shares: options, output lines, the error wrapper, run folders, progress, map files."""
 
 from __future__ import annotations
 
@@ -29,34 +28,33 @@ G85_FILE = "gen_maps.xml"
 RUNS_ROOT = Path("out")  # without --out, each run writes a new out/VERB-N here
 
 ModelOpt = Annotated[Optional[Path], typer.Option(
-    "--model", "-m", show_default=False, help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the shipped one.")]
+    "--model", "-m", help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the shipped one.")]
 ProviderOpt = Annotated[str, typer.Option(
     "--provider", help="auto: CUDA if onnxruntime really gets a GPU, else the CPU (says why). cpu, cuda, tensorrt, "
     "openvino: that one, or an error naming what is missing.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", show_default=False, help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
+    "--threads", help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
 SeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", "-s", show_default=False, help="The same seed gives the same maps. Default: fresh randomness.")]
+    "--seed", "-s", help="The same seed gives the same maps. Default: fresh randomness.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or provider line (errors still show).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
-    "--out", "-o", show_default=False,
-    help="Output folder (created if needed). Default: a new folder out/VERB-N for each run, so runs never collide.")]
+    "--out", "-o", help="Output folder (created if needed). Default: a new out/VERB-N per run, so runs never collide.")]
 StrengthOpt = Annotated[Optional[float], typer.Option(
-    "--strength", show_default=False, help="Noise relative to each latent channel's spread. Default: the bundle's.")]
+    "--strength", help="Noise relative to each latent channel's spread. Default: the bundle's.")]
 MethodOpt = Annotated[Optional[str], typer.Option(
-    "--method", show_default=False, help="noise: source latent + noise. mix: blend with another source of the class, "
+    "--method", help="noise: source latent + noise. mix: blend with another source of the class, "
     "then noise. Default: the bundle's.")]
 ModeOpt = Annotated[Optional[str], typer.Option(
-    "--noise-mode", show_default=False,
+    "--noise-mode",
     help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).")]
 OutlineOpt = Annotated[bool, typer.Option(
     "--no-outline-lock", help="Let the decoder redraw the wafer outline too (default: keep each source's exactly).")]
 DataOpt = Annotated[Optional[Path], typer.Option(
-    "--data", "-d", show_default=False, help="Maps: a wafer.zip, a folder with data.npy (+ label.npy), a .npy of maps "
+    "--data", "-d", help="Maps: a wafer.zip, a folder with data.npy (+ label.npy), a .npy of maps "
     "(one-hot or die states; with --labels), or a SEMI G85 .xml (its maps may carry their class).")]
 LabelsOpt = Annotated[Optional[Path], typer.Option(
-    "--labels", "-l", show_default=False, help="A .npy of class indices, one per map in --data.")]
+    "--labels", "-l", help="A .npy of class indices, one per map in --data.")]
 FormatOpt = Annotated[Literal["npy", "g85", "both"], typer.Option(
     "--format", case_sensitive=False, help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml "
     "(SEMI G85 XML, class in ei:ClassIndex). both.")]
@@ -75,9 +73,6 @@ def say(message: str) -> None:
 def tell(message: str) -> None:
     """Chatter (provider, progress, notes): stderr, so stdout stays clean."""
     print(message, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- the wrapper
 
 
 _CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
@@ -121,12 +116,12 @@ def handle_errors(func: F) -> F:
                 raise SystemExit(1) from None
             if isinstance(exc, MemoryError):
                 tell(f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time")
-            elif isinstance(exc, OSError) and not isinstance(exc, EdgeInferError):  # the OS refusing a path
+            elif isinstance(exc, EdgeInferError):
+                tell(f"error: {exc}")
+            elif isinstance(exc, OSError):  # the OS refusing a path
                 name = str(exc.filename or "")
                 where = f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""
                 tell(f"error: {exc.strerror or exc}{where}")
-            elif isinstance(exc, EdgeInferError):
-                tell(f"error: {exc}")
             else:
                 raise
             raise SystemExit(1) from None
@@ -154,9 +149,6 @@ def output_folder(out: Optional[Path], verb: str) -> Path:
             _CREATED.append(folder)
             return folder
     raise OutputError(f"cannot find a free run folder in {root} (can it be listed?); give --out")
-
-
-# ---------------------------------------------------------------- progress
 
 
 class Progress:
@@ -196,9 +188,6 @@ class Progress:
 def _end_bars() -> None:
     while _BARS:
         _BARS.pop().close()
-
-
-# ---------------------------------------------------------------- map files
 
 
 @contextlib.contextmanager
