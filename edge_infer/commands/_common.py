@@ -24,7 +24,6 @@ from ..npy import npy_writer
 from ..wafer import MAP_SHAPE
 
 F = TypeVar("F", bound=Callable[..., Any])
-G85_FILE = "gen_maps.xml"
 RUNS_ROOT = Path("out")  # without --out, each run writes a new out/VERB-N here
 
 ModelOpt = Annotated[Optional[Path], typer.Option(
@@ -76,7 +75,7 @@ def tell(message: str) -> None:
 
 
 _CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
-_BARS: list["Progress"] = []  # bars to end before an error line, so the line is not drawn over
+_BARS: list["Progress"] = []  # this run's progress bars
 _SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hangup (SIGHUP)"}
 
 
@@ -101,9 +100,12 @@ def handle_errors(func: F) -> F:
             with warnings.catch_warnings():
                 warnings.simplefilter("always")
                 warnings.showwarning = _show_warning
-                return func(*args, **kwargs)
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    while _BARS:  # ended before an error line, so the line is not drawn over
+                        _BARS.pop().close()
         except BaseException as exc:
-            _end_bars()
             for folder in reversed(_CREATED):
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only ever removes an empty folder
@@ -126,7 +128,6 @@ def handle_errors(func: F) -> F:
                 raise
             raise SystemExit(1) from None
         finally:
-            _end_bars()
             for s, handler in old.items():
                 signal.signal(s, handler)
 
@@ -134,8 +135,7 @@ def handle_errors(func: F) -> F:
 
 
 def output_folder(out: Optional[Path], verb: str) -> Path:
-    """The folder a run writes into, created now: ``out``, or a new ``out/VERB-N``; the folders this creates are
-    removed again if the run fails while they are still empty."""
+    """The folder a run writes into, created now (removed if the run fails while empty): ``out`` or ``out/VERB-N``."""
     root = Path(out) if out is not None else RUNS_ROOT
     _CREATED.extend(reversed([p for p in (root, *root.parents) if not os.path.lexists(p)]))
     check_can_create(root)
@@ -152,8 +152,7 @@ def output_folder(out: Optional[Path], verb: str) -> Path:
 
 
 class Progress:
-    """``progress(done, total)`` on stderr: nothing for a run under a second; a rich bar on a
-    terminal; a plain line every few seconds otherwise (a log, a pipe); nothing with ``quiet``."""
+    """``progress(done, total)`` on stderr after the first second: a rich bar on a terminal, else a line at times."""
 
     def __init__(self, what: str, *, quiet: bool = False, delay: float = 1.0, every: float = 5.0) -> None:
         self.what, self.quiet, self.delay, self.every = what, quiet, delay, every
@@ -185,11 +184,6 @@ class Progress:
             self.bar = None
 
 
-def _end_bars() -> None:
-    while _BARS:
-        _BARS.pop().close()
-
-
 @contextlib.contextmanager
 def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
                force: bool) -> Iterator[tuple[Callable[[Any], None], Path]]:
@@ -199,7 +193,7 @@ def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
     if fmt != "g85":
         files.update({out / DATA_FILE: f"({n}, 26, 26, 3) float32 one-hot", out / LABEL_FILE: f"({n}, 1) int64"})
     if fmt != "npy":
-        files[out / G85_FILE] = f"{n} <Map>s, SEMI G85 XML"
+        files[out / "gen_maps.xml"] = f"{n} <Map>s, SEMI G85 XML"
     with atomic_files([*files, out / picture], force=force) as tmps, contextlib.ExitStack() as stack:
         writers = []
         if fmt != "g85":
