@@ -31,13 +31,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version,
                                        is_eager=True)) -> None:
-    """Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal, defect) of any WM-811K defect
-    class with a torch-free ONNX autoencoder."""
+    """Generate realistic wafer maps (26×26 dies) of any WM-811K defect class with a torch-free ONNX autoencoder."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Console entry point (``edge-infer``): a usage error is one ``error:`` line and exit 1, like any other error;
-    a bare ``edge-infer`` shows the help and exits 2, as click does."""
+    """``edge-infer``: a usage error is one ``error:`` line and exit 1, like any other; a bare one shows its help."""
     try:
         code = app(args=argv, prog_name="edge-infer", standalone_mode=False)  # args None: sys.argv[1:]
     except typer.TyperException as exc:  # click's usage errors, as typer re-exports them

@@ -11,7 +11,7 @@ from ..augment import DEFAULT_RECIPE, RECIPES, augment_recipe, resolve_recipe
 from ..errors import InputError, TooLargeError
 from ..files import check_free_space
 from ..generator import WaferGenerator
-from ..io import check_start, iter_maps, open_input, read_all
+from ..io import iter_maps, open_input, read_all
 from ..render import render_grid
 from ..sampling import check_seed
 from ..wafer import BLOCK_ROWS, MAP_BYTES
@@ -64,10 +64,7 @@ def augment(
                          "add -k K (noise variants per map) or choose a recipe that generates")
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
-    inp = None
-    if data is not None:
-        inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
-        check_start(inp.maps)  # a broken start fails now, before a model loads
+    inp = None if data is None else open_input(data, labels, require_labels=True)  # headers, sizes, labels checked
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     options = dict(seed=check_seed(seed), strength=strength, method=method, mode=noise_mode,  # one seed, all blocks
                    outline_lock=not no_outline_lock)
@@ -95,10 +92,8 @@ def augment(
             except TooLargeError as exc:
                 raise TooLargeError(f"{'--method mix' if classic else f'recipe {plan.name}'} reads the input "
                                     f"whole: {exc}") from None
-        if classic and inp is None:  # from the bank's own latents
-            result = gen.augment(plan.per_source, progress=progress, **options)
-        else:  # the other recipes, and --method mix of given maps
-            result = augment_recipe(gen, plan, maps, src_labels, progress=progress, **options)
+        result = (gen.augment(plan.per_source, progress=progress, **options) if classic and inp is None  # bank latents
+                  else augment_recipe(gen, plan, maps, src_labels, progress=progress, **options))
         n, sources_count, made_labels = len(result), int(np.unique(result.sources).size), result.labels
         parts = [(0, maps, result)]
     headline = (f"recipe {plan.name}: made {n} maps from {sources_count} source maps into {folder}, "

@@ -28,8 +28,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(
         "--threads", help="onnxruntime intra-op threads. Default: the cores this process may use.")] = None,
     seconds: Annotated[float, typer.Option("--seconds", help="About how long each measurement runs.")] = 1.0,
-    tasks: Annotated[str, typer.Option(
-        "--tasks", help="Comma-separated: encode, decode, generate.")] = "encode,decode,generate",
+    tasks: Annotated[str, typer.Option("--tasks", help="What to time, comma-separated.")] = "encode,decode,generate",
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Also write the results as JSON to this file.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --out file.")] = False,

@@ -58,12 +58,11 @@ def generate(
         for lo, block in made.blocks:
             write(block)
             maps += list(block[:max(0, MAX_SHOWN - lo)].copy())
-        shown = len(maps)
-        src = gen.bank_maps(made.sources[:shown])  # the bundle holds latents only: a source is drawn as decoded
+        src = gen.bank_maps(made.sources[:len(maps)])  # the bundle holds latents only: a source is drawn as decoded
         rows, names = [], []
-        for lo in range(0, shown, WRAP):  # sources above their generated maps
+        for lo in range(0, len(maps), WRAP):  # sources above their generated maps
             rows += [list(src[lo:lo + WRAP]), maps[lo:lo + WRAP]]
-            names += [f"sources {lo}-{min(lo + WRAP, shown) - 1}", "generated"]
-        title = f"the first {shown} of {n} generated maps" if shown < n else f"{n} generated map(s)"
+            names += [f"sources {lo}-{min(lo + WRAP, len(maps)) - 1}", "generated"]
+        title = f"the first {len(maps)} of {n} generated maps" if len(maps) < n else f"{n} generated map(s)"
         title = f"{class_name}: {title}, each below its source (reconstructed)"
         render_grid(rows, row_labels=names, title=title).save(tmp_picture, format="PNG")
