@@ -173,7 +173,7 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()  # rich stops a bar once only
+            self.bar.stop()  # a second stop does nothing
 
 
 @contextlib.contextmanager
