@@ -1,5 +1,4 @@
-"""The ``edge-infer`` command line: one typer verb per module of :mod:`edge_infer.commands`, each wrapped in
-:func:`~edge_infer.commands.handle_errors`."""
+"""The ``edge-infer`` command line: one typer verb per module of :mod:`edge_infer.commands`."""
 
 from __future__ import annotations
 
@@ -32,16 +31,13 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", help="Show the version and exit.", callback=_version,
                                        is_eager=True)) -> None:
-    """Generate realistic semiconductor wafer maps (26×26 dies: boundary, normal, defect) of any WM-811K defect
-    class with a torch-free ONNX autoencoder."""
+    """Generate realistic wafer maps (26×26 dies) of any WM-811K defect class with a torch-free ONNX autoencoder."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Console entry point (``edge-infer``): a usage error is one ``error:`` line and exit 1, like any other error;
-    a bare ``edge-infer`` shows the help and exits 2, as click does."""
+    """``edge-infer``: a usage error is one ``error:`` line and exit 1, like any other; a bare one shows its help."""
     try:
-        code = app(args=list(argv if argv is not None else sys.argv[1:]), prog_name="edge-infer",
-                   standalone_mode=False)
+        code = app(args=argv, prog_name="edge-infer", standalone_mode=False)  # args None: sys.argv[1:]
     except typer.TyperException as exc:  # click's usage errors, as typer re-exports them
         if type(exc).__name__ == "NoArgsIsHelpError":  # typer's vendored click gives it no public name
             exc.show()  # a bare verb shows its help, exit 2
@@ -52,7 +48,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a verb (while typer parses)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

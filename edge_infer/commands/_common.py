@@ -1,5 +1,4 @@
-"""What every ``edge-infer`` verb shares: options, output lines, the error wrapper (which the project's other tools
-use too), run folders, progress, map files."""
+"""What every ``edge-infer`` verb shares: options, output lines, the error wrapper, run folders, progress, map files."""
 
 from __future__ import annotations
 
@@ -25,38 +24,35 @@ from ..npy import npy_writer
 from ..wafer import MAP_SHAPE
 
 F = TypeVar("F", bound=Callable[..., Any])
-G85_FILE = "gen_maps.xml"
 RUNS_ROOT = Path("out")  # without --out, each run writes a new out/VERB-N here
 
 ModelOpt = Annotated[Optional[Path], typer.Option(
-    "--model", "-m", show_default=False, help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the shipped one.")]
+    "--model", "-m", help="Model bundle folder. Default: $EDGE_INFER_MODEL, else the shipped one.")]
 ProviderOpt = Annotated[str, typer.Option(
     "--provider", help="auto: CUDA if onnxruntime really gets a GPU, else the CPU (says why). cpu, cuda, tensorrt, "
     "openvino: that one, or an error naming what is missing.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(
-    "--threads", show_default=False, help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
+    "--threads", help="onnxruntime threads per graph. Default: onnxruntime's choice.")]
 SeedOpt = Annotated[Optional[int], typer.Option(
-    "--seed", "-s", show_default=False, help="The same seed gives the same maps. Default: fresh randomness.")]
+    "--seed", "-s", help="The same seed gives the same maps. Default: fresh randomness.")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or provider line (errors still show).")]
 OutOpt = Annotated[Optional[Path], typer.Option(
-    "--out", "-o", show_default=False,
-    help="Output folder (created if needed). Default: a new folder out/VERB-N for each run, so runs never collide.")]
+    "--out", "-o", help="Output folder (created if needed). Default: a new out/VERB-N per run, so runs never collide.")]
 StrengthOpt = Annotated[Optional[float], typer.Option(
-    "--strength", show_default=False, help="Noise relative to each latent channel's spread. Default: the bundle's.")]
+    "--strength", help="Noise relative to each latent channel's spread. Default: the bundle's.")]
 MethodOpt = Annotated[Optional[str], typer.Option(
-    "--method", show_default=False, help="noise: source latent + noise. mix: blend with another source of the class, "
-    "then noise. Default: the bundle's.")]
+    "--method", help="noise: latent + noise. mix: blend two sources of the class, then noise. Default: the bundle's.")]
 ModeOpt = Annotated[Optional[str], typer.Option(
-    "--noise-mode", show_default=False,
+    "--noise-mode",
     help="relative: strength × latent std per channel. course: sigma 0.1..0.5 for the 5 variants (strength ignored).")]
 OutlineOpt = Annotated[bool, typer.Option(
     "--no-outline-lock", help="Let the decoder redraw the wafer outline too (default: keep each source's exactly).")]
 DataOpt = Annotated[Optional[Path], typer.Option(
-    "--data", "-d", show_default=False, help="Maps: a wafer.zip, a folder with data.npy (+ label.npy), a .npy of maps "
+    "--data", "-d", help="Maps: a wafer.zip, a folder with data.npy (+ label.npy), a .npy of maps "
     "(one-hot or die states; with --labels), or a SEMI G85 .xml (its maps may carry their class).")]
 LabelsOpt = Annotated[Optional[Path], typer.Option(
-    "--labels", "-l", show_default=False, help="A .npy of class indices, one per map in --data.")]
+    "--labels", "-l", help="A .npy of class indices, one per map in --data.")]
 FormatOpt = Annotated[Literal["npy", "g85", "both"], typer.Option(
     "--format", case_sensitive=False, help="npy: gen_data.npy + gen_label.npy (the course layout). g85: gen_maps.xml "
     "(SEMI G85 XML, class in ei:ClassIndex). both.")]
@@ -77,20 +73,13 @@ def tell(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------- the wrapper
-
-
 _CREATED: list[Path] = []  # folders this run made for its outputs (removed again if it fails while they are empty)
-_BARS: list["Progress"] = []  # bars to end before an error line, so the line is not drawn over
+_BARS: list["Progress"] = []  # this run's progress bars
 _SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hangup (SIGHUP)"}
 
 
 def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signum)  # where the run is, so SIGTERM/SIGHUP unwind like Ctrl-C (temporaries removed)
-
-
-def _show_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
-    tell(f"{'note' if issubclass(category, Note) else 'warning'}: {message}")
 
 
 def handle_errors(func: F) -> F:
@@ -105,10 +94,14 @@ def handle_errors(func: F) -> F:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always")
-                warnings.showwarning = _show_warning
-                return func(*args, **kwargs)
+                warnings.showwarning = lambda msg, kind, *_, **__: tell(
+                    f"{'note' if issubclass(kind, Note) else 'warning'}: {msg}")
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    while _BARS:  # ended before an error line, so the line is not drawn over
+                        _BARS.pop().close()
         except BaseException as exc:
-            _end_bars()
             for folder in reversed(_CREATED):
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only ever removes an empty folder
@@ -121,17 +114,14 @@ def handle_errors(func: F) -> F:
                 raise SystemExit(1) from None
             if isinstance(exc, MemoryError):
                 tell(f"error: out of memory ({str(exc) or 'an allocation failed'}); ask for fewer maps at a time")
-            elif isinstance(exc, OSError) and not isinstance(exc, EdgeInferError):  # the OS refusing a path
-                name = str(exc.filename or "")
-                where = f": {name[:100]}…" if len(name) > 100 else f": {name}" if name else ""
-                tell(f"error: {exc.strerror or exc}{where}")
             elif isinstance(exc, EdgeInferError):
                 tell(f"error: {exc}")
+            elif isinstance(exc, OSError):  # the OS refusing a path
+                tell(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
             else:
                 raise
             raise SystemExit(1) from None
         finally:
-            _end_bars()
             for s, handler in old.items():
                 signal.signal(s, handler)
 
@@ -139,8 +129,7 @@ def handle_errors(func: F) -> F:
 
 
 def output_folder(out: Optional[Path], verb: str) -> Path:
-    """The folder a run writes into, created now: ``out``, or a new ``out/VERB-N``; the folders this creates are
-    removed again if the run fails while they are still empty."""
+    """The folder a run writes into, created now (removed if the run fails while empty): ``out`` or ``out/VERB-N``."""
     root = Path(out) if out is not None else RUNS_ROOT
     _CREATED.extend(reversed([p for p in (root, *root.parents) if not os.path.lexists(p)]))
     check_can_create(root)
@@ -156,12 +145,8 @@ def output_folder(out: Optional[Path], verb: str) -> Path:
     raise OutputError(f"cannot find a free run folder in {root} (can it be listed?); give --out")
 
 
-# ---------------------------------------------------------------- progress
-
-
 class Progress:
-    """``progress(done, total)`` on stderr: nothing for a run under a second; a rich bar on a
-    terminal; a plain line every few seconds otherwise (a log, a pipe); nothing with ``quiet``."""
+    """``progress(done, total)`` on stderr after the first second: a rich bar on a terminal, else a line at times."""
 
     def __init__(self, what: str, *, quiet: bool = False, delay: float = 1.0, every: float = 5.0) -> None:
         self.what, self.quiet, self.delay, self.every = what, quiet, delay, every
@@ -174,11 +159,10 @@ class Progress:
             return
         if sys.stderr.isatty():
             if self.bar is None:
-                from rich.console import Console
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TimeRemainingColumn
+                from rich import console, progress as rp  # here: most runs draw no bar (~80 ms to import)
 
-                self.bar = Bar(self.what, BarColumn(), MofNCompleteColumn(), "maps", TimeRemainingColumn(),
-                               console=Console(stderr=True))
+                self.bar = rp.Progress(self.what, rp.BarColumn(), rp.MofNCompleteColumn(), "maps",
+                                       rp.TimeRemainingColumn(), console=console.Console(stderr=True))
                 self.bar.start()
                 self.bar.add_task(self.what, total=total)
             self.bar.update(self.bar.task_ids[0], completed=done)
@@ -189,28 +173,18 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
-def _end_bars() -> None:
-    while _BARS:
-        _BARS.pop().close()
-
-
-# ---------------------------------------------------------------- map files
+            self.bar.stop()  # a second stop does nothing
 
 
 @contextlib.contextmanager
 def map_writer(out: Path, labels: Any, fmt: str, picture: str, headline: str, *,
                force: bool) -> Iterator[tuple[Callable[[Any], None], Path]]:
-    """``(write(block), temporary picture path)`` for the maps of ``labels`` in ``fmt``. Every file, the picture
-    included, appears only when all are complete; then ``headline`` and the files are the result lines."""
+    """Yield ``(write(block), picture's temporary path)``; all files appear once complete, then ``headline`` + paths."""
     n, files = len(labels), {}
     if fmt != "g85":
         files.update({out / DATA_FILE: f"({n}, 26, 26, 3) float32 one-hot", out / LABEL_FILE: f"({n}, 1) int64"})
     if fmt != "npy":
-        files[out / G85_FILE] = f"{n} <Map>s, SEMI G85 XML"
+        files[out / "gen_maps.xml"] = f"{n} <Map>s, SEMI G85 XML"
     with atomic_files([*files, out / picture], force=force) as tmps, contextlib.ExitStack() as stack:
         writers = []
         if fmt != "g85":

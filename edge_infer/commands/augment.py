@@ -11,7 +11,7 @@ from ..augment import DEFAULT_RECIPE, RECIPES, augment_recipe, resolve_recipe
 from ..errors import InputError, TooLargeError
 from ..files import check_free_space
 from ..generator import WaferGenerator
-from ..io import check_start, iter_maps, open_input, read_all
+from ..io import iter_maps, open_input, read_all
 from ..render import render_grid
 from ..sampling import check_seed
 from ..wafer import BLOCK_ROWS, MAP_BYTES
@@ -19,26 +19,8 @@ from ._common import (DataOpt, ForceOpt, FormatOpt, LabelsOpt, MethodOpt, ModelO
                       Progress, ProviderOpt, QuietOpt, SeedOpt, StrengthOpt, ThreadsOpt, examples, handle_errors,
                       map_writer, output_folder, tell)
 
-PICTURE = "augment.png"
 EPILOG = examples("augment", "augment --data ../shared/data/wafer.zip --per-source 5 --seed 0",
                   "augment --data my_maps.npy --labels my_labels.npy --recipe balanced --out out/mine")
-
-
-def _add_firsts(firsts: dict, start: int, sources: np.ndarray, made) -> None:
-    """Per class not in ``firsts`` yet: its first source ``(row, map, the first maps made from it)``."""
-    for c in np.unique(made.labels[:, 0]):
-        if int(c) not in firsts:
-            i = int(made.sources[np.flatnonzero(made.labels[:, 0] == c)[0]])
-            firsts[int(c)] = (i, sources[i - start].copy(), made.maps[made.sources == i][:5])
-
-
-def picture(classes, firsts: dict, recipe: str, first_word: str):
-    """One row per class: its first source, then up to 5 maps made from it."""
-    shown = max(len(made) for _, _, made in firsts.values())
-    rows = [[src, *made] for _, src, made in (firsts[c] for c in sorted(firsts))]
-    names = [f"{classes[c]} (source {firsts[c][0]})" for c in sorted(firsts)]
-    return render_grid(rows, row_labels=names, col_labels=[first_word, *[f"made {j + 1}" for j in range(shown)]],
-                       title=f"recipe {recipe}: the first maps made from one source of each class")
 
 
 @handle_errors
@@ -46,17 +28,17 @@ def augment(
     data: DataOpt = None,
     labels: LabelsOpt = None,
     per_source: Annotated[Optional[int], typer.Option(
-        "--per-source", "-k", show_default=False, help="Noise variants per source map. Alone: the classic recipe "
+        "--per-source", "-k", help="Noise variants per source map. Alone: the classic recipe "
         "(the course's: -k 5). With --recipe: changes that recipe's count.")] = None,
     recipe: Annotated[Optional[str], typer.Option(
-        "--recipe", "-r", show_default=False, help=f"What to make: {', '.join(RECIPES)}; symmetries+X: the 8 "
+        "--recipe", "-r", help=f"What to make: {', '.join(RECIPES)}; symmetries+X: the 8 "
         f"rotations/flips, then X. Default: {DEFAULT_RECIPE}.")] = None,
     balance: Annotated[Optional[str], typer.Option(
-        "--balance", show_default=False, help="Top every class up to this many maps (sources + new): a number, or "
+        "--balance", help="Top every class up to this many maps (sources + new): a number, or "
         "'max' (the largest class); rare classes get more variants per source.")] = None,
     symmetries: Annotated[Optional[bool], typer.Option(
-        "--symmetries/--no-symmetries", show_default=False,
-        help="Add the 8 rotations/flips of each source (outline kept), and make noise variants from all 8.")] = None,
+        "--symmetries/--no-symmetries", help="Add the 8 rotations/flips of each source (outline kept), and make "
+        "noise variants from all 8.")] = None,
     out: OutOpt = None,
     seed: SeedOpt = None,
     strength: StrengthOpt = None,
@@ -82,10 +64,7 @@ def augment(
                          "add -k K (noise variants per map) or choose a recipe that generates")
     if labels is not None and data is None:
         raise InputError("--labels needs --data (the maps they label)")
-    inp = None
-    if data is not None:
-        inp = open_input(data, labels, require_labels=True)  # headers, sizes and labels checked: no map read yet
-        check_start(inp.maps)  # a broken start fails now, before a model loads
+    inp = None if data is None else open_input(data, labels, require_labels=True)  # headers, sizes, labels checked
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     options = dict(seed=check_seed(seed), strength=strength, method=method, mode=noise_mode,  # one seed, all blocks
                    outline_lock=not no_outline_lock)
@@ -94,9 +73,8 @@ def augment(
         tell(f"provider: {gen.provider_info.describe()}")
     progress = Progress("augment", quiet=quiet)
     classic = not plan.symmetries and plan.balance is None and plan.fill == "noise"
-    # Only the classic recipe streams given maps: mix pairs sources across all of them, and the other recipes
-    # rotate and balance the whole set.
-    if classic and inp is not None and (method or gen.bundle.noise_defaults.method).lower() != "mix":
+    mix = (method or gen.bundle.noise_defaults.method).lower() == "mix"
+    if classic and inp is not None and not mix:  # streamed (mix pairs all sources; recipes rotate, balance them all)
         k, sources_count = plan.per_source, inp.maps.count
         n = k * sources_count
         check_free_space(folder, n * (MAP_BYTES + 8), f"{n} generated maps")
@@ -114,19 +92,23 @@ def augment(
             except TooLargeError as exc:
                 raise TooLargeError(f"{'--method mix' if classic else f'recipe {plan.name}'} reads the input "
                                     f"whole: {exc}") from None
-        if classic:  # from the bank's own latents, or the given maps
-            sources = {} if inp is None else {"maps": maps, "labels": src_labels}
-            result = gen.augment(plan.per_source, progress=progress, **sources, **options)
-        else:
-            result = augment_recipe(gen, plan, maps, src_labels, progress=progress, **options)
+        result = (gen.augment(plan.per_source, progress=progress, **options) if classic and inp is None  # bank latents
+                  else augment_recipe(gen, plan, maps, src_labels, progress=progress, **options))
         n, sources_count, made_labels = len(result), int(np.unique(result.sources).size), result.labels
         parts = [(0, maps, result)]
     headline = (f"recipe {plan.name}: made {n} maps from {sources_count} source maps into {folder}, "
                 "those of source i on consecutive rows")
-    firsts: dict = {}
-    with map_writer(folder, made_labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
+    firsts: dict = {}  # the picture's rows: per class, its first source and up to 5 maps made from it
+    with map_writer(folder, made_labels, fmt, "augment.png", headline, force=force) as (write, tmp_picture):
         for start, sources, made in parts:
             write(made.maps)
-            _add_firsts(firsts, start, sources, made)
-        first_word = "source" if inp is not None else "source (reconstructed)"
-        picture(gen.classes, firsts, plan.name, first_word).save(tmp_picture, format="PNG")
+            for c, row in zip(*np.unique(made.labels[:, 0], return_index=True)):
+                if int(c) not in firsts:
+                    i = int(made.sources[row])
+                    firsts[int(c)] = (f"{gen.classes[c]} (source {i})",
+                                      [sources[i - start].copy(), *made.maps[made.sources == i][:5]])
+        names, rows = zip(*(firsts[c] for c in sorted(firsts)))
+        cols = ["source (reconstructed)" if inp is None else "source"]
+        cols += [f"made {j}" for j in range(1, max(map(len, rows)))]
+        title = f"recipe {plan.name}: the first maps made from one source of each class"
+        render_grid(rows, row_labels=names, col_labels=cols, title=title).save(tmp_picture, format="PNG")

@@ -13,14 +13,13 @@ from ._common import ForceOpt, ModelOpt, examples, handle_errors, say
 app = typer.Typer(help="The model bundle: the files any onnxruntime binding needs to generate the same maps.",
                   no_args_is_help=True)
 
-EPILOG = examples("bundle export my-tool/model", "bundle export my-tool/model --model models/wafer-cae --force")
 
-
-@app.command("export", epilog=EPILOG)
+@app.command("export", epilog=examples("bundle export my-tool/model",
+                                       "bundle export my-tool/model --model models/wafer-cae --force"))
 @handle_errors
 def export(
     dest: Annotated[Path, typer.Argument(
-        show_default=False, help="Folder to write the bundle into (created; must not exist unless --force).")],
+        help="Folder to write the bundle into (created; must not exist unless --force).", show_default=False)],
     model: ModelOpt = None,
     force: ForceOpt = False,
 ) -> None:

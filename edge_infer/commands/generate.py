@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
-from ..errors import InputError
 from ..files import check_free_space
 from ..generator import WaferGenerator
 from ..render import render_grid
@@ -17,35 +15,19 @@ from ._common import (RUNS_ROOT, ForceOpt, FormatOpt, MethodOpt, ModelOpt, ModeO
                       output_folder, tell)
 
 MAX_SHOWN, WRAP = 64, 8  # maps drawn in the picture at most, in rows of WRAP
-PICTURE = "generated.png"
 EPILOG = examples("generate --class None -n 5", "generate --class scratch -n 200 --seed 7 --out out/scratch",
                   "generate --source-index 17 -n 8 --method noise --strength 0.5")
 
 
-def picture(gen, maps: list, sources: np.ndarray, class_name: str, n: int):
-    """Sources above their generated maps, up to MAX_SHOWN in rows of WRAP; the title says when capped."""
-    shown = min(n, MAX_SHOWN)
-    src = gen.bank_maps(sources[:shown])  # the bundle holds latents only: a source is drawn as the decoder sees it
-    rows, labels = [], []
-    for lo in range(0, shown, WRAP):
-        rows += [list(src[lo:lo + WRAP]), list(maps[lo:lo + WRAP])]
-        labels += [f"sources {lo}-{min(lo + WRAP, shown) - 1}", "generated"]
-    title = f"{class_name}: " + (f"the first {shown} of {n} generated maps" if shown < n else f"{n} generated map(s)")
-    return render_grid(rows, row_labels=labels, title=title + ", each below its source (reconstructed)")
-
-
 @handle_errors
 def generate(
-    cls: Annotated[Optional[str], typer.Option(
-        "--class", "-c", show_default=False,
-        help="Class name (any case) or index: " + ", ".join(f"{i} {name}" for i, name in enumerate(CLASS_NAMES))
-        + ". Optional with --source-index.")] = None,
+    cls: Annotated[Optional[str], typer.Option("--class", "-c", help="Class name (any case) or index: "
+        + ", ".join(f"{i} {c}" for i, c in enumerate(CLASS_NAMES)) + ". Optional with --source-index.")] = None,
     n: Annotated[int, typer.Option("-n", "--count", help="How many maps to generate.")] = 5,
     out: OutOpt = None,
     seed: SeedOpt = None,
     source_index: Annotated[Optional[int], typer.Option(
-        "--source-index", show_default=False,
-        help="Generate every map from this one source: its row in the latent bank (= training data order).")] = None,
+        "--source-index", help="Every map from one source: its row in the latent bank (training data order).")] = None,
     strength: StrengthOpt = None,
     method: MethodOpt = None,
     noise_mode: ModeOpt = None,
@@ -62,8 +44,6 @@ def generate(
     Each map is a source map's latent code from the bundle's latent bank plus Gaussian noise, decoded by the
     bundle's generator graph; the source's wafer outline is kept exactly unless --no-outline-lock.
     """
-    if cls is None and source_index is None:  # before a model loads, in the options' own words
-        raise InputError(f"give --class (one of: {', '.join(CLASS_NAMES)}) or --source-index")
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     check_free_space(out or RUNS_ROOT, n * (MAP_BYTES + 8), f"{n} maps")  # before n rows are planned
     plan, blocks = gen.generate_blocks(cls, n, progress=Progress("generate", quiet=quiet), seed=seed,
@@ -74,9 +54,16 @@ def generate(
         tell(f"provider: {gen.provider_info.describe()}")
     class_name = gen.classes[int(plan.labels[0, 0])]
     headline = f"generated {n} {class_name} map(s) from {len(set(plan.sources.tolist()))} source(s) into {folder}"
-    shown: list = []  # the first maps, for the picture
-    with map_writer(folder, plan.labels, fmt, PICTURE, headline, force=force) as (write, tmp_picture):
+    maps: list = []  # the first ones, for the picture
+    with map_writer(folder, plan.labels, fmt, "generated.png", headline, force=force) as (write, tmp_picture):
         for lo, block in blocks:
             write(block)
-            shown += list(block[:max(0, MAX_SHOWN - lo)].copy())
-        picture(gen, shown, plan.sources, class_name, n).save(tmp_picture, format="PNG")
+            maps += list(block[:max(0, MAX_SHOWN - lo)].copy())
+        src = gen.bank_maps(plan.sources[:len(maps)])  # the bundle holds latents only: a source is drawn as decoded
+        rows, names = [], []
+        for lo in range(0, len(maps), WRAP):  # sources above their generated maps
+            rows += [list(src[lo:lo + WRAP]), maps[lo:lo + WRAP]]
+            names += [f"sources {lo}-{min(lo + WRAP, len(maps)) - 1}", "generated"]
+        title = f"the first {len(maps)} of {n} generated maps" if len(maps) < n else f"{n} generated map(s)"
+        title = f"{class_name}: {title}, each below its source (reconstructed)"
+        render_grid(rows, row_labels=names, title=title).save(tmp_picture, format="PNG")

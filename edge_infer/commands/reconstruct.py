@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ..files import atomic_files, check_free_space, check_targets
+from ..files import atomic_files, check_free_space
 from ..generator import WaferGenerator
-from ..io import check_start, iter_maps, open_input
+from ..io import iter_maps, open_input
 from ..npy import npy_writer
 from ..render import render_grid
 from ..wafer import DEFECT, MAP_BYTES, MAP_SHAPE, N_STATES, to_onehot
@@ -36,7 +36,7 @@ def metric_sums(onehot: np.ndarray, probs: np.ndarray) -> np.ndarray:
 def reconstruct(
     data: DataOpt,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", show_default=False, help="Also write reconstructed.npy and reconstructed.png here.")] = None,
+        "--out", "-o", help="Also write reconstructed.npy and reconstructed.png here.")] = None,
     provider: ProviderOpt = "auto",
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
@@ -44,10 +44,7 @@ def reconstruct(
     quiet: QuietOpt = False,
 ) -> None:
     """Encode then decode maps and report how close the result is (bounded memory, any input size)."""
-    if out is not None:
-        check_targets([out / DATA_FILE, out / PICTURE], force=force)
     source = open_input(data).maps  # headers and sizes checked: no map read yet
-    check_start(source)  # a broken start fails now, before a model loads
     gen = WaferGenerator.load(model, provider=provider, threads=threads)
     if not quiet:
         tell(f"provider: {gen.provider_info.describe()}")
