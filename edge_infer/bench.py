@@ -1,7 +1,5 @@
-"""``edge-infer bench``: how fast a bundle encodes, decodes and generates, here, as JSON-ready dicts.
-
-IO binding (outputs bound to a preallocated buffer) lives here only, until the GPU has measured whether it pays.
-"""
+"""``edge-infer bench``: how fast a bundle encodes, decodes and generates here, as JSON-ready dicts. IO binding
+(outputs bound to a preallocated buffer) lives here only, until the GPU has measured whether it pays."""
 
 from __future__ import annotations
 
@@ -21,6 +19,7 @@ from . import __version__, runtime
 from .bundle import load_bundle
 from .errors import InputError, ProviderError
 from .generator import WaferGenerator
+from .sampling import check_choice
 from .wafer import MAP_SHAPE
 
 TASKS = ("encode", "decode", "generate")
@@ -29,11 +28,6 @@ TASKS = ("encode", "decode", "generate")
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS tells)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def load_average() -> Optional[list[float]]:
-    """1, 5 and 15 minute load averages (a shared machine's noise), or None where the OS has none."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def machine_info() -> dict[str, Any]:
@@ -172,27 +166,19 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
               tasks: Sequence[str] = TASKS, progress: Optional[Callable[[str], None]] = None,
               io_binding: Sequence[str] = ("on",)) -> dict[str, Any]:
     """Benchmark a bundle on every working provider (die states checked against the CPU): a JSON-ready report."""
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        raise InputError(f"unknown bench task {bad[0]!r}; choose from {', '.join(TASKS)}")
-    threads = usable_cores() if threads is None else int(threads)
-    if threads < 1:
-        raise InputError(f"threads must be 1 or more, not {threads}")
+    tasks = [check_choice(t, TASKS, "bench task") for t in tasks]
+    threads = usable_cores() if threads is None else threads  # open_session checks it
     batches = parse_batches(batches)
     bundle = load_bundle(model)
     providers = working_providers(bundle.decoder_path, provider)
     say = progress or (lambda _msg: None)
-    load_before = load_average()
     results: list[dict[str, Any]] = []
     parity: list[dict[str, Any]] = []
-    reference = None
+    reference = WaferGenerator(bundle, provider="cpu", threads=threads)  # what every other provider is checked against
     for prov in providers:
         say(f"timing {bundle.path.name} on {prov}, {threads} threads ...")
-        gen = WaferGenerator.load(bundle.path, provider=prov, threads=threads)
-        if prov == "cpu":
-            reference = gen
-        else:
-            reference = reference or WaferGenerator.load(bundle.path, provider="cpu", threads=threads)
+        gen = reference if prov == "cpu" else WaferGenerator(bundle, provider=prov, threads=threads)
+        if gen is not reference:
             say(f"die-state parity of {prov} against the CPU ...")
             parity.append(die_parity(gen, reference))
         rows = bench_generator(gen, batches, seconds, tasks=tasks, io_binding=io_binding)
@@ -200,8 +186,7 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
     return {"format": "edge-infer-bench", "format_version": 1,
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
             "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
-                         "providers": providers, "io_binding": list(io_binding),
-                         "load_average_before": load_before, "load_average_after": load_average()},
+                         "providers": providers, "io_binding": list(io_binding)},
             "results": results, "parity": parity}
 
 
@@ -211,8 +196,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"machine: {m['cpu']} ({m['usable_cores']} usable cores; {', '.join(m['cpu_flags']) or 'no AVX'}), "
         f"onnxruntime {m['onnxruntime']}" + (f", GPU {', '.join(m['gpus'])}" if m["gpus"] else ""),
-        f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
-        f"load average {s['load_average_before']} -> {s['load_average_after']}",
+        f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement",
         "",
         f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'bind':<4} {'batch':>6} {'maps/s':>11} "
         f"{'best':>11} {'p50 ms':>9} {'p99 ms':>9} {'calls':>6}",

@@ -1,7 +1,5 @@
-"""Model bundles: find, verify and load one (the format: ``docs/bundle-format.md``).
-
-A bundle is trusted only after every check passes; each failure is a :class:`BundleError` naming the file at fault.
-"""
+"""Model bundles: find, verify and load one (``docs/bundle-format.md``); each failed check is a :class:`BundleError`
+naming the file at fault."""
 
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ import numpy as np
 from .errors import BundleError, DataFileError
 from .files import atomic_folder, check_folder_target
 from .npy import open_npy_member
-from .sampling import DEFAULT_NOISE_STRENGTH, settings
+from .sampling import DEFAULT_NOISE_STRENGTH, Settings, settings
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
@@ -38,16 +36,6 @@ LATENT_SHAPE = (64, 3, 3)
 MAX_MANIFEST_BYTES = 4 << 20
 
 _REQUIRED_KEYS = ("classes", "graphs", "latent_bank", "latent_stats", "files", "manifest_sha256")
-
-
-@dataclass(frozen=True)
-class NoiseDefaults:
-    """The bundle's default generation settings (manifest ``noise_defaults``)."""
-
-    mode: str
-    strength: float
-    method: str
-    outline_lock: bool
 
 
 @dataclass(frozen=True)
@@ -69,7 +57,7 @@ class Bundle:
     outline_ids: np.ndarray  # int64 (N,)
     outlines: np.ndarray  # bool (K, 26, 26), True = off-wafer
     latent_std: np.ndarray  # float32 (64,), per latent channel over the bank
-    noise_defaults: NoiseDefaults
+    noise_defaults: Settings  # the manifest's, checked like a request's options (raw is False)
 
     @property
     def count(self) -> int:
@@ -223,15 +211,13 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
     return out
 
 
-def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
+def _noise_defaults(manifest: Mapping[str, Any]) -> Settings:
     nd = manifest.get("noise_defaults") or {}
     try:
-        result = NoiseDefaults(str(nd.get("mode", "relative")), float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
-                               str(nd.get("method", "noise")), bool(nd.get("outline_lock", True)))
-        settings(result, None, None, None, None, False)  # the checks every request's options get
-    except (TypeError, ValueError, AttributeError):  # InputError is a ValueError
+        return settings(Settings(nd.get("method", "noise"), nd.get("mode", "relative"),
+                                 nd.get("strength", DEFAULT_NOISE_STRENGTH), nd.get("outline_lock", True), False))
+    except (ValueError, AttributeError):  # InputError is a ValueError; AttributeError: not a JSON object
         raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
-    return result
 
 
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:

@@ -1,8 +1,6 @@
-"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``).
-
-A provider is judged by what a session *really* got: an explicit one that does not run raises :class:`ProviderError`
-saying what is missing; ``auto`` says in one line what it got and why. Graphs open at optimisation level "all".
-"""
+"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``). A provider is
+judged by what a session *really* got: an explicit one that does not run raises :class:`ProviderError` saying what is
+missing; ``auto`` says in one line what it got and why."""
 
 from __future__ import annotations
 
@@ -65,9 +63,7 @@ def nvidia_driver() -> Optional[str]:
     """None where an NVIDIA driver is present, else why we think it is not (a few ``stat`` calls)."""
     if any(os.path.exists(p) for p in _DRIVER_FILES):
         return None
-    if sys.platform == "darwin":
-        return "no NVIDIA driver on macOS"
-    try:  # the driver's own library, where no device file tells
+    try:  # the driver's own library, where no device file tells (Windows)
         ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
     except OSError:
         return "no NVIDIA driver found"
@@ -99,8 +95,8 @@ def clash() -> str:
 
 
 def _library_problem(ep: str) -> str:
-    """The first shared library a GPU provider cannot load, in the loader's words, or ``""``."""
-    if ep not in _NVIDIA or sys.platform != "linux":
+    """The first shared library a GPU provider cannot load, in the loader's words (Linux only), or ``""``."""
+    if sys.platform != "linux":
         return ""
     capi = Path(ort().__file__).parent / "capi"
     lib = capi / f"libonnxruntime_providers_{SHORT_NAMES[ep]}.so"
@@ -114,7 +110,7 @@ def _library_problem(ep: str) -> str:
     return ""
 
 
-def gpu_problem(ep: str = CUDA) -> str:
+def gpu_problem(ep: str) -> str:
     """Why a GPU provider cannot run here, as precisely as we can tell, with the fix."""
     problem = clash() or nvidia_driver() or _library_problem(ep)
     if "libcuda.so" in problem:
@@ -155,7 +151,6 @@ class SessionInfo:
     """Which provider a session really runs on (``cpu``, ``cuda``, ``tensorrt``, ``openvino``), and why."""
 
     actual: str
-    requested: str
     note: str = ""
 
     def describe(self) -> str:
@@ -224,4 +219,4 @@ def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", thre
     note = _auto_note(got, tried_cuda=wanted == CUDA) if requested == "auto" else ""  # auto: CUDA or the CPU
     if wanted != CPU:
         session.disable_fallback()  # a provider failing inside a run is an error, not a silent CPU rerun
-    return session, SessionInfo(SHORT_NAMES.get(got, got), requested, note)
+    return session, SessionInfo(SHORT_NAMES.get(got, got), note)
