@@ -1,9 +1,6 @@
-"""What a wafer map is, in the one place training, export and the runtime read it (``docs/api.md``, "Maps").
-
-A map is 26×26 dies, each boundary (off-wafer), normal or defect: one-hot float32 ``(N, 26, 26, 3)`` (the course
-``data.npy``, channels in that order), or die states ``(N, H, W)`` in 0..2. Every map a caller gives must pass the
-wafer rule (:func:`_wafer_problems`).
-"""
+"""What a wafer map is, in the one place training, export and the runtime read it (``docs/api.md``, "Maps"): 26×26
+dies, each boundary (off-wafer), normal or defect, as one-hot float32 ``(N, 26, 26, 3)`` (the course ``data.npy``) or
+die states ``(N, H, W)`` in 0..2. Every map a caller gives must pass the wafer rule (:func:`_wafer_problems`)."""
 
 from __future__ import annotations
 
@@ -121,26 +118,22 @@ def _wafer_problems(states: np.ndarray) -> np.ndarray:
     return np.select(failures, np.arange(1, 6, dtype=np.int8), 0).astype(np.int8)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
-
-
 def _check_whole(arr: np.ndarray, name: str, what: str, top: int, hint: str = "") -> None:
-    """``arr`` finite whole numbers in 0..``top`` (``what`` names them)."""
-    _check_finite(arr, name)
+    """``arr`` whole numbers in 0..``top`` (``what`` names them)."""
     if arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
         raise InputError(f"{name} holds {what} that are not whole numbers")
     if arr.size and (arr.min() < 0 or arr.max() > top):
         raise InputError(f"{name} holds {what} outside 0..{top} (found {int(arr.min())}..{int(arr.max())}){hint}")
 
 
-def _numbers(obj: object) -> Optional[np.ndarray]:
-    """``obj`` (an array, or nested lists as JSON gives) as one numeric array, or None where it is ragged."""
+def _numbers(obj: object, name: str) -> Optional[np.ndarray]:
+    """``obj`` (an array, or nested lists as JSON gives) as one array, or None where it is ragged; NaN refused."""
     try:
         arr = np.asarray(obj)
     except (ValueError, TypeError):
         return None
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
     return None if arr.dtype == object else arr
 
 
@@ -159,15 +152,13 @@ def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
         raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
                          "or a single map")
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr)):
-        _check_finite(arr, name)
         if not is_onehot(arr):
             raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
                              "(boundary, normal, defect) equal to 1 and the others 0")
         arr = arr.argmax(axis=-1)
     else:
         _check_whole(arr, name, "die states", DEFECT, "; use 0 boundary, 1 normal, 2 defect")
-    states = arr.astype(np.uint8)
-    states = states[None] if states.ndim == 2 else states
+    states = arr.astype(np.uint8).reshape(-1, *arr.shape[-2:])  # a single map is a batch of one
     h, w = states.shape[-2:]
     if (h, w) != (MAP_SIZE, MAP_SIZE):
         if min(h, w) < 2:
@@ -182,9 +173,9 @@ def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> n
     """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
     list of maps of mixed sizes (resized with a :class:`ResizeNote`); InputError if no map passes the wafer rule,
     a :class:`NotWaferWarning` if only some fail."""
-    arr = _numbers(maps)
+    arr = _numbers(maps, name)
     if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
-        parts = [_numbers(m) for m in maps]
+        parts = [_numbers(m, f"{name}[{i}]") for i, m in enumerate(maps)]
         bad = next((i for i, part in enumerate(parts) if part is None or part.ndim < 2), None)
         if bad is not None:
             raise InputError(f"{name}[{bad}] is not a map: nested lists must be rectangular, a map being rows of "
@@ -217,7 +208,7 @@ def as_maps(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.
 
 def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name: str = "labels") -> np.ndarray:
     """Validate labels for ``n`` maps and return int64 ``(n, 1)`` like ``label.npy``."""
-    arr = _numbers(labels)
+    arr = _numbers(labels, name)
     if arr is None or arr.dtype.kind not in "fiub":
         raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; expected integer class indices")
     if arr.ndim == 2 and arr.shape[1] == 1:
