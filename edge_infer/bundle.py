@@ -1,5 +1,5 @@
-"""Model bundles: find, verify and load one (``docs/bundle-format.md``); each failed check is a :class:`BundleError`
-naming the file at fault."""
+"""Model bundles: find, verify and load one (``docs/bundle-format.md``); each failed check is a BundleError naming
+the file at fault."""
 
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ _REQUIRED_KEYS = ("classes", "graphs", "latent_bank", "latent_stats", "files", "
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle, read-only, so threads may share one; ``latents[i]``, ``labels[i]`` and
-    ``outlines[outline_ids[i]]`` describe training map ``i`` (training-data order)."""
+    """A verified bundle, read-only so threads may share one; row ``i`` of the bank arrays is training map ``i``."""
 
     path: Path
     manifest: Mapping[str, Any]
@@ -221,8 +220,7 @@ def _noise_defaults(manifest: Mapping[str, Any]) -> Settings:
 
 
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
-    """Find, verify and load a bundle (the default one when ``path`` is None); ``verify=False`` skips the per-file
-    sha256 checks, not the manifest's own: for benchmarks, not for users."""
+    """Find, verify and load a bundle (``path`` None: the default one); ``verify=False`` skips the per-file sha256s."""
     folder = Path(path).expanduser() if path is not None else default_bundle_path()
     manifest = _read_manifest(folder)
     mpath = folder / MANIFEST
@@ -250,8 +248,7 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
 
 
 def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:
-    """Copy the verified ``bundle`` (manifest and listed files) to ``dest``, for tools in other languages; the
-    folder appears only when complete, and replaces an existing bundle only with ``force``."""
+    """Copy the verified ``bundle`` to ``dest``, which appears only when complete (replacing a bundle: ``force``)."""
     dest = Path(dest)
     replace = check_folder_target(dest, force=force, marker=MANIFEST, what="a bundle")
     with atomic_folder(dest, force=replace) as tmp:

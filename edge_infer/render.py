@@ -22,8 +22,7 @@ MARGIN = 12  # between maps and around the figure
 
 
 def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.ndarray:
-    """RGB uint8 pixels of one map (one-hot, probabilities or die states): each die a ``die_px`` square, ``gap``
-    white between."""
+    """RGB uint8 pixels of one map (one-hot, probabilities or states): ``die_px`` squares, ``gap`` white between."""
     arr = np.asarray(m)
     if not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[-1] == 3):
         raise ValueError(f"cannot draw an array of shape {arr.shape} as a wafer map")
@@ -39,8 +38,7 @@ def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.
 def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Optional[Sequence[str]] = None,
                 col_labels: Optional[Sequence[str]] = None, *, title: Optional[str] = None, legend: bool = True,
                 die_px: int = DIE_PX, gap: int = GAP_PX) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
-    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank); row labels
-    on the left, column labels above, an optional title on top, the die-palette legend at the bottom."""
+    """A grid picture of maps (``rows[r][c]``; None is a blank cell), labels left and above, a title, the legend."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()

@@ -1,6 +1,5 @@
-"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``). A provider is
-judged by what a session *really* got: an explicit one that does not run raises :class:`ProviderError` saying what is
-missing; ``auto`` says in one line what it got and why."""
+"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``), judged by what
+a session *really* got: an explicit provider that does not run raises ProviderError, ``auto`` says what it got."""
 
 from __future__ import annotations
 
@@ -173,8 +172,7 @@ def _auto_note(got: str, tried_cuda: bool) -> str:
 
 def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
                  options: Optional[dict[str, Any]] = None) -> tuple[Any, SessionInfo]:
-    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``. ``threads``: intra-op threads
-    (None: onnxruntime's default); ``options``: further ``SessionOptions`` but the optimisation level ("all")."""
+    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``; ``options``: more SessionOptions."""
     rt = ort()
     providers = resolve_providers(provider)
     requested, wanted = str(provider).strip().lower(), providers[0]

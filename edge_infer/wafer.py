@@ -1,6 +1,5 @@
 """What a wafer map is, in the one place training, export and the runtime read it (``docs/api.md``, "Maps"): 26×26
-dies, each boundary (off-wafer), normal or defect, as one-hot float32 ``(N, 26, 26, 3)`` (the course ``data.npy``) or
-die states ``(N, H, W)`` in 0..2. Every map a caller gives must pass the wafer rule (:func:`_wafer_problems`)."""
+dies, each boundary (off-wafer), normal or defect; every map a caller gives must pass the wafer rule."""
 
 from __future__ import annotations
 
@@ -74,8 +73,7 @@ def outline(maps: np.ndarray) -> np.ndarray:
 
 
 def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
-    """One-hot maps keeping an outline exactly (as the generator graphs do): dies in ``boundary`` (broadcast to
-    ``probs[..., 0]``) are boundary, the others normal or defect, whichever ``probs`` rates higher."""
+    """One-hot maps whose dies in ``boundary`` are off-wafer, the rest normal or defect by ``probs`` (as graphs do)."""
     probs = np.asarray(probs)
     states = np.where(probs[..., DEFECT] > probs[..., NORMAL], DEFECT, NORMAL)
     return to_onehot(np.where(np.asarray(boundary, dtype=bool), BOUNDARY, states))
@@ -101,10 +99,9 @@ def _runs(on: np.ndarray) -> np.ndarray:
 
 
 def _wafer_problems(states: np.ndarray) -> np.ndarray:
-    """The wafer rule on die states ``(N, H, W)``: the four corner dies are off-wafer (a disc in a square) and the
-    outline is closed (in every row and column the wafer dies form one unbroken run; the rows holding them are
-    consecutive, each run touching the next). Returns int8 ``(N,)``: 0 where a map passes, else the index of its
-    first failure in :data:`_WAFER_PROBLEMS`."""
+    """The wafer rule on die states ``(N, H, W)``: corner dies off-wafer (a disc in a square), the outline closed (in
+    every row and column one unbroken run of wafer dies; the rows holding them consecutive, each run touching the
+    next). int8 ``(N,)``: 0 where a map passes, else the index of its first failure in :data:`_WAFER_PROBLEMS`."""
     on = states != BOUNDARY
     rows_on = on.any(axis=2)
     # One piece: with every run unbroken, consecutive rows whose runs overlap make the wafer connected.
@@ -170,9 +167,8 @@ def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
 
 
 def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
-    list of maps of mixed sizes (resized with a :class:`ResizeNote`); InputError if no map passes the wafer rule,
-    a :class:`NotWaferWarning` if only some fail."""
+    """Die states uint8 ``(N, 26, 26)`` of any accepted form (one-hot or states, a batch, one map or a list of maps of
+mixed sizes); InputError if no map passes the wafer rule, a :class:`NotWaferWarning` if some fail."""
     arr = _numbers(maps, name)
     if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
         parts = [_numbers(m, f"{name}[{i}]") for i, m in enumerate(maps)]
@@ -201,8 +197,7 @@ def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> n
 
 
 def as_maps(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Validate any accepted map form and return one-hot float32 ``(N, 26, 26, 3)`` (``wafer_rule=False``:
-    without the wafer rule, for a conversion that carries maps as they are)."""
+    """One-hot float32 ``(N, 26, 26, 3)`` of any form :func:`as_states` accepts (``wafer_rule=False``: as given)."""
     return to_onehot(as_states(maps, name=name, wafer_rule=wafer_rule))
 
 
