@@ -68,10 +68,6 @@ class Bundle:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {name: int(c) for name, c in zip(self.classes, counts)}
 
-    def source_outlines(self, indices: np.ndarray) -> np.ndarray:
-        """Boundary masks ``(n, 26, 26)`` of bank maps ``indices``."""
-        return self.outlines[self.outline_ids[np.asarray(indices, dtype=np.int64)]]
-
 
 def default_bundle_path() -> Path:
     """``$EDGE_INFER_MODEL``, else the bundle inside the installed package, else the repository's ``models/``."""

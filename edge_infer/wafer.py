@@ -168,7 +168,7 @@ def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
 
 def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
     """Die states uint8 ``(N, 26, 26)`` of any accepted form (one-hot or states, a batch, one map or a list of maps of
-mixed sizes); InputError if no map passes the wafer rule, a :class:`NotWaferWarning` if some fail."""
+    mixed sizes); InputError if no map passes the wafer rule, a :class:`NotWaferWarning` if some fail."""
     arr = _numbers(maps, name)
     if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
         parts = [_numbers(m, f"{name}[{i}]") for i, m in enumerate(maps)]
