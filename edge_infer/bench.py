@@ -36,15 +36,13 @@ def machine_info() -> dict[str, Any]:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             cpuinfo.setdefault(key.strip().lower(), value.strip())
-    flags = cpuinfo.get("flags", "").split()
-    try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10)
-        gpus = [ln.strip() for ln in smi.stdout.splitlines() if ln.strip()] if smi.returncode == 0 else []
-    except (OSError, subprocess.SubprocessError):
-        gpus = []
+    gpus: list[str] = []
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # no nvidia-smi: no NVIDIA GPU to name
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip().splitlines()
     return {"cpu": cpuinfo.get("model name") or platform.processor() or platform.machine(),
-            "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
+            "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
+                          if f in cpuinfo.get("flags", "").split()],
             "logical_cpus": os.cpu_count(), "usable_cores": usable_cores(), "gpus": gpus, "os": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": runtime.ort().__version__,
             "providers_listed": runtime.available_providers(), "edge_infer": __version__}

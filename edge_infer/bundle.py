@@ -206,15 +206,6 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
     return out
 
 
-def _noise_defaults(manifest: Mapping[str, Any]) -> Settings:
-    nd = manifest.get("noise_defaults") or {}
-    try:
-        return settings(Settings(nd.get("method", "noise"), nd.get("mode", "relative"),
-                                 nd.get("strength", DEFAULT_NOISE_STRENGTH), nd.get("outline_lock", True), False))
-    except (ValueError, AttributeError):  # InputError is a ValueError; AttributeError: not a JSON object
-        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
-
-
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
     """Find, verify and load a bundle (``path`` None: the default one); ``verify=False`` skips the per-file sha256s."""
     folder = Path(path).expanduser() if path is not None else default_bundle_path()
@@ -238,9 +229,15 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
     if std.shape != (LATENT_SHAPE[0],) or not np.isfinite(std).all() or (std < 0).any():
         raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 finite numbers ≥ 0")
     std.flags.writeable = False
+    nd = manifest.get("noise_defaults") or {}
+    try:  # the checks every request's options get, with edge-infer's defaults where the manifest has none
+        noise_defaults = settings(Settings("noise", "relative", DEFAULT_NOISE_STRENGTH, True, False),
+                                  nd.get("strength"), nd.get("method"), nd.get("mode"), nd.get("outline_lock"))
+    except (ValueError, AttributeError):  # InputError is a ValueError; AttributeError: not a JSON object
+        raise BundleError(f"{mpath}: malformed noise_defaults {nd!r}") from None
     return Bundle(path=folder, manifest=manifest, classes=tuple(classes), encoder_path=enc_path, decoder_path=dec_path,
                   encoder_io=enc_io, decoder_io=dec_io, generator_path=gen_path, core_path=core_path,
-                  **bank, latent_std=std, noise_defaults=_noise_defaults(manifest))
+                  **bank, latent_std=std, noise_defaults=noise_defaults)
 
 
 def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:

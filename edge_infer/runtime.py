@@ -31,8 +31,6 @@ _INSTALL_HINT = {
     TENSORRT: 'pip install "edge-infer[gpu]" and NVIDIA\'s TensorRT libraries (pip install tensorrt)',
     OPENVINO: "pip install onnxruntime-openvino, then pip install --no-deps edge-infer, in an environment of its own",
 }
-NO_RUNTIME = ('no onnxruntime is installed; install edge-infer with a runtime: pip install "edge-infer[cpu]" '
-              '(CPU) or pip install "edge-infer[gpu]" (NVIDIA GPU)')
 #: onnxruntime's pip distributions; each installs the same ``onnxruntime`` package.
 _DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino", "onnxruntime-directml")
 _LOG_LOCK = threading.Lock()  # onnxruntime's default logger is process-wide
@@ -47,7 +45,8 @@ def ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise EdgeInferError(NO_RUNTIME) from None
+        raise EdgeInferError('no onnxruntime is installed; install edge-infer with a runtime: pip install '
+                             '"edge-infer[cpu]" (CPU) or pip install "edge-infer[gpu]" (NVIDIA GPU)') from None
     onnxruntime.set_default_logger_severity(3)  # errors only: warnings are ours to give, in one line
     return onnxruntime
 
