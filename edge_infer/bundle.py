@@ -1,5 +1,4 @@
-"""Model bundles: find, verify and load one (``docs/bundle-format.md``); each failed check is a BundleError naming
-the file at fault."""
+"""Model bundles: find, verify and load one (``docs/bundle-format.md``); each failed check names the file at fault."""
 
 from __future__ import annotations
 
@@ -22,12 +21,9 @@ from .sampling import DEFAULT_NOISE_STRENGTH, Settings, settings
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
-#: The one bundle format this code reads; older and newer ones are refused, saying why.
-FORMAT_VERSION = 3
-_NO_GENERATOR = "it has no generator graphs, generator.onnx and generator_core.onnx"
-_FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong (Near-full, Random, Scratch; "
-                      "they are Random, Scratch, Near-full), and " + _NO_GENERATOR,
-                   2: _NO_GENERATOR}
+FORMAT_VERSION = 3  # the one this code reads; older and newer ones are refused, saying why
+_FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong, and it has no generator graphs",
+                   2: "it has no generator graphs"}
 MANIFEST = "manifest.json"
 ENV_VAR = "EDGE_INFER_MODEL"
 BUNDLE_NAME = "wafer-cae"

@@ -9,7 +9,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .files import atomic_path
-from .wafer import STATE_NAMES
+from .wafer import MAP_SIZE, STATE_NAMES
 
 #: Die state → RGB, the one palette of every figure (and the README): the off-wafer area quiet (light grey);
 #: normal and defect apart for colour-blind readers.
@@ -48,9 +48,8 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
         return right - left, bottom - top
 
     n_cols = max((len(r) for r in rows), default=0)
-    first = next((m for r in rows for m in r if m is not None), None)
-    blank = (26 * (die_px + gap) - gap,) * 2
-    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else blank
+    side_h, side_w = next((map_pixels(m, die_px=die_px, gap=gap).shape[:2] for r in rows for m in r if m is not None),
+                          (MAP_SIZE * (die_px + gap) - gap,) * 2)  # all blank: cells the size of a map
     line_h = text_size("Ag")[1] + 4
     label_w = max((text_size(s)[0] for s in row_labels or []), default=0)
     left = MARGIN + (label_w + MARGIN if label_w else 0)

@@ -1,5 +1,5 @@
-"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``), judged by what
-a session *really* got: an explicit provider that does not run raises ProviderError, ``auto`` says what it got."""
+"""onnxruntime sessions: the one place that opens graphs and picks providers, judged by what a session *really* got
+(``docs/providers.md``): an explicit provider that does not run raises ProviderError, ``auto`` says what it got."""
 
 from __future__ import annotations
 
@@ -34,8 +34,6 @@ _INSTALL_HINT = {
 #: onnxruntime's pip distributions; each installs the same ``onnxruntime`` package.
 _DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino", "onnxruntime-directml")
 _LOG_LOCK = threading.Lock()  # onnxruntime's default logger is process-wide
-_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg",
-                 "/usr/lib/wsl/lib/libcuda.so.1")
 
 
 def ort() -> Any:
@@ -58,10 +56,8 @@ def available_providers() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def nvidia_driver() -> Optional[str]:
-    """None where an NVIDIA driver is present, else why we think it is not (a few ``stat`` calls)."""
-    if any(os.path.exists(p) for p in _DRIVER_FILES):
-        return None
-    try:  # the driver's own library, where no device file tells (Windows)
+    """None where the NVIDIA driver's own library loads (one ``dlopen``), else why CUDA cannot run here."""
+    try:
         ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
     except OSError:
         return "no NVIDIA driver found"
@@ -111,8 +107,6 @@ def _library_problem(ep: str) -> str:
 def gpu_problem(ep: str) -> str:
     """Why a GPU provider cannot run here, as precisely as we can tell, with the fix."""
     problem = clash() or nvidia_driver() or _library_problem(ep)
-    if "libcuda.so" in problem:
-        return f"{problem}: that is the NVIDIA driver's own library; install or repair the driver"
     if problem.endswith("is missing"):
         return problem + (" (pip install tensorrt)" if "nvinfer" in problem else
                           ' (pip install "edge-infer[gpu]" brings it)')

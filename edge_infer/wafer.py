@@ -1,5 +1,4 @@
-"""What a wafer map is, in the one place training, export and the runtime read it (``docs/api.md``, "Maps"): 26×26
-dies, each boundary (off-wafer), normal or defect; every map a caller gives must pass the wafer rule."""
+"""What a wafer map is (26×26 dies: boundary, normal, defect), for training, export and runtime (``docs/api.md``)."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ import numpy as np
 
 from .errors import InputError, Note
 
-#: WM-811K classes in the course ``label.npy``'s order, which is not WM-811K's alphabetical one: the maps show it
-#: (7 is nearly all defect, 6 thin lines, 5 scattered; ``tests/edge_infer/test_class_names.py``).
+#: The course ``label.npy``'s order, not WM-811K's alphabetical one: the maps show it (test_class_names.py).
 CLASS_NAMES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Random", "Scratch", "Near-full", "None")
 
 BOUNDARY, NORMAL, DEFECT = 0, 1, 2
