@@ -61,8 +61,7 @@ class Bundle:
 
     def class_counts(self) -> dict[str, int]:
         """Bank maps per class, in class order."""
-        counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {name: int(c) for name, c in zip(self.classes, counts)}
+        return dict(zip(self.classes, np.bincount(self.labels, minlength=len(self.classes)).tolist()))
 
 
 def default_bundle_path() -> Path:

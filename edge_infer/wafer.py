@@ -134,16 +134,18 @@ def _numbers(obj: object, name: str) -> Optional[np.ndarray]:
 
 def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
     """Die states uint8 ``(N, 26, 26)`` of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
-    if arr is None or arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; "
-                         "expected numbers (one-hot or die states)")
+    if arr is not None and arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers (one-hot or die states)")
+    if arr is None or arr.ndim < 2:
+        raise InputError(f"{name} is not a map: a map is rows of dies, each die a state 0..2 or 3 one-hot numbers "
+                         "(nested lists must be rectangular: rows of unequal length, or a number for a row?)")
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}); give at least one map")
     if arr.ndim == 4 and arr.shape[-1] != N_STATES:
         hint = ("which looks channels-first; expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)"
                 if arr.shape[1] == N_STATES else "expected (N, H, W, 3) one-hot")
         raise InputError(f"{name} has shape {arr.shape}, {hint}")
-    if arr.ndim not in (2, 3, 4):
+    if arr.ndim > 4:
         raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
                          "or a single map")
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr)):
@@ -169,13 +171,7 @@ def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> n
     mixed sizes); InputError if no map passes the wafer rule, a :class:`NotWaferWarning` if some fail."""
     arr = _numbers(maps, name)
     if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
-        parts = [_numbers(m, f"{name}[{i}]") for i, m in enumerate(maps)]
-        bad = next((i for i, part in enumerate(parts) if part is None or part.ndim < 2), None)
-        if bad is not None:
-            raise InputError(f"{name}[{bad}] is not a map: nested lists must be rectangular, a map being rows of "
-                             "dies, each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number "
-                             "where a row should be?)")
-        states = np.concatenate([_states_of(part, f"{name}[{i}]") for i, part in enumerate(parts)])
+        states = np.concatenate([_states_of(_numbers(m, f"{name}[{i}]"), f"{name}[{i}]") for i, m in enumerate(maps)])
     else:
         states = _states_of(arr, name)
     codes = _wafer_problems(states) if wafer_rule else np.zeros(0)
