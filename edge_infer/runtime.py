@@ -11,10 +11,9 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from .errors import BundleError, EdgeInferError, InputError, ProviderError
 
@@ -119,8 +118,6 @@ def resolve_providers(provider: str = "auto") -> list[str]:
     name = str(provider).strip().lower()
     if name not in PROVIDERS:
         raise InputError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
-    if name == "cpu":
-        return [CPU]
     listed = available_providers()
     if name == "auto":
         return [CUDA, CPU] if CUDA in listed and nvidia_driver() is None else [CPU]
@@ -135,11 +132,10 @@ def resolve_providers(provider: str = "auto") -> list[str]:
                             f"{ep} (it lists: {shown}); {hint}")
     if ep in _NVIDIA and nvidia_driver() is not None:
         raise ProviderError(f"{DISPLAY_NAMES[name]} was asked for, but {nvidia_driver()}; use --provider cpu or auto")
-    return {CUDA: [CUDA, CPU], TENSORRT: [TENSORRT, CUDA, CPU], OPENVINO: [OPENVINO, CPU]}[ep]
+    return {CPU: [CPU], CUDA: [CUDA, CPU], TENSORRT: [TENSORRT, CUDA, CPU], OPENVINO: [OPENVINO, CPU]}[ep]
 
 
-@dataclass(frozen=True)
-class SessionInfo:
+class SessionInfo(NamedTuple):
     """Which provider a session really runs on (``cpu``, ``cuda``, ``tensorrt``, ``openvino``), and why."""
 
     actual: str
@@ -151,7 +147,6 @@ class SessionInfo:
 
 
 def _auto_note(got: str, tried_cuda: bool) -> str:
-    """What ``auto`` got and why, in one line."""
     listed = available_providers()
     if got == CUDA:
         return "auto: a CUDA session really got the GPU"
@@ -180,7 +175,6 @@ def open_session(model: Union[str, Path], *, provider: str = "auto", threads: Op
         if name == "graph_optimization_level":
             raise InputError("graph_optimization_level is fixed at 'all' for edge-infer graphs")
         setattr(opts, name, value)
-    source = str(model)
     if wanted in _NVIDIA and hasattr(rt, "preload_dlls"):  # NVIDIA's pip libraries, onnxruntime-gpu >= 1.21
         with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
             rt.preload_dlls()
@@ -190,17 +184,17 @@ def open_session(model: Union[str, Path], *, provider: str = "auto", threads: Op
         with _LOG_LOCK, contextlib.redirect_stdout(io.StringIO()):
             rt.set_default_logger_severity(4 if wanted != CPU else 3)
             try:
-                session = rt.InferenceSession(source, sess_options=opts, providers=providers)
+                session = rt.InferenceSession(str(model), sess_options=opts, providers=providers)
             finally:
                 rt.set_default_logger_severity(3)
     except Exception as exc:  # onnxruntime raises its own exception types
-        if not Path(source).exists():
-            raise BundleError(f"{source}: no such file") from None
+        if not Path(model).exists():
+            raise BundleError(f"{model}: no such file") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if requested != "auto" and wanted != CPU:
             raise ProviderError(f"{DISPLAY_NAMES[requested]} was asked for, but onnxruntime could not open the graph "
                                 f"with it ({first})") from None
-        raise BundleError(f"{source}: onnxruntime cannot load this graph ({first})") from None
+        raise BundleError(f"{model}: onnxruntime cannot load this graph ({first})") from None
     got = (session.get_providers() or [CPU])[0]
     if got != wanted and requested != "auto":
         why = gpu_problem(wanted) if wanted in _NVIDIA else f"onnxruntime fell back to {got}"

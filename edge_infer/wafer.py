@@ -114,7 +114,6 @@ def _wafer_problems(states: np.ndarray) -> np.ndarray:
 
 
 def _check_whole(arr: np.ndarray, name: str, what: str, top: int, hint: str = "") -> None:
-    """``arr`` whole numbers in 0..``top`` (``what`` names them)."""
     if arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
         raise InputError(f"{name} holds {what} that are not whole numbers")
     if arr.size and (arr.min() < 0 or arr.max() > top):
