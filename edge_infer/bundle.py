@@ -115,8 +115,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if type(version) is not int:
         raise BundleError(f"{mpath}: format_version must be an integer, not {version!r}")
     if version > FORMAT_VERSION:
-        raise BundleError(f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
-                          f"(up to {FORMAT_VERSION}); upgrade edge-infer")
+        raise BundleError(f"{mpath}: bundle format version {version} is newer than this edge-infer reads; upgrade it")
     if version < FORMAT_VERSION:
         # An old bundle is refused rather than patched: a class asked for by
         # name must never silently mean what an old manifest said it meant.

@@ -11,8 +11,7 @@ import numpy as np
 from .files import atomic_path
 from .wafer import MAP_SIZE, STATE_NAMES
 
-#: Die state → RGB, the one palette of every figure (and the README): the off-wafer area quiet (light grey);
-#: normal and defect apart for colour-blind readers.
+#: Die state → RGB in every figure: off-wafer quiet (light grey), normal and defect apart for colour-blind readers.
 PALETTE: dict[str, tuple[int, int, int]] = {"boundary": (222, 222, 222), "normal": (84, 120, 160),
                                              "defect": (240, 120, 20)}
 BACKGROUND, TEXT = (255, 255, 255), (30, 30, 30)

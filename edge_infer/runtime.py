@@ -158,9 +158,9 @@ def _auto_note(got: str, tried_cuda: bool) -> str:
     return f"auto: CUDA not usable: {gpu_problem(CUDA)}"
 
 
-def open_session(model: Union[str, Path], *, provider: str = "auto", threads: Optional[int] = None,
+def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
                  options: Optional[dict[str, Any]] = None) -> tuple[Any, SessionInfo]:
-    """Open the graph file ``model``: ``(session, SessionInfo)``; ``options``: further SessionOptions."""
+    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``; ``options``: more SessionOptions."""
     rt = ort()
     providers = resolve_providers(provider)
     requested, wanted = str(provider).strip().lower(), providers[0]
@@ -175,6 +175,8 @@ def open_session(model: Union[str, Path], *, provider: str = "auto", threads: Op
         if name == "graph_optimization_level":
             raise InputError("graph_optimization_level is fixed at 'all' for edge-infer graphs")
         setattr(opts, name, value)
+    source = model if isinstance(model, bytes) else str(model)
+    where = "<graph bytes>" if isinstance(model, bytes) else source
     if wanted in _NVIDIA and hasattr(rt, "preload_dlls"):  # NVIDIA's pip libraries, onnxruntime-gpu >= 1.21
         with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
             rt.preload_dlls()
@@ -184,17 +186,17 @@ def open_session(model: Union[str, Path], *, provider: str = "auto", threads: Op
         with _LOG_LOCK, contextlib.redirect_stdout(io.StringIO()):
             rt.set_default_logger_severity(4 if wanted != CPU else 3)
             try:
-                session = rt.InferenceSession(str(model), sess_options=opts, providers=providers)
+                session = rt.InferenceSession(source, sess_options=opts, providers=providers)
             finally:
                 rt.set_default_logger_severity(3)
     except Exception as exc:  # onnxruntime raises its own exception types
-        if not Path(model).exists():
-            raise BundleError(f"{model}: no such file") from None
+        if not isinstance(model, bytes) and not Path(source).exists():
+            raise BundleError(f"{where}: no such file") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if requested != "auto" and wanted != CPU:
             raise ProviderError(f"{DISPLAY_NAMES[requested]} was asked for, but onnxruntime could not open the graph "
                                 f"with it ({first})") from None
-        raise BundleError(f"{model}: onnxruntime cannot load this graph ({first})") from None
+        raise BundleError(f"{where}: onnxruntime cannot load this graph ({first})") from None
     got = (session.get_providers() or [CPU])[0]
     if got != wanted and requested != "auto":
         why = gpu_problem(wanted) if wanted in _NVIDIA else f"onnxruntime fell back to {got}"

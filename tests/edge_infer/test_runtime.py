@@ -76,18 +76,20 @@ def test_bad_threads_and_unloadable_graphs(decoder_path, tmp_path):
         open_session(tmp_path / "absent.onnx", provider="cpu")
 
 
-def test_sessions_open_with_every_graph_optimisation(decoder_path):
+def test_sessions_open_from_bytes_with_every_graph_optimisation(decoder_path):
     # Bit-exact results across clients rely on optimisation level "all" (docs/other-languages.md).
     import onnxruntime as ort
 
-    one, info = open_session(decoder_path, provider="cpu", threads=1)
-    two, _ = open_session(str(decoder_path), provider="cpu", threads=2)
+    from_bytes, info = open_session(decoder_path.read_bytes(), provider="cpu", threads=1)
+    from_file, _ = open_session(decoder_path, provider="cpu", threads=2)
     assert info.actual == "cpu"
-    for session in (one, two):
+    for session in (from_bytes, from_file):
         assert session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     z = np.random.default_rng(3).standard_normal((5, 64, 3, 3)).astype(np.float32)
-    name = two.get_inputs()[0].name
-    np.testing.assert_array_equal(one.run(None, {name: z})[0], two.run(None, {name: z})[0])
+    name = from_file.get_inputs()[0].name
+    np.testing.assert_array_equal(from_bytes.run(None, {name: z})[0], from_file.run(None, {name: z})[0])
+    with pytest.raises(BundleError, match="cannot load"):
+        open_session(b"not a graph", provider="cpu")
 
 
 def test_session_options_pass_through_but_the_level_stays_all(decoder_path, tmp_path):
