@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from edge_infer.bundle import LATENT_SHAPE
-from edge_infer.bench import load_average, machine_info, measure, parse_batches
+from edge_infer.bench import machine_info, measure, parse_batches
 from edge_infer.commands import handle_errors
 
 TASKS = ("encode", "decode", "generate")
@@ -111,14 +111,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         threads = args.threads or usable_cores()
         model, source = load_model(args.checkpoint)
-        before = load_average()
         rows = bench_torch(model, load_latents(args.bank), parse_batches(args.batches), threads, args.seconds)
     except EdgeInferError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     report = {"format": "edge-infer-bench-torch", "machine": {**machine_info(), "torch": torch.__version__},
-              "settings": {"weights": source, "threads": threads, "seconds": args.seconds,
-                           "load_average_before": before, "load_average_after": load_average()},
+              "settings": {"weights": source, "threads": threads, "seconds": args.seconds},
               "results": rows}
     from edge_infer.files import json_text
 

@@ -1,7 +1,5 @@
-"""edge-infer: generate realistic wafer maps with a torch-free ONNX autoencoder (``docs/api.md``).
-
-``WaferGenerator.load().generate("Scratch", 20, seed=0).maps`` is 20 new one-hot maps ``(20, 26, 26, 3)``.
-"""
+"""edge-infer: realistic wafer maps from a torch-free ONNX autoencoder (``docs/api.md``);
+``WaferGenerator.load().generate("Scratch", 20, seed=0).maps`` is 20 new one-hot maps ``(20, 26, 26, 3)``."""
 
 __version__ = "0.3.0"
 

@@ -1,7 +1,4 @@
-"""``edge-infer bench``: how fast a bundle encodes, decodes and generates, here, as JSON-ready dicts.
-
-IO binding (outputs bound to a preallocated buffer) lives here only, until the GPU has measured whether it pays.
-"""
+"""``edge-infer bench``: how fast a bundle encodes, decodes and generates here, as JSON-ready dicts."""
 
 from __future__ import annotations
 
@@ -21,6 +18,7 @@ from . import __version__, runtime
 from .bundle import load_bundle
 from .errors import InputError, ProviderError
 from .generator import WaferGenerator
+from .sampling import check_choice
 from .wafer import MAP_SHAPE
 
 TASKS = ("encode", "decode", "generate")
@@ -31,11 +29,6 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def load_average() -> Optional[list[float]]:
-    """1, 5 and 15 minute load averages (a shared machine's noise), or None where the OS has none."""
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU, cores, versions, GPUs."""
     cpuinfo: dict[str, str] = {}
@@ -43,15 +36,13 @@ def machine_info() -> dict[str, Any]:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
             cpuinfo.setdefault(key.strip().lower(), value.strip())
-    flags = cpuinfo.get("flags", "").split()
-    try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10)
-        gpus = [ln.strip() for ln in smi.stdout.splitlines() if ln.strip()] if smi.returncode == 0 else []
-    except (OSError, subprocess.SubprocessError):
-        gpus = []
+    gpus: list[str] = []
+    with contextlib.suppress(OSError, subprocess.SubprocessError):  # no nvidia-smi: no NVIDIA GPU to name
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip().splitlines()
     return {"cpu": cpuinfo.get("model name") or platform.processor() or platform.machine(),
-            "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile") if f in flags],
+            "cpu_flags": [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
+                          if f in cpuinfo.get("flags", "").split()],
             "logical_cpus": os.cpu_count(), "usable_cores": usable_cores(), "gpus": gpus, "os": platform.platform(),
             "python": platform.python_version(), "numpy": np.__version__, "onnxruntime": runtime.ort().__version__,
             "providers_listed": runtime.available_providers(), "edge_infer": __version__}
@@ -71,8 +62,7 @@ def parse_batches(text: Union[str, Iterable[int]]) -> list[int]:
 
 def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: int = 5,
             warmup: int = 2, rounds: int = 3) -> dict[str, Any]:
-    """Time ``call`` (which handles ``batch`` maps) repeatedly for ~``seconds``: maps/s, latency percentiles, and
-    ``maps_per_s_best``, the best of ``rounds`` equal slices of the calls (on a shared machine, the least disturbed)."""
+    """Time ``call`` (``batch`` maps a call) for ~``seconds``: maps/s, latencies, and the best of ``rounds`` slices."""
     if seconds <= 0:
         raise InputError(f"seconds must be positive, not {seconds}")
     for _ in range(warmup):  # first runs allocate and pick kernels; not what a steady user sees
@@ -94,24 +84,19 @@ def measure(call: Callable[[], Any], batch: int, seconds: float, *, min_calls: i
 
 
 def working_providers(model_path: Union[str, Path], requested: str = "all") -> list[str]:
-    """The providers among ``requested`` that really run ``model_path``: for ``all``, the CPU and every other listed
-    provider a session really gets; for one name, that one (raising :class:`ProviderError` where it does not work)."""
-    name = str(requested).strip().lower()
-    if name not in ("all", *runtime.PROVIDERS):
-        raise InputError(f"unknown provider {requested!r}; choose all, {', '.join(runtime.PROVIDERS)}")
+    """Those of ``requested`` that really run ``model_path`` (``all``: the CPU and each other one a session gets)."""
+    name = check_choice(requested, ("all", *runtime.PROVIDERS), "provider")
     if name != "all":
-        return ["cpu"] if name == "cpu" else [runtime.open_session(model_path, provider=name)[1].actual]
+        return [runtime.open_session(model_path, provider=name)[1].actual]
     found = ["cpu"]
-    listed = runtime.available_providers()
-    for other in [n for n, ep in runtime.EXECUTION_PROVIDERS.items() if ep in listed and n != "cpu"]:
+    for other in [n for n in runtime.EXECUTION_PROVIDERS if n != "cpu"]:  # an unlisted one raises ProviderError
         with contextlib.suppress(ProviderError):
             found.append(runtime.open_session(model_path, provider=other)[1].actual)
     return found
 
 
 def die_parity(gen: Any, reference: Any, *, n: int = 4096, seed: int = 0) -> dict[str, Any]:
-    """How many maps and dies of ``gen`` differ from ``reference`` (the CPU) on the same seeded request, and the
-    largest difference of their probabilities (the argmax of two nearly equal ones may flip)."""
+    """How many maps and dies of ``gen`` differ from the CPU ``reference`` on one seeded request, and by how much."""
     per_class = n // len(gen.classes) or 1
     runs = [(gen.generate(c, per_class, seed=seed), reference.generate(c, per_class, seed=seed)) for c in gen.classes]
     diff = np.concatenate([a.maps.argmax(-1) != b.maps.argmax(-1) for a, b in runs])
@@ -126,8 +111,7 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
                     io_binding: Sequence[str] = ("on",)) -> list[dict[str, Any]]:
     """Rows for ``tasks`` of one loaded :class:`WaferGenerator`; encode and decode once per ``io_binding`` mode."""
     rows = []
-    counts = gen.bundle.class_counts()
-    cls = max(counts, key=counts.get)  # the busiest class
+    cls = int(np.bincount(gen.bundle.labels).argmax())  # the busiest class
     variant = gen.bundle.manifest.get("graphs", {}).get("decoder", {}).get("variant", "unknown")
     gpu = gen.provider in ("cuda", "tensorrt")
     for batch in batches:
@@ -150,7 +134,8 @@ def bench_generator(gen: Any, batches: Sequence[int], seconds: float, *, tasks: 
 
 
 def run_graph(session: Any, x: np.ndarray, out: Optional[np.ndarray], on_gpu: bool) -> np.ndarray:
-    """One run of a one-input graph: plain ``session.run`` (``out`` None), or IO binding into ``out``."""
+    """One run of a one-input graph: plain ``session.run`` (``out`` None), or IO binding into ``out`` (only bench binds,
+    until a GPU has measured whether it pays)."""
     name_in, name_out = session.get_inputs()[0].name, session.get_outputs()[0].name
     if out is None:
         return session.run([name_out], {name_in: x})[0]
@@ -172,27 +157,19 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
               tasks: Sequence[str] = TASKS, progress: Optional[Callable[[str], None]] = None,
               io_binding: Sequence[str] = ("on",)) -> dict[str, Any]:
     """Benchmark a bundle on every working provider (die states checked against the CPU): a JSON-ready report."""
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        raise InputError(f"unknown bench task {bad[0]!r}; choose from {', '.join(TASKS)}")
-    threads = usable_cores() if threads is None else int(threads)
-    if threads < 1:
-        raise InputError(f"threads must be 1 or more, not {threads}")
+    tasks = [check_choice(t, TASKS, "bench task") for t in tasks]
+    threads = usable_cores() if threads is None else threads  # open_session checks it
     batches = parse_batches(batches)
     bundle = load_bundle(model)
     providers = working_providers(bundle.decoder_path, provider)
     say = progress or (lambda _msg: None)
-    load_before = load_average()
     results: list[dict[str, Any]] = []
     parity: list[dict[str, Any]] = []
-    reference = None
+    reference = WaferGenerator(bundle, provider="cpu", threads=threads)  # what every other provider is checked against
     for prov in providers:
         say(f"timing {bundle.path.name} on {prov}, {threads} threads ...")
-        gen = WaferGenerator.load(bundle.path, provider=prov, threads=threads)
-        if prov == "cpu":
-            reference = gen
-        else:
-            reference = reference or WaferGenerator.load(bundle.path, provider="cpu", threads=threads)
+        gen = reference if prov == "cpu" else WaferGenerator(bundle, provider=prov, threads=threads)
+        if gen is not reference:
             say(f"die-state parity of {prov} against the CPU ...")
             parity.append(die_parity(gen, reference))
         rows = bench_generator(gen, batches, seconds, tasks=tasks, io_binding=io_binding)
@@ -200,8 +177,7 @@ def run_bench(model: Optional[Union[str, Path]] = None, *, batches: Sequence[int
     return {"format": "edge-infer-bench", "format_version": 1,
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine_info(),
             "settings": {"model": str(bundle.path), "batches": list(batches), "threads": threads, "seconds": seconds,
-                         "providers": providers, "io_binding": list(io_binding),
-                         "load_average_before": load_before, "load_average_after": load_average()},
+                         "providers": providers, "io_binding": list(io_binding)},
             "results": results, "parity": parity}
 
 
@@ -211,17 +187,16 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"machine: {m['cpu']} ({m['usable_cores']} usable cores; {', '.join(m['cpu_flags']) or 'no AVX'}), "
         f"onnxruntime {m['onnxruntime']}" + (f", GPU {', '.join(m['gpus'])}" if m["gpus"] else ""),
-        f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement; "
-        f"load average {s['load_average_before']} -> {s['load_average_after']}",
+        f"bundle: {s['model']}; {s['threads']} threads; ~{s['seconds']:g} s per measurement",
         "",
         f"{'runtime':<11} {'task':<22} {'decoder':<14} {'provider':<8} {'bind':<4} {'batch':>6} {'maps/s':>11} "
         f"{'best':>11} {'p50 ms':>9} {'p99 ms':>9} {'calls':>6}",
     ]
     for r in report["results"]:
-        lines.append(f"{r.get('runtime', 'onnxruntime'):<11} {r['task']:<22} {r['variant']:<14} {r['provider']:<8} "
+        lines.append(f"{r['runtime']:<11} {r['task']:<22} {r['variant']:<14} {r['provider']:<8} "
                      f"{r.get('io_binding', '-'):<4} {r['batch']:>6} {r['maps_per_s']:>11,.0f} "
-                     f"{r.get('maps_per_s_best', r['maps_per_s']):>11,.0f} "
-                     f"{r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} {r['calls']:>6}")
+                     f"{r['maps_per_s_best']:>11,.0f} {r['latency_ms']['p50']:>9.3f} {r['latency_ms']['p99']:>9.3f} "
+                     f"{r['calls']:>6}")
     for p in report.get("parity", []):
         lines.append(f"die states {p['provider']} vs {p['against']}: {p['maps_differ']} of {p['maps']} maps differ "
                      f"({p['dies_differ']} dies); largest probability difference {p['max_abs_probability_diff']:.2e}")

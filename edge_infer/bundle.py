@@ -1,7 +1,4 @@
-"""Model bundles: find, verify and load one (the format: ``docs/bundle-format.md``).
-
-A bundle is trusted only after every check passes; each failure is a :class:`BundleError` naming the file at fault.
-"""
+"""Model bundles: find, verify and load one (``docs/bundle-format.md``); each failed check names the file at fault."""
 
 from __future__ import annotations
 
@@ -20,16 +17,13 @@ import numpy as np
 from .errors import BundleError, DataFileError
 from .files import atomic_folder, check_folder_target
 from .npy import open_npy_member
-from .sampling import DEFAULT_NOISE_STRENGTH, settings
+from .sampling import DEFAULT_NOISE_STRENGTH, Settings, settings
 from .wafer import MAP_SIZE
 
 FORMAT = "edge-infer-bundle"
-#: The one bundle format this code reads; older and newer ones are refused, saying why.
-FORMAT_VERSION = 3
-_NO_GENERATOR = "it has no generator graphs, generator.onnx and generator_core.onnx"
-_FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong (Near-full, Random, Scratch; "
-                      "they are Random, Scratch, Near-full), and " + _NO_GENERATOR,
-                   2: _NO_GENERATOR}
+FORMAT_VERSION = 3  # the one this code reads; older and newer ones are refused, saying why
+_FORMAT_CHANGES = {1: "its class names 5, 6, 7 are wrong, and it has no generator graphs",
+                   2: "it has no generator graphs"}
 MANIFEST = "manifest.json"
 ENV_VAR = "EDGE_INFER_MODEL"
 BUNDLE_NAME = "wafer-cae"
@@ -41,19 +35,8 @@ _REQUIRED_KEYS = ("classes", "graphs", "latent_bank", "latent_stats", "files", "
 
 
 @dataclass(frozen=True)
-class NoiseDefaults:
-    """The bundle's default generation settings (manifest ``noise_defaults``)."""
-
-    mode: str
-    strength: float
-    method: str
-    outline_lock: bool
-
-
-@dataclass(frozen=True)
 class Bundle:
-    """A verified bundle, read-only, so threads may share one; ``latents[i]``, ``labels[i]`` and
-    ``outlines[outline_ids[i]]`` describe training map ``i`` (training-data order)."""
+    """A verified bundle, read-only so threads may share one; row ``i`` of the bank arrays is training map ``i``."""
 
     path: Path
     manifest: Mapping[str, Any]
@@ -69,7 +52,7 @@ class Bundle:
     outline_ids: np.ndarray  # int64 (N,)
     outlines: np.ndarray  # bool (K, 26, 26), True = off-wafer
     latent_std: np.ndarray  # float32 (64,), per latent channel over the bank
-    noise_defaults: NoiseDefaults
+    noise_defaults: Settings  # the manifest's, checked like a request's options (raw is False)
 
     @property
     def count(self) -> int:
@@ -78,12 +61,7 @@ class Bundle:
 
     def class_counts(self) -> dict[str, int]:
         """Bank maps per class, in class order."""
-        counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {name: int(c) for name, c in zip(self.classes, counts)}
-
-    def source_outlines(self, indices: np.ndarray) -> np.ndarray:
-        """Boundary masks ``(n, 26, 26)`` of bank maps ``indices``."""
-        return self.outlines[self.outline_ids[np.asarray(indices, dtype=np.int64)]]
+        return dict(zip(self.classes, np.bincount(self.labels, minlength=len(self.classes)).tolist()))
 
 
 def default_bundle_path() -> Path:
@@ -137,8 +115,7 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     if type(version) is not int:
         raise BundleError(f"{mpath}: format_version must be an integer, not {version!r}")
     if version > FORMAT_VERSION:
-        raise BundleError(f"{mpath}: bundle format version {version} is newer than this edge-infer reads "
-                          f"(up to {FORMAT_VERSION}); upgrade edge-infer")
+        raise BundleError(f"{mpath}: bundle format version {version} is newer than this edge-infer reads; upgrade it")
     if version < FORMAT_VERSION:
         # An old bundle is refused rather than patched: a class asked for by
         # name must never silently mean what an old manifest said it meant.
@@ -223,20 +200,8 @@ def _load_bank(path: Path, n_classes: int, expected_count: Optional[int]) -> dic
     return out
 
 
-def _noise_defaults(manifest: Mapping[str, Any]) -> NoiseDefaults:
-    nd = manifest.get("noise_defaults") or {}
-    try:
-        result = NoiseDefaults(str(nd.get("mode", "relative")), float(nd.get("strength", DEFAULT_NOISE_STRENGTH)),
-                               str(nd.get("method", "noise")), bool(nd.get("outline_lock", True)))
-        settings(result, None, None, None, None, False)  # the checks every request's options get
-    except (TypeError, ValueError, AttributeError):  # InputError is a ValueError
-        raise BundleError(f"{MANIFEST}: malformed noise_defaults {nd!r}") from None
-    return result
-
-
 def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True) -> Bundle:
-    """Find, verify and load a bundle (the default one when ``path`` is None); ``verify=False`` skips the per-file
-    sha256 checks, not the manifest's own: for benchmarks, not for users."""
+    """Find, verify and load a bundle (``path`` None: the default one); ``verify=False`` skips the per-file sha256s."""
     folder = Path(path).expanduser() if path is not None else default_bundle_path()
     manifest = _read_manifest(folder)
     mpath = folder / MANIFEST
@@ -258,14 +223,19 @@ def load_bundle(path: Optional[Union[str, Path]] = None, *, verify: bool = True)
     if std.shape != (LATENT_SHAPE[0],) or not np.isfinite(std).all() or (std < 0).any():
         raise BundleError(f"{mpath}: latent_stats.overall.std must be 64 finite numbers ≥ 0")
     std.flags.writeable = False
+    nd = manifest.get("noise_defaults") or {}
+    try:  # the checks every request's options get, with edge-infer's defaults where the manifest has none
+        noise_defaults = settings(Settings("noise", "relative", DEFAULT_NOISE_STRENGTH, True, False),
+                                  nd.get("strength"), nd.get("method"), nd.get("mode"), nd.get("outline_lock"))
+    except (ValueError, AttributeError):  # InputError is a ValueError; AttributeError: not a JSON object
+        raise BundleError(f"{mpath}: malformed noise_defaults {nd!r}") from None
     return Bundle(path=folder, manifest=manifest, classes=tuple(classes), encoder_path=enc_path, decoder_path=dec_path,
                   encoder_io=enc_io, decoder_io=dec_io, generator_path=gen_path, core_path=core_path,
-                  **bank, latent_std=std, noise_defaults=_noise_defaults(manifest))
+                  **bank, latent_std=std, noise_defaults=noise_defaults)
 
 
 def export_bundle(bundle: Bundle, dest: Union[str, Path], *, force: bool = False) -> Path:
-    """Copy the verified ``bundle`` (manifest and listed files) to ``dest``, for tools in other languages; the
-    folder appears only when complete, and replaces an existing bundle only with ``force``."""
+    """Copy the verified ``bundle`` to ``dest``, which appears only when complete (replacing a bundle: ``force``)."""
     dest = Path(dest)
     replace = check_folder_target(dest, force=force, marker=MANIFEST, what="a bundle")
     with atomic_folder(dest, force=replace) as tmp:

@@ -1,5 +1,4 @@
-"""The errors edge-infer raises on purpose: every failure a user can cause is an :class:`EdgeInferError`, which
-the CLI prints on one line; anything else escaping the library is a bug."""
+"""Every failure a user can cause is an :class:`EdgeInferError`, which the CLI prints on one line; others are bugs."""
 
 
 class EdgeInferError(Exception):

@@ -150,7 +150,7 @@ class WaferGenerator:
         idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
         if idx.size and (idx.min() < 0 or idx.max() >= self.bundle.count):
             raise InputError(f"bank index out of range 0..{self.bundle.count - 1}")
-        return self.decode(self.bundle.latents[idx], outlines=self.bundle.source_outlines(idx))
+        return self.decode(self.bundle.latents[idx], outlines=self.bundle.outlines[self.bundle.outline_ids[idx]])
 
     def generate(self, cls: Optional[ClassLike], n: int = 1, *, seed: sampling.SeedLike = None, maps: Any = None,
                  labels: Any = None, source_index: Optional[int] = None, strength: Optional[float] = None,

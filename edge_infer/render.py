@@ -9,10 +9,9 @@ from typing import Optional, Union
 import numpy as np
 
 from .files import atomic_path
-from .wafer import STATE_NAMES
+from .wafer import MAP_SIZE, STATE_NAMES
 
-#: Die state → RGB, the one palette of every figure (and the README): the off-wafer area quiet (light grey);
-#: normal and defect apart for colour-blind readers.
+#: Die state → RGB in every figure: off-wafer quiet (light grey), normal and defect apart for colour-blind readers.
 PALETTE: dict[str, tuple[int, int, int]] = {"boundary": (222, 222, 222), "normal": (84, 120, 160),
                                              "defect": (240, 120, 20)}
 BACKGROUND, TEXT = (255, 255, 255), (30, 30, 30)
@@ -22,8 +21,7 @@ MARGIN = 12  # between maps and around the figure
 
 
 def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.ndarray:
-    """RGB uint8 pixels of one map (one-hot, probabilities or die states): each die a ``die_px`` square, ``gap``
-    white between."""
+    """RGB uint8 pixels of one map (one-hot, probabilities or states): ``die_px`` squares, ``gap`` white between."""
     arr = np.asarray(m)
     if not (arr.ndim == 2 or arr.ndim == 3 and arr.shape[-1] == 3):
         raise ValueError(f"cannot draw an array of shape {arr.shape} as a wafer map")
@@ -39,8 +37,7 @@ def map_pixels(m: np.ndarray, *, die_px: int = DIE_PX, gap: int = GAP_PX) -> np.
 def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Optional[Sequence[str]] = None,
                 col_labels: Optional[Sequence[str]] = None, *, title: Optional[str] = None, legend: bool = True,
                 die_px: int = DIE_PX, gap: int = GAP_PX) -> "PIL.Image.Image":  # noqa: F821 -- pillow imported lazily
-    """A grid picture: ``rows[r][c]`` is a map (one-hot, probabilities or states) or None (blank); row labels
-    on the left, column labels above, an optional title on top, the die-palette legend at the bottom."""
+    """A grid picture of maps (``rows[r][c]``; None is a blank cell), labels left and above, a title, the legend."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -50,9 +47,8 @@ def render_grid(rows: Sequence[Sequence[Optional[np.ndarray]]], row_labels: Opti
         return right - left, bottom - top
 
     n_cols = max((len(r) for r in rows), default=0)
-    first = next((m for r in rows for m in r if m is not None), None)
-    blank = (26 * (die_px + gap) - gap,) * 2
-    side_h, side_w = map_pixels(first, die_px=die_px, gap=gap).shape[:2] if first is not None else blank
+    side_h, side_w = next((map_pixels(m, die_px=die_px, gap=gap).shape[:2] for r in rows for m in r if m is not None),
+                          (MAP_SIZE * (die_px + gap) - gap,) * 2)  # all blank: cells the size of a map
     line_h = text_size("Ag")[1] + 4
     label_w = max((text_size(s)[0] for s in row_labels or []), default=0)
     left = MARGIN + (label_w + MARGIN if label_w else 0)

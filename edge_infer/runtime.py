@@ -1,8 +1,5 @@
-"""onnxruntime sessions: the one place that opens graphs and picks providers (``docs/providers.md``).
-
-A provider is judged by what a session *really* got: an explicit one that does not run raises :class:`ProviderError`
-saying what is missing; ``auto`` says in one line what it got and why. Graphs open at optimisation level "all".
-"""
+"""onnxruntime sessions: the one place that opens graphs and picks providers, judged by what a session *really* got
+(``docs/providers.md``): an explicit provider that does not run raises ProviderError, ``auto`` says what it got."""
 
 from __future__ import annotations
 
@@ -14,10 +11,9 @@ import os
 import re
 import sys
 import threading
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from .errors import BundleError, EdgeInferError, InputError, ProviderError
 
@@ -34,13 +30,9 @@ _INSTALL_HINT = {
     TENSORRT: 'pip install "edge-infer[gpu]" and NVIDIA\'s TensorRT libraries (pip install tensorrt)',
     OPENVINO: "pip install onnxruntime-openvino, then pip install --no-deps edge-infer, in an environment of its own",
 }
-NO_RUNTIME = ('no onnxruntime is installed; install edge-infer with a runtime: pip install "edge-infer[cpu]" '
-              '(CPU) or pip install "edge-infer[gpu]" (NVIDIA GPU)')
 #: onnxruntime's pip distributions; each installs the same ``onnxruntime`` package.
 _DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino", "onnxruntime-directml")
 _LOG_LOCK = threading.Lock()  # onnxruntime's default logger is process-wide
-_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg",
-                 "/usr/lib/wsl/lib/libcuda.so.1")
 
 
 def ort() -> Any:
@@ -50,7 +42,8 @@ def ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise EdgeInferError(NO_RUNTIME) from None
+        raise EdgeInferError('no onnxruntime is installed; install edge-infer with a runtime: pip install '
+                             '"edge-infer[cpu]" (CPU) or pip install "edge-infer[gpu]" (NVIDIA GPU)') from None
     onnxruntime.set_default_logger_severity(3)  # errors only: warnings are ours to give, in one line
     return onnxruntime
 
@@ -62,12 +55,8 @@ def available_providers() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def nvidia_driver() -> Optional[str]:
-    """None where an NVIDIA driver is present, else why we think it is not (a few ``stat`` calls)."""
-    if any(os.path.exists(p) for p in _DRIVER_FILES):
-        return None
-    if sys.platform == "darwin":
-        return "no NVIDIA driver on macOS"
-    try:  # the driver's own library, where no device file tells
+    """None where the NVIDIA driver's own library loads (one ``dlopen``), else why CUDA cannot run here."""
+    try:
         ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
     except OSError:
         return "no NVIDIA driver found"
@@ -99,8 +88,8 @@ def clash() -> str:
 
 
 def _library_problem(ep: str) -> str:
-    """The first shared library a GPU provider cannot load, in the loader's words, or ``""``."""
-    if ep not in _NVIDIA or sys.platform != "linux":
+    """The first shared library a GPU provider cannot load, in the loader's words (Linux only), or ``""``."""
+    if sys.platform != "linux":
         return ""
     capi = Path(ort().__file__).parent / "capi"
     lib = capi / f"libonnxruntime_providers_{SHORT_NAMES[ep]}.so"
@@ -114,11 +103,9 @@ def _library_problem(ep: str) -> str:
     return ""
 
 
-def gpu_problem(ep: str = CUDA) -> str:
+def gpu_problem(ep: str) -> str:
     """Why a GPU provider cannot run here, as precisely as we can tell, with the fix."""
     problem = clash() or nvidia_driver() or _library_problem(ep)
-    if "libcuda.so" in problem:
-        return f"{problem}: that is the NVIDIA driver's own library; install or repair the driver"
     if problem.endswith("is missing"):
         return problem + (" (pip install tensorrt)" if "nvinfer" in problem else
                           ' (pip install "edge-infer[gpu]" brings it)')
@@ -131,8 +118,6 @@ def resolve_providers(provider: str = "auto") -> list[str]:
     name = str(provider).strip().lower()
     if name not in PROVIDERS:
         raise InputError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
-    if name == "cpu":
-        return [CPU]
     listed = available_providers()
     if name == "auto":
         return [CUDA, CPU] if CUDA in listed and nvidia_driver() is None else [CPU]
@@ -147,15 +132,13 @@ def resolve_providers(provider: str = "auto") -> list[str]:
                             f"{ep} (it lists: {shown}); {hint}")
     if ep in _NVIDIA and nvidia_driver() is not None:
         raise ProviderError(f"{DISPLAY_NAMES[name]} was asked for, but {nvidia_driver()}; use --provider cpu or auto")
-    return {CUDA: [CUDA, CPU], TENSORRT: [TENSORRT, CUDA, CPU], OPENVINO: [OPENVINO, CPU]}[ep]
+    return {CPU: [CPU], CUDA: [CUDA, CPU], TENSORRT: [TENSORRT, CUDA, CPU], OPENVINO: [OPENVINO, CPU]}[ep]
 
 
-@dataclass(frozen=True)
-class SessionInfo:
+class SessionInfo(NamedTuple):
     """Which provider a session really runs on (``cpu``, ``cuda``, ``tensorrt``, ``openvino``), and why."""
 
     actual: str
-    requested: str
     note: str = ""
 
     def describe(self) -> str:
@@ -164,7 +147,6 @@ class SessionInfo:
 
 
 def _auto_note(got: str, tried_cuda: bool) -> str:
-    """What ``auto`` got and why, in one line."""
     listed = available_providers()
     if got == CUDA:
         return "auto: a CUDA session really got the GPU"
@@ -178,8 +160,7 @@ def _auto_note(got: str, tried_cuda: bool) -> str:
 
 def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", threads: Optional[int] = None,
                  options: Optional[dict[str, Any]] = None) -> tuple[Any, SessionInfo]:
-    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``. ``threads``: intra-op threads
-    (None: onnxruntime's default); ``options``: further ``SessionOptions`` but the optimisation level ("all")."""
+    """Open ``model`` (a path, or the graph's bytes): ``(session, SessionInfo)``; ``options``: more SessionOptions."""
     rt = ort()
     providers = resolve_providers(provider)
     requested, wanted = str(provider).strip().lower(), providers[0]
@@ -224,4 +205,4 @@ def open_session(model: Union[str, Path, bytes], *, provider: str = "auto", thre
     note = _auto_note(got, tried_cuda=wanted == CUDA) if requested == "auto" else ""  # auto: CUDA or the CPU
     if wanted != CPU:
         session.disable_fallback()  # a provider failing inside a run is an error, not a silent CPU rerun
-    return session, SessionInfo(SHORT_NAMES.get(got, got), requested, note)
+    return session, SessionInfo(SHORT_NAMES.get(got, got), note)

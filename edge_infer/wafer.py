@@ -1,9 +1,4 @@
-"""What a wafer map is, in the one place training, export and the runtime read it (``docs/api.md``, "Maps").
-
-A map is 26×26 dies, each boundary (off-wafer), normal or defect: one-hot float32 ``(N, 26, 26, 3)`` (the course
-``data.npy``, channels in that order), or die states ``(N, H, W)`` in 0..2. Every map a caller gives must pass the
-wafer rule (:func:`_wafer_problems`).
-"""
+"""What a wafer map is (26×26 dies: boundary, normal, defect), for training, export and runtime (``docs/api.md``)."""
 
 from __future__ import annotations
 
@@ -16,8 +11,7 @@ import numpy as np
 
 from .errors import InputError, Note
 
-#: WM-811K classes in the course ``label.npy``'s order, which is not WM-811K's alphabetical one: the maps show it
-#: (7 is nearly all defect, 6 thin lines, 5 scattered; ``tests/edge_infer/test_class_names.py``).
+#: The course ``label.npy``'s order, not WM-811K's alphabetical one: the maps show it (test_class_names.py).
 CLASS_NAMES = ("Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Random", "Scratch", "Near-full", "None")
 
 BOUNDARY, NORMAL, DEFECT = 0, 1, 2
@@ -77,8 +71,7 @@ def outline(maps: np.ndarray) -> np.ndarray:
 
 
 def lock_outline(probs: np.ndarray, boundary: np.ndarray) -> np.ndarray:
-    """One-hot maps keeping an outline exactly (as the generator graphs do): dies in ``boundary`` (broadcast to
-    ``probs[..., 0]``) are boundary, the others normal or defect, whichever ``probs`` rates higher."""
+    """One-hot maps whose dies in ``boundary`` are off-wafer, the rest normal or defect by ``probs`` (as graphs do)."""
     probs = np.asarray(probs)
     states = np.where(probs[..., DEFECT] > probs[..., NORMAL], DEFECT, NORMAL)
     return to_onehot(np.where(np.asarray(boundary, dtype=bool), BOUNDARY, states))
@@ -104,10 +97,9 @@ def _runs(on: np.ndarray) -> np.ndarray:
 
 
 def _wafer_problems(states: np.ndarray) -> np.ndarray:
-    """The wafer rule on die states ``(N, H, W)``: the four corner dies are off-wafer (a disc in a square) and the
-    outline is closed (in every row and column the wafer dies form one unbroken run; the rows holding them are
-    consecutive, each run touching the next). Returns int8 ``(N,)``: 0 where a map passes, else the index of its
-    first failure in :data:`_WAFER_PROBLEMS`."""
+    """The wafer rule on die states ``(N, H, W)``: corner dies off-wafer (a disc in a square), the outline closed (in
+    every row and column one unbroken run of wafer dies; the rows holding them consecutive, each run touching the
+    next). int8 ``(N,)``: 0 where a map passes, else the index of its first failure in :data:`_WAFER_PROBLEMS`."""
     on = states != BOUNDARY
     rows_on = on.any(axis=2)
     # One piece: with every run unbroken, consecutive rows whose runs overlap make the wafer connected.
@@ -121,53 +113,48 @@ def _wafer_problems(states: np.ndarray) -> np.ndarray:
     return np.select(failures, np.arange(1, 6, dtype=np.int8), 0).astype(np.int8)
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
-
-
 def _check_whole(arr: np.ndarray, name: str, what: str, top: int, hint: str = "") -> None:
-    """``arr`` finite whole numbers in 0..``top`` (``what`` names them)."""
-    _check_finite(arr, name)
     if arr.dtype.kind == "f" and not (arr == np.round(arr)).all():
         raise InputError(f"{name} holds {what} that are not whole numbers")
     if arr.size and (arr.min() < 0 or arr.max() > top):
         raise InputError(f"{name} holds {what} outside 0..{top} (found {int(arr.min())}..{int(arr.max())}){hint}")
 
 
-def _numbers(obj: object) -> Optional[np.ndarray]:
-    """``obj`` (an array, or nested lists as JSON gives) as one numeric array, or None where it is ragged."""
+def _numbers(obj: object, name: str) -> Optional[np.ndarray]:
+    """``obj`` (an array, or nested lists as JSON gives) as one array, or None where it is ragged; NaN refused."""
     try:
         arr = np.asarray(obj)
     except (ValueError, TypeError):
         return None
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
     return None if arr.dtype == object else arr
 
 
 def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
     """Die states uint8 ``(N, 26, 26)`` of a numeric batch ``(N, H, W[, 3])`` or single map ``(H, W[, 3])``."""
-    if arr is None or arr.dtype.kind not in "fiub":
-        raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; "
-                         "expected numbers (one-hot or die states)")
+    if arr is not None and arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} has dtype {arr.dtype}; expected numbers (one-hot or die states)")
+    if arr is None or arr.ndim < 2:
+        raise InputError(f"{name} is not a map: a map is rows of dies, each die a state 0..2 or 3 one-hot numbers "
+                         "(nested lists must be rectangular: rows of unequal length, or a number for a row?)")
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}); give at least one map")
     if arr.ndim == 4 and arr.shape[-1] != N_STATES:
         hint = ("which looks channels-first; expected (N, H, W, 3): use numpy.moveaxis(maps, 1, -1)"
                 if arr.shape[1] == N_STATES else "expected (N, H, W, 3) one-hot")
         raise InputError(f"{name} has shape {arr.shape}, {hint}")
-    if arr.ndim not in (2, 3, 4):
+    if arr.ndim > 4:
         raise InputError(f"{name} has shape {arr.shape}; expected one-hot (N, 26, 26, 3), die states (N, 26, 26), "
                          "or a single map")
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] == N_STATES and arr.shape[0] > N_STATES and is_onehot(arr)):
-        _check_finite(arr, name)
         if not is_onehot(arr):
             raise InputError(f"{name} is not one-hot: every die must have exactly one of its 3 channels "
                              "(boundary, normal, defect) equal to 1 and the others 0")
         arr = arr.argmax(axis=-1)
     else:
         _check_whole(arr, name, "die states", DEFECT, "; use 0 boundary, 1 normal, 2 defect")
-    states = arr.astype(np.uint8)
-    states = states[None] if states.ndim == 2 else states
+    states = arr.astype(np.uint8).reshape(-1, *arr.shape[-2:])  # a single map is a batch of one
     h, w = states.shape[-2:]
     if (h, w) != (MAP_SIZE, MAP_SIZE):
         if min(h, w) < 2:
@@ -179,18 +166,11 @@ def _states_of(arr: Optional[np.ndarray], name: str) -> np.ndarray:
 
 
 def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Die states uint8 ``(N, 26, 26)`` of one-hot ``(N, H, W, 3)``, die states ``(N, H, W)``, a single map, or a
-    list of maps of mixed sizes (resized with a :class:`ResizeNote`); InputError if no map passes the wafer rule,
-    a :class:`NotWaferWarning` if only some fail."""
-    arr = _numbers(maps)
+    """Die states uint8 ``(N, 26, 26)`` of any accepted form (one-hot or states, a batch, one map or a list of maps of
+    mixed sizes); InputError if no map passes the wafer rule, a :class:`NotWaferWarning` if some fail."""
+    arr = _numbers(maps, name)
     if arr is None and isinstance(maps, (list, tuple)):  # a list of maps of different sizes: each resized
-        parts = [_numbers(m) for m in maps]
-        bad = next((i for i, part in enumerate(parts) if part is None or part.ndim < 2), None)
-        if bad is not None:
-            raise InputError(f"{name}[{bad}] is not a map: nested lists must be rectangular, a map being rows of "
-                             "dies, each die a state 0..2 or 3 one-hot numbers (rows of unequal length, or a number "
-                             "where a row should be?)")
-        states = np.concatenate([_states_of(part, f"{name}[{i}]") for i, part in enumerate(parts)])
+        states = np.concatenate([_states_of(_numbers(m, f"{name}[{i}]"), f"{name}[{i}]") for i, m in enumerate(maps)])
     else:
         states = _states_of(arr, name)
     codes = _wafer_problems(states) if wafer_rule else np.zeros(0)
@@ -210,14 +190,13 @@ def as_states(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> n
 
 
 def as_maps(maps: object, *, name: str = "maps", wafer_rule: bool = True) -> np.ndarray:
-    """Validate any accepted map form and return one-hot float32 ``(N, 26, 26, 3)`` (``wafer_rule=False``:
-    without the wafer rule, for a conversion that carries maps as they are)."""
+    """One-hot float32 ``(N, 26, 26, 3)`` of any form :func:`as_states` accepts (``wafer_rule=False``: as given)."""
     return to_onehot(as_states(maps, name=name, wafer_rule=wafer_rule))
 
 
 def as_labels(labels: object, n: int, n_classes: int = len(CLASS_NAMES), *, name: str = "labels") -> np.ndarray:
     """Validate labels for ``n`` maps and return int64 ``(n, 1)`` like ``label.npy``."""
-    arr = _numbers(labels)
+    arr = _numbers(labels, name)
     if arr is None or arr.dtype.kind not in "fiub":
         raise InputError(f"{name} has dtype {'object' if arr is None else arr.dtype}; expected integer class indices")
     if arr.ndim == 2 and arr.shape[1] == 1:

@@ -54,7 +54,7 @@ def test_default_bundle_loads_and_matches_the_manifest(bundle_dir):
     # Shared between threads, so the arrays must be read-only.
     with pytest.raises(ValueError):
         b.latents[0, 0, 0, 0] = 1.0
-    assert b.source_outlines([0, 1]).shape == (2, 26, 26)
+    assert b.outlines[b.outline_ids[[0, 1]]].shape == (2, 26, 26)
 
 
 def test_manifest_hash_is_the_documented_canonical_json(bundle_dir):

@@ -52,14 +52,14 @@ def test_same_seed_same_maps_other_seed_other_maps(gen):
 
 def test_outline_lock_keeps_the_source_outline_exactly(gen):
     r = gen.generate("Near-full", 40, seed=2)
-    np.testing.assert_array_equal(outline(r.maps), gen.bundle.source_outlines(r.sources))
+    np.testing.assert_array_equal(outline(r.maps), gen.bundle.outlines[gen.bundle.outline_ids[r.sources]])
     # off: the plain argmax of the same decoder output. Strength pinned: raw maps are
     # never redrawn, one-hot ones are when equal to a sibling, and at the default 0.3
     # two of these all-defect Near-full variants come out equal (row 34 = row 18).
     free = gen.generate("Near-full", 40, seed=2, outline_lock=False, strength=0.4)
     raw = gen.generate("Near-full", 40, seed=2, raw=True, strength=0.4)
     np.testing.assert_array_equal(free.maps, to_onehot(raw.maps.argmax(-1)))
-    inside = ~gen.bundle.source_outlines(r.sources)
+    inside = ~gen.bundle.outlines[gen.bundle.outline_ids[r.sources]]
     # inside the wafer the lock only chooses between normal and defect
     assert (to_states(r.maps)[inside] != 0).all()
 
@@ -193,7 +193,7 @@ def test_bank_maps_are_the_decoded_bank_latents_outline_locked(gen):
     """bank_maps runs the generator graph at zero noise: it must be exactly
     decoder.onnx + the outline lock on every bank latent, in any order."""
     idx = np.concatenate([np.arange(gen.bundle.count), [7, 7, 0]])
-    want = gen.decode(gen.bundle.latents[idx], outlines=gen.bundle.source_outlines(idx))
+    want = gen.decode(gen.bundle.latents[idx], outlines=gen.bundle.outlines[gen.bundle.outline_ids[idx]])
     np.testing.assert_array_equal(gen.bank_maps(idx), want)
     with pytest.raises(InputError, match="bank index out of range"):
         gen.bank_maps([gen.bundle.count])
@@ -302,7 +302,7 @@ def test_lock_outline_on_the_host_equals_decode_with_outlines(gen):
     from edge_infer.wafer import lock_outline
 
     probs = gen.decode(gen.bundle.latents[:6], raw=True)
-    boundary = gen.bundle.source_outlines(np.arange(6))
+    boundary = gen.bundle.outlines[gen.bundle.outline_ids[np.arange(6)]]
     np.testing.assert_array_equal(lock_outline(probs, boundary), gen.decode(gen.bundle.latents[:6], outlines=boundary))
     np.testing.assert_array_equal(outline(lock_outline(probs, boundary)), boundary)
     np.testing.assert_array_equal(lock_outline(probs, boundary[0]), lock_outline(probs, np.broadcast_to(boundary[0], (6, 26, 26))))
@@ -391,7 +391,7 @@ def test_sibling_redraw_follows_its_documented_definition(gen):
 
     def draw(row: int, attempt: int) -> np.ndarray:
         feeds = {"latent": gen.bundle.latents[[src]], "sigma": (sigma * np.float32(1.5**attempt))[None],
-                 "outline": gen.bundle.source_outlines([src]), "seed": np.array([seed], np.int64),
+                 "outline": gen.bundle.outlines[gen.bundle.outline_ids[[src]]], "seed": np.array([seed], np.int64),
                  "row": np.array([row], np.int64), "attempt": np.array([attempt], np.int64)}
         return core.run(["maps"], feeds)[0][0]
 

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from edge_infer import sampling as S
-from edge_infer.bundle import NoiseDefaults
 from edge_infer.errors import InputError
-from edge_infer.sampling import Sources, plan_augment, plan_generate, settings
+from edge_infer.sampling import Settings, Sources, plan_augment, plan_generate, settings
 
 
 def _splitmix64_sequence(seed: int, count: int) -> list[int]:
@@ -127,7 +126,7 @@ def test_sibling_keys_and_repeated_rows():
 # ---------------------------------------------------------------- the plan of a request
 
 CLASSES = ("a", "b", "c")
-DEFAULTS = NoiseDefaults(mode="relative", strength=0.4, method="noise", outline_lock=True)
+DEFAULTS = Settings(method="noise", mode="relative", strength=0.4, outline_lock=True, raw=False)
 
 
 def _src(bank: bool = True) -> Sources:
