@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Annotated
 
@@ -34,7 +33,7 @@ def info(model: ModelOpt = None, provider: ProviderOpt = "auto", as_json: Annota
         "bundle": str(b.path), "name": b.manifest.get("name"), "format_version": b.manifest["format_version"],
         "created_utc": b.manifest.get("created_utc"),
         "classes": [{"index": i, "name": k, "bank_maps": v} for i, (k, v) in enumerate(b.class_counts().items())],
-        "bank_maps": b.count, "noise_defaults": dataclasses.asdict(b.noise_defaults),
+        "bank_maps": b.count, "noise_defaults": {k: v for k, v in b.noise_defaults._asdict().items() if k != "raw"},
         "graphs": {role: g["file"] for role, g in b.manifest["graphs"].items()},
         "onnxruntime": ort_text, "providers_listed": listed, "running_on": running,
     }
