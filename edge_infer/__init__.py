@@ -1,7 +1,7 @@
 """edge-infer: realistic wafer maps from a torch-free ONNX autoencoder (``docs/api.md``);
 ``WaferGenerator.load().generate("Scratch", 20, seed=0).maps`` is 20 new one-hot maps ``(20, 26, 26, 3)``."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from .bundle import Bundle, default_bundle_path, export_bundle, load_bundle
 from .errors import BundleError, DataFileError, EdgeInferError, InputError, OutputError, ProviderError
